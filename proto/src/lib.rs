@@ -8,6 +8,17 @@
 
 pub mod evidence;
 
+/// The message an agent's evidence key signs at enrollment, proving
+/// possession of the key and binding it to this CSR and token:
+/// `"custos.v1.enroll" || 0x00 || SHA-256(csr_der) || SHA-256(token)`.
+pub fn enrollment_proof_message(csr_der: &[u8], token: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut msg = b"custos.v1.enroll\0".to_vec();
+    msg.extend_from_slice(&Sha256::digest(csr_der));
+    msg.extend_from_slice(&Sha256::digest(token.as_bytes()));
+    msg
+}
+
 /// Generated protobuf types and gRPC stubs for `custos.v1`.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

@@ -1,0 +1,275 @@
+//! The agent's only window onto the operating system.
+//!
+//! Collectors never call `std::process` or `std::fs` themselves: they ask a
+//! [`Host`] to run a command or read a file. [`SystemHost`] is the real
+//! machine; [`FixtureHost`] replays recorded real output so that collectors
+//! for every OS are tested on any OS.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutput {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HostError {
+    #[error("{program}: not installed")]
+    NotFound { program: String },
+    #[error("{what}: permission denied")]
+    PermissionDenied { what: String },
+    #[error("{program}: no answer within {secs} s")]
+    Timeout { program: String, secs: u64 },
+    #[error("{path}: no such file")]
+    NoFile { path: String },
+    #[error("{what}: {message}")]
+    Io { what: String, message: String },
+}
+
+/// Runs commands and reads files on the machine being assessed.
+pub trait Host: Send + Sync {
+    /// Runs `program` with `args` (no shell), bounded by the host's time limit.
+    fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput, HostError>;
+    /// Reads a file (at most a few MiB; evidence files are small).
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError>;
+    /// Lists the names in a directory, sorted.
+    fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError>;
+
+    /// Reads a file as UTF-8 text (lossy).
+    fn read_text(&self, path: &str) -> Result<String, HostError> {
+        self.read_file(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+    /// Whether a path exists.
+    fn exists(&self, path: &str) -> bool {
+        self.read_file(path).is_ok() || self.read_dir(path).is_ok()
+    }
+}
+
+/// Largest file the agent reads as evidence.
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Most output kept from one command.
+const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// The real machine, with a per-command time limit.
+#[derive(Debug, Clone)]
+pub struct SystemHost {
+    pub command_timeout: Duration,
+}
+
+impl Default for SystemHost {
+    fn default() -> Self {
+        SystemHost { command_timeout: Duration::from_secs(30) }
+    }
+}
+
+fn io_error(what: &str, e: &std::io::Error) -> HostError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HostError::NoFile { path: what.to_string() },
+        std::io::ErrorKind::PermissionDenied => HostError::PermissionDenied { what: what.to_string() },
+        _ => HostError::Io { what: what.to_string(), message: e.to_string() },
+    }
+}
+
+impl Host for SystemHost {
+    fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput, HostError> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Parsers expect untranslated output.
+            .env("LC_ALL", "C")
+            .env("LANG", "C")
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => HostError::NotFound { program: program.to_string() },
+                _ => io_error(program, &e),
+            })?;
+        // Drain both pipes on threads so a chatty command cannot block on a full pipe.
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.by_ref().take(MAX_OUTPUT_BYTES as u64).read_to_end(&mut buf);
+                // Keep reading so the child never blocks, discarding the excess.
+                let _ = std::io::copy(&mut r, &mut std::io::sink());
+                buf
+            })
+        };
+        let out = child.stdout.take().map(|s| drain(Box::new(s)));
+        let err = child.stderr.take().map(|s| drain(Box::new(s)));
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() >= self.command_timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(HostError::Timeout {
+                        program: program.to_string(),
+                        secs: self.command_timeout.as_secs(),
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(io_error(program, &e)),
+            }
+        };
+        let text = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(CommandOutput { code: status.code(), stdout: text(out), stderr: text(err) })
+    }
+
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        let f = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+        let mut buf = Vec::new();
+        f.take(MAX_FILE_BYTES).read_to_end(&mut buf).map_err(|e| io_error(path, &e))?;
+        Ok(buf)
+    }
+
+    fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| io_error(path, &e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Replays recorded output: commands keyed by their full command line, files
+/// by path. Anything not recorded behaves as absent (program not installed,
+/// no such file), exactly like a machine without it.
+#[derive(Debug, Clone, Default)]
+pub struct FixtureHost {
+    commands: HashMap<String, Result<CommandOutput, HostError>>,
+    files: HashMap<String, Vec<u8>>,
+}
+
+impl FixtureHost {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a successful command with `stdout`.
+    pub fn command(mut self, cmdline: &str, stdout: &str) -> Self {
+        let out = CommandOutput { code: Some(0), stdout: stdout.to_string(), stderr: String::new() };
+        self.commands.insert(cmdline.to_string(), Ok(out));
+        self
+    }
+
+    /// Records a command with a full result (exit code, stderr, or an error).
+    pub fn command_result(mut self, cmdline: &str, result: Result<CommandOutput, HostError>) -> Self {
+        self.commands.insert(cmdline.to_string(), result);
+        self
+    }
+
+    pub fn file(mut self, path: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(path.to_string(), contents.into());
+        self
+    }
+
+    /// Loads a fixture file relative to a crate's directory (for tests).
+    pub fn fixture(dir: &Path, name: &str) -> String {
+        let path: PathBuf = dir.join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    }
+}
+
+impl Host for FixtureHost {
+    fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput, HostError> {
+        let mut cmdline = program.to_string();
+        for a in args {
+            cmdline.push(' ');
+            cmdline.push_str(a);
+        }
+        self.commands
+            .get(&cmdline)
+            .cloned()
+            .unwrap_or_else(|| Err(HostError::NotFound { program: program.to_string() }))
+    }
+
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.files.get(path).cloned().ok_or_else(|| HostError::NoFile { path: path.to_string() })
+    }
+
+    fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let mut names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+            .collect();
+        if names.is_empty() {
+            return Err(HostError::NoFile { path: path.to_string() });
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_host_runs_commands_and_reports_missing_programs() {
+        let host = SystemHost::default();
+        let out = host.run("sh", &["-c", "echo hi; echo err >&2; exit 3"]).unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "hi\n");
+        assert_eq!(out.stderr, "err\n");
+        assert!(matches!(
+            host.run("custos-no-such-program", &[]),
+            Err(HostError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn system_host_kills_a_hanging_command() {
+        let host = SystemHost { command_timeout: Duration::from_millis(200) };
+        let started = Instant::now();
+        let err = host.run("sleep", &["30"]).unwrap_err();
+        assert!(matches!(err, HostError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn system_host_reads_files_and_dirs() {
+        let host = SystemHost::default();
+        assert!(host.read_text("/proc/self/status").unwrap().contains("Name:"));
+        assert!(host.read_dir("/proc/self").unwrap().contains(&"status".to_string()));
+        assert!(matches!(host.read_file("/no/such/file"), Err(HostError::NoFile { .. })));
+    }
+
+    #[test]
+    fn fixture_host_replays_and_lists() {
+        let host = FixtureHost::new()
+            .command("nft -j list ruleset", "{}")
+            .file("/sys/block/dm-0/dm/uuid", "CRYPT-LUKS2-abc")
+            .file("/sys/block/sda/size", "1");
+        assert_eq!(host.run("nft", &["-j", "list", "ruleset"]).unwrap().stdout, "{}");
+        assert!(matches!(host.run("ufw", &["status"]), Err(HostError::NotFound { .. })));
+        assert_eq!(host.read_dir("/sys/block").unwrap(), vec!["dm-0", "sda"]);
+        assert!(host.exists("/sys/block/dm-0"));
+        assert!(!host.exists("/sys/block/sdb"));
+    }
+}

@@ -1,0 +1,12 @@
+//! `custos-agent`: gathers technical control evidence on an endpoint, signs
+//! each record (Ed25519, DSSE), keeps it in a durable spool and streams it to
+//! the Custos server over mutual-TLS gRPC.
+
+pub mod collect;
+pub mod enroll;
+pub mod host;
+pub mod record;
+pub mod runner;
+pub mod spool;
+pub mod state;
+pub mod transport;

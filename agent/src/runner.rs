@@ -1,0 +1,227 @@
+//! The agent's main loop: fetch policy, collect, sign into the spool,
+//! deliver, renew the client certificate before it expires, repeat.
+//!
+//! Invariant: collection never waits for the server. When the server is
+//! unreachable, records accumulate in the spool and are delivered in order
+//! once it answers again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_proto::evidence::CheckResult;
+use ed25519_dalek::SigningKey;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tonic::transport::Channel;
+
+use crate::collect::run_checks;
+use crate::host::Host;
+use crate::record::{describe_host, hostname, sign_record};
+use crate::spool::{Appended, Spool, SpoolError};
+use crate::state::{AgentIdentity, StateDir, StateError, write_private};
+use crate::transport::{self, DeliveryReport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("certificate renewal: {0}")]
+    Renewal(String),
+}
+
+/// Settings of a running agent.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most records kept while the server is unreachable.
+    pub spool_max_records: u64,
+    /// Used until the server's policy is known.
+    pub default_interval: Duration,
+    pub default_collector_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            spool_max_records: 10_000,
+            default_interval: Duration::from_secs(3600),
+            default_collector_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the server currently asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivePolicy {
+    pub interval: Duration,
+    pub collector_timeout: Duration,
+    pub checks: Vec<String>,
+}
+
+pub struct Agent {
+    pub state: StateDir,
+    pub identity: AgentIdentity,
+    key: SigningKey,
+    pub spool: Spool,
+    host: Arc<dyn Host>,
+    pub policy: ActivePolicy,
+}
+
+/// One pass of [`Agent::run_once`].
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub results: Vec<CheckResult>,
+    pub appended: Appended,
+    pub delivery: Result<DeliveryReport, String>,
+    pub spooled_after: u64,
+}
+
+impl Agent {
+    pub fn open(state: StateDir, settings: &Settings, host: Arc<dyn Host>) -> Result<Agent, RunError> {
+        state.check_permissions()?;
+        let identity = state.load_identity()?;
+        let key = state.load_evidence_key()?;
+        let spool = Spool::open(&state.spool(), settings.spool_max_records)?;
+        Ok(Agent {
+            state,
+            identity,
+            key,
+            spool,
+            host,
+            policy: ActivePolicy {
+                interval: settings.default_interval,
+                collector_timeout: settings.default_collector_timeout,
+                checks: Vec::new(),
+            },
+        })
+    }
+
+    /// An mTLS channel with the current client certificate.
+    pub async fn channel(&self) -> Result<Channel, RunError> {
+        let ca = self.state.read(&self.state.ca_cert())?;
+        let cert = self.state.read(&self.state.client_cert())?;
+        let key = self.state.read(&self.state.tls_key())?;
+        Ok(transport::connect(&self.identity.server, &self.identity.server_name, &ca, Some((&cert, &key))).await?)
+    }
+
+    /// Collects every selected check now and signs the result into the spool.
+    pub async fn collect(&mut self) -> Result<(Vec<CheckResult>, Appended), RunError> {
+        let host = Arc::clone(&self.host);
+        let only = self.policy.checks.clone();
+        let timeout = self.policy.collector_timeout;
+        let results = tokio::task::spawn_blocking(move || run_checks(host, &only, timeout))
+            .await
+            .unwrap_or_default();
+        let appended = self.sign_into_spool(results.clone())?;
+        Ok((results, appended))
+    }
+
+    /// Signs `results` as the next record of the chain into the spool (or
+    /// counts a missed collection when the spool is full).
+    pub fn sign_into_spool(&mut self, results: Vec<CheckResult>) -> Result<Appended, RunError> {
+        let now = OffsetDateTime::now_utc();
+        let at = now.format(&Rfc3339).unwrap_or_default();
+        let info = describe_host(self.host.as_ref(), hostname(self.host.as_ref()));
+        let (key, agent_id) = (&self.key, self.identity.agent_id.as_str());
+        let appended = self
+            .spool
+            .append_with(now.unix_timestamp(), &at, |tip| sign_record(key, agent_id, tip, &at, info, results))?;
+        if let Appended::Missed { missed_so_far } = appended {
+            tracing::warn!(missed_so_far, "spool full: collection skipped and recorded as a gap");
+        }
+        Ok(appended)
+    }
+
+    /// Renews the client certificate once two thirds of its lifetime passed.
+    pub async fn renew_if_due(&mut self, now: i64) -> Result<bool, RunError> {
+        let id = &self.identity;
+        let lifetime = (id.cert_not_after - id.cert_not_before).max(1);
+        if now < id.cert_not_before + lifetime * 2 / 3 {
+            return Ok(false);
+        }
+        let channel = self.channel().await?;
+        let (tls_key, csr) =
+            crate::enroll::new_tls_key_and_csr().map_err(|e| RunError::Renewal(e.to_string()))?;
+        let (cert, not_after) = transport::renew(channel, csr).await?;
+        write_private(&self.state.tls_key(), tls_key.serialize_pem().as_bytes())?;
+        write_private(&self.state.client_cert(), cert.as_bytes())?;
+        self.identity.cert_not_before = now;
+        self.identity.cert_not_after = not_after;
+        self.state.save_identity(&self.identity)?;
+        tracing::info!(not_after, "client certificate renewed");
+        Ok(true)
+    }
+
+    /// Fetches the policy (keeping the current one if the server is away).
+    pub async fn refresh_policy(&mut self, channel: Channel) -> Result<(), RunError> {
+        let p = transport::fetch_policy(channel).await?;
+        self.policy = ActivePolicy {
+            interval: Duration::from_secs(u64::from(p.interval_seconds.max(10))),
+            collector_timeout: Duration::from_secs(u64::from(p.collector_timeout_seconds.max(1))),
+            checks: p.checks,
+        };
+        Ok(())
+    }
+
+    /// Delivers the spool; returns what was acknowledged.
+    pub async fn deliver(&mut self) -> Result<DeliveryReport, RunError> {
+        self.renew_if_due(OffsetDateTime::now_utc().unix_timestamp()).await?;
+        let channel = self.channel().await?;
+        Ok(transport::deliver(channel, &mut self.spool).await?)
+    }
+
+    /// Policy, collect, deliver: one pass. Delivery failure is reported, not
+    /// fatal: the record stays spooled.
+    pub async fn run_once(&mut self) -> Result<PassReport, RunError> {
+        if let Ok(channel) = self.channel().await {
+            if let Err(e) = self.refresh_policy(channel).await {
+                tracing::warn!(error = %e, "policy fetch failed; keeping the current policy");
+            }
+        }
+        let (results, appended) = self.collect().await?;
+        let delivery = self.deliver().await.map_err(|e| e.to_string());
+        Ok(PassReport { results, appended, delivery, spooled_after: self.spool.len()? })
+    }
+
+    /// Runs until `stop` resolves: a pass every policy interval, and
+    /// delivery retries with backoff in between while records wait.
+    pub async fn run_forever(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+        tokio::pin!(stop);
+        let mut next_collect = tokio::time::Instant::now();
+        let mut backoff = Duration::from_secs(5);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= next_collect {
+                let pass = self.run_once().await?;
+                next_collect = now + self.policy.interval;
+                match &pass.delivery {
+                    Ok(r) => {
+                        tracing::info!(accepted = r.accepted, spooled = pass.spooled_after, "evidence delivered");
+                        backoff = Duration::from_secs(5);
+                    }
+                    Err(e) => tracing::warn!(error = e, spooled = pass.spooled_after, "delivery failed; will retry"),
+                }
+            } else if !self.spool.is_empty()? {
+                match self.deliver().await {
+                    Ok(_) => backoff = Duration::from_secs(5),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delivery retry failed");
+                        backoff = (backoff * 2).min(Duration::from_secs(300));
+                    }
+                }
+            }
+            let wake = if self.spool.is_empty()? {
+                next_collect
+            } else {
+                next_collect.min(tokio::time::Instant::now() + backoff)
+            };
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Ingest benchmark: streams pre-signed records of realistic size (20
+//! checks each) over mutual TLS into a running `custos-server` process and
+//! prints records/s next to the ceiling measured in the same run: the rate
+//! at which the same records can merely be signature-verified
+//! (`verify_strict`, all cores). Also prints the server's peak memory.
+//!
+//! Run: `cargo bench -p custos-server --bench ingest` (env: BENCH_RECORDS,
+//! BENCH_AGENTS).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos_agent::spool::ChainTip;
+use custos_proto::evidence::{
+    CheckResult, CheckStatus, Envelope, HostInfo, Observation, payload_digest, verify_envelope,
+};
+use custos_proto::v1;
+use ed25519_dalek::SigningKey;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Twenty checks with facts and excerpts of realistic size.
+fn checks(i: u64) -> Vec<CheckResult> {
+    (0..20)
+        .map(|c| {
+            let mut facts = serde_json::Map::new();
+            facts.insert("backend_version".into(), format!("1.{c}.{i}").into());
+            facts.insert("rule_count".into(), (c * 7 + 3).into());
+            facts.insert("input_policy".into(), "drop".into());
+            facts.insert("devices".into(), serde_json::json!(["nvme0n1p3", "dm-0", "dm-1"]));
+            let status = if c % 7 == 3 { CheckStatus::Fail } else { CheckStatus::Pass };
+            CheckResult {
+                id: format!("check_{c:02}"),
+                status,
+                backend: "bench".into(),
+                facts,
+                observation: Observation {
+                    sha256: hex::encode(payload_digest(format!("{i}-{c}").as_bytes())),
+                    excerpt: "table inet filter { chain input { type filter hook input priority filter; policy drop; ct state established,related accept; iif lo accept } }".into(),
+                },
+                reason: (status != CheckStatus::Pass).then(|| "pending security updates: 3 (openssl, libc6, linux-image-amd64)".into()),
+            }
+        })
+        .collect()
+}
+
+fn presign(key: &SigningKey, agent_id: &str, n: usize) -> Vec<Envelope> {
+    let mut prev = None;
+    (1..=n as u64)
+        .map(|seq| {
+            let tip = ChainTip { seq, prev, gap: None };
+            let host = HostInfo {
+                os: "linux".into(),
+                os_version: "Debian GNU/Linux 12 (bookworm)".into(),
+                kernel: "6.1.0-27-amd64".into(),
+                arch: "x86_64".into(),
+                display_name: Some(format!("bench-{agent_id}")),
+            };
+            let env = custos_agent::record::sign_record(key, agent_id, &tip, "2026-11-23T10:00:00Z", host, checks(seq));
+            prev = Some(payload_digest(&env.payload));
+            env
+        })
+        .collect()
+}
+
+/// Signature-verification ceiling: all records, all cores.
+fn verify_ceiling(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)]) -> f64 {
+    let all: Vec<(ed25519_dalek::VerifyingKey, &Envelope)> =
+        work.iter().flat_map(|(k, es)| es.iter().map(move |e| (*k, e))).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in all.chunks(all.len().div_ceil(threads)) {
+            s.spawn(move || {
+                for (k, e) in chunk {
+                    verify_envelope(e, k).expect("pre-signed record verifies");
+                }
+            });
+        }
+    });
+    all.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(17443)
+}
+
+fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let total = env_or("BENCH_RECORDS", 20_000);
+    let agents = env_or("BENCH_AGENTS", 4).max(1);
+    let per_agent = total / agents;
+    let bin = env!("CARGO_BIN_EXE_custos-server");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("server");
+    let out = Command::new(bin).args(["init", "--data-dir"]).arg(&data).output().expect("init");
+    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (grpc, http) = (free_port(), free_port());
+    let server = Server(
+        Command::new(bin)
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
+            .env("CUSTOS_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start server"),
+    );
+    let pid = server.0.id();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let ca = std::fs::read_to_string(data.join("ca.pem")).expect("ca");
+    let addr = format!("127.0.0.1:{grpc}");
+
+    // Enroll the agents (real enrollment) and pre-sign their records.
+    let mut work = Vec::new();
+    let mut channels = Vec::new();
+    for i in 0..agents {
+        let token = String::from_utf8(
+            Command::new(bin).args(["token", "create", "--data-dir"]).arg(&data).output().expect("token").stdout,
+        )
+        .expect("utf8")
+        .trim()
+        .to_string();
+        let state = custos_agent::state::StateDir(tmp.path().join(format!("agent{i}")));
+        let id = rt.block_on(async {
+            for _ in 0..100 {
+                match custos_agent::enroll::enroll(&state, &addr, &token, &ca, &format!("bench-{i}")).await {
+                    Ok(id) => return id,
+                    Err(custos_agent::enroll::EnrollError::Transport(_)) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("enroll: {e}"),
+                }
+            }
+            panic!("server did not come up");
+        });
+        let key = state.load_evidence_key().expect("key");
+        work.push((key.verifying_key(), presign(&key, &id.agent_id, per_agent)));
+        let (cert, tls_key) = (
+            std::fs::read_to_string(state.client_cert()).expect("cert"),
+            std::fs::read_to_string(state.tls_key()).expect("key"),
+        );
+        let ch = rt
+            .block_on(custos_agent::transport::connect(&addr, "127.0.0.1", &ca, Some((&cert, &tls_key))))
+            .expect("connect");
+        channels.push(ch);
+    }
+    let n: usize = work.iter().map(|(_, e)| e.len()).sum();
+    let avg_payload = work.iter().flat_map(|(_, e)| e.iter().map(|x| x.payload.len())).sum::<usize>() / n.max(1);
+    let ceiling = verify_ceiling(&work);
+    let base_rss = peak_rss_kib(pid).unwrap_or(0);
+
+    // Stream everything, one stream per agent, concurrently.
+    let work = Arc::new(work);
+    let started = Instant::now();
+    let accepted: usize = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for (i, ch) in channels.into_iter().enumerate() {
+            let work = Arc::clone(&work);
+            tasks.push(tokio::spawn(async move {
+                let envs = work[i].1.clone();
+                let count = envs.len();
+                let (tx, rx) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(async move {
+                    for (j, e) in envs.into_iter().enumerate() {
+                        let rec = v1::EvidenceRecord {
+                            envelope: Some(custos_agent::transport::to_wire(e)),
+                            client_ref: j as u64,
+                        };
+                        if tx.send(rec).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut client = v1::agent_service_client::AgentServiceClient::new(ch);
+                let mut acks = client
+                    .submit_evidence(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .expect("stream")
+                    .into_inner();
+                let mut ok = 0;
+                for _ in 0..count {
+                    match acks.message().await.expect("ack") {
+                        Some(a) if a.status == v1::AckStatus::Accepted as i32 => ok += 1,
+                        Some(a) => panic!("record refused: {a:?}"),
+                        None => break,
+                    }
+                }
+                ok
+            }));
+        }
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.expect("task");
+        }
+        sum
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(accepted, n, "every record accepted");
+    let rate = n as f64 / elapsed;
+    let peak = peak_rss_kib(pid).unwrap_or(0);
+    println!("ingest benchmark: {n} records from {agents} agents, {avg_payload} B payload, 20 checks each");
+    println!("  verification ceiling (verify_strict, {} threads): {ceiling:>10.0} records/s", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("  ingest over mTLS into SQLite (acked after commit): {rate:>10.0} records/s");
+    println!("  ratio ingest / ceiling: {:.2} (aim: >= 0.33)", rate / ceiling);
+    println!("  server peak RSS: {:.1} MiB (before streaming: {:.1} MiB)", peak as f64 / 1024.0, base_rss as f64 / 1024.0);
+    drop(server);
+}

@@ -1,0 +1,204 @@
+//! Assembles the server: data-dir initialisation, token creation, and the
+//! running gRPC + HTTP services with the background risk keeper.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::ca::{CaError, CertAuthority};
+use crate::config::{Config, ConfigError, DataDir};
+use crate::grpc::{AgentService, EnrollmentService, GrpcState};
+use crate::ingest::Ingest;
+use crate::store::tokens::ApiRole;
+use crate::store::{Store, StoreError};
+use crate::{keeper, secrets, tls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} already holds a Custos server (found {found}); refusing to overwrite it")]
+    AlreadyInitialised { path: PathBuf, found: &'static str },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
+    move |source| AppError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), AppError> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(io_err(path))?;
+    f.write_all(contents).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// What `init` created that the operator must see once.
+pub struct InitOutput {
+    pub admin_token: String,
+    pub ca_cert_path: PathBuf,
+}
+
+/// Creates a data dir: config, CA, server certificate, database, admin token.
+pub fn init(dir: &Path, extra_names: &[String], config: Option<Config>) -> Result<InitOutput, AppError> {
+    let data = DataDir(dir.to_path_buf());
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    }
+    for (path, found) in [(data.config(), "config.toml"), (data.ca_key(), "ca.key"), (data.database(), "custos.db")] {
+        if path.exists() {
+            return Err(AppError::AlreadyInitialised { path: dir.to_path_buf(), found });
+        }
+    }
+    let mut config = config.unwrap_or_default();
+    for name in extra_names {
+        if !config.server_names.contains(name) {
+            config.server_names.push(name.clone());
+        }
+    }
+    let now = OffsetDateTime::now_utc();
+    let (ca, ca_key_pem) = CertAuthority::generate("Custos agent CA", now)?;
+    let server = ca.issue_server(&config.server_names, now)?;
+    write_private(&data.ca_key(), ca_key_pem.as_bytes())?;
+    write_private(&data.ca_cert(), ca.cert_pem().as_bytes())?;
+    write_private(&data.server_key(), server.key_pem.as_bytes())?;
+    write_private(&data.server_cert(), server.cert_pem.as_bytes())?;
+    write_private(&data.config(), config.to_toml().as_bytes())?;
+    let store = Store::open(&data.database())?;
+    let admin_token = secrets::new_token("cadm");
+    store.create_api_token(&secrets::token_hash(&admin_token), ApiRole::Admin, now.unix_timestamp())?;
+    Ok(InitOutput { admin_token, ca_cert_path: data.ca_cert() })
+}
+
+/// Creates an enrollment token with `uses` uses, valid for `ttl`.
+pub fn create_enrollment_token(dir: &Path, uses: u32, ttl: Duration) -> Result<String, AppError> {
+    if uses == 0 {
+        return Err(AppError::Invalid("--uses must be at least 1".into()));
+    }
+    let data = DataDir(dir.to_path_buf());
+    if !data.database().exists() {
+        return Err(AppError::Invalid(format!("{} is not initialised: run `custos-server init` first", dir.display())));
+    }
+    let store = Store::open(&data.database())?;
+    let token = secrets::new_token("cenr");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let ttl = i64::try_from(ttl.as_secs()).map_err(|_| AppError::Invalid("--ttl too long".into()))?;
+    store.create_enrollment_token(&secrets::token_hash(&token), uses, now.saturating_add(ttl), now)?;
+    Ok(token)
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub grpc: Arc<GrpcState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, ends the services and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Starts the services of the data dir `dir` with `config`.
+pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError> {
+    let data = DataDir(dir.to_path_buf());
+    let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|source| AppError::Io { path: p, source });
+    let ca_pem = read(data.ca_cert())?;
+    let ca = Arc::new(CertAuthority::load(&ca_pem, &read(data.ca_key())?)?);
+    let tls_config = tls::server_config(&ca_pem, &read(data.server_cert())?, &read(data.server_key())?)?;
+    let store = Arc::new(Store::open(&data.database())?);
+    let ingest = Ingest::start(store.record_writer()?, config.limits.max_batch_records);
+    let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone());
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|source| AppError::Listen { addr: config.grpc_listen, source })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(io_err(dir))?;
+    let l = &config.limits;
+    let incoming = tls::accept_loop(
+        grpc_listener,
+        Arc::new(tls_config),
+        Duration::from_secs(l.handshake_timeout_secs),
+        l.max_connections,
+        shutdown_rx.clone(),
+    );
+    let max_msg = l.max_message_bytes;
+    let router = tonic::transport::Server::builder()
+        .timeout(crate::grpc::unary_timeout(&config))
+        .max_concurrent_streams(l.max_streams_per_connection)
+        .concurrency_limit_per_connection(l.max_streams_per_connection as usize)
+        .http2_keepalive_interval(Some(Duration::from_secs(l.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(l.keepalive_timeout_secs)))
+        .add_service(
+            custos_proto::v1::enrollment_server::EnrollmentServer::new(EnrollmentService(Arc::clone(&state)))
+                .max_decoding_message_size(max_msg),
+        )
+        .add_service(
+            custos_proto::v1::agent_service_server::AgentServiceServer::new(AgentService(Arc::clone(&state)))
+                .max_decoding_message_size(max_msg),
+        );
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    }));
+
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| AppError::Listen { addr: config.http_listen, source })?;
+    let http_addr = http_listener.local_addr().map_err(io_err(dir))?;
+    let app = crate::http::router(crate::http::HttpState::new(Arc::clone(&store), config.clone()));
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+
+    tasks.push(keeper::spawn(Arc::clone(&store), config.clone(), ingest.changed.clone(), shutdown_rx));
+
+    Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
+}

@@ -1,0 +1,172 @@
+//! The HTTP API (JSON, bearer token) and the dashboard.
+//!
+//! Routes: `GET /healthz` (open), `GET /` (dashboard page, open: it holds no
+//! data and asks for a token), and under `/api/v1/` (bearer token required):
+//! `hosts`, `controls`, `risks`, `gaps`, `security-events`.
+//!
+//! Invariants: every `/api/` route answers 401 without a valid token; tokens
+//! are compared by hash; query parameters are allow-listed, never spliced
+//! into SQL.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::secrets::token_hash;
+use crate::store::Store;
+use crate::views;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Arc<Store>,
+    pub config: Config,
+    pub catalog: Arc<Catalog>,
+}
+
+impl HttpState {
+    pub fn new(store: Arc<Store>, config: Config, catalog: Arc<Catalog>) -> Self {
+        HttpState { store, config, catalog }
+    }
+}
+
+/// Every API route; the authentication test enumerates this list.
+pub const API_ROUTES: &[&str] =
+    &["/api/v1/hosts", "/api/v1/controls", "/api/v1/risks", "/api/v1/gaps", "/api/v1/security-events"];
+
+pub fn router(state: HttpState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/controls", get(controls))
+        .route("/api/v1/risks", get(risks))
+        .route("/api/v1/gaps", get(gaps))
+        .route("/api/v1/security-events", get(security_events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/", get(dashboard))
+        .merge(api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "API request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
+}
+
+async fn require_token(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = presented else {
+        return unauthorized("missing bearer token");
+    };
+    let store = Arc::clone(&state.store);
+    let hash = token_hash(token);
+    match tokio::task::spawn_blocking(move || store.api_token_role(&hash)).await {
+        Ok(Ok(Some(_role))) => next.run(req).await,
+        Ok(Ok(None)) => unauthorized("invalid token"),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Runs a blocking store read off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn hosts(State(s): State<HttpState>) -> Response {
+    let now = OffsetDateTime::now_utc();
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, now)?)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlsQuery {
+    framework: Option<String>,
+}
+
+async fn controls(State(s): State<HttpState>, q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework");
+    };
+    let now = OffsetDateTime::now_utc();
+    match blocking(move || Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref())?)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown framework {unknown:?}")),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RisksQuery {
+    status: Option<String>,
+}
+
+async fn risks(State(s): State<HttpState>, q: Result<Query<RisksQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: status");
+    };
+    let filter = match q.status.as_deref() {
+        None | Some("open") => Some(true),
+        Some("closed") => Some(false),
+        Some("all") => None,
+        Some(other) => return error(StatusCode::BAD_REQUEST, &format!("status {other:?}: use open, closed or all")),
+    };
+    match blocking(move || Ok(s.store.risks(filter)?)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn gaps(State(s): State<HttpState>) -> Response {
+    match blocking(move || Ok(s.store.gaps()?)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn security_events(State(s): State<HttpState>) -> Response {
+    match blocking(move || Ok(s.store.security_events()?)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

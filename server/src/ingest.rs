@@ -1,0 +1,266 @@
+//! The ingest pipeline: strict verification of each record against the
+//! sending agent's key, then group commit through a single writer thread.
+//!
+//! Invariants:
+//! - A record is verified over the exact bytes received; nothing is
+//!   re-serialized before the signature check.
+//! - A record is acknowledged `accepted` or `duplicate` only after the
+//!   transaction holding it has committed.
+//! - Records of one stream are answered in the order they arrived.
+
+use std::sync::Arc;
+
+use custos_proto::evidence::{
+    ChainVerdict, Envelope, EvidenceError, Statement, StatementError, payload_digest, verify_envelope,
+};
+use ed25519_dalek::VerifyingKey;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::store::agents::AgentKey;
+use crate::store::records::{AppendOutcome, CheckRow, GapRow, NewRecord, RecordWriter};
+
+/// Why a record was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    Malformed,
+    BadSignature,
+    WrongKey,
+    WrongAgent,
+    TooLarge,
+    SequenceGap,
+    Equivocation,
+    ChainMismatch,
+    Replay,
+    Storage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub message: String,
+    /// For chain refusals: the seq the server expects next from this agent.
+    pub expected_seq: u64,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectKind, message: impl Into<String>) -> Self {
+        Rejection { kind, message: message.into(), expected_seq: 0 }
+    }
+
+    pub fn with_expected(mut self, seq: u64) -> Self {
+        self.expected_seq = seq;
+        self
+    }
+
+    /// Whether sending the same record later may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, RejectKind::Storage | RejectKind::SequenceGap)
+    }
+}
+
+/// The outcome of one record, as the agent learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Rejected(Rejection),
+}
+
+/// Verifies one envelope from the mTLS peer `agent` and parses it into a
+/// record ready to append. Pure: `received_at` is passed in.
+pub fn verify_record(env: &Envelope, agent: &AgentKey, received_at: i64) -> Result<NewRecord, Rejection> {
+    use RejectKind::*;
+    if env.payload.len() > custos_proto::evidence::MAX_PAYLOAD_BYTES {
+        return Err(Rejection::new(
+            TooLarge,
+            format!(
+                "payload is {} bytes, limit {}",
+                env.payload.len(),
+                custos_proto::evidence::MAX_PAYLOAD_BYTES
+            ),
+        ));
+    }
+    let key = VerifyingKey::from_bytes(&agent.evidence_key)
+        .map_err(|_| Rejection::new(WrongKey, "agent's registered evidence key is unusable"))?;
+    verify_envelope(env, &key).map_err(|e| match e {
+        EvidenceError::KeyIdMismatch { .. } => Rejection::new(WrongKey, e.to_string()),
+        EvidenceError::BadSignature | EvidenceError::SignatureLength(_) | EvidenceError::WeakKey => {
+            Rejection::new(BadSignature, e.to_string())
+        }
+        _ => Rejection::new(Malformed, e.to_string()),
+    })?;
+    let st = Statement::from_payload(&env.payload).map_err(|e| match e {
+        StatementError::TooLarge(_) => Rejection::new(TooLarge, e.to_string()),
+        _ => Rejection::new(Malformed, e.to_string()),
+    })?;
+    let expected_digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(agent.evidence_key))
+    };
+    if st.predicate.agent_id != agent.agent_id
+        || st.subject.first().and_then(|s| s.digest.get("sha256")) != Some(&expected_digest)
+    {
+        return Err(Rejection::new(
+            WrongAgent,
+            format!("statement names agent {:?}, the connection is agent {}", st.predicate.agent_id, agent.agent_id),
+        ));
+    }
+    let collected_at = OffsetDateTime::parse(&st.predicate.collected_at, &Rfc3339)
+        .map_err(|e| Rejection::new(Malformed, format!("collected_at {:?}: {e}", st.predicate.collected_at)))?
+        .unix_timestamp();
+    let prev = st.prev_digest();
+    let p = st.predicate;
+    let [sig] = env.signatures.as_slice() else {
+        return Err(Rejection::new(Malformed, "expected exactly one signature"));
+    };
+    Ok(NewRecord {
+        agent_id: p.agent_id,
+        seq: p.seq,
+        prev,
+        digest: payload_digest(&env.payload),
+        payload: env.payload.clone(),
+        payload_type: env.payload_type.clone(),
+        keyid: sig.keyid.clone(),
+        sig: sig.sig.clone(),
+        collected_at,
+        received_at,
+        os: p.host.os,
+        os_version: p.host.os_version,
+        kernel: p.host.kernel,
+        agent_version: p.agent_version,
+        gap: p.gap.map(|g| GapRow {
+            missed_collections: g.missed_collections,
+            first_missed_at: g.first_missed_at,
+            last_missed_at: g.last_missed_at,
+            reason: g.reason,
+        }),
+        checks: p
+            .checks
+            .into_iter()
+            .map(|c| CheckRow { id: c.id, status: c.status, backend: c.backend, reason: c.reason })
+            .collect(),
+    })
+}
+
+fn outcome_of(append: AppendOutcome) -> Outcome {
+    match append {
+        AppendOutcome::Accepted => Outcome::Accepted,
+        AppendOutcome::Duplicate => Outcome::Duplicate,
+        AppendOutcome::Refused { verdict, expected } => Outcome::Rejected(
+            match verdict {
+            ChainVerdict::Gap { expected } => Rejection::new(
+                RejectKind::SequenceGap,
+                format!("sequence gap: the server expects seq {expected} next"),
+            ),
+            ChainVerdict::Equivocation => Rejection::new(
+                RejectKind::Equivocation,
+                "a different record with this seq is already stored (equivocation)",
+            ),
+            ChainVerdict::PrevMismatch => Rejection::new(
+                RejectKind::ChainMismatch,
+                format!("prev does not match the digest of stored record {}", expected - 1),
+            ),
+            ChainVerdict::Replay => {
+                Rejection::new(RejectKind::Replay, "seq lies behind the chain head but was never stored here")
+            }
+            ChainVerdict::Append | ChainVerdict::Duplicate => {
+                Rejection::new(RejectKind::Storage, "internal: inconsistent chain verdict")
+            }
+        }
+            .with_expected(expected),
+        ),
+    }
+}
+
+/// One stream's batch on its way to the writer.
+struct Job {
+    items: Vec<Result<NewRecord, Rejection>>,
+    reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+/// Handle to the single writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    jobs: mpsc::Sender<Job>,
+    /// Signalled after every commit that accepted something.
+    pub changed: Arc<Notify>,
+}
+
+impl Ingest {
+    /// Starts the writer thread on `writer`'s connection.
+    pub fn start(mut writer: RecordWriter, max_batch_records: usize) -> Ingest {
+        let (tx, mut rx) = mpsc::channel::<Job>(256);
+        let changed = Arc::new(Notify::new());
+        let notify = Arc::clone(&changed);
+        std::thread::Builder::new()
+            .name("custos-ingest-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    // Group commit: take whatever else is already waiting.
+                    let mut jobs = vec![first];
+                    let mut count = jobs[0].items.len();
+                    while count < max_batch_records {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                count += job.items.len();
+                                jobs.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let records: Vec<NewRecord> = jobs
+                        .iter()
+                        .flat_map(|j| j.items.iter().filter_map(|i| i.as_ref().ok().cloned()))
+                        .collect();
+                    let now = OffsetDateTime::now_utc().unix_timestamp();
+                    let appended = if records.is_empty() { Ok(Vec::new()) } else { writer.append(&records, now) };
+                    let mut results = match appended {
+                        Ok(outcomes) => outcomes.into_iter().map(outcome_of).collect::<Vec<_>>().into_iter(),
+                        Err(e) => {
+                            tracing::error!(error = %e, records = records.len(), "ingest commit failed; nothing acknowledged");
+                            let rejection = Rejection::new(RejectKind::Storage, format!("server could not store the record: {e}"));
+                            vec![Outcome::Rejected(rejection); records.len()].into_iter()
+                        }
+                    };
+                    let mut any_accepted = false;
+                    for job in jobs {
+                        let outcomes: Vec<Outcome> = job
+                            .items
+                            .into_iter()
+                            .map(|item| match item {
+                                Ok(_) => results.next().unwrap_or_else(|| {
+                                    Outcome::Rejected(Rejection::new(RejectKind::Storage, "internal: missing outcome"))
+                                }),
+                                Err(rejection) => Outcome::Rejected(rejection),
+                            })
+                            .collect();
+                        any_accepted |= outcomes.contains(&Outcome::Accepted);
+                        // The stream may have gone away; its records stay committed.
+                        let _ = job.reply.send(outcomes);
+                    }
+                    if any_accepted {
+                        notify.notify_waiters();
+                        notify.notify_one();
+                    }
+                }
+            })
+            .expect("cannot start the ingest writer thread");
+        Ingest { jobs: tx, changed }
+    }
+
+    /// Queues a batch; the receiver yields one outcome per item, in order,
+    /// once the batch is durable.
+    pub async fn submit(&self, items: Vec<Result<NewRecord, Rejection>>) -> oneshot::Receiver<Vec<Outcome>> {
+        let (reply, rx) = oneshot::channel();
+        let n = items.len();
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { items, reply }).await {
+            let _ = job.reply.send(vec![
+                Outcome::Rejected(Rejection::new(RejectKind::Storage, "server is shutting down"));
+                n
+            ]);
+        }
+        rx
+    }
+}

@@ -1,0 +1,93 @@
+//! Enrolled agents: identity, evidence key, certificate and revocation.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::tokens::{TokenRefusal, consume};
+use super::{Store, StoreError};
+
+/// An agent about to be enrolled.
+pub struct NewAgent<'a> {
+    pub agent_id: &'a str,
+    pub display_name: &'a str,
+    pub evidence_key: &'a [u8; 32],
+    pub cert_serial: &'a str,
+    pub cert_not_after: i64,
+    pub agent_version: &'a str,
+}
+
+/// What the ingest path needs to know about an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentKey {
+    pub agent_id: String,
+    pub evidence_key: [u8; 32],
+    pub revoked: bool,
+}
+
+impl Store {
+    /// Consumes one use of the enrollment token and records the agent, in
+    /// one transaction: a refused token enrolls nothing.
+    pub fn enroll_agent(
+        &self,
+        token_hash: &[u8; 32],
+        agent: &NewAgent<'_>,
+        now: i64,
+    ) -> Result<Result<(), TokenRefusal>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Err(refusal) = consume(&tx, token_hash, now)? {
+            return Ok(Err(refusal));
+        }
+        tx.execute(
+            "INSERT INTO agents (agent_id, display_name, evidence_key, enrolled_at, cert_serial, cert_not_after, agent_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                agent.agent_id,
+                agent.display_name,
+                agent.evidence_key.as_slice(),
+                now,
+                agent.cert_serial,
+                agent.cert_not_after,
+                agent.agent_version
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    pub fn record_renewal(&self, agent_id: &str, serial: &str, not_after: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE agent_id = ?1",
+            params![agent_id, serial, not_after],
+        )?;
+        Ok(())
+    }
+
+    pub fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE agents SET revoked_at = ?2 WHERE agent_id = ?1 AND revoked_at IS NULL",
+            params![agent_id, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKey>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT agent_id, evidence_key, revoked_at IS NOT NULL FROM agents WHERE agent_id = ?1",
+                [agent_id],
+                row_to_key,
+            )
+            .optional()?
+            .transpose()
+    }
+}
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentKey, StoreError>> {
+    let agent_id: String = r.get(0)?;
+    let key: Vec<u8> = r.get(1)?;
+    let revoked: bool = r.get(2)?;
+    Ok(match <[u8; 32]>::try_from(key.as_slice()) {
+        Ok(evidence_key) => Ok(AgentKey { agent_id, evidence_key, revoked }),
+        Err(_) => Err(StoreError::Corrupt(format!("agent {agent_id}: evidence key is not 32 bytes"))),
+    })
+}

@@ -1,0 +1,83 @@
+//! Persistence in SQLite: the only module that knows SQL.
+//!
+//! One database file in the data dir, in WAL mode with `synchronous = FULL`,
+//! so an acknowledged record survives a crash or power loss. The schema is
+//! versioned by `PRAGMA user_version`; [`migrations`] applies what is missing.
+//!
+//! Invariants: every write that belongs together (a record, its parsed
+//! results, the agent's chain head) happens in one transaction; callers
+//! acknowledge only after [`records::RecordWriter::append`] returned.
+
+pub mod agents;
+pub mod migrations;
+pub mod queries;
+pub mod records;
+pub mod risks;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("database migration {version} failed: {source}")]
+    Migration { version: u32, source: rusqlite::Error },
+    #[error("database is at schema version {found}, newer than this server ({supported})")]
+    TooNew { found: u32, supported: u32 },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Opens a connection with the pragmas every connection needs.
+pub fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let open = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(open)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(open)?;
+    Ok(conn)
+}
+
+/// The shared handle for everything but the ingest hot path (which owns its
+/// own connection in a [`records::RecordWriter`]).
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = connect(path)?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A writer for accepted records, on its own connection.
+    pub fn record_writer(&self) -> Result<records::RecordWriter, StoreError> {
+        Ok(records::RecordWriter::new(connect(&self.path)?))
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions
+        // roll back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}

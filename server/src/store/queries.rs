@@ -1,0 +1,204 @@
+//! Read-side queries for the HTTP API, evaluation and tests.
+
+use custos_proto::evidence::CheckStatus;
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub agent_id: String,
+    pub display_name: String,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub last_collected_at: Option<i64>,
+    pub head_seq: u64,
+    pub os: String,
+    pub os_version: String,
+    pub kernel: String,
+    pub agent_version: String,
+    pub revoked: bool,
+    pub cert_not_after: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStateRow {
+    pub agent_id: String,
+    pub check_id: String,
+    pub status: CheckStatus,
+    pub backend: String,
+    pub reason: Option<String>,
+    pub collected_at: i64,
+    pub record_seq: u64,
+    pub since: i64,
+}
+
+/// A stored record exactly as accepted.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub agent_id: String,
+    pub seq: u64,
+    pub digest: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub payload_type: String,
+    pub keyid: String,
+    pub sig: Vec<u8>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityEvent {
+    pub at: i64,
+    pub agent_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GapEntry {
+    pub agent_id: String,
+    pub record_seq: Option<u64>,
+    pub missed_collections: u64,
+    pub first_missed_at: String,
+    pub last_missed_at: String,
+    pub reason: String,
+    pub recorded_at: i64,
+}
+
+impl Store {
+    pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, display_name, enrolled_at, last_seen_at, last_collected_at, head_seq,
+                    os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after
+             FROM agents ORDER BY display_name, agent_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HostRow {
+                agent_id: r.get(0)?,
+                display_name: r.get(1)?,
+                enrolled_at: r.get(2)?,
+                last_seen_at: r.get(3)?,
+                last_collected_at: r.get(4)?,
+                head_seq: r.get::<_, i64>(5)? as u64,
+                os: r.get(6)?,
+                os_version: r.get(7)?,
+                kernel: r.get(8)?,
+                agent_version: r.get(9)?,
+                revoked: r.get(10)?,
+                cert_not_after: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest result of every check on every agent that is not revoked.
+    pub fn check_states(&self) -> Result<Vec<CheckStateRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.agent_id, s.check_id, s.status, s.backend, s.reason, s.collected_at, s.record_seq, s.since
+             FROM check_state s JOIN agents a USING (agent_id)
+             WHERE a.revoked_at IS NULL ORDER BY s.agent_id, s.check_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (agent_id, check_id, status, backend, reason, collected_at, seq, since) = row?;
+            let status = CheckStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("check_state status {status:?}")))?;
+            out.push(CheckStateRow {
+                agent_id,
+                check_id,
+                status,
+                backend,
+                reason,
+                collected_at,
+                record_seq: seq as u64,
+                since,
+            });
+        }
+        Ok(out)
+    }
+
+    /// All stored records of an agent, in chain order.
+    pub fn records_of(&self, agent_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
+             FROM records WHERE agent_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![agent_id], |r| {
+            Ok(StoredRecord {
+                agent_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                digest: r.get(2)?,
+                payload: r.get(3)?,
+                payload_type: r.get(4)?,
+                keyid: r.get(5)?,
+                sig: r.get(6)?,
+                received_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn record_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn().query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT at, agent_id, kind, detail FROM security_events ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SecurityEvent { at: r.get(0)?, agent_id: r.get(1)?, kind: r.get(2)?, detail: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn record_security_event(
+        &self,
+        at: i64,
+        agent_id: Option<&str>,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![at, agent_id, kind, detail],
+        )?;
+        Ok(())
+    }
+
+    pub fn gaps(&self) -> Result<Vec<GapEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, record_seq, missed_collections, first_missed_at, last_missed_at, reason, recorded_at
+             FROM gaps ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(GapEntry {
+                agent_id: r.get(0)?,
+                record_seq: r.get::<_, Option<i64>>(1)?.map(|s| s as u64),
+                missed_collections: r.get::<_, i64>(2)? as u64,
+                first_missed_at: r.get(3)?,
+                last_missed_at: r.get(4)?,
+                reason: r.get(5)?,
+                recorded_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

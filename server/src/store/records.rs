@@ -1,0 +1,280 @@
+//! The ingest write path: appends verified records under the hash-chain
+//! rules, in batched transactions on a connection of its own.
+//!
+//! Invariants: a record, its parsed results, the resulting check-state
+//! changes and the agent's new chain head are written in one transaction;
+//! the in-memory chain heads are only trusted while they match what was
+//! committed (any failed transaction drops them, they are reloaded).
+
+use std::collections::HashMap;
+
+use custos_proto::evidence::{ChainHead, ChainVerdict, CheckStatus, judge};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+/// A record whose signature, key binding and statement were verified.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub agent_id: String,
+    pub seq: u64,
+    pub prev: Option<[u8; 32]>,
+    pub digest: [u8; 32],
+    pub payload: Vec<u8>,
+    pub payload_type: String,
+    pub keyid: String,
+    pub sig: Vec<u8>,
+    pub collected_at: i64,
+    pub received_at: i64,
+    pub os: String,
+    pub os_version: String,
+    pub kernel: String,
+    pub agent_version: String,
+    pub gap: Option<GapRow>,
+    pub checks: Vec<CheckRow>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    pub id: String,
+    pub status: CheckStatus,
+    pub backend: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GapRow {
+    pub missed_collections: u64,
+    pub first_missed_at: String,
+    pub last_missed_at: String,
+    pub reason: String,
+}
+
+/// The fate of one record in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Accepted,
+    Duplicate,
+    /// Not stored: the chain verdict says why. `expected` is the next seq.
+    Refused { verdict: ChainVerdict, expected: u64 },
+}
+
+/// A security-relevant refusal worth an alert.
+fn alert_kind(verdict: ChainVerdict) -> Option<&'static str> {
+    match verdict {
+        ChainVerdict::Equivocation => Some("equivocation"),
+        ChainVerdict::Replay => Some("replay"),
+        ChainVerdict::PrevMismatch => Some("chain_mismatch"),
+        ChainVerdict::Gap { .. } => Some("sequence_gap"),
+        ChainVerdict::Append | ChainVerdict::Duplicate => None,
+    }
+}
+
+pub struct RecordWriter {
+    conn: Connection,
+    heads: HashMap<String, Option<ChainHead>>,
+    states: HashMap<String, HashMap<String, CheckStatus>>,
+}
+
+impl RecordWriter {
+    pub(super) fn new(conn: Connection) -> Self {
+        RecordWriter { conn, heads: HashMap::new(), states: HashMap::new() }
+    }
+
+    /// Appends `batch` in one transaction and returns one outcome per record,
+    /// in order. On error nothing of the batch is stored.
+    pub fn append(&mut self, batch: &[NewRecord], now: i64) -> Result<Vec<AppendOutcome>, StoreError> {
+        let result = self.append_inner(batch, now);
+        if result.is_err() {
+            self.heads.clear();
+            self.states.clear();
+        }
+        result
+    }
+
+    fn append_inner(&mut self, batch: &[NewRecord], now: i64) -> Result<Vec<AppendOutcome>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Chain heads changed or loaded inside this transaction (merged into
+        // the cache only after commit).
+        let mut heads: HashMap<String, Option<ChainHead>> = HashMap::new();
+        let mut states = std::mem::take(&mut self.states);
+        let mut touched: HashMap<String, &NewRecord> = HashMap::new();
+        {
+            let mut insert_record = tx.prepare_cached(
+                "INSERT INTO records (agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, results)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut insert_change = tx.prepare_cached(
+                "INSERT INTO check_changes (agent_id, check_id, status, reason, collected_at, record_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for rec in batch {
+                let head = match heads.get(&rec.agent_id).or_else(|| self.heads.get(&rec.agent_id)) {
+                    Some(h) => *h,
+                    None => {
+                        let h = load_head(&tx, &rec.agent_id)?;
+                        heads.insert(rec.agent_id.clone(), h);
+                        h
+                    }
+                };
+                let verdict = judge(head, rec.seq, rec.prev, rec.digest, |seq| {
+                    stored_digest(&tx, &rec.agent_id, seq).ok().flatten()
+                });
+                let expected = head.map_or(0, |h| h.seq) + 1;
+                match verdict {
+                    ChainVerdict::Append => {}
+                    ChainVerdict::Duplicate => {
+                        outcomes.push(AppendOutcome::Duplicate);
+                        continue;
+                    }
+                    refused => {
+                        if let Some(kind) = alert_kind(refused) {
+                            tx.execute(
+                                "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                                params![now, rec.agent_id, kind, format!("seq {} refused; expected {expected}", rec.seq)],
+                            )?;
+                        }
+                        outcomes.push(AppendOutcome::Refused { verdict: refused, expected });
+                        continue;
+                    }
+                }
+                let results = serde_json::to_string(&rec.checks)
+                    .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+                insert_record.execute(params![
+                    rec.agent_id,
+                    rec.seq as i64,
+                    rec.digest.as_slice(),
+                    rec.payload,
+                    rec.payload_type,
+                    rec.keyid,
+                    rec.sig,
+                    rec.collected_at,
+                    rec.received_at,
+                    results
+                ])?;
+                if !states.contains_key(&rec.agent_id) {
+                    let loaded = load_states(&tx, &rec.agent_id)?;
+                    states.insert(rec.agent_id.clone(), loaded);
+                }
+                let agent_states = states.entry(rec.agent_id.clone()).or_default();
+                for c in &rec.checks {
+                    if agent_states.get(&c.id) != Some(&c.status) {
+                        insert_change.execute(params![
+                            rec.agent_id,
+                            c.id,
+                            c.status.as_str(),
+                            c.reason,
+                            rec.collected_at,
+                            rec.seq as i64
+                        ])?;
+                        agent_states.insert(c.id.clone(), c.status);
+                    }
+                }
+                if let Some(gap) = &rec.gap {
+                    tx.execute(
+                        "INSERT INTO gaps (agent_id, record_seq, missed_collections, first_missed_at, last_missed_at, reason, recorded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            rec.agent_id,
+                            rec.seq as i64,
+                            gap.missed_collections as i64,
+                            gap.first_missed_at,
+                            gap.last_missed_at,
+                            gap.reason,
+                            now
+                        ],
+                    )?;
+                }
+                heads.insert(rec.agent_id.clone(), Some(ChainHead { seq: rec.seq, digest: rec.digest }));
+                touched.insert(rec.agent_id.clone(), rec);
+                outcomes.push(AppendOutcome::Accepted);
+            }
+            // Once per agent per batch: the chain head, host facts and the
+            // latest state of each check.
+            let mut update_agent = tx.prepare_cached(
+                "UPDATE agents SET head_seq = ?2, head_digest = ?3, last_seen_at = ?4, last_collected_at = ?5,
+                        os = ?6, os_version = ?7, kernel = ?8, agent_version = ?9
+                 WHERE agent_id = ?1",
+            )?;
+            let mut upsert_state = tx.prepare_cached(
+                "INSERT INTO check_state (agent_id, check_id, status, backend, reason, collected_at, record_seq, since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)
+                 ON CONFLICT (agent_id, check_id) DO UPDATE SET
+                    since = CASE WHEN check_state.status = excluded.status THEN check_state.since ELSE excluded.since END,
+                    status = excluded.status, backend = excluded.backend, reason = excluded.reason,
+                    collected_at = excluded.collected_at, record_seq = excluded.record_seq",
+            )?;
+            for (agent_id, last) in &touched {
+                update_agent.execute(params![
+                    agent_id,
+                    last.seq as i64,
+                    last.digest.as_slice(),
+                    now,
+                    last.collected_at,
+                    last.os,
+                    last.os_version,
+                    last.kernel,
+                    last.agent_version
+                ])?;
+                for c in &last.checks {
+                    upsert_state.execute(params![
+                        agent_id,
+                        c.id,
+                        c.status.as_str(),
+                        c.backend,
+                        c.reason,
+                        last.collected_at,
+                        last.seq as i64
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        self.heads.extend(heads);
+        self.states = states;
+        Ok(outcomes)
+    }
+}
+
+fn load_head(conn: &Connection, agent_id: &str) -> Result<Option<ChainHead>, StoreError> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row("SELECT head_seq, head_digest FROM agents WHERE agent_id = ?1", [agent_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match row {
+        None | Some((0, _)) => Ok(None),
+        Some((seq, Some(d))) => {
+            let digest = <[u8; 32]>::try_from(d.as_slice())
+                .map_err(|_| StoreError::Corrupt(format!("agent {agent_id}: head digest length")))?;
+            Ok(Some(ChainHead { seq: seq as u64, digest }))
+        }
+        Some((_, None)) => Err(StoreError::Corrupt(format!("agent {agent_id}: head without digest"))),
+    }
+}
+
+fn stored_digest(conn: &Connection, agent_id: &str, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+    let d: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT digest FROM records WHERE agent_id = ?1 AND seq = ?2",
+            params![agent_id, seq as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(d.and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok()))
+}
+
+fn load_states(conn: &Connection, agent_id: &str) -> Result<HashMap<String, CheckStatus>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT check_id, status FROM check_state WHERE agent_id = ?1")?;
+    let rows = stmt.query_map([agent_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (check, status) = row?;
+        let status = CheckStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("check_state status {status:?}")))?;
+        out.insert(check, status);
+    }
+    Ok(out)
+}

@@ -1,0 +1,210 @@
+//! Shared harness for Custos end-to-end tests, the demo and the benchmark:
+//! a real server (own CA, SQLite, mTLS gRPC, HTTP) on loopback ports in a
+//! temporary data dir, and real agents enrolled against it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use custos_agent::host::Host;
+use custos_agent::runner::{Agent, Settings};
+use custos_agent::state::StateDir;
+use custos_proto::evidence::{CheckResult, CheckStatus, Observation};
+use custos_server::app::{self, ServerHandle};
+use custos_server::config::{Config, DataDir};
+
+/// Installs the one TLS crypto provider of the process (aws-lc-rs).
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// A server running in this process on loopback.
+pub struct TestServer {
+    pub dir: PathBuf,
+    pub admin_token: String,
+    pub handle: Option<ServerHandle>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Initialises a fresh data dir in a temp dir and starts the server on
+    /// ephemeral loopback ports.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut s = Self::start_in(&tmp.path().join("server"), Config::default()).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Initialises `dir` (which must not exist yet) and starts the server.
+    pub async fn start_in(dir: &Path, mut config: Config) -> TestServer {
+        install_crypto();
+        config.grpc_listen = "127.0.0.1:0".parse().expect("addr");
+        if config.http_listen.port() == 8080 {
+            config.http_listen = "127.0.0.1:0".parse().expect("addr");
+        }
+        let init = app::init(dir, &[], Some(config.clone())).expect("init data dir");
+        let handle = app::start(dir, config).await.expect("start server");
+        TestServer {
+            dir: dir.to_path_buf(),
+            admin_token: init.admin_token,
+            grpc_addr: handle.grpc_addr,
+            http_addr: handle.http_addr,
+            handle: Some(handle),
+            _tmp: None,
+        }
+    }
+
+    /// Stops the server (the data dir stays).
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+
+    /// Starts the server again on the same ports and data dir.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut config = Config::load(&DataDir(self.dir.clone()).config()).expect("config");
+        config.grpc_listen = self.grpc_addr;
+        config.http_listen = self.http_addr;
+        // The port may linger briefly after shutdown.
+        for _ in 0..50 {
+            match app::start(&self.dir, config.clone()).await {
+                Ok(h) => {
+                    self.handle = Some(h);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("server did not restart on {}", self.grpc_addr);
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("server is running")
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(DataDir(self.dir.clone()).ca_cert()).expect("CA PEM")
+    }
+
+    pub fn token(&self, uses: u32) -> String {
+        app::create_enrollment_token(&self.dir, uses, Duration::from_secs(3600)).expect("token")
+    }
+
+    pub fn grpc(&self) -> String {
+        self.grpc_addr.to_string()
+    }
+
+    /// GET an API path with the admin token; returns status and JSON body.
+    pub async fn api(&self, path: &str) -> (u16, serde_json::Value) {
+        self.api_with(path, Some(&self.admin_token)).await
+    }
+
+    pub async fn api_with(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().get(format!("http://{}{path}", self.http_addr));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Polls `path` until `pred` holds (the risk keeper runs asynchronously).
+    pub async fn wait_for(&self, path: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        for _ in 0..100 {
+            let (status, body) = self.api(path).await;
+            if status == 200 && pred(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, body) = self.api(path).await;
+        panic!("condition on {path} never held; last body: {body:#}");
+    }
+}
+
+/// An agent enrolled with a server, with its own state dir.
+pub struct TestAgent {
+    pub agent: Agent,
+    pub state: StateDir,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestAgent {
+    pub async fn enroll(server: &TestServer, name: &str, host: Arc<dyn Host>) -> TestAgent {
+        Self::enroll_with(server, name, host, Settings::default()).await
+    }
+
+    pub async fn enroll_with(server: &TestServer, name: &str, host: Arc<dyn Host>, settings: Settings) -> TestAgent {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let state = StateDir(tmp.path().join("agent"));
+        custos_agent::enroll::enroll(&state, &server.grpc(), &server.token(1), &server.ca_pem(), name)
+            .await
+            .expect("enroll");
+        let agent = Agent::open(state.clone(), &settings, host).expect("open agent");
+        TestAgent { agent, state, _tmp: tmp }
+    }
+
+    pub fn id(&self) -> String {
+        self.agent.identity.agent_id.clone()
+    }
+}
+
+/// A check result with the given status (a reason is added when not pass).
+pub fn result(id: &str, status: CheckStatus) -> CheckResult {
+    CheckResult {
+        id: id.to_string(),
+        status,
+        backend: "test".to_string(),
+        facts: serde_json::Map::new(),
+        observation: Observation::default(),
+        reason: (status != CheckStatus::Pass).then(|| format!("{id} is {status} in this test")),
+    }
+}
+
+/// The four core checks, all with `status`, except `overrides`.
+pub fn core_results(status: CheckStatus, overrides: &[(&str, CheckStatus)]) -> Vec<CheckResult> {
+    ["firewall", "disk_encryption", "os_patches", "antivirus"]
+        .iter()
+        .map(|id| {
+            let s = overrides.iter().find(|(o, _)| o == id).map_or(status, |(_, s)| *s);
+            result(id, s)
+        })
+        .collect()
+}
+
+/// Sends envelopes as-is on one evidence stream and returns the answers.
+pub async fn send_raw(
+    channel: tonic::transport::Channel,
+    envelopes: Vec<custos_proto::evidence::Envelope>,
+) -> Result<Vec<custos_proto::v1::Ack>, tonic::Status> {
+    let records: Vec<_> = envelopes
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| custos_proto::v1::EvidenceRecord {
+            envelope: Some(custos_agent::transport::to_wire(e)),
+            client_ref: i as u64 + 1,
+        })
+        .collect();
+    let n = records.len();
+    let mut client = custos_proto::v1::agent_service_client::AgentServiceClient::new(channel);
+    let mut acks = client.submit_evidence(tokio_stream::iter(records)).await?.into_inner();
+    let mut out = Vec::new();
+    while out.len() < n {
+        match acks.message().await? {
+            Some(a) => out.push(a),
+            None => break,
+        }
+    }
+    Ok(out)
+}
