@@ -237,10 +237,7 @@ mod tests {
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "hi\n");
         assert_eq!(out.stderr, "err\n");
-        assert!(matches!(
-            host.run("custos-no-such-program", &[]),
-            Err(HostError::NotFound { .. })
-        ));
+        assert!(matches!(host.run("custos-no-such-program", &[]), Err(HostError::NotFound { .. })));
     }
 
     #[test]

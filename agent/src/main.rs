@@ -81,10 +81,17 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
         Command::Enroll { server, token, ca_cert, state_dir, display_name } => rt.block_on(async {
-            let ca = std::fs::read_to_string(&ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
+            let ca = std::fs::read_to_string(&ca_cert)
+                .with_context(|| format!("reading {}", ca_cert.display()))?;
             let name = display_name.or_else(|| hostname(&SystemHost::default())).unwrap_or_default();
-            let id = custos_agent::enroll::enroll(&StateDir(state_dir.clone()), &server, &token, &ca, &name).await?;
-            println!("enrolled as agent {} with {}; state in {}", id.agent_id, id.server, state_dir.display());
+            let id = custos_agent::enroll::enroll(&StateDir(state_dir.clone()), &server, &token, &ca, &name)
+                .await?;
+            println!(
+                "enrolled as agent {} with {}; state in {}",
+                id.agent_id,
+                id.server,
+                state_dir.display()
+            );
             anyhow::Ok(())
         }),
         Command::Run { state_dir, once, spool_max_records } => rt.block_on(async {
@@ -97,7 +104,10 @@ fn main() -> anyhow::Result<()> {
                     println!("{:<16} {:<8} {}", r.id, r.status, r.reason.as_deref().unwrap_or(""));
                 }
                 match pass.delivery {
-                    Ok(d) => println!("delivered: {} accepted, {} duplicate; {} waiting", d.accepted, d.duplicate, pass.spooled_after),
+                    Ok(d) => println!(
+                        "delivered: {} accepted, {} duplicate; {} waiting",
+                        d.accepted, d.duplicate, pass.spooled_after
+                    ),
                     Err(e) => {
                         println!("not delivered ({e}); {} records wait in the spool", pass.spooled_after);
                         std::process::exit(2);
@@ -105,9 +115,11 @@ fn main() -> anyhow::Result<()> {
                 }
                 anyhow::Ok(())
             } else {
-                agent.run_forever(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                }).await?;
+                agent
+                    .run_forever(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
                 anyhow::Ok(())
             }
         }),
@@ -124,7 +136,13 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for r in &results {
-                    println!("{:<16} {:<8} [{}] {}", r.id, r.status, r.backend, r.reason.as_deref().unwrap_or(""));
+                    println!(
+                        "{:<16} {:<8} [{}] {}",
+                        r.id,
+                        r.status,
+                        r.backend,
+                        r.reason.as_deref().unwrap_or("")
+                    );
                     for (k, v) in &r.facts {
                         println!("    {k}: {v}");
                     }

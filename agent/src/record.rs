@@ -1,9 +1,7 @@
 //! Builds the signed record (in-toto Statement in a DSSE envelope) from the
 //! check results of one collection, and describes the host it ran on.
 
-use custos_proto::evidence::{
-    CheckResult, EvidencePredicate, HostInfo, Statement, sign_envelope, Envelope,
-};
+use custos_proto::evidence::{CheckResult, Envelope, EvidencePredicate, HostInfo, Statement, sign_envelope};
 use ed25519_dalek::SigningKey;
 
 use crate::host::Host;
@@ -24,7 +22,10 @@ pub fn describe_host(host: &dyn Host, display_name: Option<String>) -> HostInfo 
     HostInfo {
         os: std::env::consts::OS.to_string(),
         os_version: field("PRETTY_NAME").or_else(|| field("NAME")).unwrap_or_default(),
-        kernel: host.read_text("/proc/sys/kernel/osrelease").map(|k| k.trim().to_string()).unwrap_or_default(),
+        kernel: host
+            .read_text("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default(),
         arch: std::env::consts::ARCH.to_string(),
         display_name,
     }

@@ -104,7 +104,8 @@ impl Agent {
         let ca = self.state.read(&self.state.ca_cert())?;
         let cert = self.state.read(&self.state.client_cert())?;
         let key = self.state.read(&self.state.tls_key())?;
-        Ok(transport::connect(&self.identity.server, &self.identity.server_name, &ca, Some((&cert, &key))).await?)
+        Ok(transport::connect(&self.identity.server, &self.identity.server_name, &ca, Some((&cert, &key)))
+            .await?)
     }
 
     /// Collects every selected check now and signs the result into the spool.
@@ -112,9 +113,8 @@ impl Agent {
         let host = Arc::clone(&self.host);
         let only = self.policy.checks.clone();
         let timeout = self.policy.collector_timeout;
-        let results = tokio::task::spawn_blocking(move || run_checks(host, &only, timeout))
-            .await
-            .unwrap_or_default();
+        let results =
+            tokio::task::spawn_blocking(move || run_checks(host, &only, timeout)).await.unwrap_or_default();
         let appended = self.sign_into_spool(results.clone())?;
         Ok((results, appended))
     }
@@ -126,9 +126,9 @@ impl Agent {
         let at = now.format(&Rfc3339).unwrap_or_default();
         let info = describe_host(self.host.as_ref(), hostname(self.host.as_ref()));
         let (key, agent_id) = (&self.key, self.identity.agent_id.as_str());
-        let appended = self
-            .spool
-            .append_with(now.unix_timestamp(), &at, |tip| sign_record(key, agent_id, tip, &at, info, results))?;
+        let appended = self.spool.append_with(now.unix_timestamp(), &at, |tip| {
+            sign_record(key, agent_id, tip, &at, info, results)
+        })?;
         if let Appended::Missed { missed_so_far } = appended {
             tracing::warn!(missed_so_far, "spool full: collection skipped and recorded as a gap");
         }
@@ -176,10 +176,10 @@ impl Agent {
     /// Policy, collect, deliver: one pass. Delivery failure is reported, not
     /// fatal: the record stays spooled.
     pub async fn run_once(&mut self) -> Result<PassReport, RunError> {
-        if let Ok(channel) = self.channel().await {
-            if let Err(e) = self.refresh_policy(channel).await {
-                tracing::warn!(error = %e, "policy fetch failed; keeping the current policy");
-            }
+        if let Ok(channel) = self.channel().await
+            && let Err(e) = self.refresh_policy(channel).await
+        {
+            tracing::warn!(error = %e, "policy fetch failed; keeping the current policy");
         }
         let (results, appended) = self.collect().await?;
         let delivery = self.deliver().await.map_err(|e| e.to_string());
@@ -199,10 +199,16 @@ impl Agent {
                 next_collect = now + self.policy.interval;
                 match &pass.delivery {
                     Ok(r) => {
-                        tracing::info!(accepted = r.accepted, spooled = pass.spooled_after, "evidence delivered");
+                        tracing::info!(
+                            accepted = r.accepted,
+                            spooled = pass.spooled_after,
+                            "evidence delivered"
+                        );
                         backoff = Duration::from_secs(5);
                     }
-                    Err(e) => tracing::warn!(error = e, spooled = pass.spooled_after, "delivery failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(error = e, spooled = pass.spooled_after, "delivery failed; will retry")
+                    }
                 }
             } else if !self.spool.is_empty()? {
                 match self.deliver().await {

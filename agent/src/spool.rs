@@ -72,9 +72,13 @@ pub struct ChainTip {
 /// Result of trying to add a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    Stored { seq: u64 },
+    Stored {
+        seq: u64,
+    },
     /// The spool is full: the collection was counted as missed.
-    Missed { missed_so_far: u64 },
+    Missed {
+        missed_so_far: u64,
+    },
 }
 
 pub struct Spool {
@@ -104,7 +108,8 @@ impl Spool {
     }
 
     pub fn len(&self) -> Result<u64, SpoolError> {
-        let n: i64 = self.conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0)).map_err(self.sql())?;
+        let n: i64 =
+            self.conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0)).map_err(self.sql())?;
         Ok(n as u64)
     }
 
@@ -114,8 +119,10 @@ impl Spool {
 
     /// The last seq signed so far (0 before the first record).
     pub fn last_seq(&self) -> Result<u64, SpoolError> {
-        let n: i64 =
-            self.conn.query_row("SELECT last_seq FROM chain WHERE id = 1", [], |r| r.get(0)).map_err(self.sql())?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT last_seq FROM chain WHERE id = 1", [], |r| r.get(0))
+            .map_err(self.sql())?;
         Ok(n as u64)
     }
 
@@ -172,7 +179,10 @@ impl Spool {
         let env = build(&tip);
         let digest = payload_digest(&env.payload);
         let [sig] = env.signatures.as_slice() else {
-            return Err(SpoolError::Corrupt { path: path.clone(), message: "envelope must carry one signature".into() });
+            return Err(SpoolError::Corrupt {
+                path: path.clone(),
+                message: "envelope must carry one signature".into(),
+            });
         };
         tx.execute(
             "INSERT INTO records (seq, digest, payload, payload_type, keyid, sig, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -192,7 +202,9 @@ impl Spool {
     pub fn pending(&self, limit: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, payload, payload_type, keyid, sig FROM records ORDER BY seq LIMIT ?1")
+            .prepare_cached(
+                "SELECT seq, payload, payload_type, keyid, sig FROM records ORDER BY seq LIMIT ?1",
+            )
             .map_err(self.sql())?;
         let rows = stmt
             .query_map([limit as i64], |r| {

@@ -94,10 +94,8 @@ impl StateDir {
     }
 
     pub fn save_identity(&self, id: &AgentIdentity) -> Result<(), StateError> {
-        let text = toml::to_string(id).map_err(|e| StateError::Invalid {
-            path: self.identity(),
-            message: e.to_string(),
-        })?;
+        let text = toml::to_string(id)
+            .map_err(|e| StateError::Invalid { path: self.identity(), message: e.to_string() })?;
         write_private(&self.identity(), text.as_bytes())
     }
 

@@ -42,7 +42,8 @@ pub async fn connect(
     identity: Option<(&str, &str)>,
 ) -> Result<Channel, TransportError> {
     let err = |message: String| TransportError::Connect { server: server.to_string(), message };
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name(server_name);
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name(server_name);
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
@@ -112,7 +113,8 @@ pub async fn deliver(channel: Channel, spool: &mut Spool) -> Result<DeliveryRepo
                 }
             }
         });
-        let mut acks = client.submit_evidence(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+        let mut acks =
+            client.submit_evidence(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
         let mut done = Vec::with_capacity(sent);
         let mut answered = 0;
         let mut stop: Option<TransportError> = None;
@@ -133,8 +135,16 @@ pub async fn deliver(channel: Channel, spool: &mut Spool) -> Result<DeliveryRepo
                     break;
                 }
                 _ => {
-                    tracing::error!(seq = ack.client_ref, reason = ack.reason, "server refused record; quarantined");
-                    spool.quarantine(ack.client_ref, &ack.reason, time::OffsetDateTime::now_utc().unix_timestamp())?;
+                    tracing::error!(
+                        seq = ack.client_ref,
+                        reason = ack.reason,
+                        "server refused record; quarantined"
+                    );
+                    spool.quarantine(
+                        ack.client_ref,
+                        &ack.reason,
+                        time::OffsetDateTime::now_utc().unix_timestamp(),
+                    )?;
                     report.quarantined.push((ack.client_ref, ack.reason));
                 }
             }

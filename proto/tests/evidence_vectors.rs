@@ -56,22 +56,13 @@ fn tampered_payload_or_signature_is_refused() {
     let env = sign_envelope(b"{\"a\":1}".to_vec(), &key);
     let mut altered = env.clone();
     altered.payload[5] ^= 1;
-    assert!(matches!(
-        verify_envelope(&altered, &key.verifying_key()),
-        Err(EvidenceError::BadSignature)
-    ));
+    assert!(matches!(verify_envelope(&altered, &key.verifying_key()), Err(EvidenceError::BadSignature)));
     let mut bad_sig = env.clone();
     bad_sig.signatures[0].sig[0] ^= 1;
-    assert!(matches!(
-        verify_envelope(&bad_sig, &key.verifying_key()),
-        Err(EvidenceError::BadSignature)
-    ));
+    assert!(matches!(verify_envelope(&bad_sig, &key.verifying_key()), Err(EvidenceError::BadSignature)));
     let mut short = env.clone();
     short.signatures[0].sig.truncate(10);
-    assert!(matches!(
-        verify_envelope(&short, &key.verifying_key()),
-        Err(EvidenceError::SignatureLength(10))
-    ));
+    assert!(matches!(verify_envelope(&short, &key.verifying_key()), Err(EvidenceError::SignatureLength(10))));
     let mut other_type = env.clone();
     other_type.payload_type = "text/plain".into();
     assert!(matches!(
@@ -80,10 +71,7 @@ fn tampered_payload_or_signature_is_refused() {
     ));
     let mut two = env.clone();
     two.signatures.push(two.signatures[0].clone());
-    assert!(matches!(
-        verify_envelope(&two, &key.verifying_key()),
-        Err(EvidenceError::SignatureCount(2))
-    ));
+    assert!(matches!(verify_envelope(&two, &key.verifying_key()), Err(EvidenceError::SignatureCount(2))));
 }
 
 #[test]
@@ -151,34 +139,49 @@ fn malformed_statements_are_refused_with_a_reason() {
         (b"not json".to_vec(), "not a valid statement"),
         (vec![b'['; 100_000], "not a valid statement"),
         (vec![b' '; MAX_PAYLOAD_BYTES + 1], "more than the limit"),
-        ({
-            let mut st = Statement::new(sample_predicate(1, None), &key);
-            st.type_ = "https://in-toto.io/Statement/v0.1".into();
-            st.to_payload()
-        }, "_type"),
-        ({
-            let mut st = Statement::new(sample_predicate(1, None), &key);
-            st.predicate_type = "https://example.com/other".into();
-            st.to_payload()
-        }, "predicateType"),
+        (
+            {
+                let mut st = Statement::new(sample_predicate(1, None), &key);
+                st.type_ = "https://in-toto.io/Statement/v0.1".into();
+                st.to_payload()
+            },
+            "_type",
+        ),
+        (
+            {
+                let mut st = Statement::new(sample_predicate(1, None), &key);
+                st.predicate_type = "https://example.com/other".into();
+                st.to_payload()
+            },
+            "predicateType",
+        ),
         (Statement::new(sample_predicate(0, None), &key).to_payload(), "seq must start at 1"),
         (Statement::new(sample_predicate(2, None), &key).to_payload(), "has no prev"),
         (Statement::new(sample_predicate(2, Some("xyz".into())), &key).to_payload(), "not a hex"),
-        ({
-            let mut p = sample_predicate(1, None);
-            p.checks[0].reason = None;
-            Statement::new(p, &key).to_payload()
-        }, "without a reason"),
-        ({
-            let mut p = sample_predicate(1, None);
-            p.agent_id = "../../etc".into();
-            Statement::new(p, &key).to_payload()
-        }, "not a short token"),
-        ({
-            let mut st = Statement::new(sample_predicate(1, None), &key);
-            st.subject[0].name = "urn:custos:agent:someone-else".into();
-            st.to_payload()
-        }, "does not name agent"),
+        (
+            {
+                let mut p = sample_predicate(1, None);
+                p.checks[0].reason = None;
+                Statement::new(p, &key).to_payload()
+            },
+            "without a reason",
+        ),
+        (
+            {
+                let mut p = sample_predicate(1, None);
+                p.agent_id = "../../etc".into();
+                Statement::new(p, &key).to_payload()
+            },
+            "not a short token",
+        ),
+        (
+            {
+                let mut st = Statement::new(sample_predicate(1, None), &key);
+                st.subject[0].name = "urn:custos:agent:someone-else".into();
+                st.to_payload()
+            },
+            "does not name agent",
+        ),
     ];
     for (payload, want) in cases {
         let err = Statement::from_payload(&payload).unwrap_err().to_string();

@@ -59,7 +59,14 @@ fn presign(key: &SigningKey, agent_id: &str, n: usize) -> Vec<Envelope> {
                 arch: "x86_64".into(),
                 display_name: Some(format!("bench-{agent_id}")),
             };
-            let env = custos_agent::record::sign_record(key, agent_id, &tip, "2026-11-23T10:00:00Z", host, checks(seq));
+            let env = custos_agent::record::sign_record(
+                key,
+                agent_id,
+                &tip,
+                "2026-11-23T10:00:00Z",
+                host,
+                checks(seq),
+            );
             prev = Some(payload_digest(&env.payload));
             env
         })
@@ -86,7 +93,10 @@ fn verify_ceiling(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)]) -> f64 
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 struct Server(Child);
@@ -116,7 +126,12 @@ fn main() {
         Command::new(bin)
             .args(["run", "--data-dir"])
             .arg(&data)
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
+            .args([
+                "--grpc-listen",
+                &format!("127.0.0.1:{grpc}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http}"),
+            ])
             .env("CUSTOS_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -132,7 +147,12 @@ fn main() {
     let mut channels = Vec::new();
     for i in 0..agents {
         let token = String::from_utf8(
-            Command::new(bin).args(["token", "create", "--data-dir"]).arg(&data).output().expect("token").stdout,
+            Command::new(bin)
+                .args(["token", "create", "--data-dir"])
+                .arg(&data)
+                .output()
+                .expect("token")
+                .stdout,
         )
         .expect("utf8")
         .trim()
@@ -162,7 +182,8 @@ fn main() {
         channels.push(ch);
     }
     let n: usize = work.iter().map(|(_, e)| e.len()).sum();
-    let avg_payload = work.iter().flat_map(|(_, e)| e.iter().map(|x| x.payload.len())).sum::<usize>() / n.max(1);
+    let avg_payload =
+        work.iter().flat_map(|(_, e)| e.iter().map(|x| x.payload.len())).sum::<usize>() / n.max(1);
     let ceiling = verify_ceiling(&work);
     let base_rss = peak_rss_kib(pid).unwrap_or(0);
 
@@ -216,9 +237,16 @@ fn main() {
     let rate = n as f64 / elapsed;
     let peak = peak_rss_kib(pid).unwrap_or(0);
     println!("ingest benchmark: {n} records from {agents} agents, {avg_payload} B payload, 20 checks each");
-    println!("  verification ceiling (verify_strict, {} threads): {ceiling:>10.0} records/s", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "  verification ceiling (verify_strict, {} threads): {ceiling:>10.0} records/s",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!("  ingest over mTLS into SQLite (acked after commit): {rate:>10.0} records/s");
     println!("  ratio ingest / ceiling: {:.2} (aim: >= 0.33)", rate / ceiling);
-    println!("  server peak RSS: {:.1} MiB (before streaming: {:.1} MiB)", peak as f64 / 1024.0, base_rss as f64 / 1024.0);
+    println!(
+        "  server peak RSS: {:.1} MiB (before streaming: {:.1} MiB)",
+        peak as f64 / 1024.0,
+        base_rss as f64 / 1024.0
+    );
     drop(server);
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::ca::{CaError, CertAuthority};
+use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DataDir};
 use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
@@ -69,7 +70,9 @@ pub fn init(dir: &Path, extra_names: &[String], config: Option<Config>) -> Resul
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     }
-    for (path, found) in [(data.config(), "config.toml"), (data.ca_key(), "ca.key"), (data.database(), "custos.db")] {
+    for (path, found) in
+        [(data.config(), "config.toml"), (data.ca_key(), "ca.key"), (data.database(), "custos.db")]
+    {
         if path.exists() {
             return Err(AppError::AlreadyInitialised { path: dir.to_path_buf(), found });
         }
@@ -101,7 +104,10 @@ pub fn create_enrollment_token(dir: &Path, uses: u32, ttl: Duration) -> Result<S
     }
     let data = DataDir(dir.to_path_buf());
     if !data.database().exists() {
-        return Err(AppError::Invalid(format!("{} is not initialised: run `custos-server init` first", dir.display())));
+        return Err(AppError::Invalid(format!(
+            "{} is not initialised: run `custos-server init` first",
+            dir.display()
+        )));
     }
     let store = Store::open(&data.database())?;
     let token = secrets::new_token("cenr");
@@ -109,6 +115,11 @@ pub fn create_enrollment_token(dir: &Path, uses: u32, ttl: Duration) -> Result<S
     let ttl = i64::try_from(ttl.as_secs()).map_err(|_| AppError::Invalid("--ttl too long".into()))?;
     store.create_enrollment_token(&secrets::token_hash(&token), uses, now.saturating_add(ttl), now)?;
     Ok(token)
+}
+
+/// Resolves once the shutdown flag turns true (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// A running server.
@@ -138,6 +149,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let ca_pem = read(data.ca_cert())?;
     let ca = Arc::new(CertAuthority::load(&ca_pem, &read(data.ca_key())?)?);
     let tls_config = tls::server_config(&ca_pem, &read(data.server_cert())?, &read(data.server_key())?)?;
+    let catalog =
+        Arc::new(Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?);
     let store = Arc::new(Store::open(&data.database())?);
     let ingest = Ingest::start(store.record_writer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone());
@@ -175,9 +188,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
-        let stop = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let stop = async move { stopped(&mut rx).await };
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
             tracing::error!(error = %e, "gRPC server stopped");
         }
@@ -187,18 +198,20 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         .await
         .map_err(|source| AppError::Listen { addr: config.http_listen, source })?;
     let http_addr = http_listener.local_addr().map_err(io_err(dir))?;
-    let app = crate::http::router(crate::http::HttpState::new(Arc::clone(&store), config.clone()));
+    let app = crate::http::router(crate::http::HttpState::new(
+        Arc::clone(&store),
+        config.clone(),
+        Arc::clone(&catalog),
+    ));
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let stop = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let stop = async move { stopped(&mut rx).await };
         if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));
 
-    tasks.push(keeper::spawn(Arc::clone(&store), config.clone(), ingest.changed.clone(), shutdown_rx));
+    tasks.push(keeper::spawn(Arc::clone(&store), catalog, ingest.changed.clone(), shutdown_rx));
 
     Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
 }

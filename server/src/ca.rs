@@ -7,8 +7,8 @@
 //! (subject, extensions) is copied. The CA key never leaves the data dir.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -66,8 +66,8 @@ impl CertAuthority {
 
     /// Loads an existing CA from its certificate and key PEM.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
-        let key = KeyPair::from_pem(key_pem)
-            .map_err(|source| CaError::Load { what: "CA key".into(), source })?;
+        let key =
+            KeyPair::from_pem(key_pem).map_err(|source| CaError::Load { what: "CA key".into(), source })?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
             .map_err(|source| CaError::Load { what: "CA certificate".into(), source })?;
         Ok(CertAuthority { cert_pem: cert_pem.to_string(), issuer })
@@ -101,15 +101,14 @@ impl CertAuthority {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> Result<AgentCertificate, CaError> {
-        let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
-            .map_err(CaError::BadCsr)?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).map_err(CaError::BadCsr)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, agent_id);
         params.distinguished_name = dn;
         let uri = format!("{AGENT_URI_PREFIX}{agent_id}");
-        params.subject_alt_names =
-            vec![SanType::URI(uri.try_into().map_err(CaError::Issue)?)];
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(CaError::Issue)?)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let mut serial: [u8; 16] = crate::secrets::random();
@@ -120,11 +119,7 @@ impl CertAuthority {
         let not_after = now + lifetime;
         params.not_after = not_after;
         let cert = params.signed_by(&csr.public_key, &self.issuer).map_err(CaError::Issue)?;
-        Ok(AgentCertificate {
-            cert_pem: cert.pem(),
-            serial_hex: hex::encode(serial),
-            not_after,
-        })
+        Ok(AgentCertificate { cert_pem: cert.pem(), serial_hex: hex::encode(serial), not_after })
     }
 }
 

@@ -47,9 +47,9 @@ impl GrpcState {
     /// The calling agent, from its client certificate; refused if absent,
     /// unknown or revoked.
     fn caller<T>(&self, req: &Request<T>) -> Result<AgentKey, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("a client certificate issued by this server is required"))?;
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("a client certificate issued by this server is required")
+        })?;
         let agent_id = certs
             .first()
             .and_then(|c| agent_id_from_cert(c.as_ref()))
@@ -62,11 +62,10 @@ impl GrpcState {
         let agent = match cached {
             Some(a) => a,
             None => {
-                let a = self
-                    .store
-                    .agent_key(agent_id)
-                    .map_err(|e| internal("agent lookup", e))?
-                    .ok_or_else(|| Status::unauthenticated(format!("agent {agent_id} is not enrolled")))?;
+                let a =
+                    self.store.agent_key(agent_id).map_err(|e| internal("agent lookup", e))?.ok_or_else(
+                        || Status::unauthenticated(format!("agent {agent_id} is not enrolled")),
+                    )?;
                 if let Ok(mut m) = self.agents.write() {
                     m.insert(agent_id.to_string(), a.clone());
                 }
@@ -134,10 +133,9 @@ impl v1::enrollment_server::Enrollment for EnrollmentService {
 
         let now = OffsetDateTime::now_utc();
         let agent_id = secrets::new_agent_id();
-        let cert = s
-            .ca
-            .issue_agent(&agent_id, &r.csr_der, now, s.lifetime())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert =
+            s.ca.issue_agent(&agent_id, &r.csr_der, now, s.lifetime())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let display_name = if r.display_name.is_empty() { agent_id.clone() } else { r.display_name.clone() };
         let agent = NewAgent {
             agent_id: &agent_id,
@@ -178,10 +176,9 @@ impl v1::agent_service_server::AgentService for AgentService {
         let s = &self.0;
         let agent = s.caller(&req)?;
         let now = OffsetDateTime::now_utc();
-        let cert = s
-            .ca
-            .issue_agent(&agent.agent_id, &req.get_ref().csr_der, now, s.lifetime())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert =
+            s.ca.issue_agent(&agent.agent_id, &req.get_ref().csr_der, now, s.lifetime())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         s.store
             .record_renewal(&agent.agent_id, &cert.serial_hex, cert.not_after.unix_timestamp())
             .map_err(|e| internal("renewal", e))?;
@@ -272,18 +269,36 @@ impl v1::agent_service_server::AgentService for AgentService {
                 })
                 .await;
                 let Ok(verified) = verified else { break };
-                for item in &verified {
-                    if let Err(r) = item {
-                        if matches!(r.kind, RejectKind::BadSignature | RejectKind::WrongKey | RejectKind::WrongAgent) {
-                            tracing::warn!(agent_id = agent.agent_id, reason = r.message, "record refused");
-                            let _ = state.store.record_security_event(
+                // Forgery attempts are security events; written off the async workers.
+                let refused: Vec<String> = verified
+                    .iter()
+                    .filter_map(|item| item.as_ref().err())
+                    .filter(|r| {
+                        matches!(
+                            r.kind,
+                            RejectKind::BadSignature | RejectKind::WrongKey | RejectKind::WrongAgent
+                        )
+                    })
+                    .map(|r| r.message.clone())
+                    .collect();
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        agent_id = agent.agent_id,
+                        count = refused.len(),
+                        "records refused: {}",
+                        refused[0]
+                    );
+                    let (store, agent_id) = (Arc::clone(&state.store), agent.agent_id.clone());
+                    tokio::task::spawn_blocking(move || {
+                        for message in refused {
+                            let _ = store.record_security_event(
                                 received_at,
-                                Some(&agent.agent_id),
+                                Some(&agent_id),
                                 "refused_record",
-                                &r.message,
+                                &message,
                             );
                         }
-                    }
+                    });
                 }
                 let outcomes = state.ingest.submit(verified).await;
                 if pending_tx.send((refs, outcomes)).await.is_err() {
@@ -310,7 +325,11 @@ fn from_wire(e: v1::Envelope) -> Envelope {
     Envelope {
         payload: e.payload,
         payload_type: e.payload_type,
-        signatures: e.signatures.into_iter().map(|s| EnvelopeSignature { keyid: s.keyid, sig: s.sig }).collect(),
+        signatures: e
+            .signatures
+            .into_iter()
+            .map(|s| EnvelopeSignature { keyid: s.keyid, sig: s.sig })
+            .collect(),
     }
 }
 
@@ -318,7 +337,9 @@ fn ack(client_ref: u64, outcome: Outcome) -> v1::Ack {
     use v1::{AckStatus, RejectReason};
     match outcome {
         Outcome::Accepted => v1::Ack { client_ref, status: AckStatus::Accepted as i32, ..Default::default() },
-        Outcome::Duplicate => v1::Ack { client_ref, status: AckStatus::Duplicate as i32, ..Default::default() },
+        Outcome::Duplicate => {
+            v1::Ack { client_ref, status: AckStatus::Duplicate as i32, ..Default::default() }
+        }
         Outcome::Rejected(r) => {
             let reason = match r.kind {
                 RejectKind::Malformed => RejectReason::Malformed,

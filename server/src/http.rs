@@ -119,12 +119,17 @@ struct ControlsQuery {
     framework: Option<String>,
 }
 
-async fn controls(State(s): State<HttpState>, q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn controls(
+    State(s): State<HttpState>,
+    q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework");
     };
     let now = OffsetDateTime::now_utc();
-    match blocking(move || Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref())?)).await {
+    match blocking(move || Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref())?))
+        .await
+    {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown framework {unknown:?}")),
         Err(r) => r,
@@ -137,7 +142,10 @@ struct RisksQuery {
     status: Option<String>,
 }
 
-async fn risks(State(s): State<HttpState>, q: Result<Query<RisksQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn risks(
+    State(s): State<HttpState>,
+    q: Result<Query<RisksQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: status");
     };
@@ -145,7 +153,9 @@ async fn risks(State(s): State<HttpState>, q: Result<Query<RisksQuery>, axum::ex
         None | Some("open") => Some(true),
         Some("closed") => Some(false),
         Some("all") => None,
-        Some(other) => return error(StatusCode::BAD_REQUEST, &format!("status {other:?}: use open, closed or all")),
+        Some(other) => {
+            return error(StatusCode::BAD_REQUEST, &format!("status {other:?}: use open, closed or all"));
+        }
     };
     match blocking(move || Ok(s.store.risks(filter)?)).await {
         Ok(v) => Json(v).into_response(),

@@ -104,7 +104,10 @@ pub fn verify_record(env: &Envelope, agent: &AgentKey, received_at: i64) -> Resu
     {
         return Err(Rejection::new(
             WrongAgent,
-            format!("statement names agent {:?}, the connection is agent {}", st.predicate.agent_id, agent.agent_id),
+            format!(
+                "statement names agent {:?}, the connection is agent {}",
+                st.predicate.agent_id, agent.agent_id
+            ),
         ));
     }
     let collected_at = OffsetDateTime::parse(&st.predicate.collected_at, &Rfc3339)
@@ -150,25 +153,26 @@ fn outcome_of(append: AppendOutcome) -> Outcome {
         AppendOutcome::Duplicate => Outcome::Duplicate,
         AppendOutcome::Refused { verdict, expected } => Outcome::Rejected(
             match verdict {
-            ChainVerdict::Gap { expected } => Rejection::new(
-                RejectKind::SequenceGap,
-                format!("sequence gap: the server expects seq {expected} next"),
-            ),
-            ChainVerdict::Equivocation => Rejection::new(
-                RejectKind::Equivocation,
-                "a different record with this seq is already stored (equivocation)",
-            ),
-            ChainVerdict::PrevMismatch => Rejection::new(
-                RejectKind::ChainMismatch,
-                format!("prev does not match the digest of stored record {}", expected - 1),
-            ),
-            ChainVerdict::Replay => {
-                Rejection::new(RejectKind::Replay, "seq lies behind the chain head but was never stored here")
+                ChainVerdict::Gap { expected } => Rejection::new(
+                    RejectKind::SequenceGap,
+                    format!("sequence gap: the server expects seq {expected} next"),
+                ),
+                ChainVerdict::Equivocation => Rejection::new(
+                    RejectKind::Equivocation,
+                    "a different record with this seq is already stored (equivocation)",
+                ),
+                ChainVerdict::PrevMismatch => Rejection::new(
+                    RejectKind::ChainMismatch,
+                    format!("prev does not match the digest of stored record {}", expected - 1),
+                ),
+                ChainVerdict::Replay => Rejection::new(
+                    RejectKind::Replay,
+                    "seq lies behind the chain head but was never stored here",
+                ),
+                ChainVerdict::Append | ChainVerdict::Duplicate => {
+                    Rejection::new(RejectKind::Storage, "internal: inconsistent chain verdict")
+                }
             }
-            ChainVerdict::Append | ChainVerdict::Duplicate => {
-                Rejection::new(RejectKind::Storage, "internal: inconsistent chain verdict")
-            }
-        }
             .with_expected(expected),
         ),
     }
@@ -241,7 +245,7 @@ impl Ingest {
                         let _ = job.reply.send(outcomes);
                     }
                     if any_accepted {
-                        notify.notify_waiters();
+                        // Stores a permit if the keeper is busy, so no commit goes unseen.
                         notify.notify_one();
                     }
                 }
@@ -257,7 +261,10 @@ impl Ingest {
         let n = items.len();
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { items, reply }).await {
             let _ = job.reply.send(vec![
-                Outcome::Rejected(Rejection::new(RejectKind::Storage, "server is shutting down"));
+                Outcome::Rejected(Rejection::new(
+                    RejectKind::Storage,
+                    "server is shutting down"
+                ));
                 n
             ]);
         }

@@ -1,9 +1,17 @@
 //! `custos-server`: enrolls agents, verifies and stores their signed evidence,
 //! maps it onto ISMS controls, keeps the risk register and serves the API.
 
+pub mod app;
 pub mod ca;
 pub mod catalog;
+pub mod config;
 pub mod evaluate;
+pub mod grpc;
+pub mod http;
+pub mod ingest;
+pub mod keeper;
 pub mod risk;
 pub mod secrets;
 pub mod store;
+pub mod tls;
+pub mod views;

@@ -9,7 +9,11 @@ use custos_server::app;
 use custos_server::config::{Config, DataDir};
 
 #[derive(Parser)]
-#[command(name = "custos-server", version, about = "Custos server: verified ISMS evidence, controls and risks")]
+#[command(
+    name = "custos-server",
+    version,
+    about = "Custos server: verified ISMS evidence, controls and risks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,8 +101,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run { data_dir, grpc_listen, http_listen } => {
             let data = DataDir(data_dir.clone());
-            let mut config = Config::load(&data.config())
-                .with_context(|| format!("{} is not initialised? run `custos-server init`", data_dir.display()))?;
+            let mut config = Config::load(&data.config()).with_context(|| {
+                format!("{} is not initialised? run `custos-server init`", data_dir.display())
+            })?;
             if let Some(a) = grpc_listen {
                 config.grpc_listen = a;
             }

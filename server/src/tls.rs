@@ -83,7 +83,7 @@ pub fn accept_loop(
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = crate::app::stopped(&mut shutdown) => return,
             };
             let (tcp, peer) = match accepted {
                 Ok(c) => c,
@@ -145,7 +145,10 @@ impl tokio::io::AsyncWrite for CappedStream {
     ) -> std::task::Poll<io::Result<usize>> {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
     fn poll_shutdown(

@@ -145,7 +145,12 @@ impl TestAgent {
         Self::enroll_with(server, name, host, Settings::default()).await
     }
 
-    pub async fn enroll_with(server: &TestServer, name: &str, host: Arc<dyn Host>, settings: Settings) -> TestAgent {
+    pub async fn enroll_with(
+        server: &TestServer,
+        name: &str,
+        host: Arc<dyn Host>,
+        settings: Settings,
+    ) -> TestAgent {
         let tmp = tempfile::tempdir().expect("temp dir");
         let state = StateDir(tmp.path().join("agent"));
         custos_agent::enroll::enroll(&state, &server.grpc(), &server.token(1), &server.ca_pem(), name)

@@ -149,7 +149,10 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     let mut b = TestAgent::enroll(&server, "b", system()).await;
     let fw_fail = [("firewall", CheckStatus::Fail)];
     let firewall_risk = |v: &Value| -> Option<Value> {
-        v.as_array()?.iter().find(|r| r["check_id"] == "firewall" && r["control_id"] == "iso27001:2022/A.8.20").cloned()
+        v.as_array()?
+            .iter()
+            .find(|r| r["check_id"] == "firewall" && r["control_id"] == "iso27001:2022/A.8.20")
+            .cloned()
     };
 
     // A fails: one risk, affecting A.
@@ -166,9 +169,15 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     b.agent.sign_into_spool(core_results(CheckStatus::Pass, &fw_fail)).unwrap();
     b.agent.deliver().await.unwrap();
     let risks = server
-        .wait_for("/api/v1/risks", |v| firewall_risk(v).is_some_and(|r| r["affected_hosts"].as_array().unwrap().len() == 2))
+        .wait_for("/api/v1/risks", |v| {
+            firewall_risk(v).is_some_and(|r| r["affected_hosts"].as_array().unwrap().len() == 2)
+        })
         .await;
-    assert_eq!(firewall_risk(&risks).unwrap()["id"], risk_id, "one entry per control and check, not per host");
+    assert_eq!(
+        firewall_risk(&risks).unwrap()["id"],
+        risk_id,
+        "one entry per control and check, not per host"
+    );
 
     // A turns unknown: still affected (only passing clears a host).
     a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[("firewall", CheckStatus::Unknown)])).unwrap();
@@ -177,7 +186,9 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
     a.agent.deliver().await.unwrap();
     let risks = server
-        .wait_for("/api/v1/risks", |v| firewall_risk(v).is_some_and(|r| ids(&r["affected_hosts"]) == BTreeSet::from([b.id()])))
+        .wait_for("/api/v1/risks", |v| {
+            firewall_risk(v).is_some_and(|r| ids(&r["affected_hosts"]) == BTreeSet::from([b.id()]))
+        })
         .await;
     assert_eq!(firewall_risk(&risks).unwrap()["status"], "open");
 

@@ -35,7 +35,10 @@ fn rejected(ack: &custos_proto::v1::Ack, reason: RejectReason) {
     assert!(!ack.reason.is_empty());
 }
 
-async fn enrolled_with_two_records(server: &TestServer, name: &str) -> (TestAgent, SigningKey, Vec<Envelope>) {
+async fn enrolled_with_two_records(
+    server: &TestServer,
+    name: &str,
+) -> (TestAgent, SigningKey, Vec<Envelope>) {
     let a = TestAgent::enroll(server, name, quiet_host()).await;
     let key = a.state.load_evidence_key().unwrap();
     let r1 = record(&key, &a.id(), 1, None);
@@ -79,12 +82,10 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
     // Not an in-toto statement at all, properly signed.
     let garbage = sign_envelope(b"{\"hello\":1}".to_vec(), &key);
 
-    let acks = send_raw(
-        ch.clone(),
-        vec![forged, altered, foreign_key, b_record, gap, equivocal, unlinked, garbage],
-    )
-    .await
-    .unwrap();
+    let acks =
+        send_raw(ch.clone(), vec![forged, altered, foreign_key, b_record, gap, equivocal, unlinked, garbage])
+            .await
+            .unwrap();
     assert_eq!(acks.len(), 8);
     rejected(&acks[0], RejectReason::BadSignature);
     rejected(&acks[1], RejectReason::BadSignature);
@@ -161,7 +162,8 @@ async fn calls_without_a_client_certificate_or_with_a_foreign_ca_are_refused() {
     assert_eq!(stored(&server, &a), 2);
 
     // Others are still served.
-    let acks = send_raw(a.agent.channel().await.unwrap(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap();
+    let acks =
+        send_raw(a.agent.channel().await.unwrap(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap();
     assert_eq!(acks[0].status, AckStatus::Accepted as i32);
 }
 
@@ -176,7 +178,10 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
     let err = send_raw(a.agent.channel().await.unwrap(), vec![huge]).await;
     match err {
         Err(status) => assert!(
-            matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal),
+            matches!(
+                status.code(),
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal
+            ),
             "{status:?}"
         ),
         Ok(acks) => assert!(acks.is_empty(), "no acceptance for an oversized message: {acks:?}"),
@@ -191,7 +196,8 @@ async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
     rejected(&acks[0], RejectReason::Malformed);
     assert_eq!(stored(&server, &a), 2);
 
-    let acks = send_raw(a.agent.channel().await.unwrap(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap();
+    let acks =
+        send_raw(a.agent.channel().await.unwrap(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap();
     assert_eq!(acks[0].status, AckStatus::Accepted as i32);
 }
 

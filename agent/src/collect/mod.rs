@@ -115,11 +115,9 @@ pub fn run_checks(host: Arc<dyn Host>, only: &[String], timeout: Duration) -> Ve
         .map(|&&(id, collect)| {
             let (tx, rx) = std::sync::mpsc::channel();
             let host = Arc::clone(&host);
-            let spawned = std::thread::Builder::new()
-                .name(format!("collect-{id}"))
-                .spawn(move || {
-                    let _ = tx.send(collect(host.as_ref()));
-                });
+            let spawned = std::thread::Builder::new().name(format!("collect-{id}")).spawn(move || {
+                let _ = tx.send(collect(host.as_ref()));
+            });
             (id, rx, spawned.is_ok())
         })
         .collect();

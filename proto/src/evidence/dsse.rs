@@ -67,10 +67,7 @@ pub fn sign_envelope(payload: Vec<u8>, key: &SigningKey) -> Envelope {
 /// signature is checked with `verify_strict` over PAE of the received bytes.
 pub fn verify_envelope(env: &Envelope, key: &VerifyingKey) -> Result<(), EvidenceError> {
     if env.payload_type != PAYLOAD_TYPE {
-        return Err(EvidenceError::PayloadType {
-            found: env.payload_type.clone(),
-            expected: PAYLOAD_TYPE,
-        });
+        return Err(EvidenceError::PayloadType { found: env.payload_type.clone(), expected: PAYLOAD_TYPE });
     }
     let [sig] = env.signatures.as_slice() else {
         return Err(EvidenceError::SignatureCount(env.signatures.len()));
@@ -82,11 +79,8 @@ pub fn verify_envelope(env: &Envelope, key: &VerifyingKey) -> Result<(), Evidenc
     if key.is_weak() {
         return Err(EvidenceError::WeakKey);
     }
-    let bytes: [u8; 64] = sig
-        .sig
-        .as_slice()
-        .try_into()
-        .map_err(|_| EvidenceError::SignatureLength(sig.sig.len()))?;
+    let bytes: [u8; 64] =
+        sig.sig.as_slice().try_into().map_err(|_| EvidenceError::SignatureLength(sig.sig.len()))?;
     key.verify_strict(&pae(&env.payload_type, &env.payload), &Signature::from_bytes(&bytes))
         .map_err(|_| EvidenceError::BadSignature)
 }

@@ -57,7 +57,10 @@ pub enum AppendOutcome {
     Accepted,
     Duplicate,
     /// Not stored: the chain verdict says why. `expected` is the next seq.
-    Refused { verdict: ChainVerdict, expected: u64 },
+    Refused {
+        verdict: ChainVerdict,
+        expected: u64,
+    },
 }
 
 /// A security-relevant refusal worth an alert.

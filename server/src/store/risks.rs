@@ -38,8 +38,15 @@ pub enum RiskWrite {
         affected_hosts: BTreeSet<String>,
         at: i64,
     },
-    Update { id: i64, affected_hosts: BTreeSet<String>, at: i64 },
-    Close { id: i64, at: i64 },
+    Update {
+        id: i64,
+        affected_hosts: BTreeSet<String>,
+        at: i64,
+    },
+    Close {
+        id: i64,
+        at: i64,
+    },
 }
 
 fn hosts_json(hosts: &BTreeSet<String>) -> String {
@@ -97,7 +104,16 @@ impl Store {
         let tx = conn.transaction()?;
         for w in writes {
             match w {
-                RiskWrite::Open { control_id, check_id, title, threats, likelihood, impact, affected_hosts, at } => {
+                RiskWrite::Open {
+                    control_id,
+                    check_id,
+                    title,
+                    threats,
+                    likelihood,
+                    impact,
+                    affected_hosts,
+                    at,
+                } => {
                     let threats = serde_json::to_string(threats).unwrap_or_else(|_| "[]".into());
                     tx.execute(
                         "INSERT INTO risks (control_id, check_id, title, threats, likelihood, impact, status, affected_hosts, opened_at, updated_at)

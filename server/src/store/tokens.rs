@@ -67,7 +67,11 @@ impl Store {
 }
 
 /// Consumes one use of a token inside the caller's transaction.
-pub(super) fn consume(tx: &rusqlite::Transaction<'_>, hash: &[u8; 32], now: i64) -> Result<Result<(), TokenRefusal>, StoreError> {
+pub(super) fn consume(
+    tx: &rusqlite::Transaction<'_>,
+    hash: &[u8; 32],
+    now: i64,
+) -> Result<Result<(), TokenRefusal>, StoreError> {
     let row: Option<(i64, i64, i64)> = tx
         .query_row(
             "SELECT id, uses_left, expires_at FROM enrollment_tokens WHERE token_hash = ?1",

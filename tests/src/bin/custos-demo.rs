@@ -41,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
     let state = StateDir(tmp.path().join("agent"));
     let host: Arc<dyn Host> = Arc::new(SystemHost::default());
     let name = custos_agent::record::hostname(host.as_ref()).unwrap_or_else(|| "this-host".into());
-    let id = custos_agent::enroll::enroll(&state, &grpc, &token, &ca, &name).await.context("enrolling the local agent")?;
+    let id = custos_agent::enroll::enroll(&state, &grpc, &token, &ca, &name)
+        .await
+        .context("enrolling the local agent")?;
     println!("Enrolled this host ({name}) as agent {} with a one-time token.", id.agent_id);
 
     let mut agent = Agent::open(state, &Settings::default(), host)?;
@@ -53,18 +55,22 @@ async fn main() -> anyhow::Result<()> {
         println!("{:<16} {:<8} {:<12} {}", r.id, r.status, r.backend, r.reason.as_deref().unwrap_or("-"));
     }
     match &pass.delivery {
-        Ok(d) => println!("\nSigned record delivered over mTLS: {} accepted; verified and stored by the server.", d.accepted),
+        Ok(d) => println!(
+            "\nSigned record delivered over mTLS: {} accepted; verified and stored by the server.",
+            d.accepted
+        ),
         Err(e) => println!("\nDelivery failed: {e}"),
     }
 
     // Let the risk keeper reconcile, then show what the evidence means.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let client = reqwest::Client::new();
-    let get = |path: &str| {
-        client.get(format!("http://{http}{path}")).bearer_auth(&init.admin_token).send()
-    };
-    for (fw, label) in [("iso27001:2022", "ISO/IEC 27001:2022 Annex A"), ("bsi-grundschutz:2023", "BSI IT-Grundschutz 2023")] {
-        let controls: serde_json::Value = get(&format!("/api/v1/controls?framework={fw}")).await?.json().await?;
+    let get = |path: &str| client.get(format!("http://{http}{path}")).bearer_auth(&init.admin_token).send();
+    for (fw, label) in
+        [("iso27001:2022", "ISO/IEC 27001:2022 Annex A"), ("bsi-grundschutz:2023", "BSI IT-Grundschutz 2023")]
+    {
+        let controls: serde_json::Value =
+            get(&format!("/api/v1/controls?framework={fw}")).await?.json().await?;
         let list = controls["controls"].as_array().cloned().unwrap_or_default();
         let count = |state: &str| list.iter().filter(|c| c["state"] == state).count();
         println!(
@@ -94,12 +100,17 @@ async fn main() -> anyhow::Result<()> {
             r["control_id"].as_str().unwrap_or(""),
             r["check_id"].as_str().unwrap_or(""),
             r["title"].as_str().unwrap_or(""),
-            r["threats"].as_array().map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            r["threats"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
             r["affected_hosts"].as_array().map(|h| h.len()).unwrap_or(0)
         );
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
-    println!("Dashboard: http://{http}/   API: curl -H 'Authorization: Bearer <token>' http://{http}/api/v1/controls");
+    println!(
+        "Dashboard: http://{http}/   API: curl -H 'Authorization: Bearer <token>' http://{http}/api/v1/controls"
+    );
     println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
 
     agent
