@@ -152,7 +152,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let catalog =
         Arc::new(Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?);
     let store = Arc::new(Store::open(&data.database())?);
-    let ingest = Ingest::start(store.record_writer()?, config.limits.max_batch_records);
+    let ingest =
+        Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone());
 
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -263,7 +263,7 @@ impl v1::agent_service_server::AgentService for AgentService {
                         .into_iter()
                         .map(|m| match m.envelope {
                             None => Err(Rejection::new(RejectKind::Malformed, "record has no envelope")),
-                            Some(e) => verify_record(&from_wire(e), &key, received_at),
+                            Some(e) => verify_record(from_wire(e), &key, received_at),
                         })
                         .collect::<Vec<_>>()
                 })

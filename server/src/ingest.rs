@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use custos_proto::evidence::{
-    ChainVerdict, Envelope, EvidenceError, Statement, StatementError, payload_digest, verify_envelope,
+    ChainVerdict, Envelope, EvidenceError, StatementError, StatementSummary, payload_digest, verify_envelope,
 };
 use ed25519_dalek::VerifyingKey;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::store::Checkpointer;
 use crate::store::agents::AgentKey;
 use crate::store::records::{AppendOutcome, CheckRow, GapRow, NewRecord, RecordWriter};
 
@@ -70,7 +71,7 @@ pub enum Outcome {
 
 /// Verifies one envelope from the mTLS peer `agent` and parses it into a
 /// record ready to append. Pure: `received_at` is passed in.
-pub fn verify_record(env: &Envelope, agent: &AgentKey, received_at: i64) -> Result<NewRecord, Rejection> {
+pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Result<NewRecord, Rejection> {
     use RejectKind::*;
     if env.payload.len() > custos_proto::evidence::MAX_PAYLOAD_BYTES {
         return Err(Rejection::new(
@@ -84,14 +85,14 @@ pub fn verify_record(env: &Envelope, agent: &AgentKey, received_at: i64) -> Resu
     }
     let key = VerifyingKey::from_bytes(&agent.evidence_key)
         .map_err(|_| Rejection::new(WrongKey, "agent's registered evidence key is unusable"))?;
-    verify_envelope(env, &key).map_err(|e| match e {
+    verify_envelope(&env, &key).map_err(|e| match e {
         EvidenceError::KeyIdMismatch { .. } => Rejection::new(WrongKey, e.to_string()),
         EvidenceError::BadSignature | EvidenceError::SignatureLength(_) | EvidenceError::WeakKey => {
             Rejection::new(BadSignature, e.to_string())
         }
         _ => Rejection::new(Malformed, e.to_string()),
     })?;
-    let st = Statement::from_payload(&env.payload).map_err(|e| match e {
+    let st = StatementSummary::summary_from_payload(&env.payload).map_err(|e| match e {
         StatementError::TooLarge(_) => Rejection::new(TooLarge, e.to_string()),
         _ => Rejection::new(Malformed, e.to_string()),
     })?;
@@ -115,18 +116,20 @@ pub fn verify_record(env: &Envelope, agent: &AgentKey, received_at: i64) -> Resu
         .unix_timestamp();
     let prev = st.prev_digest();
     let p = st.predicate;
-    let [sig] = env.signatures.as_slice() else {
+    let digest = payload_digest(&env.payload);
+    let Envelope { payload, payload_type, signatures } = env;
+    let Some(sig) = signatures.into_iter().next() else {
         return Err(Rejection::new(Malformed, "expected exactly one signature"));
     };
     Ok(NewRecord {
         agent_id: p.agent_id,
         seq: p.seq,
         prev,
-        digest: payload_digest(&env.payload),
-        payload: env.payload.clone(),
-        payload_type: env.payload_type.clone(),
-        keyid: sig.keyid.clone(),
-        sig: sig.sig.clone(),
+        digest,
+        payload,
+        payload_type,
+        keyid: sig.keyid,
+        sig: sig.sig,
         collected_at,
         received_at,
         os: p.host.os,
@@ -193,14 +196,30 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the writer thread on `writer`'s connection.
-    pub fn start(mut writer: RecordWriter, max_batch_records: usize) -> Ingest {
+    /// Starts the writer thread on `writer`'s connection, and a thread that
+    /// checkpoints the WAL every half second while the writer lives.
+    pub fn start(mut writer: RecordWriter, checkpointer: Checkpointer, max_batch_records: usize) -> Ingest {
         let (tx, mut rx) = mpsc::channel::<Job>(256);
         let changed = Arc::new(Notify::new());
         let notify = Arc::clone(&changed);
+        let (alive, writer_gone) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("custos-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    writer_gone.recv_timeout(std::time::Duration::from_millis(500))
+                {
+                    if let Err(e) = checkpointer.passive() {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .expect("cannot start the checkpoint thread");
         std::thread::Builder::new()
             .name("custos-ingest-writer".into())
             .spawn(move || {
+                // Dropped when this thread ends, which stops the checkpointer.
+                let _alive = alive;
                 while let Some(first) = rx.blocking_recv() {
                     // Group commit: take whatever else is already waiting.
                     let mut jobs = vec![first];
@@ -214,10 +233,23 @@ impl Ingest {
                             Err(_) => break,
                         }
                     }
-                    let records: Vec<NewRecord> = jobs
-                        .iter()
-                        .flat_map(|j| j.items.iter().filter_map(|i| i.as_ref().ok().cloned()))
-                        .collect();
+                    // Move the verified records out; remember where each answer goes.
+                    let mut records: Vec<NewRecord> = Vec::with_capacity(count);
+                    let mut plans = Vec::with_capacity(jobs.len());
+                    for job in jobs {
+                        let slots: Vec<Option<Rejection>> = job
+                            .items
+                            .into_iter()
+                            .map(|item| match item {
+                                Ok(r) => {
+                                    records.push(r);
+                                    None
+                                }
+                                Err(rejection) => Some(rejection),
+                            })
+                            .collect();
+                        plans.push((job.reply, slots));
+                    }
                     let now = OffsetDateTime::now_utc().unix_timestamp();
                     let appended = if records.is_empty() { Ok(Vec::new()) } else { writer.append(&records, now) };
                     let mut results = match appended {
@@ -229,20 +261,19 @@ impl Ingest {
                         }
                     };
                     let mut any_accepted = false;
-                    for job in jobs {
-                        let outcomes: Vec<Outcome> = job
-                            .items
+                    for (reply, slots) in plans {
+                        let outcomes: Vec<Outcome> = slots
                             .into_iter()
-                            .map(|item| match item {
-                                Ok(_) => results.next().unwrap_or_else(|| {
+                            .map(|slot| match slot {
+                                None => results.next().unwrap_or_else(|| {
                                     Outcome::Rejected(Rejection::new(RejectKind::Storage, "internal: missing outcome"))
                                 }),
-                                Err(rejection) => Outcome::Rejected(rejection),
+                                Some(rejection) => Outcome::Rejected(rejection),
                             })
                             .collect();
                         any_accepted |= outcomes.contains(&Outcome::Accepted);
                         // The stream may have gone away; its records stay committed.
-                        let _ = job.reply.send(outcomes);
+                        let _ = reply.send(outcomes);
                     }
                     if any_accepted {
                         // Stores a permit if the keeper is busy, so no commit goes unseen.

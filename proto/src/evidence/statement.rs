@@ -22,14 +22,21 @@ pub const MAX_CHECKS: usize = 256;
 /// Longest raw-observation excerpt kept in a record, in bytes.
 pub const MAX_EXCERPT_BYTES: usize = 2048;
 
+/// The typed facts of a check.
+pub type Facts = serde_json::Map<String, serde_json::Value>;
+
+/// A statement parsed without materialising the facts (they are checked to
+/// be well-formed JSON and skipped): what the server's ingest path needs.
+pub type StatementSummary = Statement<serde::de::IgnoredAny>;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Statement {
+pub struct Statement<F = Facts> {
     #[serde(rename = "_type")]
     pub type_: String,
     pub subject: Vec<Subject>,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
-    pub predicate: EvidencePredicate,
+    pub predicate: EvidencePredicate<F>,
 }
 
 /// What the statement is about: the agent, named by its id and pinned by the
@@ -42,7 +49,7 @@ pub struct Subject {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvidencePredicate {
+pub struct EvidencePredicate<F = Facts> {
     pub agent_id: String,
     /// 1, 2, 3, ... per agent, never reused.
     pub seq: u64,
@@ -55,7 +62,7 @@ pub struct EvidencePredicate {
     /// Collections the agent skipped since its previous record (spool full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
-    pub checks: Vec<CheckResult>,
+    pub checks: Vec<CheckResult<F>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -125,14 +132,14 @@ impl std::fmt::Display for CheckStatus {
 /// One check's outcome with the evidence behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckResult {
+pub struct CheckResult<F = Facts> {
     /// Stable check id, e.g. `firewall`.
     pub id: String,
     pub status: CheckStatus,
     /// What produced the observation, e.g. `nftables`, `apt`, `lsblk`.
     pub backend: String,
     /// Typed facts the status was derived from.
-    pub facts: serde_json::Map<String, serde_json::Value>,
+    pub facts: F,
     pub observation: Observation,
     /// Why the status is not `pass` (required then), or a note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,14 +190,28 @@ impl Statement {
 
     /// Parses and validates a payload. Never panics on hostile input.
     pub fn from_payload(payload: &[u8]) -> Result<Self, StatementError> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(StatementError::TooLarge(payload.len()));
-        }
-        let st: Statement = serde_json::from_slice(payload)?;
-        st.validate()?;
-        Ok(st)
+        parse(payload)
     }
+}
 
+impl StatementSummary {
+    /// Parses and validates a payload like [`Statement::from_payload`], but
+    /// skips over the facts instead of building them.
+    pub fn summary_from_payload(payload: &[u8]) -> Result<Self, StatementError> {
+        parse(payload)
+    }
+}
+
+fn parse<F: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Statement<F>, StatementError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(StatementError::TooLarge(payload.len()));
+    }
+    let st: Statement<F> = serde_json::from_slice(payload)?;
+    st.validate()?;
+    Ok(st)
+}
+
+impl<F> Statement<F> {
     fn validate(&self) -> Result<(), StatementError> {
         if self.type_ != STATEMENT_TYPE {
             return Err(StatementError::WrongType {

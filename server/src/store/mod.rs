@@ -46,6 +46,17 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Runs WAL checkpoints on a connection of its own.
+pub struct Checkpointer(Connection);
+
+impl Checkpointer {
+    /// A passive checkpoint: copies what it can without blocking writers.
+    pub fn passive(&self) -> Result<(), StoreError> {
+        self.0.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
 /// The shared handle for everything but the ingest hot path (which owns its
 /// own connection in a [`records::RecordWriter`]).
 pub struct Store {
@@ -65,9 +76,18 @@ impl Store {
         &self.path
     }
 
-    /// A writer for accepted records, on its own connection.
+    /// A writer for accepted records, on its own connection. It never
+    /// checkpoints the WAL itself (see [`Store::checkpointer`]), so commits
+    /// on the ingest path do not wait for checkpoints.
     pub fn record_writer(&self) -> Result<records::RecordWriter, StoreError> {
-        Ok(records::RecordWriter::new(connect(&self.path)?))
+        let conn = connect(&self.path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(records::RecordWriter::new(conn))
+    }
+
+    /// A connection that copies the WAL back into the database, off the ingest path.
+    pub fn checkpointer(&self) -> Result<Checkpointer, StoreError> {
+        Ok(Checkpointer(connect(&self.path)?))
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
