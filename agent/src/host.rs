@@ -142,6 +142,10 @@ impl Host for SystemHost {
         Ok(buf)
     }
 
+    fn exists(&self, path: &str) -> bool {
+        std::path::Path::new(path).exists()
+    }
+
     fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
         let mut names: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| io_error(path, &e))?
