@@ -66,6 +66,8 @@ impl Control {
 pub struct CheckInfo {
     pub id: String,
     pub title: String,
+    /// What a failure of the check means, used as the risk title.
+    pub deviation: String,
     /// BSI 200-3 elementary threats a failure of this check exposes.
     pub threats: Vec<String>,
     pub likelihood: Likelihood,
@@ -241,6 +243,7 @@ title = "Networks security"
 [[check]]
 id = "firewall"
 title = "fw"
+deviation = "fw off"
 threats = []
 likelihood = "mittel"
 impact = "begrenzt"

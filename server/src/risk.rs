@@ -151,7 +151,7 @@ pub fn reconcile(
             changes.push(RiskChange::Open {
                 control_id: control_id.clone(),
                 check_id: check.clone(),
-                title: format!("{} not met, endangering {control_id} {control_title}", info.title),
+                title: format!("{} ({control_id} {control_title})", info.deviation),
                 threats: info.threats.clone(),
                 likelihood: info.likelihood,
                 impact: info.impact,

@@ -207,3 +207,56 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     assert_eq!(ids(&a820["passing"]), BTreeSet::from([a.id(), b.id()]));
     assert_eq!(a820["state"], "effective");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_private_and_the_certificate_is_renewed_before_expiry() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = TestServer::start().await;
+    let mut a = TestAgent::enroll(&server, "renewing", system()).await;
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(a.state.0.clone()), 0o700);
+    for f in [a.state.evidence_key(), a.state.tls_key(), a.state.client_cert(), a.state.spool()] {
+        assert_eq!(mode(f.clone()), 0o600, "{}", f.display());
+    }
+
+    // Not due yet: nothing happens.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(!a.agent.renew_if_due(now).await.unwrap());
+    let old_cert = std::fs::read_to_string(a.state.client_cert()).unwrap();
+    // Two thirds of the lifetime have passed: the agent renews with a new key.
+    let id = &a.agent.identity;
+    let later = id.cert_not_before + (id.cert_not_after - id.cert_not_before) * 3 / 4;
+    assert!(a.agent.renew_if_due(later).await.unwrap());
+    let new_cert = std::fs::read_to_string(a.state.client_cert()).unwrap();
+    assert_ne!(old_cert, new_cert);
+    // The new certificate still names the same agent and works.
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    assert_eq!(a.agent.deliver().await.unwrap().accepted, 1);
+    assert_eq!(server.handle().store.records_of(&a.id()).unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_becomes_an_explicit_signed_gap_on_the_server() {
+    let mut server = TestServer::start().await;
+    let settings = custos_agent::runner::Settings { spool_max_records: 2, ..Default::default() };
+    let mut a = TestAgent::enroll_with(&server, "offline-laptop", system(), settings).await;
+    server.stop().await;
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        outcomes.push(a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap());
+    }
+    assert_eq!(outcomes[..2], [Appended::Stored { seq: 1 }, Appended::Stored { seq: 2 }]);
+    assert_eq!(outcomes[4], Appended::Missed { missed_so_far: 3 });
+
+    server.restart().await;
+    assert_eq!(a.agent.deliver().await.unwrap().accepted, 2);
+    // The next record declares the three skipped collections.
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    assert_eq!(a.agent.deliver().await.unwrap().accepted, 1);
+    let (_, gaps) = server.api("/api/v1/gaps").await;
+    let gap = &gaps.as_array().unwrap()[0];
+    assert_eq!(gap["agent_id"], a.id());
+    assert_eq!(gap["missed_collections"], 3);
+    assert_eq!(gap["record_seq"], 3);
+    assert!(gap["reason"].as_str().unwrap().contains("spool full"));
+}

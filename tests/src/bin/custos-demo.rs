@@ -92,20 +92,25 @@ async fn main() -> anyhow::Result<()> {
     }
     let risks: serde_json::Value = get("/api/v1/risks").await?.json().await?;
     let risks = risks.as_array().cloned().unwrap_or_default();
-    println!("\nOpen risks: {}", risks.len());
+    println!(
+        "\nRisk register: {} open entries (one per deviating control and check, across the fleet)",
+        risks.len()
+    );
+    let mut by_check: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     for r in &risks {
-        println!(
-            "  #{} {} / {}: {} (threats: {}; hosts: {})",
-            r["id"],
-            r["control_id"].as_str().unwrap_or(""),
-            r["check_id"].as_str().unwrap_or(""),
-            r["title"].as_str().unwrap_or(""),
-            r["threats"]
-                .as_array()
-                .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
-            r["affected_hosts"].as_array().map(|h| h.len()).unwrap_or(0)
-        );
+        by_check
+            .entry(r["check_id"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(r["control_id"].as_str().unwrap_or("").to_string());
+    }
+    for (check, controls) in &by_check {
+        let sample = risks.iter().find(|r| r["check_id"] == check.as_str());
+        let threats = sample
+            .and_then(|r| r["threats"].as_array())
+            .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default();
+        println!("  {check}: {} entries; threats: {threats}", controls.len());
+        println!("    {}", controls.join(", "));
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
     println!(
