@@ -118,6 +118,16 @@ fn full_verify_rate(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)], ids: 
     all.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // rest starts at field 3 (state is not numeric and is skipped).
+    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -233,6 +243,7 @@ fn main() {
         .collect();
     // Stream everything, one stream per agent, concurrently.
     let mut wire = wire.into_iter();
+    let (server_cpu0, client_cpu0) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
     let started = Instant::now();
     let accepted: usize = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -273,6 +284,8 @@ fn main() {
         sum
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_secs(&pid.to_string()) - server_cpu0;
+    let client_cpu = cpu_secs("self") - client_cpu0;
     assert_eq!(accepted, n, "every record accepted");
     let rate = n as f64 / elapsed;
     let peak = peak_rss_kib(pid).unwrap_or(0);
@@ -284,6 +297,12 @@ fn main() {
     println!("  full verification (signature + statement parsing, all cores): {full:>10.0} records/s");
     println!("  ingest over mTLS into SQLite (acked after commit): {rate:>10.0} records/s");
     println!("  ratio ingest / ceiling: {:.2} (aim: >= 0.33)", rate / ceiling);
+    println!(
+        "  CPU during streaming: server {:.2} cores ({:.0} µs/record), benchmark client {:.2} cores",
+        server_cpu / elapsed,
+        server_cpu / n as f64 * 1e6,
+        client_cpu / elapsed
+    );
     println!(
         "  server peak RSS: {:.1} MiB (before streaming: {:.1} MiB)",
         peak as f64 / 1024.0,
