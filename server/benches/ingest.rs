@@ -76,18 +76,20 @@ fn presign(key: &SigningKey, agent_id: &str, n: usize) -> Vec<Envelope> {
 fn verify_ceiling(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)]) -> f64 {
     let all: Vec<(ed25519_dalek::VerifyingKey, &Envelope)> =
         work.iter().flat_map(|(k, es)| es.iter().map(move |e| (*k, e))).collect();
+    per_second_on_all_cores(&all, |(k, e)| verify_envelope(e, k).expect("pre-signed record verifies"))
+}
+
+/// Runs `f` over `items` split across all cores; returns items per second.
+fn per_second_on_all_cores<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) -> f64 {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     std::thread::scope(|s| {
-        for chunk in all.chunks(all.len().div_ceil(threads)) {
-            s.spawn(move || {
-                for (k, e) in chunk {
-                    verify_envelope(e, k).expect("pre-signed record verifies");
-                }
-            });
+        for chunk in items.chunks(items.len().div_ceil(threads).max(1)) {
+            let f = &f;
+            s.spawn(move || chunk.iter().for_each(f));
         }
     });
-    all.len() as f64 / started.elapsed().as_secs_f64()
+    items.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The server's own per-record verification (`verify_record`), all cores.
@@ -104,18 +106,9 @@ fn full_verify_rate(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)], ids: 
             es.iter().map(move |e| (key.clone(), e))
         })
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for chunk in all.chunks(all.len().div_ceil(threads)) {
-            s.spawn(move || {
-                for (k, e) in chunk {
-                    custos_server::ingest::verify_record((*e).clone(), k, 0).expect("record verifies");
-                }
-            });
-        }
-    });
-    all.len() as f64 / started.elapsed().as_secs_f64()
+    per_second_on_all_cores(&all, |(k, e)| {
+        custos_server::ingest::verify_record((*e).clone(), k, 0).expect("record verifies");
+    })
 }
 
 /// CPU seconds (user + system) a process has used so far.

@@ -12,15 +12,15 @@ use tokio::sync::{Notify, watch};
 
 use crate::catalog::Catalog;
 use crate::risk::{RiskChange, RiskEntry, reconcile};
-use crate::store::risks::{RiskRow, RiskWrite};
+use crate::store::risks::RiskRow;
 use crate::store::{Store, StoreError};
 
-/// One reconciliation pass; returns the writes applied.
+/// One reconciliation pass; returns the changes applied.
 pub fn reconcile_once(
     store: &Store,
     catalog: &Catalog,
     now: OffsetDateTime,
-) -> Result<Vec<RiskWrite>, StoreError> {
+) -> Result<Vec<RiskChange>, StoreError> {
     let mut statuses: BTreeMap<String, BTreeMap<String, CheckStatus>> = BTreeMap::new();
     for c in store.check_states()? {
         statuses.entry(c.check_id).or_default().insert(c.agent_id, c.status);
@@ -29,10 +29,9 @@ pub fn reconcile_once(
         store.hosts()?.into_iter().filter(|h| !h.revoked).map(|h| h.agent_id).collect();
     let open: Vec<RiskEntry> =
         store.risks(Some(true))?.into_iter().map(to_entry).collect::<Result<_, _>>()?;
-    let writes: Vec<RiskWrite> =
-        reconcile(catalog, &open, &statuses, &fleet, now).into_iter().map(to_write).collect();
-    store.apply_risk_writes(&writes)?;
-    Ok(writes)
+    let changes = reconcile(catalog, &open, &statuses, &fleet, now);
+    store.apply_risk_changes(&changes)?;
+    Ok(changes)
 }
 
 fn to_entry(r: RiskRow) -> Result<RiskEntry, StoreError> {
@@ -53,27 +52,6 @@ fn to_entry(r: RiskRow) -> Result<RiskEntry, StoreError> {
         impact: r.impact.parse().map_err(|_| StoreError::Corrupt("risk impact".into()))?,
         affected_hosts: r.affected_hosts.into_iter().collect(),
     })
-}
-
-fn to_write(c: RiskChange) -> RiskWrite {
-    match c {
-        RiskChange::Open { control_id, check_id, title, threats, likelihood, impact, affected_hosts, at } => {
-            RiskWrite::Open {
-                control_id,
-                check_id,
-                title,
-                threats,
-                likelihood: likelihood.to_string(),
-                impact: impact.to_string(),
-                affected_hosts,
-                at: at.unix_timestamp(),
-            }
-        }
-        RiskChange::Update { id, affected_hosts, at } => {
-            RiskWrite::Update { id, affected_hosts, at: at.unix_timestamp() }
-        }
-        RiskChange::Close { id, at } => RiskWrite::Close { id, at: at.unix_timestamp() },
-    }
 }
 
 /// Runs the keeper until `shutdown` turns true.

@@ -214,47 +214,43 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
         }
         products.push(clamav(active, header, now));
     }
-    match host.run("mdatp", &["health", "--output", "json"]) {
-        Ok(out) => {
-            raw.push_str(&out.stdout);
-            products.push(parse_mdatp_health(&out.stdout));
+    // Products read through a command: (name, program, args, parser).
+    type Parse<'a> = Box<dyn Fn(&str) -> Product + 'a>;
+    let probes: [(&'static str, &str, &[&str], Parse); 3] = [
+        (
+            "Microsoft Defender for Endpoint",
+            "mdatp",
+            &["health", "--output", "json"],
+            Box::new(parse_mdatp_health),
+        ),
+        (
+            "CrowdStrike Falcon",
+            "/opt/CrowdStrike/falconctl",
+            &["-g", "--rfm-state", "--version"],
+            Box::new(|out| parse_falconctl(out, service_active(host, "falcon-sensor"))),
+        ),
+        (
+            "SentinelOne",
+            "/opt/sentinelone/bin/sentinelctl",
+            &["version"],
+            Box::new(|out| parse_sentinelctl(out, service_active(host, "sentinelone"))),
+        ),
+    ];
+    for (name, program, args, parse) in probes {
+        match host.run(program, args) {
+            Ok(out) => {
+                raw.push_str(&out.stdout);
+                products.push(parse(&out.stdout));
+            }
+            Err(HostError::NotFound { .. }) => {}
+            Err(e) => products.push(Product {
+                name,
+                version: None,
+                active: None,
+                signatures_age_hours: None,
+                problem: Some(format!("unreadable: {e}")),
+            }),
         }
-        Err(HostError::NotFound { .. }) => {}
-        Err(e) => products.push(Product {
-            name: "Microsoft Defender for Endpoint",
-            version: None,
-            active: None,
-            signatures_age_hours: None,
-            problem: Some(format!("unreadable: {e}")),
-        }),
-    }
-    match host.run("/opt/CrowdStrike/falconctl", &["-g", "--rfm-state", "--version"]) {
-        Ok(out) => {
-            raw.push_str(&out.stdout);
-            products.push(parse_falconctl(&out.stdout, service_active(host, "falcon-sensor")));
-        }
-        Err(HostError::NotFound { .. }) => {}
-        Err(e) => products.push(Product {
-            name: "CrowdStrike Falcon",
-            version: None,
-            active: None,
-            signatures_age_hours: None,
-            problem: Some(format!("unreadable: {e}")),
-        }),
-    }
-    match host.run("/opt/sentinelone/bin/sentinelctl", &["version"]) {
-        Ok(out) => {
-            raw.push_str(&out.stdout);
-            products.push(parse_sentinelctl(&out.stdout, service_active(host, "sentinelone")));
-        }
-        Err(HostError::NotFound { .. }) => {}
-        Err(e) => products.push(Product {
-            name: "SentinelOne",
-            version: None,
-            active: None,
-            signatures_age_hours: None,
-            problem: Some(format!("unreadable: {e}")),
-        }),
     }
     (products, raw)
 }

@@ -7,6 +7,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, StoreError};
+use crate::risk::RiskChange;
 
 /// A stored risk-register entry.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -23,30 +24,6 @@ pub struct RiskRow {
     pub opened_at: i64,
     pub updated_at: i64,
     pub closed_at: Option<i64>,
-}
-
-/// A change to write, decided by the (pure) risk logic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RiskWrite {
-    Open {
-        control_id: String,
-        check_id: String,
-        title: String,
-        threats: Vec<String>,
-        likelihood: String,
-        impact: String,
-        affected_hosts: BTreeSet<String>,
-        at: i64,
-    },
-    Update {
-        id: i64,
-        affected_hosts: BTreeSet<String>,
-        at: i64,
-    },
-    Close {
-        id: i64,
-        at: i64,
-    },
 }
 
 fn hosts_json(hosts: &BTreeSet<String>) -> String {
@@ -95,16 +72,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies changes in one transaction, with a history row for each.
-    pub fn apply_risk_writes(&self, writes: &[RiskWrite]) -> Result<(), StoreError> {
-        if writes.is_empty() {
+    /// Applies changes decided by the risk logic in one transaction, with a
+    /// history row for each.
+    pub fn apply_risk_changes(&self, changes: &[RiskChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for w in writes {
-            match w {
-                RiskWrite::Open {
+        for change in changes {
+            match change {
+                RiskChange::Open {
                     control_id,
                     check_id,
                     title,
@@ -115,6 +93,8 @@ impl Store {
                     at,
                 } => {
                     let threats = serde_json::to_string(threats).unwrap_or_else(|_| "[]".into());
+                    let (likelihood, impact, at) =
+                        (likelihood.to_string(), impact.to_string(), at.unix_timestamp());
                     tx.execute(
                         "INSERT INTO risks (control_id, check_id, title, threats, likelihood, impact, status, affected_hosts, opened_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?8)",
@@ -126,7 +106,8 @@ impl Store {
                         params![id, at, hosts_json(affected_hosts)],
                     )?;
                 }
-                RiskWrite::Update { id, affected_hosts, at } => {
+                RiskChange::Update { id, affected_hosts, at } => {
+                    let at = at.unix_timestamp();
                     tx.execute(
                         "UPDATE risks SET affected_hosts = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'open'",
                         params![id, hosts_json(affected_hosts), at],
@@ -137,7 +118,8 @@ impl Store {
                     )?;
                 }
                 // A closed entry keeps the hosts it last listed, for the record.
-                RiskWrite::Close { id, at } => {
+                RiskChange::Close { id, at } => {
+                    let at = at.unix_timestamp();
                     tx.execute(
                         "UPDATE risks SET status = 'closed', updated_at = ?2, closed_at = ?2
                          WHERE id = ?1 AND status = 'open'",
