@@ -113,9 +113,8 @@ async fn main() -> anyhow::Result<()> {
         println!("    {}", controls.join(", "));
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
-    println!(
-        "Dashboard: http://{http}/   API: curl -H 'Authorization: Bearer <token>' http://{http}/api/v1/controls"
-    );
+    println!("Dashboard: http://{http}/#token={}", init.admin_token);
+    println!("API:       curl -H 'Authorization: Bearer {}' http://{http}/api/v1/controls", init.admin_token);
     println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
 
     agent
