@@ -12,6 +12,9 @@ use custos_proto::evidence::{
 };
 use custos_proto::v1;
 
+/// Records streamed; the server is killed after 500 acknowledgements, far from the end.
+const TOTAL: u64 = 10_000;
+
 struct Server(Child);
 impl Drop for Server {
     fn drop(&mut self) {
@@ -135,7 +138,7 @@ async fn sigkill_during_ingest_loses_nothing_acknowledged() {
     }
     let id = enrolled.expect("enrolled");
     let key = state.load_evidence_key().unwrap();
-    let envs = records(&key, &id.agent_id, 3000);
+    let envs = records(&key, &id.agent_id, TOTAL);
     let identity = (
         std::fs::read_to_string(state.client_cert()).unwrap(),
         std::fs::read_to_string(state.tls_key()).unwrap(),
@@ -144,7 +147,7 @@ async fn sigkill_during_ingest_loses_nothing_acknowledged() {
         || custos_agent::transport::connect(&addr, "127.0.0.1", &ca, Some((&identity.0, &identity.1)));
 
     let acked = stream(connect().await.unwrap(), &envs, Some((500, &mut server))).await;
-    assert!(acked.len() >= 500 && acked.len() < 3000, "killed mid-way after {} acks", acked.len());
+    assert!(acked.len() >= 500 && acked.len() < TOTAL as usize, "killed mid-way after {} acks", acked.len());
 
     drop(server);
     let server = start(&data, grpc, http);
@@ -173,7 +176,7 @@ async fn sigkill_during_ingest_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let acked_again = stream(channel.expect("server back"), &envs, None).await;
-    assert_eq!(acked_again.len(), 3000);
-    assert_eq!(store.records_of(&id.agent_id).unwrap().len(), 3000);
+    assert_eq!(acked_again.len(), TOTAL as usize);
+    assert_eq!(store.records_of(&id.agent_id).unwrap().len(), TOTAL as usize);
     drop(server);
 }
