@@ -15,6 +15,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DataDir};
 use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
+use crate::registry::AgentRegistry;
 use crate::store::tokens::ApiRole;
 use crate::store::{Store, StoreError};
 use crate::{keeper, secrets, tls};
@@ -154,7 +155,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let store = Arc::new(Store::open(&data.database())?);
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
-    let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone());
+    let agents = Arc::new(AgentRegistry::new(Arc::clone(&store)));
+    let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -199,11 +201,12 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         .await
         .map_err(|source| AppError::Listen { addr: config.http_listen, source })?;
     let http_addr = http_listener.local_addr().map_err(io_err(dir))?;
-    let app = crate::http::router(crate::http::HttpState::new(
-        Arc::clone(&store),
-        config.clone(),
-        Arc::clone(&catalog),
-    ));
+    let app = crate::http::router(crate::http::HttpState {
+        store: Arc::clone(&store),
+        config: config.clone(),
+        catalog: Arc::clone(&catalog),
+        agents,
+    });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let stop = async move { stopped(&mut rx).await };

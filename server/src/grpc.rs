@@ -8,9 +8,8 @@
 //! - A revoked agent is refused on every call, and its open streams end at
 //!   the next batch.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use custos_proto::evidence::{Envelope, EnvelopeSignature};
@@ -23,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ca::{CertAuthority, agent_id_from_cert};
 use crate::config::Config;
 use crate::ingest::{Ingest, Outcome, RejectKind, Rejection, verify_record};
+use crate::registry::AgentRegistry;
 use crate::secrets;
 use crate::store::Store;
 use crate::store::agents::{AgentKey, NewAgent};
@@ -36,12 +36,18 @@ pub struct GrpcState {
     pub ca: Arc<CertAuthority>,
     pub config: Config,
     pub ingest: Ingest,
-    agents: RwLock<HashMap<String, AgentKey>>,
+    pub agents: Arc<AgentRegistry>,
 }
 
 impl GrpcState {
-    pub fn new(store: Arc<Store>, ca: Arc<CertAuthority>, config: Config, ingest: Ingest) -> Arc<Self> {
-        Arc::new(GrpcState { store, ca, config, ingest, agents: RwLock::new(HashMap::new()) })
+    pub fn new(
+        store: Arc<Store>,
+        ca: Arc<CertAuthority>,
+        config: Config,
+        ingest: Ingest,
+        agents: Arc<AgentRegistry>,
+    ) -> Arc<Self> {
+        Arc::new(GrpcState { store, ca, config, ingest, agents })
     }
 
     /// The calling agent, from its client certificate; refused if absent,
@@ -58,34 +64,15 @@ impl GrpcState {
     }
 
     fn agent(&self, agent_id: &str) -> Result<AgentKey, Status> {
-        let cached = self.agents.read().ok().and_then(|m| m.get(agent_id).cloned());
-        let agent = match cached {
-            Some(a) => a,
-            None => {
-                let a =
-                    self.store.agent_key(agent_id).map_err(|e| internal("agent lookup", e))?.ok_or_else(
-                        || Status::unauthenticated(format!("agent {agent_id} is not enrolled")),
-                    )?;
-                if let Ok(mut m) = self.agents.write() {
-                    m.insert(agent_id.to_string(), a.clone());
-                }
-                a
-            }
-        };
+        let agent = self
+            .agents
+            .get(agent_id)
+            .map_err(|e| internal("agent lookup", e))?
+            .ok_or_else(|| Status::unauthenticated(format!("agent {agent_id} is not enrolled")))?;
         if agent.revoked {
             return Err(Status::permission_denied(format!("agent {agent_id} is revoked")));
         }
         Ok(agent)
-    }
-
-    /// Marks an agent revoked for calls and streams already open.
-    pub fn revoke(&self, agent_id: &str) -> Result<bool, Status> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let changed = self.store.revoke_agent(agent_id, now).map_err(|e| internal("revoke", e))?;
-        if let Ok(mut m) = self.agents.write() {
-            m.remove(agent_id);
-        }
-        Ok(changed)
     }
 
     fn lifetime(&self) -> time::Duration {

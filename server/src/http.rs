@@ -2,7 +2,8 @@
 //!
 //! Routes: `GET /healthz` (open), `GET /` (dashboard page, open: it holds no
 //! data and asks for a token), and under `/api/v1/` (bearer token required):
-//! `hosts`, `controls`, `risks`, `gaps`, `security-events`.
+//! `GET hosts`, `controls`, `risks`, `gaps`, `security-events`, and
+//! `POST agents/{id}/revoke` (admin tokens only; read tokens get 403).
 //!
 //! Invariants: every `/api/` route answers 401 without a valid token; tokens
 //! are compared by hash; query parameters are allow-listed, never spliced
@@ -10,11 +11,12 @@
 
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,8 +24,10 @@ use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::registry::AgentRegistry;
 use crate::secrets::token_hash;
 use crate::store::Store;
+use crate::store::tokens::ApiRole;
 use crate::views;
 
 #[derive(Clone)]
@@ -31,17 +35,14 @@ pub struct HttpState {
     pub store: Arc<Store>,
     pub config: Config,
     pub catalog: Arc<Catalog>,
+    pub agents: Arc<AgentRegistry>,
 }
 
-impl HttpState {
-    pub fn new(store: Arc<Store>, config: Config, catalog: Arc<Catalog>) -> Self {
-        HttpState { store, config, catalog }
-    }
-}
-
-/// Every API route; the authentication test enumerates this list.
+/// Every read route; the authentication test enumerates this list.
 pub const API_ROUTES: &[&str] =
     &["/api/v1/hosts", "/api/v1/controls", "/api/v1/risks", "/api/v1/gaps", "/api/v1/security-events"];
+/// Every write route (admin role only), with a sample path.
+pub const ADMIN_ROUTES: &[&str] = &["/api/v1/agents/0123456789abcdef0123456789abcdef/revoke"];
 
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
@@ -50,6 +51,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/risks", get(risks))
         .route("/api/v1/gaps", get(gaps))
         .route("/api/v1/security-events", get(security_events))
+        .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -80,8 +82,10 @@ async fn require_token(State(state): State<HttpState>, req: Request, next: Next)
     };
     let store = Arc::clone(&state.store);
     let hash = token_hash(token);
+    let write = req.method() != axum::http::Method::GET;
     match tokio::task::spawn_blocking(move || store.api_token_role(&hash)).await {
-        Ok(Ok(Some(_role))) => next.run(req).await,
+        Ok(Ok(Some(ApiRole::Read))) if write => error(StatusCode::FORBIDDEN, "this token may only read"),
+        Ok(Ok(Some(_))) => next.run(req).await,
         Ok(Ok(None)) => unauthorized("invalid token"),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
@@ -173,6 +177,24 @@ async fn gaps(State(s): State<HttpState>) -> Response {
 async fn security_events(State(s): State<HttpState>) -> Response {
     match blocking(move || Ok(s.store.security_events()?)).await {
         Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Revokes an agent: its calls are refused from now on and its open
+/// evidence streams end at their next batch.
+async fn revoke(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
+    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
+        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
+    }
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let id = agent_id.clone();
+    match blocking(move || Ok(s.agents.revoke(&id, now)?)).await {
+        Ok(true) => {
+            tracing::warn!(agent_id, "agent revoked");
+            Json(json!({"agent_id": agent_id, "revoked": true})).into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such active agent"),
         Err(r) => r,
     }
 }

@@ -119,6 +119,17 @@ impl TestServer {
         (status, body)
     }
 
+    /// POST to an API path with `token`; returns status and JSON body.
+    pub async fn post_with(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().post(format!("http://{}{path}", self.http_addr));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Polls `path` until `pred` holds (the risk keeper runs asynchronously).
     pub async fn wait_for(&self, path: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         for _ in 0..100 {

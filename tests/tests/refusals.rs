@@ -244,6 +244,24 @@ async fn every_api_route_requires_a_valid_token() {
         let (status, _) = server.api(route).await;
         assert_eq!(status, 200, "{route} with the admin token");
     }
+    // A read-only token reads but may not write; write routes need a token too.
+    let read_token = custos_server::secrets::new_token("cread");
+    server
+        .handle()
+        .store
+        .create_api_token(
+            &custos_server::secrets::token_hash(&read_token),
+            custos_server::store::tokens::ApiRole::Read,
+            0,
+        )
+        .unwrap();
+    assert_eq!(server.api_with("/api/v1/hosts", Some(&read_token)).await.0, 200);
+    for route in custos_server::http::ADMIN_ROUTES {
+        assert_eq!(server.post_with(route, None).await.0, 401, "{route} without a token");
+        assert_eq!(server.post_with(route, Some("cadm_wrong")).await.0, 401, "{route} with a wrong token");
+        assert_eq!(server.post_with(route, Some(&read_token)).await.0, 403, "{route} with a read-only token");
+        assert_eq!(server.post_with(route, Some(&server.admin_token)).await.0, 404, "{route}: no such agent");
+    }
     let (status, body) = server.api_with("/healthz", None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let (status, _) = server.api("/api/v1/controls?framework=nonsense").await;
@@ -252,4 +270,59 @@ async fn every_api_route_requires_a_valid_token() {
     assert_eq!(status, 400);
     let (status, _) = server.api("/api/v1/controls?sort=x").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agent_is_refused_and_its_open_stream_is_closed() {
+    let server = TestServer::start().await;
+    let (a, key, recs) = enrolled_with_two_records(&server, "a").await;
+    let (b, key_b, recs_b) = enrolled_with_two_records(&server, "b").await;
+
+    // An evidence stream that stays open across the revocation.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut client =
+        custos_proto::v1::agent_service_client::AgentServiceClient::new(a.agent.channel().await.unwrap());
+    let mut acks =
+        client.submit_evidence(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let r3 = record(&key, &a.id(), 3, Some(payload_digest(&recs[1].payload)));
+    let wire = |e: Envelope, n| custos_proto::v1::EvidenceRecord {
+        envelope: Some(custos_agent::transport::to_wire(e)),
+        client_ref: n,
+    };
+    tx.send(wire(r3.clone(), 3)).await.unwrap();
+    assert_eq!(acks.message().await.unwrap().unwrap().status, AckStatus::Accepted as i32);
+
+    let (status, _) =
+        server.post_with(&format!("/api/v1/agents/{}/revoke", a.id()), Some(&server.admin_token)).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        server.post_with(&format!("/api/v1/agents/{}/revoke", a.id()), Some(&server.admin_token)).await;
+    assert_eq!(status, 404, "already revoked");
+
+    // The open stream ends at its next record, with nothing stored.
+    let r4 = record(&key, &a.id(), 4, Some(payload_digest(&r3.payload)));
+    tx.send(wire(r4, 4)).await.unwrap();
+    let err =
+        tokio::time::timeout(Duration::from_secs(10), acks.message()).await.expect("no hang").unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(stored(&server, &a), 3);
+    // New calls are refused too.
+    let err = send_raw(a.agent.channel().await.unwrap(), vec![recs[0].clone()]).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // The revoked host leaves the evaluated fleet; others are still served.
+    let acks = send_raw(
+        b.agent.channel().await.unwrap(),
+        vec![record(&key_b, &b.id(), 3, Some(payload_digest(&recs_b[1].payload)))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(acks[0].status, AckStatus::Accepted as i32);
+    let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    let a820 = controls["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["control_id"] == "iso27001:2022/A.8.20")
+        .unwrap();
+    assert_eq!(a820["passing"], serde_json::json!([b.id()]));
 }
