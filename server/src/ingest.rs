@@ -22,6 +22,9 @@ use crate::store::Checkpointer;
 use crate::store::agents::AgentKey;
 use crate::store::records::{AppendOutcome, CheckRow, GapRow, NewRecord, RecordWriter};
 
+/// How far a record's collection time may lie ahead of the server's clock.
+pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
+
 /// Why a record was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectKind {
@@ -114,6 +117,11 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
     let collected_at = OffsetDateTime::parse(&st.predicate.collected_at, &Rfc3339)
         .map_err(|e| Rejection::new(Malformed, format!("collected_at {:?}: {e}", st.predicate.collected_at)))?
         .unix_timestamp();
+    // Records are ordered by seq, not by time; a collection time far ahead of
+    // the server's clock is kept but flagged.
+    let clock_skew = (collected_at > received_at + MAX_FUTURE_SKEW_SECS).then(|| {
+        format!("collected_at is {} s ahead of the server's receive time", collected_at - received_at)
+    });
     let prev = st.prev_digest();
     let p = st.predicate;
     let digest = payload_digest(&env.payload);
@@ -147,6 +155,7 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
             .into_iter()
             .map(|c| CheckRow { id: c.id, status: c.status, backend: c.backend, reason: c.reason })
             .collect(),
+        clock_skew,
     })
 }
 

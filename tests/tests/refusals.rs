@@ -113,9 +113,22 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
 
     // The server still serves: the right next record is accepted.
     let good = record(&key, &a.id(), 3, Some(head));
-    let acks = send_raw(ch, vec![good]).await.unwrap();
+    let acks = send_raw(ch.clone(), vec![good.clone()]).await.unwrap();
     assert_eq!(acks[0].status, AckStatus::Accepted as i32, "{acks:?}");
     assert_eq!(stored(&server, &a), 3);
+
+    // A record dated a day ahead of the server's clock is kept (ordered by seq)
+    // but flagged.
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let tip = ChainTip { seq: 4, prev: Some(payload_digest(&good.payload)), gap: None };
+    let host = HostInfo { os: "linux".into(), ..Default::default() };
+    let future = sign_record(&key, &a.id(), &tip, &tomorrow, host, core_results(CheckStatus::Pass, &[]));
+    let acks = send_raw(ch, vec![future]).await.unwrap();
+    assert_eq!(acks[0].status, AckStatus::Accepted as i32, "{acks:?}");
+    let (_, events) = server.api("/api/v1/security-events").await;
+    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "clock_skew"), "{events:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ pub struct NewRecord {
     pub agent_version: String,
     pub gap: Option<GapRow>,
     pub checks: Vec<CheckRow>,
+    /// Set when the collection time lies implausibly far ahead of the
+    /// receive time: stored, and raised as a security event.
+    pub clock_skew: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -174,6 +177,12 @@ impl RecordWriter {
                         ])?;
                         agent_states.insert(c.id.clone(), c.status);
                     }
+                }
+                if let Some(skew) = &rec.clock_skew {
+                    tx.execute(
+                        "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, 'clock_skew', ?3)",
+                        params![now, rec.agent_id, format!("seq {}: {skew}", rec.seq)],
+                    )?;
                 }
                 if let Some(gap) = &rec.gap {
                     tx.execute(
