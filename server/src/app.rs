@@ -149,13 +149,18 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|source| AppError::Io { path: p, source });
     let ca_pem = read(data.ca_cert())?;
     let ca = Arc::new(CertAuthority::load(&ca_pem, &read(data.ca_key())?)?);
-    let tls_config = tls::server_config(&ca_pem, &read(data.server_cert())?, &read(data.server_key())?)?;
+    let store = Arc::new(Store::open(&data.database())?);
+    let agents = Arc::new(AgentRegistry::new(Arc::clone(&store)));
+    let tls_config = tls::server_config(
+        &ca_pem,
+        &read(data.server_cert())?,
+        &read(data.server_key())?,
+        Arc::clone(&agents),
+    )?;
     let catalog =
         Arc::new(Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?);
-    let store = Arc::new(Store::open(&data.database())?);
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
-    let agents = Arc::new(AgentRegistry::new(Arc::clone(&store)));
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));
 
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -17,6 +17,12 @@ pub struct AgentRegistry {
     cache: RwLock<HashMap<String, AgentKey>>,
 }
 
+impl std::fmt::Debug for AgentRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentRegistry")
+    }
+}
+
 impl AgentRegistry {
     pub fn new(store: Arc<Store>) -> Self {
         AgentRegistry { store, cache: RwLock::new(HashMap::new()) }

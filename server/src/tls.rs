@@ -6,6 +6,9 @@
 //! without a verified certificate (see `grpc`). A certificate from another CA,
 //! an expired one or a malformed one fails the handshake.
 //!
+//! A revoked agent's certificate fails the handshake (the registry is
+//! consulted after the CA check).
+//!
 //! Invariants: TLS 1.2+ only (rustls never negotiates older versions), the
 //! handshake has a deadline, and open connections are capped.
 
@@ -15,13 +18,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::ca::agent_id_from_cert;
+use crate::registry::AgentRegistry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -38,11 +48,66 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Client-certificate verification against our CA that also refuses the
+/// certificates of revoked agents, so a revoked agent fails the handshake.
+#[derive(Debug)]
+struct RevocationAwareVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    agents: Arc<AgentRegistry>,
+}
+
+impl ClientCertVerifier for RevocationAwareVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(agent_id) = agent_id_from_cert(end_entity.as_ref())
+            && let Ok(Some(agent)) = self.agents.get(&agent_id)
+            && agent.revoked
+        {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Builds the gRPC server's TLS configuration.
 pub fn server_config(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
+    agents: Arc<AgentRegistry>,
 ) -> Result<rustls::ServerConfig, TlsSetupError> {
     let pem = |what, e: rustls::pki_types::pem::Error| TlsSetupError::Pem { what, message: e.to_string() };
     let mut roots = RootCertStore::empty();
@@ -53,10 +118,11 @@ pub fn server_config(
         .collect::<Result<_, _>>()
         .map_err(|e| pem("server certificate", e))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| pem("server key", e))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(RevocationAwareVerifier { inner, agents });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
