@@ -95,6 +95,29 @@ fn an_older_running_kernel_or_pending_reboot_fails() {
 }
 
 #[test]
+fn gathering_falls_back_from_apt_to_dnf_to_yum() {
+    use custos_agent::collect::os_patches::observe;
+    use custos_agent::host::FixtureHost;
+    let yum = FixtureHost::new()
+        .command("yum -q updateinfo list --security", &fixture("dnf_updateinfo_security.txt"))
+        .file("/proc/sys/kernel/osrelease", "3.10.0-1160.el7.x86_64\n");
+    let o = observe(&yum);
+    assert_eq!(o.manager.as_ref().map(|(m, _)| m.as_str()), Some("yum"));
+    let f = evaluate(&o, NOW);
+    assert_eq!(f.status, CheckStatus::Fail);
+    assert_eq!(f.facts["pending_security_upgrades"], 3);
+    let apt = FixtureHost::new()
+        .command("apt-get -s -o Debug::NoLocking=1 dist-upgrade", &fixture("apt_clean.txt"))
+        .command(
+            "stat -c %Y /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists",
+            &format!("{}\n", NOW - DAY),
+        );
+    let f = evaluate(&observe(&apt), NOW);
+    assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
+    assert_eq!(evaluate(&observe(&FixtureHost::new()), NOW).status, CheckStatus::Unknown);
+}
+
+#[test]
 fn kernel_versions_order_numerically() {
     assert!(kernel_key("6.1.0-28-amd64") > kernel_key("6.1.0-9-amd64"));
     assert!(kernel_key("6.10.2-1") > kernel_key("6.9.12-1"));

@@ -6,7 +6,7 @@
 //! lists pending upgrades with their origin; those from a `-security`
 //! suite are security updates. The age of the package lists comes from the
 //! mtime of `/var/lib/apt/periodic/update-success-stamp` or
-//! `/var/lib/apt/lists`. dnf: `dnf -q updateinfo list --security`. Kernel:
+//! `/var/lib/apt/lists`. dnf / yum: `updateinfo list --security`. Kernel:
 //! `/proc/sys/kernel/osrelease` against `/boot/vmlinuz-*`; reboot required
 //! from `/var/run/reboot-required`.
 
@@ -154,13 +154,15 @@ pub fn observe(host: &dyn Host) -> Observed {
     let manager = match host.run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "dist-upgrade"]) {
         Ok(out) if out.success() => Some(("apt".to_string(), Ok(out.stdout))),
         Ok(out) => Some(("apt".to_string(), Err(format!("exit {:?}: {}", out.code, out.stderr.trim())))),
-        Err(HostError::NotFound { .. }) => match host.run("dnf", &["-q", "updateinfo", "list", "--security"])
-        {
-            Ok(out) if out.success() => Some(("dnf".to_string(), Ok(out.stdout))),
-            Ok(out) => Some(("dnf".to_string(), Err(format!("exit {:?}: {}", out.code, out.stderr.trim())))),
-            Err(HostError::NotFound { .. }) => None,
-            Err(e) => Some(("dnf".to_string(), Err(e.to_string()))),
-        },
+        // dnf, or yum on older RHEL; both print the same updateinfo listing.
+        Err(HostError::NotFound { .. }) => ["dnf", "yum"].iter().find_map(|pm| {
+            match host.run(pm, &["-q", "updateinfo", "list", "--security"]) {
+                Ok(out) if out.success() => Some((pm.to_string(), Ok(out.stdout))),
+                Ok(out) => Some((pm.to_string(), Err(format!("exit {:?}: {}", out.code, out.stderr.trim())))),
+                Err(HostError::NotFound { .. }) => None,
+                Err(e) => Some((pm.to_string(), Err(e.to_string()))),
+            }
+        }),
         Err(e) => Some(("apt".to_string(), Err(e.to_string()))),
     };
     let lists_updated_at = host
