@@ -7,15 +7,18 @@
 //! Run: `cargo bench -p custos-server --bench ingest` (env: BENCH_RECORDS,
 //! BENCH_AGENTS).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::{
     CheckResult, CheckStatus, Envelope, HostInfo, Observation, payload_digest, verify_envelope,
 };
 use custos_proto::v1;
+
+#[path = "../tests/support/process.rs"]
+mod process;
 use ed25519_dalek::SigningKey;
+use process::ServerProcess;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -129,89 +132,28 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(17443)
-}
-
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let total = env_or("BENCH_RECORDS", 20_000);
     let agents = env_or("BENCH_AGENTS", 4).max(1);
     let per_agent = total / agents;
-    let bin = env!("CARGO_BIN_EXE_custos-server");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("server");
-    let out = Command::new(bin).args(["init", "--data-dir"]).arg(&data).output().expect("init");
-    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
-    let (grpc, http) = (free_port(), free_port());
-    let server = Server(
-        Command::new(bin)
-            .args(["run", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--grpc-listen",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-listen",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .env("CUSTOS_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start server"),
-    );
-    let pid = server.0.id();
+    let mut server = ServerProcess::init(&tmp.path().join("server"));
+    server.start();
+    let pid = server.pid();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let ca = std::fs::read_to_string(data.join("ca.pem")).expect("ca");
-    let addr = format!("127.0.0.1:{grpc}");
 
     // Enroll the agents (real enrollment) and pre-sign their records.
     let mut work = Vec::new();
     let mut agent_ids = Vec::new();
     let mut channels = Vec::new();
     for i in 0..agents {
-        let token = String::from_utf8(
-            Command::new(bin)
-                .args(["token", "create", "--data-dir"])
-                .arg(&data)
-                .output()
-                .expect("token")
-                .stdout,
-        )
-        .expect("utf8")
-        .trim()
-        .to_string();
         let state = custos_agent::state::StateDir(tmp.path().join(format!("agent{i}")));
-        let id = rt.block_on(async {
-            for _ in 0..100 {
-                match custos_agent::enroll::enroll(&state, &addr, &token, &ca, &format!("bench-{i}")).await {
-                    Ok(id) => return id,
-                    Err(custos_agent::enroll::EnrollError::Transport(_)) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(e) => panic!("enroll: {e}"),
-                }
-            }
-            panic!("server did not come up");
-        });
+        let id = rt.block_on(server.enroll(&state, &format!("bench-{i}")));
         let key = state.load_evidence_key().expect("key");
         work.push((key.verifying_key(), presign(&key, &id.agent_id, per_agent)));
         agent_ids.push(id.agent_id.clone());
-        let (cert, tls_key) = (
-            std::fs::read_to_string(state.client_cert()).expect("cert"),
-            std::fs::read_to_string(state.tls_key()).expect("key"),
-        );
-        let ch = rt
-            .block_on(custos_agent::transport::connect(&addr, "127.0.0.1", &ca, Some((&cert, &tls_key))))
-            .expect("connect");
-        channels.push(ch);
+        channels.push(rt.block_on(server.channel(&state)));
     }
     let n: usize = work.iter().map(|(_, e)| e.len()).sum();
     let avg_payload =

@@ -3,47 +3,19 @@
 //! present exactly once with the hash chain intact, and the agent's resend
 //! completes the chain (stored records answered as duplicates).
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod support {
+    pub mod process;
+}
 
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::{
     CheckResult, CheckStatus, Envelope, HostInfo, Observation, Statement, payload_digest,
 };
 use custos_proto::v1;
+use support::process::ServerProcess;
 
 /// Records streamed; the server is killed after 500 acknowledgements, far from the end.
 const TOTAL: u64 = 10_000;
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
-fn start(data: &std::path::Path, grpc: u16, http: u16) -> Server {
-    Server(
-        Command::new(env!("CARGO_BIN_EXE_custos-server"))
-            .args(["run", "--data-dir"])
-            .arg(data)
-            .args([
-                "--grpc-listen",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-listen",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .env("CUSTOS_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start server"),
-    )
-}
 
 fn records(key: &ed25519_dalek::SigningKey, agent_id: &str, n: u64) -> Vec<Envelope> {
     let mut prev = None;
@@ -77,7 +49,7 @@ fn records(key: &ed25519_dalek::SigningKey, agent_id: &str, n: u64) -> Vec<Envel
 async fn stream(
     channel: tonic::transport::Channel,
     envs: &[Envelope],
-    kill_after: Option<(usize, &mut Server)>,
+    kill_after: Option<(usize, &mut ServerProcess)>,
 ) -> Vec<u64> {
     let msgs: Vec<v1::EvidenceRecord> = envs
         .iter()
@@ -99,9 +71,7 @@ async fn stream(
         if let Some((after, server)) = kill.as_mut()
             && acked.len() >= *after
         {
-            // SIGKILL: no shutdown path runs.
-            server.0.kill().expect("kill");
-            server.0.wait().expect("wait");
+            server.kill();
             kill = None;
         }
     }
@@ -112,46 +82,19 @@ async fn stream(
 async fn sigkill_during_ingest_loses_nothing_acknowledged() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("server");
-    let bin = env!("CARGO_BIN_EXE_custos-server");
-    assert!(Command::new(bin).args(["init", "--data-dir"]).arg(&data).output().unwrap().status.success());
-    let token = String::from_utf8(
-        Command::new(bin).args(["token", "create", "--data-dir"]).arg(&data).output().unwrap().stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
-    let (grpc, http) = (free_port(), free_port());
-    let mut server = start(&data, grpc, http);
-    let addr = format!("127.0.0.1:{grpc}");
-    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let mut server = ServerProcess::init(&tmp.path().join("server"));
+    server.start();
     let state = custos_agent::state::StateDir(tmp.path().join("agent"));
-    let mut enrolled = None;
-    for _ in 0..100 {
-        match custos_agent::enroll::enroll(&state, &addr, &token, &ca, "crash").await {
-            Ok(id) => {
-                enrolled = Some(id);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let id = enrolled.expect("enrolled");
+    let id = server.enroll(&state, "crash").await;
     let key = state.load_evidence_key().unwrap();
     let envs = records(&key, &id.agent_id, TOTAL);
-    let identity = (
-        std::fs::read_to_string(state.client_cert()).unwrap(),
-        std::fs::read_to_string(state.tls_key()).unwrap(),
-    );
-    let connect =
-        || custos_agent::transport::connect(&addr, "127.0.0.1", &ca, Some((&identity.0, &identity.1)));
 
-    let acked = stream(connect().await.unwrap(), &envs, Some((500, &mut server))).await;
+    let channel = server.channel(&state).await;
+    let acked = stream(channel, &envs, Some((500, &mut server))).await;
     assert!(acked.len() >= 500 && acked.len() < TOTAL as usize, "killed mid-way after {} acks", acked.len());
 
-    drop(server);
-    let server = start(&data, grpc, http);
-    let store = custos_server::store::Store::open(&data.join("custos.db")).unwrap();
+    server.start();
+    let store = custos_server::store::Store::open(&server.data.join("custos.db")).unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
     let stored = store.records_of(&id.agent_id).unwrap();
     let seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
@@ -167,16 +110,7 @@ async fn sigkill_during_ingest_loses_nothing_acknowledged() {
 
     // The agent resends everything it has not seen acknowledged: all stored
     // ones come back as duplicates, the rest are accepted.
-    let mut channel = None;
-    for _ in 0..100 {
-        if let Ok(c) = connect().await {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let acked_again = stream(channel.expect("server back"), &envs, None).await;
+    let acked_again = stream(server.channel(&state).await, &envs, None).await;
     assert_eq!(acked_again.len(), TOTAL as usize);
     assert_eq!(store.records_of(&id.agent_id).unwrap().len(), TOTAL as usize);
-    drop(server);
 }
