@@ -163,7 +163,9 @@ impl Host for SystemHost {
 #[derive(Debug, Clone, Default)]
 pub struct FixtureHost {
     commands: HashMap<String, Result<CommandOutput, HostError>>,
-    files: HashMap<String, Vec<u8>>,
+    files: HashMap<String, Result<Vec<u8>, HostError>>,
+    /// Directory listings recorded as such (otherwise derived from `files`).
+    dirs: HashMap<String, Vec<String>>,
 }
 
 impl FixtureHost {
@@ -185,7 +187,20 @@ impl FixtureHost {
     }
 
     pub fn file(mut self, path: &str, contents: impl Into<Vec<u8>>) -> Self {
-        self.files.insert(path.to_string(), contents.into());
+        self.files.insert(path.to_string(), Ok(contents.into()));
+        self
+    }
+
+    /// Records a file that exists but cannot be read (e.g. permission denied).
+    pub fn file_error(mut self, path: &str, error: HostError) -> Self {
+        self.files.insert(path.to_string(), Err(error));
+        self
+    }
+
+    /// Records a directory listing.
+    pub fn dir(mut self, path: &str, mut entries: Vec<String>) -> Self {
+        entries.sort();
+        self.dirs.insert(path.trim_end_matches('/').to_string(), entries);
         self
     }
 
@@ -210,10 +225,13 @@ impl Host for FixtureHost {
     }
 
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
-        self.files.get(path).cloned().ok_or_else(|| HostError::NoFile { path: path.to_string() })
+        self.files.get(path).cloned().unwrap_or_else(|| Err(HostError::NoFile { path: path.to_string() }))
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
+        if let Some(entries) = self.dirs.get(path.trim_end_matches('/')) {
+            return Ok(entries.clone());
+        }
         let prefix = format!("{}/", path.trim_end_matches('/'));
         let mut names: Vec<String> = self
             .files

@@ -3,9 +3,12 @@
 //! the Custos server over mutual-TLS gRPC.
 
 pub mod collect;
+pub mod config;
 pub mod enroll;
 pub mod host;
+pub mod privacy;
 pub mod record;
+pub mod recording;
 pub mod runner;
 pub mod spool;
 pub mod state;

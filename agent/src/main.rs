@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use custos_agent::collect::run_checks;
+use custos_agent::collect::{Context, Os, run_checks};
+use custos_agent::config::AgentConfig;
 use custos_agent::host::{Host, SystemHost};
+use custos_agent::privacy::Personal;
+use custos_agent::recording::{Expected, RecordingHost, Scrub};
 use custos_agent::record::{describe_host, hostname};
 use custos_agent::runner::{Agent, Settings};
 use custos_agent::state::StateDir;
@@ -48,6 +51,8 @@ enum Command {
         /// Most records kept while the server is unreachable.
         #[arg(long, default_value_t = 10_000)]
         spool_max_records: u64,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Dry run: print what the agent collects, unsigned, without a server.
     Collect {
@@ -60,7 +65,46 @@ enum Command {
         /// Time limit per collector, seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        #[command(flatten)]
+        config: ConfigArg,
     },
+    /// Capture this host's raw outputs (every command and file the collectors
+    /// read) as a fixture directory, with host names and serials replaced by
+    /// placeholders, plus a snapshot of the results for review.
+    Record {
+        /// Directory to write (created if missing).
+        dir: PathBuf,
+        /// Only these checks (repeatable).
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// Time limit per collector, seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// One line saying what this host is.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Agent configuration (privacy settings); a missing default file means defaults.
+    #[arg(long = "config", env = "CUSTOS_AGENT_CONFIG")]
+    path: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> anyhow::Result<AgentConfig> {
+        let (path, explicit) = match &self.path {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("/etc/custos-agent/agent.toml"), false),
+        };
+        Ok(AgentConfig::load(&path, explicit)?)
+    }
+}
+
+fn this_os() -> anyhow::Result<Os> {
+    Os::current().ok_or_else(|| anyhow::anyhow!("this agent has no collectors for {}", std::env::consts::OS))
 }
 
 fn default_state_dir() -> &'static str {
@@ -94,8 +138,9 @@ fn main() -> anyhow::Result<()> {
             );
             anyhow::Ok(())
         }),
-        Command::Run { state_dir, once, spool_max_records } => rt.block_on(async {
-            let settings = Settings { spool_max_records, ..Settings::default() };
+        Command::Run { state_dir, once, spool_max_records, config } => rt.block_on(async {
+            let privacy = config.load()?.privacy()?;
+            let settings = Settings { spool_max_records, privacy, ..Settings::default() };
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let mut agent = Agent::open(StateDir(state_dir), &settings, host)?;
             if once {
@@ -123,14 +168,17 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             }
         }),
-        Command::Collect { json, checks, timeout } => {
+        Command::Collect { json, checks, timeout, config } => {
+            let privacy = config.load()?.privacy()?;
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
-            let results = run_checks(Arc::clone(&host), &checks, Duration::from_secs(timeout));
+            let name = hostname(host.as_ref()).and_then(|h| privacy.apply(Personal::HostName, &h));
+            let ctx = Arc::new(Context::now(privacy));
+            let results = run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
             if json {
                 let out = serde_json::json!({
                     "collected_at": time::OffsetDateTime::now_utc()
                         .format(&time::format_description::well_known::Rfc3339)?,
-                    "host": describe_host(host.as_ref(), hostname(host.as_ref())),
+                    "host": describe_host(host.as_ref(), name),
                     "checks": results,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -148,6 +196,35 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Record { dir, checks, timeout, description } => {
+            let os = this_os()?;
+            let system: Arc<dyn Host> = Arc::new(SystemHost::default());
+            let recorder = Arc::new(RecordingHost::new(Arc::clone(&system)));
+            let ctx = Context::now(Default::default());
+            let now = time::OffsetDateTime::from_unix_timestamp(ctx.now)?
+                .format(&time::format_description::well_known::Rfc3339)?;
+            let host: Arc<dyn Host> = recorder.clone();
+            let results = run_checks(host, Arc::new(ctx), os, &checks, Duration::from_secs(timeout));
+            let scrub = Scrub::of_host(system.as_ref());
+            let mut manifest = recorder.write(&dir, os, &now, &scrub)?;
+            if !description.is_empty() {
+                manifest.description = description;
+                std::fs::write(dir.join("host.toml"), toml::to_string(&manifest)?)?;
+            }
+            let expected = toml::to_string(&Expected::snapshot(&results))?;
+            std::fs::write(dir.join("expected.toml"), scrub.text(&expected))
+                .with_context(|| format!("writing {}", dir.join("expected.toml").display()))?;
+            println!(
+                "recorded {} commands, {} files, {} directories for {} checks into {}",
+                manifest.commands.len(),
+                manifest.files.len(),
+                manifest.dirs.len(),
+                results.len(),
+                dir.display()
+            );
+            println!("review expected.toml before using the directory as a test case");
             Ok(())
         }
     }

@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::transport::Channel;
 
-use crate::collect::run_checks;
+use crate::collect::{Context, Os, run_checks};
 use crate::host::Host;
+use crate::privacy::{Personal, Privacy};
 use crate::record::{describe_host, hostname, sign_record};
 use crate::spool::{Appended, Spool, SpoolError};
 use crate::state::{AgentIdentity, StateDir, StateError, write_private};
@@ -31,6 +32,8 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error("certificate renewal: {0}")]
     Renewal(String),
+    #[error("this agent has no collectors for {0}")]
+    UnsupportedOs(&'static str),
 }
 
 /// Settings of a running agent.
@@ -41,6 +44,8 @@ pub struct Settings {
     /// Used until the server's policy is known.
     pub default_interval: Duration,
     pub default_collector_timeout: Duration,
+    /// What happens to personal data before signing.
+    pub privacy: Privacy,
 }
 
 impl Default for Settings {
@@ -49,6 +54,7 @@ impl Default for Settings {
             spool_max_records: 10_000,
             default_interval: Duration::from_secs(3600),
             default_collector_timeout: Duration::from_secs(60),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct Agent {
     key: SigningKey,
     pub spool: Spool,
     host: Arc<dyn Host>,
+    os: Os,
+    privacy: Privacy,
     pub policy: ActivePolicy,
 }
 
@@ -85,12 +93,15 @@ impl Agent {
         let identity = state.load_identity()?;
         let key = state.load_evidence_key()?;
         let spool = Spool::open(&state.spool(), settings.spool_max_records)?;
+        let os = Os::current().ok_or(RunError::UnsupportedOs(std::env::consts::OS))?;
         Ok(Agent {
             state,
             identity,
             key,
             spool,
             host,
+            os,
+            privacy: settings.privacy.clone(),
             policy: ActivePolicy {
                 interval: settings.default_interval,
                 collector_timeout: settings.default_collector_timeout,
@@ -113,8 +124,10 @@ impl Agent {
         let host = Arc::clone(&self.host);
         let only = self.policy.checks.clone();
         let timeout = self.policy.collector_timeout;
-        let results =
-            tokio::task::spawn_blocking(move || run_checks(host, &only, timeout)).await.unwrap_or_default();
+        let (ctx, os) = (Arc::new(Context::now(self.privacy.clone())), self.os);
+        let results = tokio::task::spawn_blocking(move || run_checks(host, ctx, os, &only, timeout))
+            .await
+            .unwrap_or_default();
         let appended = self.sign_into_spool(results.clone())?;
         Ok((results, appended))
     }
@@ -124,7 +137,8 @@ impl Agent {
     pub fn sign_into_spool(&mut self, results: Vec<CheckResult>) -> Result<Appended, RunError> {
         let now = OffsetDateTime::now_utc();
         let at = now.format(&Rfc3339).unwrap_or_default();
-        let info = describe_host(self.host.as_ref(), hostname(self.host.as_ref()));
+        let name = hostname(self.host.as_ref()).and_then(|h| self.privacy.apply(Personal::HostName, &h));
+        let info = describe_host(self.host.as_ref(), name);
         let (key, agent_id) = (&self.key, self.identity.agent_id.as_str());
         let appended = self.spool.append_with(now.unix_timestamp(), &at, |tip| {
             sign_record(key, agent_id, tip, &at, info, results)

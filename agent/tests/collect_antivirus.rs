@@ -1,7 +1,7 @@
 //! The anti-malware collector against recorded ClamAV database headers,
 //! `mdatp health --output json` and `falconctl` output.
 
-use custos_agent::collect::antivirus::{
+use custos_agent::collect::antivirus::linux::{
     Product, clamav, evaluate, parse_cvd_header, parse_falconctl, parse_mdatp_health, parse_sentinelctl,
 };
 use custos_proto::evidence::CheckStatus;

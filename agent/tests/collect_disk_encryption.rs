@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use custos_agent::collect::disk_encryption::{Observed, evaluate, parse_lsblk};
+use custos_agent::collect::disk_encryption::linux::{Observed, evaluate, parse_lsblk};
 use custos_proto::evidence::CheckStatus;
 
 fn fixture(name: &str) -> String {

@@ -1,7 +1,7 @@
 //! The firewall collector against recorded real `nft -j list ruleset` and
 //! `iptables-save` output: pass only when inbound traffic is denied by default.
 
-use custos_agent::collect::firewall::{Observed, evaluate, parse_iptables_save, parse_nft_json};
+use custos_agent::collect::firewall::linux::{Observed, evaluate, parse_iptables_save, parse_nft_json};
 use custos_proto::evidence::CheckStatus;
 
 fn fixture(name: &str) -> String {

@@ -1,7 +1,7 @@
 //! The patch-level collector against recorded `apt-get -s dist-upgrade`
 //! (this machine's included) and `dnf updateinfo` output.
 
-use custos_agent::collect::os_patches::{
+use custos_agent::collect::os_patches::linux::{
     Observed, evaluate, kernel_key, newest_kernel, parse_apt_simulation,
 };
 use custos_proto::evidence::CheckStatus;
@@ -96,7 +96,7 @@ fn an_older_running_kernel_or_pending_reboot_fails() {
 
 #[test]
 fn gathering_falls_back_from_apt_to_dnf_to_yum() {
-    use custos_agent::collect::os_patches::observe;
+    use custos_agent::collect::os_patches::linux::observe;
     use custos_agent::host::FixtureHost;
     let yum = FixtureHost::new()
         .command("yum -q updateinfo list --security", &fixture("dnf_updateinfo_security.txt"))

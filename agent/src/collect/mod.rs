@@ -1,20 +1,42 @@
-//! Evidence collectors, one file per check.
+//! Evidence collectors, one module per check, one file per check and OS.
 //!
-//! Each collector is split in two:
-//! - a pure **parser** (`parse_*` functions) from recorded command output or
-//!   file contents to a [`Finding`]: compiled on every OS and tested against
-//!   real recorded output under `agent/tests/fixtures/`;
-//! - a thin **gather** step that asks the [`Host`] for that output; only the
-//!   gather step is `cfg`-gated per OS.
+//! Each check `<id>` has a module `<id>.rs` (what the check measures, shared
+//! thresholds) and one backend file per OS (`<id>/linux.rs`, `<id>/windows.rs`,
+//! `<id>/macos.rs`). A backend is split in two:
+//! - pure **parsers** from recorded command output or file contents to a
+//!   [`Finding`], tested against real recorded output;
+//! - a **gather** step `gather(&dyn Host, &Context) -> Finding` that asks the
+//!   [`Host`] for that output and hands it to the parsers.
+//!
+//! Every backend compiles on every OS, so the Windows and macOS ones are
+//! tested here through a [`crate::host::FixtureHost`] replaying recorded
+//! output (`agent/tests/cases/`). The only `cfg`-gated step is
+//! [`Os::current`], which picks the backend that runs on the real machine.
 //!
 //! Invariants: a collector never reports `pass` unless it measured the
 //! effective state; when it cannot tell it reports `unknown` with the reason.
 //! A collector that hangs is cut off by [`run_checks`] and reported `unknown`.
+//! Personal data (user and host names, addresses) goes into facts only
+//! through [`Context::personal`], which applies the deployment's privacy
+//! settings before anything is signed.
 
 pub mod antivirus;
+pub mod audit_logging;
+pub mod auto_updates;
+mod context;
 pub mod disk_encryption;
 pub mod firewall;
+pub mod local_admins;
 pub mod os_patches;
+pub mod os_support;
+pub mod password_policy;
+pub mod screen_lock;
+pub mod secure_boot;
+pub mod software_inventory;
+pub mod ssh_server;
+pub mod time_sync;
+
+pub use context::{Context, Os};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,32 +115,84 @@ impl Finding {
     }
 }
 
-/// A collector: gathers through the host and returns its finding.
-pub type Collector = fn(&dyn Host) -> Finding;
+/// One OS backend of a check: gathers through the host and evaluates.
+pub type Gather = fn(&dyn Host, &Context) -> Finding;
 
-/// Every check the agent knows, by stable id.
-pub const CHECKS: &[(&str, Collector)] = &[
-    ("firewall", firewall::collect),
-    ("disk_encryption", disk_encryption::collect),
-    ("os_patches", os_patches::collect),
-    ("antivirus", antivirus::collect),
-];
+/// A check and its backend per OS.
+pub struct Check {
+    /// Stable id, the key the server maps onto controls.
+    pub id: &'static str,
+    pub linux: Gather,
+    pub windows: Gather,
+    pub macos: Gather,
+}
 
-/// Runs the selected checks (all when `only` is empty), each on its own thread
-/// and bounded by `timeout`; a collector that does not finish in time is
-/// reported `unknown` and left to end on its own.
-pub fn run_checks(host: Arc<dyn Host>, only: &[String], timeout: Duration) -> Vec<CheckResult> {
-    let selected: Vec<&(&str, Collector)> =
-        CHECKS.iter().filter(|(id, _)| only.is_empty() || only.iter().any(|o| o == id)).collect();
+impl Check {
+    /// The backend for `os`.
+    pub fn gather(&self, os: Os) -> Gather {
+        match os {
+            Os::Linux => self.linux,
+            Os::Windows => self.windows,
+            Os::Macos => self.macos,
+        }
+    }
+}
+
+macro_rules! checks {
+    ($($id:ident),* $(,)?) => {
+        /// Every check the agent knows, by stable id.
+        pub const CHECKS: &[Check] = &[$(Check {
+            id: stringify!($id),
+            linux: $id::linux::gather,
+            windows: $id::windows::gather,
+            macos: $id::macos::gather,
+        }),*];
+    };
+}
+
+checks!(
+    firewall,
+    disk_encryption,
+    os_patches,
+    auto_updates,
+    antivirus,
+    screen_lock,
+    password_policy,
+    secure_boot,
+    ssh_server,
+    time_sync,
+    audit_logging,
+    local_admins,
+    os_support,
+    software_inventory,
+);
+
+/// Looks a check up by id.
+pub fn check(id: &str) -> Option<&'static Check> {
+    CHECKS.iter().find(|c| c.id == id)
+}
+
+/// Runs the selected checks (all when `only` is empty) for `os`, each on its
+/// own thread and bounded by `timeout`; a collector that does not finish in
+/// time is reported `unknown` and left to end on its own.
+pub fn run_checks(
+    host: Arc<dyn Host>,
+    ctx: Arc<Context>,
+    os: Os,
+    only: &[String],
+    timeout: Duration,
+) -> Vec<CheckResult> {
+    let selected: Vec<&Check> =
+        CHECKS.iter().filter(|c| only.is_empty() || only.iter().any(|o| o == c.id)).collect();
     let handles: Vec<_> = selected
         .iter()
-        .map(|&&(id, collect)| {
+        .map(|check| {
             let (tx, rx) = std::sync::mpsc::channel();
-            let host = Arc::clone(&host);
-            let spawned = std::thread::Builder::new().name(format!("collect-{id}")).spawn(move || {
-                let _ = tx.send(collect(host.as_ref()));
+            let (host, ctx, gather) = (Arc::clone(&host), Arc::clone(&ctx), check.gather(os));
+            let spawned = std::thread::Builder::new().name(format!("collect-{}", check.id)).spawn(move || {
+                let _ = tx.send(gather(host.as_ref(), &ctx));
             });
-            (id, rx, spawned.is_ok())
+            (check.id, rx, spawned.is_ok())
         })
         .collect();
     handles
@@ -143,10 +217,8 @@ pub fn run_checks(host: Arc<dyn Host>, only: &[String], timeout: Duration) -> Ve
         .collect()
 }
 
-/// The reason text for a check that has no implementation on this OS yet.
-pub fn unsupported_os(check: &str) -> Finding {
-    Finding::unknown(
-        "agent",
-        format!("{check} is not collected on {} by this agent version", std::env::consts::OS),
-    )
+/// The finding of a backend this agent version does not have yet: `unknown`,
+/// never a pass.
+pub fn not_collected(check: &str, os: Os) -> Finding {
+    Finding::unknown("agent", format!("{check} is not collected on {os} by this agent version"))
 }

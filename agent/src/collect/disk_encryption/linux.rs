@@ -1,0 +1,304 @@
+//! The Linux backends of the `disk_encryption` check.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::collect::{Context, Finding};
+use crate::host::Host;
+use custos_proto::evidence::CheckStatus;
+
+/// Filesystem types that are not backed by a block device of this host.
+const PSEUDO: &[&str] = &[
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "tmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "efivarfs",
+    "ramfs",
+    "rpc_pipefs",
+    "nsfs",
+    "squashfs",
+    "fuse.portal",
+    "fuse.gvfsd-fuse",
+    "overlay",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "9p",
+    "virtiofs",
+    "fuse.lxcfs",
+    "zfs",
+];
+/// Mount points that hold boot files, not data.
+const EXEMPT: &[&str] = &["/boot", "/boot/efi", "/efi"];
+
+/// One node of the lsblk tree with its ancestry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub kname: String,
+    pub kind: String,
+    pub fstype: Option<String>,
+    pub removable: bool,
+    pub mountpoints: Vec<String>,
+    /// From this device up to the disk, knames.
+    pub chain: Vec<String>,
+    /// Whether this device or one below it is a dm-crypt mapping.
+    pub encrypted: bool,
+}
+
+/// Parses `lsblk -J` output (MOUNTPOINTS array or older MOUNTPOINT string)
+/// into a flat list; devices with several parents appear once per path.
+pub fn parse_lsblk(text: &str) -> Result<Vec<Device>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("lsblk JSON is malformed: {e}"))?;
+    let roots =
+        doc.get("blockdevices").and_then(Value::as_array).ok_or("lsblk JSON has no \"blockdevices\"")?;
+    let mut out = Vec::new();
+    fn walk(node: &Value, parents: &[String], parent_encrypted: bool, out: &mut Vec<Device>) {
+        let s = |k: &str| node.get(k).and_then(Value::as_str).map(str::to_string);
+        let kname = s("kname").or_else(|| s("name")).unwrap_or_default();
+        let kind = s("type").unwrap_or_default();
+        let mut mountpoints: Vec<String> = match node.get("mountpoints") {
+            Some(Value::Array(a)) => a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(m) = s("mountpoint") {
+            mountpoints.push(m);
+        }
+        let removable = match node.get("rm") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(v)) => v == "1",
+            Some(Value::Number(n)) => n.as_u64() == Some(1),
+            _ => false,
+        };
+        let encrypted = parent_encrypted || kind == "crypt";
+        let mut chain = vec![kname.clone()];
+        chain.extend(parents.iter().cloned());
+        out.push(Device {
+            kname,
+            kind,
+            fstype: s("fstype"),
+            removable,
+            mountpoints,
+            chain: chain.clone(),
+            encrypted,
+        });
+        if let Some(children) = node.get("children").and_then(Value::as_array) {
+            for c in children {
+                walk(c, &chain, encrypted, out);
+            }
+        }
+    }
+    for r in roots {
+        walk(r, &[], false, &mut out);
+    }
+    Ok(out)
+}
+
+/// `(source, mountpoint, fstype)` of each line of `/proc/mounts`.
+pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (src, mnt, fs) = (f.next()?, f.next()?, f.next()?);
+            // /proc/mounts escapes spaces as \040.
+            Some((src.to_string(), mnt.replace("\\040", " "), fs.to_string()))
+        })
+        .collect()
+}
+
+/// `(filename, type)` of each swap area in `/proc/swaps`.
+pub fn parse_swaps(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// What was read from the host, for [`evaluate`].
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub lsblk: Result<String, String>,
+    pub mounts: Result<String, String>,
+    pub swaps: Option<String>,
+    /// `/sys/block/<kname>/dm/uuid` for device-mapper devices.
+    pub dm_uuids: BTreeMap<String, String>,
+}
+
+pub fn evaluate(o: &Observed) -> Finding {
+    let lsblk = match &o.lsblk {
+        Ok(t) => t,
+        Err(e) => return Finding::unknown("lsblk", format!("the block-device tree could not be read: {e}")),
+    };
+    let mounts = match &o.mounts {
+        Ok(t) => t,
+        Err(e) => return Finding::unknown("lsblk", format!("the mount table could not be read: {e}")),
+    };
+    let mut raw = format!("{lsblk}\n{mounts}");
+    if let Some(s) = &o.swaps {
+        raw.push('\n');
+        raw.push_str(s);
+    }
+    let devices = match parse_lsblk(lsblk) {
+        Ok(d) => d,
+        Err(e) => return Finding::unknown("lsblk", e).with_raw(raw),
+    };
+    let is_crypt = |d: &Device| {
+        d.encrypted || d.chain.iter().any(|k| o.dm_uuids.get(k).is_some_and(|u| u.starts_with("CRYPT-")))
+    };
+    let mounts = parse_mounts(mounts);
+    let Some((_, _, root_fs)) = mounts.iter().rev().find(|(_, m, _)| m == "/") else {
+        return Finding::unknown("lsblk", "the root filesystem is not in the mount table").with_raw(raw);
+    };
+    let mut checked = Vec::new();
+    let mut unencrypted = Vec::new();
+    let mut undetermined = Vec::new();
+    let mut skipped = Vec::new();
+    // The last mount on a path is the visible one.
+    let mut seen = BTreeMap::new();
+    for (src, mnt, fs) in &mounts {
+        seen.insert(mnt.clone(), (src.clone(), fs.clone()));
+    }
+    if PSEUDO.contains(&root_fs.as_str()) {
+        return Finding::unknown(
+            "lsblk",
+            format!(
+                "the root filesystem is {root_fs} (a container or network root); the device backing it is not visible from here"
+            ),
+        )
+        .with_raw(raw)
+        .fact("root_fstype", root_fs.clone());
+    }
+    for (mnt, (src, fs)) in &seen {
+        if PSEUDO.contains(&fs.as_str()) || !src.starts_with("/dev/") {
+            continue;
+        }
+        if EXEMPT.contains(&mnt.as_str()) {
+            skipped.push(json!({"mountpoint": mnt, "why": "boot files, no data"}));
+            continue;
+        }
+        let Some(dev) = devices.iter().find(|d| d.mountpoints.iter().any(|m| m == mnt)) else {
+            undetermined.push(mnt.clone());
+            continue;
+        };
+        if dev.removable || dev.chain.iter().any(|k| devices.iter().any(|d| &d.kname == k && d.removable)) {
+            skipped.push(json!({"mountpoint": mnt, "why": "removable medium"}));
+            continue;
+        }
+        let enc = is_crypt(dev);
+        checked.push(json!({"kind": "filesystem", "mountpoint": mnt, "fstype": fs, "device": dev.kname,
+                            "chain": dev.chain, "encrypted": enc}));
+        if !enc {
+            // Bind mounts repeat a device: name each device once.
+            let label = format!("{} ({})", dev.chain.join(" on "), mnt);
+            match unencrypted
+                .iter_mut()
+                .find(|u: &&mut String| u.starts_with(&format!("{} (", dev.chain.join(" on "))))
+            {
+                Some(u) => {
+                    u.pop();
+                    u.push_str(&format!(", {mnt})"));
+                }
+                None => unencrypted.push(label),
+            }
+        }
+    }
+    for (file, kind) in o.swaps.as_deref().map(parse_swaps).unwrap_or_default() {
+        let name = file.rsplit('/').next().unwrap_or(&file).to_string();
+        if name.starts_with("zram") {
+            checked.push(json!({"kind": "swap", "device": name, "encrypted": null, "note": "compressed RAM, not stored on disk"}));
+            continue;
+        }
+        let dev = if kind == "file" {
+            // A swap file is as safe as the filesystem holding it.
+            seen.keys()
+                .filter(|m| file.starts_with(m.as_str()))
+                .max_by_key(|m| m.len())
+                .and_then(|m| devices.iter().find(|d| d.mountpoints.iter().any(|x| x == m)))
+        } else {
+            devices.iter().find(|d| d.kname == name || format!("/dev/{}", d.kname) == file)
+        };
+        match dev {
+            Some(d) => {
+                let enc = is_crypt(d);
+                checked.push(json!({"kind": "swap", "swap": file, "device": d.kname, "chain": d.chain, "encrypted": enc}));
+                if !enc {
+                    unencrypted.push(format!("swap {file} ({})", d.chain.join(" on ")));
+                }
+            }
+            None => undetermined.push(format!("swap {file}")),
+        }
+    }
+    let base = |status| {
+        Finding::new(status, "lsblk")
+            .fact("volumes", checked.clone())
+            .fact("exempt", skipped.clone())
+            .fact("undetermined", undetermined.clone())
+            .with_raw(raw.clone())
+    };
+    if !unencrypted.is_empty() {
+        return base(CheckStatus::Fail).with_reason(format!("not encrypted: {}", unencrypted.join(", ")));
+    }
+    if !undetermined.is_empty() {
+        return base(CheckStatus::Unknown)
+            .with_reason(format!("no block device found for {}", undetermined.join(", ")));
+    }
+    if checked.is_empty() {
+        return base(CheckStatus::Unknown).with_reason("no fixed filesystem found to assess");
+    }
+    base(CheckStatus::Pass).with_reason("root, fixed data filesystems and swap are on dm-crypt")
+}
+
+/// Reads the device tree, mounts, swaps and device-mapper uuids.
+pub fn observe(host: &dyn Host) -> Observed {
+    let cols = "NAME,KNAME,TYPE,FSTYPE,MOUNTPOINTS,RM,PKNAME";
+    let lsblk = match host.run("lsblk", &["-J", "-b", "-o", cols]) {
+        Ok(out) if out.success() => Ok(out.stdout),
+        // util-linux before 2.37 has no MOUNTPOINTS column.
+        Ok(_) => {
+            match host.run("lsblk", &["-J", "-b", "-o", "NAME,KNAME,TYPE,FSTYPE,MOUNTPOINT,RM,PKNAME"]) {
+                Ok(out) if out.success() => Ok(out.stdout),
+                Ok(out) => Err(format!("lsblk exited with {:?}: {}", out.code, out.stderr.trim())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let mut dm_uuids = BTreeMap::new();
+    for name in host.read_dir("/sys/block").unwrap_or_default() {
+        if name.starts_with("dm-")
+            && let Ok(uuid) = host.read_text(&format!("/sys/block/{name}/dm/uuid"))
+        {
+            dm_uuids.insert(name, uuid.trim().to_string());
+        }
+    }
+    Observed {
+        lsblk,
+        mounts: host.read_text("/proc/mounts").map_err(|e| e.to_string()),
+        swaps: host.read_text("/proc/swaps").ok(),
+        dm_uuids,
+    }
+}
+
+/// Gathers and evaluates on a Linux host.
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    evaluate(&observe(host))
+}

@@ -1,0 +1,9 @@
+//! The macOS backends of the `disk_encryption` check.
+
+use crate::collect::{Context, Finding, Os, not_collected};
+use crate::host::Host;
+
+/// Gathers and evaluates on a macOS host.
+pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
+    not_collected("disk_encryption", Os::Macos)
+}

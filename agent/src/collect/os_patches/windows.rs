@@ -1,0 +1,9 @@
+//! The Windows backends of the `os_patches` check.
+
+use crate::collect::{Context, Finding, Os, not_collected};
+use crate::host::Host;
+
+/// Gathers and evaluates on a Windows host.
+pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
+    not_collected("os_patches", Os::Windows)
+}

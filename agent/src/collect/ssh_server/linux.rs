@@ -1,0 +1,9 @@
+//! The Linux backends of the `ssh_server` check.
+
+use crate::collect::{Context, Finding, Os, not_collected};
+use crate::host::Host;
+
+/// Gathers and evaluates on a Linux host.
+pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
+    not_collected("ssh_server", Os::Linux)
+}
