@@ -38,7 +38,9 @@ impl AgentConfig {
     pub fn load(path: &Path, explicit: bool) -> Result<AgentConfig, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(AgentConfig::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(AgentConfig::default());
+            }
             Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), message: e.to_string() }),
         };
         Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })

@@ -166,6 +166,8 @@ pub struct FixtureHost {
     files: HashMap<String, Result<Vec<u8>, HostError>>,
     /// Directory listings recorded as such (otherwise derived from `files`).
     dirs: HashMap<String, Vec<String>>,
+    /// Paths recorded only as existing (a binary looked for, not read).
+    present: std::collections::HashSet<String>,
 }
 
 impl FixtureHost {
@@ -194,6 +196,12 @@ impl FixtureHost {
     /// Records a file that exists but cannot be read (e.g. permission denied).
     pub fn file_error(mut self, path: &str, error: HostError) -> Self {
         self.files.insert(path.to_string(), Err(error));
+        self
+    }
+
+    /// Records a path that exists but whose contents were never read.
+    pub fn present(mut self, path: &str) -> Self {
+        self.present.insert(path.to_string());
         self
     }
 
@@ -226,6 +234,10 @@ impl Host for FixtureHost {
 
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
         self.files.get(path).cloned().unwrap_or_else(|| Err(HostError::NoFile { path: path.to_string() }))
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.present.contains(path) || self.read_file(path).is_ok() || self.read_dir(path).is_ok()
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {

@@ -81,13 +81,19 @@ pub const MIN_KEY_BYTES: usize = 32;
 impl Privacy {
     /// Settings from configuration, reading the key file when needed.
     pub fn load(config: &PrivacyConfig) -> Result<Privacy, PrivacyError> {
-        let needs_key = [config.user_names, config.host_names, config.addresses].contains(&Handling::Pseudonymise);
+        let needs_key =
+            [config.user_names, config.host_names, config.addresses].contains(&Handling::Pseudonymise);
         let key = match (&config.key_file, needs_key) {
             (_, false) => None,
             (None, true) => return Err(PrivacyError::NoKey),
             (Some(path), true) => Some(read_key(path)?),
         };
-        Ok(Privacy { user_names: config.user_names, host_names: config.host_names, addresses: config.addresses, key })
+        Ok(Privacy {
+            user_names: config.user_names,
+            host_names: config.host_names,
+            addresses: config.addresses,
+            key,
+        })
     }
 
     /// Settings with an in-memory key (tests, benchmarks).

@@ -78,6 +78,9 @@ pub struct FileEntry {
     pub contents_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The path was only tested for existence (e.g. a program looked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -125,7 +128,10 @@ fn error_from_tag(tag: &str, what: &str) -> HostError {
 /// Loads a case directory.
 pub fn load(dir: &Path) -> Result<Recorded, RecordingError> {
     let manifest = dir.join("host.toml");
-    let io = |path: &Path, e: std::io::Error| RecordingError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io = |path: &Path, e: std::io::Error| RecordingError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let format = |message: String| RecordingError::Format { path: manifest.clone(), message };
     let text = std::fs::read_to_string(&manifest).map_err(|e| io(&manifest, e))?;
     let file: HostFile = toml::from_str(&text).map_err(|e| format(e.to_string()))?;
@@ -153,17 +159,27 @@ pub fn load(dir: &Path) -> Result<Recorded, RecordingError> {
                     (None, None) => String::new(),
                     (Some(_), Some(_)) => return Err(format(format!("{line}: both stdout and stdout_file"))),
                 };
-                Ok(CommandOutput { code: c.exit.or(Some(0)), stdout, stderr: c.stderr.clone().unwrap_or_default() })
+                Ok(CommandOutput {
+                    code: c.exit.or(Some(0)),
+                    stdout,
+                    stderr: c.stderr.clone().unwrap_or_default(),
+                })
             }
         };
         host = host.command_result(&line, result);
     }
     for f in &file.files {
-        host = match (&f.error, &f.contents, &f.contents_file) {
-            (Some(tag), None, None) => host.file_error(&f.path, error_from_tag(tag, &f.path)),
-            (None, Some(c), None) => host.file(&f.path, c.as_bytes()),
-            (None, None, Some(name)) => host.file(&f.path, read_beside(name)?),
-            _ => return Err(format(format!("{}: give exactly one of contents, contents_file, error", f.path))),
+        host = match (&f.error, &f.contents, &f.contents_file, f.exists) {
+            (Some(tag), None, None, None) => host.file_error(&f.path, error_from_tag(tag, &f.path)),
+            (None, Some(c), None, None) => host.file(&f.path, c.as_bytes()),
+            (None, None, Some(name), None) => host.file(&f.path, read_beside(name)?),
+            (None, None, None, Some(true)) => host.present(&f.path),
+            _ => {
+                return Err(format(format!(
+                    "{}: give exactly one of contents, contents_file, error, exists = true",
+                    f.path
+                )));
+            }
         };
     }
     for d in &file.dirs {
@@ -177,6 +193,7 @@ enum Call {
     Run { argv: Vec<String>, result: Result<CommandOutput, HostError> },
     Read { path: String, result: Result<Vec<u8>, HostError> },
     List { path: String, result: Result<Vec<String>, HostError> },
+    Exists { path: String, present: bool },
 }
 
 /// Passes every call through to the real host and remembers it.
@@ -199,13 +216,18 @@ impl RecordingHost {
     /// Writes the case directory: `host.toml` plus one file per larger output.
     /// Every occurrence of a `scrub` value is replaced by its placeholder.
     pub fn write(&self, dir: &Path, os: Os, now: &str, scrub: &Scrub) -> Result<HostFile, RecordingError> {
-        let io = |path: &Path, e: std::io::Error| RecordingError::Io { path: path.to_path_buf(), message: e.to_string() };
+        let io = |path: &Path, e: std::io::Error| RecordingError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let mut file = HostFile { os: Some(os), now: Some(now.to_string()), ..HostFile::default() };
         let mut names = BTreeMap::<String, usize>::new();
         let mut beside = |stem: &str, body: &[u8]| -> Result<String, RecordingError> {
-            let mut name: String =
-                stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+            let mut name: String = stem
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+                .collect();
             name.truncate(60);
             let n = names.entry(name.clone()).or_default();
             *n += 1;
@@ -266,6 +288,18 @@ impl RecordingHost {
                     }
                     file.files.push(e);
                 }
+                Call::Exists { path, present } => {
+                    // A read of the same path, recorded before or after, says more.
+                    let read =
+                        calls.iter().any(|c| matches!(c, Call::Read { path: p, result: Ok(_) } if p == path));
+                    if *present && !read && seen.insert(format!("exists {path}")) {
+                        file.files.push(FileEntry {
+                            path: path.clone(),
+                            exists: Some(true),
+                            ..FileEntry::default()
+                        });
+                    }
+                }
                 Call::List { path, result } => {
                     if let Ok(entries) = result
                         && seen.insert(format!("list {path}"))
@@ -306,8 +340,11 @@ impl Host for RecordingHost {
     }
 
     fn exists(&self, path: &str) -> bool {
-        // Recorded as the read it stands for, so the replay answers the same.
-        self.read_file(path).is_ok() || self.read_dir(path).is_ok()
+        // Recorded as existence only: reading a program to see that it is
+        // there would copy the binary into the recording.
+        let present = self.inner.exists(path);
+        self.remember(Call::Exists { path: path.to_string(), present });
+        present
     }
 }
 
@@ -392,7 +429,8 @@ impl Expected {
     pub fn load(path: &Path) -> Result<Expected, RecordingError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RecordingError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| RecordingError::Format { path: path.to_path_buf(), message: e.to_string() })
+        toml::from_str(&text)
+            .map_err(|e| RecordingError::Format { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// A snapshot of what was observed (status, backend, reason and scalar
@@ -479,6 +517,8 @@ mod tests {
         let _ = rec.read_file("/etc/secret.bin");
         let _ = rec.read_file("/etc/shadow");
         let _ = rec.read_dir("/boot");
+        assert!(rec.exists("/etc/hostname"));
+        assert!(!rec.exists("/usr/sbin/nothing"));
         let mut scrub = Scrub::default();
         scrub.add("web-17.example.org", "<hostname>");
         scrub.add("web-17", "<hostname>");
@@ -502,12 +542,14 @@ mod tests {
         assert_eq!(h.read_file("/etc/secret.bin").unwrap(), vec![0xff, 0x00, 0x01]);
         assert!(matches!(h.read_file("/etc/shadow"), Err(HostError::PermissionDenied { .. })));
         assert_eq!(h.read_dir("/boot").unwrap(), vec!["vmlinuz-6.1.0"]);
+        assert!(h.exists("/etc/hostname") && !h.exists("/usr/sbin/nothing"));
     }
 
     #[test]
     fn a_bad_manifest_names_the_file_and_the_problem() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("host.toml"), "os = \"plan9\"\nnow = \"2026-11-23T12:00:00Z\"\n").unwrap();
+        std::fs::write(dir.path().join("host.toml"), "os = \"plan9\"\nnow = \"2026-11-23T12:00:00Z\"\n")
+            .unwrap();
         let e = load(dir.path()).err().unwrap().to_string();
         assert!(e.contains("host.toml") && e.contains("plan9"), "{e}");
         std::fs::write(dir.path().join("host.toml"), "os = \"linux\"\nnow = \"yesterday\"\n").unwrap();

@@ -4,7 +4,7 @@
 use crate::privacy::{Personal, Privacy};
 
 /// The operating systems the agent has backends for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
     Linux,
@@ -81,7 +81,11 @@ impl Context {
 
     /// Like [`Context::personal`] for a list, keeping the order; omitted
     /// values are left out.
-    pub fn personal_list<'a>(&self, kind: Personal, values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    pub fn personal_list<'a>(
+        &self,
+        kind: Personal,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
         values.into_iter().filter_map(|v| self.personal(kind, v)).collect()
     }
 }

@@ -1,9 +1,51 @@
-//! The Windows backends of the `os_support` check.
+//! The Windows backend of the `os_support` check: caption, build number and
+//! product type from `Win32_OperatingSystem` (PowerShell, JSON). Support
+//! follows the build (feature update) and, for clients, the edition:
+//! Enterprise and Education get a year more than Home and Pro.
 
-use crate::collect::{Context, Finding, Os, not_collected};
+use serde_json::Value;
+
+use super::{Running, evaluate, table};
+use crate::collect::{Context, Finding, Os};
 use crate::host::Host;
 
+pub const SCRIPT: &str = "Get-CimInstance Win32_OperatingSystem | Select-Object Caption,Version,BuildNumber,ProductType | ConvertTo-Json";
+
+/// Reads the running release from the JSON object.
+pub fn parse_win32_os(text: &str) -> Result<Running, String> {
+    let doc: Value = serde_json::from_str(text.trim()).map_err(|e| format!("not JSON: {e}"))?;
+    let caption = doc.get("Caption").and_then(Value::as_str).ok_or("no Caption")?.trim().to_string();
+    let build = match doc.get("BuildNumber") {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("no BuildNumber".into()),
+    };
+    // ProductType 1 is a workstation; 2 (domain controller) and 3 are servers.
+    let server =
+        doc.get("ProductType").and_then(Value::as_u64).map(|t| t != 1).unwrap_or(caption.contains("Server"));
+    let enterprise = caption.contains("Enterprise") || caption.contains("Education");
+    Ok(Running {
+        os: Os::Windows,
+        id: if server { "server" } else { "client" }.into(),
+        version: build,
+        pretty: caption,
+        enterprise: enterprise && !server,
+    })
+}
+
 /// Gathers and evaluates on a Windows host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("os_support", Os::Windows)
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
+    let out = match host.run("powershell", &["-NoProfile", "-NonInteractive", "-Command", SCRIPT]) {
+        Ok(out) if out.success() => out,
+        Ok(out) => {
+            return Finding::unknown("win32_os", format!("Get-CimInstance failed: {}", out.stderr.trim()));
+        }
+        Err(e) => return Finding::unknown("win32_os", format!("powershell: {e}")),
+    };
+    match parse_win32_os(&out.stdout) {
+        Ok(running) => evaluate(table(), &running, "win32_os", &out.stdout, ctx.now),
+        Err(e) => {
+            Finding::unknown("win32_os", format!("Win32_OperatingSystem output: {e}")).with_raw(out.stdout)
+        }
+    }
 }
