@@ -1,0 +1,93 @@
+//! Live `ssh_server` test: the real OpenSSH `sshd -T` resolves test
+//! configurations (defaults, includes, overrides) and the check judges what
+//! sshd itself says is in effect. Needs `sshd` and `ssh-keygen` (CI installs
+//! openssh-server) and root for sshd's privilege-separation directory;
+//! outside CI it says why and stops when they are missing.
+
+use std::path::Path;
+use std::process::Command;
+
+use custos_agent::collect::ssh_server::evaluate_sshd_t;
+use custos_agent::collect::ssh_server::linux::{Service, evaluate};
+use custos_agent::host::{Host, SystemHost};
+use custos_proto::evidence::CheckStatus;
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn prerequisites() -> Result<(), String> {
+    if !Path::new(SSHD).exists() {
+        return Err("openssh-server is not installed".into());
+    }
+    if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        return Err("ssh-keygen is not installed".into());
+    }
+    // sshd -T refuses to run without its privilege-separation directory.
+    if !Path::new("/run/sshd").exists() && std::fs::create_dir_all("/run/sshd").is_err() {
+        return Err("/run/sshd is missing and cannot be created (not root)".into());
+    }
+    Ok(())
+}
+
+/// What the real sshd prints for `config` (with a fresh host key).
+fn sshd_t(dir: &Path, name: &str, config: &str) -> Result<String, String> {
+    let key = dir.join("host_ed25519");
+    if !key.exists() {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output()
+            .map_err(|e| e.to_string())?;
+        assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, format!("HostKey {}\n{config}", key.display())).unwrap();
+    let host = SystemHost::default();
+    let out = host.run(SSHD, &["-T", "-f", path.to_str().unwrap()]).map_err(|e| e.to_string())?;
+    if out.success() { Ok(out.stdout) } else { Err(out.stderr.trim().to_string()) }
+}
+
+#[test]
+fn real_sshd_configurations_are_judged_by_their_effective_values() {
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live sshd test cannot run in CI: {why}");
+        eprintln!("skipping the live sshd test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    // OpenSSH's own defaults: root by key only, but passwords accepted and
+    // SHA-1 MACs offered.
+    let defaults = evaluate_sshd_t(&sshd_t(dir.path(), "defaults", "").unwrap(), "openssh");
+    assert_eq!(defaults.status, CheckStatus::Fail, "{:?}", defaults.reason);
+    assert_eq!(defaults.facts["permit_root_login"], "without-password");
+    assert!(
+        defaults.reason.as_deref().unwrap().contains("password logins are accepted"),
+        "{:?}",
+        defaults.reason
+    );
+
+    let hardened = "PermitRootLogin no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+        MaxAuthTries 3\n\
+        Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr\n\
+        MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com\n\
+        KexAlgorithms curve25519-sha256,sntrup761x25519-sha512@openssh.com\n";
+    let pass = evaluate_sshd_t(&sshd_t(dir.path(), "hardened", hardened).unwrap(), "openssh");
+    assert_eq!(pass.status, CheckStatus::Pass, "{:?}", pass.reason);
+    assert_eq!(pass.facts["max_auth_tries"], 3);
+
+    // The first value wins in sshd_config: an include placed first overrides
+    // a hardened line below it, and sshd -T shows what really applies.
+    let included = dir.path().join("override.conf");
+    std::fs::write(&included, "PermitRootLogin yes\nCiphers aes128-cbc,aes256-ctr\n").unwrap();
+    let tricky = format!("Include {}\n{hardened}", included.display());
+    let fail = evaluate_sshd_t(&sshd_t(dir.path(), "tricky", &tricky).unwrap(), "openssh");
+    assert_eq!(fail.status, CheckStatus::Fail);
+    let why = fail.reason.unwrap();
+    assert!(why.contains("root may log in with a password") && why.contains("aes128-cbc"), "{why}");
+
+    // A configuration sshd rejects is unknown with sshd's own message.
+    let err = sshd_t(dir.path(), "broken", "PermitRootLogin perhaps\n").unwrap_err();
+    let f = evaluate(Service::Running, Err(err.clone()));
+    assert_eq!(f.status, CheckStatus::Unknown);
+    assert!(f.reason.unwrap().contains("perhaps"), "{err}");
+}
