@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod config;
 pub mod enroll;
+pub mod footprint;
 pub mod host;
 pub mod privacy;
 pub mod record;

@@ -10,8 +10,8 @@ use custos_agent::collect::{Context, Os, run_checks};
 use custos_agent::config::AgentConfig;
 use custos_agent::host::{Host, SystemHost};
 use custos_agent::privacy::Personal;
-use custos_agent::recording::{Expected, RecordingHost, Scrub};
 use custos_agent::record::{describe_host, hostname};
+use custos_agent::recording::{Expected, RecordingHost, Scrub};
 use custos_agent::runner::{Agent, Settings};
 use custos_agent::state::StateDir;
 
@@ -67,6 +67,10 @@ enum Command {
         timeout: u64,
         #[command(flatten)]
         config: ConfigArg,
+        /// Print the collection's cost (CPU of the agent and of the commands it
+        /// ran, peak memory) as JSON on standard error.
+        #[arg(long)]
+        footprint: bool,
     },
     /// Capture this host's raw outputs (every command and file the collectors
     /// read) as a fixture directory, with host names and serials replaced by
@@ -168,12 +172,13 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             }
         }),
-        Command::Collect { json, checks, timeout, config } => {
+        Command::Collect { json, checks, timeout, config, footprint } => {
             let privacy = config.load()?.privacy()?;
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let name = hostname(host.as_ref()).and_then(|h| privacy.apply(Personal::HostName, &h));
             let ctx = Arc::new(Context::now(privacy));
-            let results = run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
+            let results =
+                run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
             if json {
                 let out = serde_json::json!({
                     "collected_at": time::OffsetDateTime::now_utc()
@@ -195,6 +200,10 @@ fn main() -> anyhow::Result<()> {
                         println!("    {k}: {v}");
                     }
                 }
+            }
+            if footprint {
+                let f = custos_agent::footprint::Footprint::now();
+                eprintln!("{}", serde_json::to_string(&f)?);
             }
             Ok(())
         }
