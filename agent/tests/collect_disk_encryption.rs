@@ -17,6 +17,7 @@ fn observed(lsblk: &str, mounts: &str, swaps: Option<&str>) -> Observed {
         mounts: Ok(fixture(mounts)),
         swaps: swaps.map(fixture),
         dm_uuids: BTreeMap::new(),
+        luks_dumps: BTreeMap::new(),
     }
 }
 
@@ -83,6 +84,7 @@ fn dm_uuid_marks_crypt_devices_that_lsblk_shows_as_plain_dm() {
         mounts: Ok(fixture("laptop_luks_lvm_mounts.txt")),
         swaps: Some(fixture("laptop_luks_lvm_swaps.txt")),
         dm_uuids: BTreeMap::new(),
+        luks_dumps: BTreeMap::new(),
     };
     assert_eq!(evaluate(&o).status, CheckStatus::Fail);
     o.dm_uuids.insert("dm-0".into(), "CRYPT-LUKS2-0123456789abcdef0123456789abcdef-nvme0n1p3_crypt".into());

@@ -141,6 +141,72 @@ pub struct Observed {
     pub swaps: Option<String>,
     /// `/sys/block/<kname>/dm/uuid` for device-mapper devices.
     pub dm_uuids: BTreeMap<String, String>,
+    /// `cryptsetup luksDump` of each device holding a LUKS header (kname →
+    /// output, or why it could not be read).
+    pub luks_dumps: BTreeMap<String, Result<String, String>>,
+}
+
+/// What a LUKS header says about how a volume is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuksHeader {
+    pub version: u32,
+    /// `aes-xts-plain64` style: algorithm, mode and IV.
+    pub cipher: String,
+    pub key_bits: Option<u32>,
+    /// Key derivation of the active key slots (`argon2id`, `pbkdf2`).
+    pub pbkdf: Vec<String>,
+    pub keyslots: usize,
+}
+
+impl LuksHeader {
+    /// Why this encryption does not protect the data, if it does not:
+    /// no cipher, ECB (identical blocks leak), or CBC with a plain IV
+    /// (watermarking attacks).
+    pub fn weakness(&self) -> Option<String> {
+        let c = self.cipher.to_ascii_lowercase();
+        if c.contains("null") {
+            Some(format!("cipher {} does not encrypt", self.cipher))
+        } else if c.contains("ecb") {
+            Some(format!("cipher {} (ECB) reveals patterns", self.cipher))
+        } else if c.contains("cbc-plain") {
+            Some(format!("cipher {} (CBC with a plain IV) allows watermarking", self.cipher))
+        } else {
+            None
+        }
+    }
+}
+
+/// Parses `cryptsetup luksDump` output, LUKS1 or LUKS2.
+pub fn parse_luks_dump(text: &str) -> Result<LuksHeader, String> {
+    let field = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let version = field("Version")
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or("no LUKS header information (Version missing)")?;
+    let first_bits = |v: String| v.split_whitespace().next().and_then(|n| n.parse::<u32>().ok());
+    if version == 1 {
+        let name = field("Cipher name").ok_or("LUKS1 header without a cipher name")?;
+        let mode = field("Cipher mode").unwrap_or_default();
+        let keyslots = text.lines().filter(|l| l.starts_with("Key Slot") && l.contains("ENABLED")).count();
+        return Ok(LuksHeader {
+            version,
+            cipher: if mode.is_empty() { name } else { format!("{name}-{mode}") },
+            key_bits: field("MK bits").and_then(first_bits),
+            pbkdf: if keyslots > 0 { vec!["pbkdf2".into()] } else { Vec::new() },
+            keyslots,
+        });
+    }
+    // LUKS2: the data segment's cipher; key size and PBKDF per key slot.
+    let cipher = field("cipher").ok_or("LUKS2 header without a data segment cipher")?;
+    let mut pbkdf: Vec<String> =
+        text.lines().filter_map(|l| l.trim().strip_prefix("PBKDF:").map(|v| v.trim().to_string())).collect();
+    pbkdf.dedup();
+    let keyslots = text.lines().filter(|l| l.trim_end().ends_with(": luks2")).count();
+    Ok(LuksHeader { version, cipher, key_bits: field("Key").and_then(first_bits), pbkdf, keyslots })
 }
 
 pub fn evaluate(o: &Observed) -> Finding {
@@ -247,15 +313,37 @@ pub fn evaluate(o: &Observed) -> Finding {
             None => undetermined.push(format!("swap {file}")),
         }
     }
+    let mut headers = Vec::new();
+    let mut weak = Vec::new();
+    for (dev, dump) in &o.luks_dumps {
+        match dump.as_deref().map_err(Clone::clone).and_then(parse_luks_dump) {
+            Ok(h) => {
+                if let Some(w) = h.weakness() {
+                    weak.push(format!("{dev}: {w}"));
+                }
+                headers.push(json!({"device": dev, "luks_version": h.version, "cipher": h.cipher,
+                                    "key_bits": h.key_bits, "pbkdf": h.pbkdf, "keyslots": h.keyslots}));
+            }
+            Err(e) => headers.push(json!({"device": dev, "unreadable": e})),
+        }
+    }
     let base = |status| {
         Finding::new(status, "lsblk")
+            .fact("luks_headers", headers.clone())
             .fact("volumes", checked.clone())
             .fact("exempt", skipped.clone())
             .fact("undetermined", undetermined.clone())
             .with_raw(raw.clone())
     };
-    if !unencrypted.is_empty() {
-        return base(CheckStatus::Fail).with_reason(format!("not encrypted: {}", unencrypted.join(", ")));
+    if !unencrypted.is_empty() || !weak.is_empty() {
+        let mut why = Vec::new();
+        if !unencrypted.is_empty() {
+            why.push(format!("not encrypted: {}", unencrypted.join(", ")));
+        }
+        if !weak.is_empty() {
+            why.push(format!("weak encryption: {}", weak.join("; ")));
+        }
+        return base(CheckStatus::Fail).with_reason(why.join("; "));
     }
     if !undetermined.is_empty() {
         return base(CheckStatus::Unknown)
@@ -290,11 +378,30 @@ pub fn observe(host: &dyn Host) -> Observed {
             dm_uuids.insert(name, uuid.trim().to_string());
         }
     }
+    // The header sits on the device below each dm-crypt mapping.
+    let mut luks_dumps = BTreeMap::new();
+    if let Ok(devices) = lsblk.as_deref().map_err(Clone::clone).and_then(parse_lsblk) {
+        for d in devices.iter().filter(|d| d.kind == "crypt") {
+            let Some(parent) = d.chain.get(1) else { continue };
+            if luks_dumps.contains_key(parent) {
+                continue;
+            }
+            let dump = match host.run("cryptsetup", &["luksDump", &format!("/dev/{parent}")]) {
+                Ok(out) if out.success() => Ok(out.stdout),
+                Ok(out) => {
+                    Err(format!("cryptsetup luksDump exited with {:?}: {}", out.code, out.stderr.trim()))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            luks_dumps.insert(parent.clone(), dump);
+        }
+    }
     Observed {
         lsblk,
         mounts: host.read_text("/proc/mounts").map_err(|e| e.to_string()),
         swaps: host.read_text("/proc/swaps").ok(),
         dm_uuids,
+        luks_dumps,
     }
 }
 
