@@ -1,0 +1,86 @@
+//! Live `antivirus` test against ClamAV as the distribution installs it:
+//! the real `sigtool` builds a signature database whose header the check
+//! dates, and the agent finds the installed ClamAV on this host and never
+//! passes it without a current database and a running daemon. Needs the
+//! clamav and clamav-daemon packages (CI installs them); outside CI it says
+//! why and stops when they are missing.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use custos_agent::collect::antivirus::linux::{clamav, evaluate, parse_cvd_header};
+use custos_proto::evidence::CheckStatus;
+
+const HOUR: i64 = 3600;
+
+/// Builds an unsigned one-signature database with the real sigtool.
+fn build_database(dir: &Path) -> Vec<u8> {
+    std::fs::write(dir.join("COPYING"), "Custos test database\n").unwrap();
+    // Matches files containing "custos-test".
+    std::fs::write(dir.join("daily.ndb"), "Custos.Test.Sig:0:*:637573746f732d74657374\n").unwrap();
+    let mut child = Command::new("sigtool")
+        .current_dir(dir)
+        .args(["--unsigned", "--build=daily.cud", "--cvd-version=7"])
+        .arg(format!("--datadir={}", dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sigtool runs");
+    // sigtool asks for the builder's name.
+    child.stdin.take().unwrap().write_all(b"custos\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        dir.join("daily.cud").exists(),
+        "sigtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(dir.join("daily.cud")).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+fn clamav_databases_built_by_sigtool_are_dated_and_the_install_is_found() {
+    if !Path::new("/usr/sbin/clamd").exists() || Command::new("sigtool").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "live ClamAV test cannot run in CI: ClamAV is missing");
+        eprintln!("skipping the live ClamAV test: clamav / clamav-daemon are not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = build_database(dir.path());
+    let (version, built) = parse_cvd_header(&db).unwrap();
+    assert_eq!(version, "7");
+    assert!((built - now()).abs() < 300, "build time {built} is not now");
+
+    let fresh = evaluate(&[clamav(Some(true), Ok(db.clone()), built + HOUR)], String::new());
+    assert_eq!(fresh.status, CheckStatus::Pass, "{:?}", fresh.reason);
+    let stale = evaluate(&[clamav(Some(true), Ok(db.clone()), built + 100 * HOUR)], String::new());
+    assert_eq!(stale.status, CheckStatus::Fail);
+    assert!(stale.reason.unwrap().contains("signatures are 100 h old"));
+    let stopped = evaluate(&[clamav(Some(false), Ok(db), built)], String::new());
+    assert_eq!(stopped.status, CheckStatus::Fail);
+
+    // The agent on this host: ClamAV is found; it passes only with a
+    // current database and a running clamd, which this host may lack.
+    let out = Command::new(env!("CARGO_BIN_EXE_custos-agent"))
+        .args(["collect", "--json", "--check", "antivirus"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = &doc["checks"][0];
+    let products = check["facts"]["products"].as_array().unwrap();
+    let clam = products.iter().find(|p| p["name"] == "ClamAV").unwrap_or_else(|| panic!("{check:#}"));
+    let has_db = ["daily.cvd", "daily.cld"].iter().any(|f| Path::new("/var/lib/clamav").join(f).exists());
+    if !has_db {
+        assert_ne!(check["status"], "pass", "{check:#}");
+        assert!(clam["problem"].as_str().unwrap().contains("no daily.cvd or daily.cld"), "{check:#}");
+    } else if clam["active"] != true {
+        assert_ne!(check["status"], "pass", "{check:#}");
+    }
+}
