@@ -11,6 +11,7 @@ pub mod privacy;
 pub mod record;
 pub mod recording;
 pub mod runner;
+pub mod schedule;
 pub mod spool;
 pub mod state;
 pub mod transport;

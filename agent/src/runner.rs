@@ -18,6 +18,7 @@ use crate::collect::{Context, Os, run_checks};
 use crate::host::Host;
 use crate::privacy::{Personal, Privacy};
 use crate::record::{describe_host, hostname, sign_record};
+use crate::schedule::{Schedule, jitter_share};
 use crate::spool::{Appended, Spool, SpoolError};
 use crate::state::{AgentIdentity, StateDir, StateError, write_private};
 use crate::transport::{self, DeliveryReport, TransportError};
@@ -62,9 +63,32 @@ impl Default for Settings {
 /// What the server currently asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivePolicy {
+    /// Interval of checks without their own.
     pub interval: Duration,
     pub collector_timeout: Duration,
+    /// Checks to run; empty means every check the agent knows.
     pub checks: Vec<String>,
+    pub check_intervals: std::collections::BTreeMap<String, Duration>,
+    pub jitter_percent: u32,
+    /// How often to ask for the policy again.
+    pub poll: Duration,
+    /// The server's collect-now counter as last seen.
+    pub collect_now_generation: u64,
+}
+
+impl ActivePolicy {
+    /// The checks this policy runs.
+    pub fn active_checks(&self) -> Vec<String> {
+        if self.checks.is_empty() {
+            crate::collect::CHECKS.iter().map(|c| c.id.to_string()).collect()
+        } else {
+            self.checks.clone()
+        }
+    }
+
+    pub fn interval_of(&self, check: &str) -> Duration {
+        self.check_intervals.get(check).copied().unwrap_or(self.interval)
+    }
 }
 
 pub struct Agent {
@@ -76,6 +100,7 @@ pub struct Agent {
     os: Os,
     privacy: Privacy,
     pub policy: ActivePolicy,
+    schedule: Schedule,
 }
 
 /// One pass of [`Agent::run_once`].
@@ -106,7 +131,12 @@ impl Agent {
                 interval: settings.default_interval,
                 collector_timeout: settings.default_collector_timeout,
                 checks: Vec::new(),
+                check_intervals: Default::default(),
+                jitter_percent: 0,
+                poll: Duration::from_secs(60),
+                collect_now_generation: 0,
             },
+            schedule: Schedule::default(),
         })
     }
 
@@ -119,10 +149,18 @@ impl Agent {
             .await?)
     }
 
-    /// Collects every selected check now and signs the result into the spool.
+    /// Collects every check of the policy now and signs the result into the spool.
     pub async fn collect(&mut self) -> Result<(Vec<CheckResult>, Appended), RunError> {
-        let host = Arc::clone(&self.host);
         let only = self.policy.checks.clone();
+        self.collect_only(only).await
+    }
+
+    /// Collects `only` these checks (all when empty) and signs one record.
+    pub async fn collect_only(
+        &mut self,
+        only: Vec<String>,
+    ) -> Result<(Vec<CheckResult>, Appended), RunError> {
+        let host = Arc::clone(&self.host);
         let timeout = self.policy.collector_timeout;
         let (ctx, os) = (Arc::new(Context::now(self.privacy.clone())), self.os);
         let results = tokio::task::spawn_blocking(move || run_checks(host, ctx, os, &only, timeout))
@@ -170,14 +208,23 @@ impl Agent {
     }
 
     /// Fetches the policy (keeping the current one if the server is away).
-    pub async fn refresh_policy(&mut self, channel: Channel) -> Result<(), RunError> {
+    /// Returns whether the server asked for a fresh collection since the
+    /// last fetch.
+    pub async fn refresh_policy(&mut self, channel: Channel) -> Result<bool, RunError> {
         let p = transport::fetch_policy(channel).await?;
+        let secs = |s: u32, min: u32| Duration::from_secs(u64::from(s.max(min)));
+        let collect_now = p.collect_now_generation > self.policy.collect_now_generation;
         self.policy = ActivePolicy {
-            interval: Duration::from_secs(u64::from(p.interval_seconds.max(10))),
-            collector_timeout: Duration::from_secs(u64::from(p.collector_timeout_seconds.max(1))),
+            interval: secs(p.interval_seconds, 10),
+            collector_timeout: secs(p.collector_timeout_seconds, 1),
             checks: p.checks,
+            check_intervals: p.check_interval_seconds.into_iter().map(|(c, s)| (c, secs(s, 10))).collect(),
+            jitter_percent: p.jitter_percent.min(50),
+            // Older servers send no poll interval: poll once a minute.
+            poll: if p.poll_seconds == 0 { Duration::from_secs(60) } else { secs(p.poll_seconds, 5) },
+            collect_now_generation: p.collect_now_generation,
         };
-        Ok(())
+        Ok(collect_now)
     }
 
     /// Delivers the spool; returns what was acknowledged.
@@ -200,29 +247,50 @@ impl Agent {
         Ok(PassReport { results, appended, delivery, spooled_after: self.spool.len()? })
     }
 
-    /// Runs until `stop` resolves: a pass every policy interval, and
-    /// delivery retries with backoff in between while records wait.
+    /// Runs until `stop` resolves: polls the policy, collects each check
+    /// when it falls due (or at once when the server asks), and retries
+    /// delivery with backoff while records wait.
     pub async fn run_forever(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
         tokio::pin!(stop);
-        let mut next_collect = tokio::time::Instant::now();
+        let mut next_poll = tokio::time::Instant::now();
         let mut backoff = Duration::from_secs(5);
+        let mut first_poll = true;
         loop {
             let now = tokio::time::Instant::now();
-            if now >= next_collect {
-                let pass = self.run_once().await?;
-                next_collect = now + self.policy.interval;
-                match &pass.delivery {
+            if now >= next_poll {
+                match self.channel().await {
+                    Ok(channel) => match self.refresh_policy(channel).await {
+                        // At start every check is due anyway; a request
+                        // made before this agent started is served by that.
+                        Ok(true) if !first_poll => {
+                            tracing::info!("fresh collection requested by the server");
+                            self.schedule.all_due();
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "policy fetch failed; keeping the current policy")
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "no channel for the policy fetch"),
+                }
+                first_poll = false;
+                next_poll = tokio::time::Instant::now() + self.policy.poll;
+            }
+            let active = self.policy.active_checks();
+            let due = self.schedule.due(&active, now.into_std());
+            if !due.is_empty() {
+                let (results, _) = self.collect_only(due.clone()).await?;
+                let done = std::time::Instant::now();
+                for c in &due {
+                    let jitter = jitter_share(self.policy.jitter_percent);
+                    self.schedule.collected(c, done, self.policy.interval_of(c), jitter);
+                }
+                match self.deliver().await {
                     Ok(r) => {
-                        tracing::info!(
-                            accepted = r.accepted,
-                            spooled = pass.spooled_after,
-                            "evidence delivered"
-                        );
+                        tracing::info!(checks = results.len(), accepted = r.accepted, "evidence delivered");
                         backoff = Duration::from_secs(5);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = e, spooled = pass.spooled_after, "delivery failed; will retry")
-                    }
+                    Err(e) => tracing::warn!(error = %e, "delivery failed; will retry"),
                 }
             } else if !self.spool.is_empty()? {
                 match self.deliver().await {
@@ -233,11 +301,13 @@ impl Agent {
                     }
                 }
             }
-            let wake = if self.spool.is_empty()? {
-                next_collect
-            } else {
-                next_collect.min(tokio::time::Instant::now() + backoff)
-            };
+            let mut wake = next_poll;
+            if let Some(t) = self.schedule.next_due(&self.policy.active_checks()) {
+                wake = wake.min(tokio::time::Instant::from_std(t));
+            }
+            if !self.spool.is_empty()? {
+                wake = wake.min(tokio::time::Instant::now() + backoff);
+            }
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = tokio::time::sleep_until(wake) => {}

@@ -63,10 +63,17 @@ pub struct AgentCert {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
+    /// Default interval between two collections of a check.
     pub interval_seconds: u32,
     pub collector_timeout_seconds: u32,
     /// Check ids; empty means all the agent knows.
     pub checks: Vec<String>,
+    /// Per-check intervals, overriding `interval_seconds`.
+    pub check_interval_seconds: std::collections::BTreeMap<String, u32>,
+    /// Random delay added to each next collection, percent of its interval.
+    pub jitter_percent: u32,
+    /// How often agents fetch the policy again (the latency of "collect now").
+    pub poll_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -113,7 +120,14 @@ impl Default for AgentCert {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { interval_seconds: 3600, collector_timeout_seconds: 60, checks: Vec::new() }
+        Policy {
+            interval_seconds: 3600,
+            collector_timeout_seconds: 60,
+            checks: Vec::new(),
+            check_interval_seconds: std::collections::BTreeMap::new(),
+            jitter_percent: 10,
+            poll_seconds: 60,
+        }
     }
 }
 
@@ -147,6 +161,15 @@ impl Config {
         }
         if self.agent_cert.lifetime_hours == 0 {
             return Err("agent_cert.lifetime_hours must be positive".into());
+        }
+        if let Some((check, _)) = self.policy.check_interval_seconds.iter().find(|(_, s)| **s < 10) {
+            return Err(format!("policy.check_interval_seconds.{check} must be at least 10"));
+        }
+        if self.policy.jitter_percent > 50 {
+            return Err("policy.jitter_percent must be at most 50".into());
+        }
+        if self.policy.poll_seconds < 5 {
+            return Err("policy.poll_seconds must be at least 5".into());
         }
         if self.policy.interval_seconds < 10 {
             return Err("policy.interval_seconds must be at least 10".into());

@@ -177,12 +177,21 @@ impl v1::agent_service_server::AgentService for AgentService {
     }
 
     async fn get_policy(&self, req: Request<v1::PolicyRequest>) -> Result<Response<v1::Policy>, Status> {
-        self.0.caller(&req)?;
+        let agent = self.0.caller(&req)?;
+        let store = Arc::clone(&self.0.store);
+        let generation = tokio::task::spawn_blocking(move || store.collect_generation(&agent.agent_id))
+            .await
+            .map_err(|e| internal("policy", e))?
+            .map_err(|e| internal("policy", e))?;
         let p = &self.0.config.policy;
         Ok(Response::new(v1::Policy {
             interval_seconds: p.interval_seconds,
             checks: p.checks.clone(),
             collector_timeout_seconds: p.collector_timeout_seconds,
+            check_interval_seconds: p.check_interval_seconds.clone().into_iter().collect(),
+            jitter_percent: p.jitter_percent,
+            collect_now_generation: generation,
+            poll_seconds: p.poll_seconds,
         }))
     }
 

@@ -3,7 +3,9 @@
 //! Routes: `GET /healthz` (open), `GET /` (dashboard page, open: it holds no
 //! data and asks for a token), and under `/api/v1/` (bearer token required):
 //! `GET hosts`, `controls`, `risks`, `gaps`, `security-events`, and
-//! `POST agents/{id}/revoke` (admin tokens only; read tokens get 403).
+//! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
+//! for a fresh collection at its next policy poll) for admin tokens only;
+//! read tokens get 403.
 //!
 //! Invariants: every `/api/` route answers 401 without a valid token; tokens
 //! are compared by hash; query parameters are allow-listed, never spliced
@@ -42,7 +44,10 @@ pub struct HttpState {
 pub const API_ROUTES: &[&str] =
     &["/api/v1/hosts", "/api/v1/controls", "/api/v1/risks", "/api/v1/gaps", "/api/v1/security-events"];
 /// Every write route (admin role only), with a sample path.
-pub const ADMIN_ROUTES: &[&str] = &["/api/v1/agents/0123456789abcdef0123456789abcdef/revoke"];
+pub const ADMIN_ROUTES: &[&str] = &[
+    "/api/v1/agents/0123456789abcdef0123456789abcdef/revoke",
+    "/api/v1/agents/0123456789abcdef0123456789abcdef/collect",
+];
 
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
@@ -52,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/gaps", get(gaps))
         .route("/api/v1/security-events", get(security_events))
         .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
+        .route("/api/v1/agents/{agent_id}/collect", post(collect_now))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -195,6 +201,24 @@ async fn revoke(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Res
             Json(json!({"agent_id": agent_id, "revoked": true})).into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such active agent"),
+        Err(r) => r,
+    }
+}
+
+async fn collect_now(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
+    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
+        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
+    }
+    let id = agent_id.clone();
+    let poll = s.config.policy.poll_seconds;
+    match blocking(move || Ok(s.store.request_collection(&id)?)).await {
+        Ok(Some(generation)) => {
+            tracing::info!(agent_id, generation, "fresh collection requested");
+            let body = json!({"agent_id": agent_id, "collect_now_generation": generation,
+                              "within_seconds": poll});
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such active agent"),
         Err(r) => r,
     }
 }

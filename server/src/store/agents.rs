@@ -70,6 +70,32 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Asks an active agent for a fresh collection; returns the new
+    /// generation, or `None` when the agent is unknown or revoked.
+    pub fn request_collection(&self, agent_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "UPDATE agents SET collect_generation = collect_generation + 1
+                 WHERE agent_id = ?1 AND revoked_at IS NULL RETURNING collect_generation",
+                [agent_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|g| g as u64))
+    }
+
+    /// The agent's current collect-now generation (0 when never asked).
+    pub fn collect_generation(&self, agent_id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT collect_generation FROM agents WHERE agent_id = ?1", [agent_id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+
     pub fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKey>, StoreError> {
         self.conn()
             .query_row(

@@ -6,9 +6,12 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// `(version, sql)`, ascending. The version is what `user_version` becomes.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_collect_requests.sql")),
+];
 
-pub const LATEST: u32 = 1;
+pub const LATEST: u32 = 2;
 
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
