@@ -176,7 +176,11 @@ fn main() -> anyhow::Result<()> {
             let privacy = config.load()?.privacy()?;
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let name = hostname(host.as_ref()).and_then(|h| privacy.apply(Personal::HostName, &h));
-            let ctx = Arc::new(Context::now(privacy));
+            let ctx = Context::now(privacy);
+            if let Some(h) = hostname(host.as_ref()) {
+                ctx.register(Personal::HostName, &h);
+            }
+            let ctx = Arc::new(ctx);
             let results =
                 run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
             if json {

@@ -189,9 +189,13 @@ pub fn run_checks(
         .map(|check| {
             let (tx, rx) = std::sync::mpsc::channel();
             let (host, ctx, gather) = (Arc::clone(&host), Arc::clone(&ctx), check.gather(os));
-            let spawned = std::thread::Builder::new().name(format!("collect-{}", check.id)).spawn(move || {
-                let _ = tx.send(gather(host.as_ref(), &ctx));
-            });
+            let spawned =
+                std::thread::Builder::new().name(format!("collect-{}", check.id)).spawn(move || {
+                    let mut finding = gather(host.as_ref(), &ctx);
+                    // The raw excerpt is signed too: it must not carry what the facts withhold.
+                    finding.raw = ctx.scrub(&finding.raw);
+                    let _ = tx.send(finding);
+                });
             (check.id, rx, spawned.is_ok())
         })
         .collect();

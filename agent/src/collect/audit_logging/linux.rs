@@ -1,9 +1,278 @@
 //! The Linux backends of the `audit_logging` check.
+//!
+//! Reads two things:
+//! - the kernel audit system through auditd's tools: `systemctl is-active
+//!   auditd`, `auditctl -s` (`enabled 1`, or `2` when locked; `pid` of the
+//!   audit daemon) and `auditctl -l` (the loaded rules, `No rules` when none);
+//! - journald persistence: `Storage=` in the `[Journal]` section of
+//!   `/etc/systemd/journald.conf` and the drop-ins `*.conf` in
+//!   `/usr/lib/systemd/journald.conf.d/`, `/run/systemd/journald.conf.d/` and
+//!   `/etc/systemd/journald.conf.d/` (applied in file-name order, the last
+//!   setting wins, as systemd does), and whether `/var/log/journal` exists.
+//!   Storage `persistent` persists; `auto` (the default) persists only when
+//!   `/var/log/journal` exists; `volatile` and `none` do not.
+//!
+//! Status rule: `pass` when auditd runs, auditing is enabled, at least one
+//! rule is loaded, and the journal persists; `fail` when auditd is not
+//! installed or not running, auditing is disabled, no rules are loaded
+//! (`No rules`), or the journal is volatile; otherwise `unknown` (auditctl
+//! needs root; systemd not present so journald's storage cannot be told).
 
-use crate::collect::{Context, Finding, Os, not_collected};
-use crate::host::Host;
+use serde_json::json;
+
+use crate::collect::{Context, Finding};
+use crate::host::{Host, HostError};
+use custos_proto::evidence::CheckStatus;
+
+/// The kernel audit status from `auditctl -s`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditStatus {
+    /// `enabled` value: 0 off, 1 on, 2 on and locked.
+    pub enabled: u32,
+    /// Process id of the audit daemon (0: none registered).
+    pub pid: u32,
+}
+
+/// Parses `auditctl -s` (`enabled 1` / `pid 789` lines).
+pub fn parse_auditctl_status(text: &str) -> Option<AuditStatus> {
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            l.trim().strip_prefix(key)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok()
+        })
+    };
+    Some(AuditStatus { enabled: value("enabled")?, pid: value("pid").unwrap_or(0) })
+}
+
+/// Counts the rules in `auditctl -l` output (`No rules` gives 0).
+pub fn count_audit_rules(text: &str) -> usize {
+    text.lines().map(str::trim).filter(|l| l.starts_with('-')).count()
+}
+
+/// The `Storage=` value of a journald.conf text (in its `[Journal]` section), if set.
+pub fn journald_storage(text: &str) -> Option<String> {
+    let mut in_journal = false;
+    let mut found = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('[') {
+            in_journal = line == "[Journal]";
+        } else if in_journal
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == "Storage"
+        {
+            found = Some(v.trim().to_string());
+        }
+    }
+    found
+}
+
+/// What was read from the host, for [`evaluate`].
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// `systemctl is-active auditd` state (`active`, `inactive`, `failed`), if systemd answered.
+    pub auditd_unit: Option<String>,
+    /// `auditctl -s` output, or why it could not be read.
+    pub status: Option<Result<String, HostError>>,
+    /// `auditctl -l` output, or why it could not be read.
+    pub rules: Option<Result<String, HostError>>,
+    /// journald configuration files read, in the order systemd applies them.
+    pub journald_confs: Vec<(String, String)>,
+    /// Whether the journald daemon is present at all (systemd host).
+    pub journald_present: bool,
+    pub var_log_journal: bool,
+}
+
+fn denied(e: &HostError) -> bool {
+    matches!(e, HostError::PermissionDenied { .. })
+}
+
+/// Decides the check from what was observed.
+pub fn evaluate(o: &Observed) -> Finding {
+    let mut fails = Vec::new();
+    let mut unknowns = Vec::new();
+    let mut raw = String::new();
+
+    // auditd.
+    let audit = match &o.status {
+        Some(Ok(text)) => {
+            raw.push_str(text);
+            parse_auditctl_status(text)
+        }
+        _ => None,
+    };
+    let rules = match &o.rules {
+        Some(Ok(text)) => {
+            raw.push_str(text);
+            Some(count_audit_rules(text))
+        }
+        _ => None,
+    };
+    let auditd_active = match (o.auditd_unit.as_deref(), &audit) {
+        (Some(state), _) => Some(state == "active"),
+        (None, Some(s)) => Some(s.pid != 0),
+        (None, None) => None,
+    };
+    match (&o.status, &audit) {
+        (None, _) => fails.push("auditd is not installed (no auditctl)".to_string()),
+        (Some(Err(e)), _) if denied(e) => {
+            unknowns.push("auditctl needs root (CAP_AUDIT_CONTROL) to read the audit status".into())
+        }
+        (Some(Err(e)), _) => unknowns.push(format!("auditctl -s: {e}")),
+        (Some(Ok(_)), None) => unknowns.push("auditctl -s printed no audit status".into()),
+        (Some(Ok(_)), Some(s)) => {
+            if auditd_active == Some(false) {
+                fails.push("auditd is not running".into());
+            }
+            if s.enabled == 0 {
+                fails.push("kernel auditing is disabled (enabled 0)".into());
+            }
+            match (&o.rules, rules) {
+                (_, Some(0)) => fails.push("no audit rules are loaded".into()),
+                (Some(Err(e)), _) if denied(e) => {
+                    unknowns.push("auditctl needs root to list the rules".into())
+                }
+                (Some(Err(e)), _) => unknowns.push(format!("auditctl -l: {e}")),
+                _ => {}
+            }
+        }
+    }
+
+    // journald.
+    let mut storage = "auto".to_string();
+    for (path, text) in &o.journald_confs {
+        raw.push_str(&format!("\n# {path}\n{text}"));
+        if let Some(s) = journald_storage(text) {
+            storage = s;
+        }
+    }
+    let journal_persistent = if !o.journald_present {
+        None
+    } else {
+        match storage.as_str() {
+            "persistent" => Some(true),
+            "auto" => Some(o.var_log_journal),
+            _ => Some(false),
+        }
+    };
+    match journal_persistent {
+        None => unknowns.push("journald is not present, so whether logs persist is not known".into()),
+        Some(false) if storage == "auto" => {
+            fails.push("the journal is kept in memory only (Storage=auto and no /var/log/journal)".into())
+        }
+        Some(false) => fails.push(format!("the journal is not persistent (Storage={storage})")),
+        Some(true) => {}
+    }
+
+    let status = if !fails.is_empty() {
+        CheckStatus::Fail
+    } else if !unknowns.is_empty() {
+        CheckStatus::Unknown
+    } else {
+        CheckStatus::Pass
+    };
+    let reason = if status == CheckStatus::Pass {
+        format!("auditd runs with {} rules; the journal persists (Storage={storage})", rules.unwrap_or(0))
+    } else {
+        fails.iter().chain(unknowns.iter()).cloned().collect::<Vec<_>>().join("; ")
+    };
+    Finding::new(status, "auditd+journald")
+        .fact("auditd_active", auditd_active.map_or(json!(null), |b| json!(b)))
+        .fact("audit_enabled", audit.as_ref().map_or(json!(null), |a| json!(a.enabled)))
+        .fact("audit_rules", rules.map_or(json!(null), |n| json!(n)))
+        .fact("journal_storage", storage)
+        .fact("journal_persistent", journal_persistent.map_or(json!(null), |b| json!(b)))
+        .with_reason(reason)
+        .with_raw(raw)
+}
+
+fn auditctl(host: &dyn Host, arg: &str) -> Option<Result<String, HostError>> {
+    match host.run("auditctl", &[arg]) {
+        Ok(out) if out.success() => Some(Ok(out.stdout)),
+        Ok(out) => {
+            let msg = format!("{} {}", out.stdout.trim(), out.stderr.trim()).trim().to_string();
+            // auditctl says so in words when not run as root or without CAP_AUDIT_CONTROL.
+            if msg.contains("must be root") || msg.contains("Operation not permitted") {
+                Some(Err(HostError::PermissionDenied { what: format!("auditctl {arg}") }))
+            } else {
+                Some(Err(HostError::Io { what: format!("auditctl {arg}"), message: msg }))
+            }
+        }
+        Err(HostError::NotFound { .. }) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Reads the audit and journal state through the host. Changes nothing.
+pub fn observe(host: &dyn Host) -> Observed {
+    let auditd_unit = host.run("systemctl", &["is-active", "auditd"]).ok().and_then(|out| {
+        let state = out.stdout.lines().next().unwrap_or("").trim().to_string();
+        // Without systemd, systemctl prints nothing on stdout and an error on stderr.
+        (!state.is_empty()).then_some(state)
+    });
+    let mut journald_confs = Vec::new();
+    // The main file: the first of /etc, /run, /usr/lib (newer systemd ships it only in /usr/lib).
+    for path in ["/etc/systemd/journald.conf", "/run/systemd/journald.conf", "/usr/lib/systemd/journald.conf"]
+    {
+        if let Ok(t) = host.read_text(path) {
+            journald_confs.push((path.to_string(), t));
+            break;
+        }
+    }
+    // Drop-ins from all directories, ordered by file name; a same-named file in a
+    // later directory (/etc) masks the earlier ones.
+    let mut dropins: Vec<(String, &str)> = Vec::new();
+    for dir in
+        ["/usr/lib/systemd/journald.conf.d", "/run/systemd/journald.conf.d", "/etc/systemd/journald.conf.d"]
+    {
+        for name in host.read_dir(dir).unwrap_or_default().into_iter().filter(|n| n.ends_with(".conf")) {
+            dropins.retain(|(n, _)| *n != name);
+            dropins.push((name, dir));
+        }
+    }
+    dropins.sort();
+    for (name, dir) in dropins {
+        let path = format!("{dir}/{name}");
+        if let Ok(t) = host.read_text(&path) {
+            journald_confs.push((path, t));
+        }
+    }
+    let journald_present = !journald_confs.is_empty()
+        || host.exists("/usr/lib/systemd/systemd-journald")
+        || host.exists("/lib/systemd/systemd-journald");
+    Observed {
+        auditd_unit,
+        status: auditctl(host, "-s"),
+        rules: auditctl(host, "-l"),
+        journald_confs,
+        journald_present,
+        var_log_journal: host.read_dir("/var/log/journal").is_ok(),
+    }
+}
 
 /// Gathers and evaluates on a Linux host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("audit_logging", Os::Linux)
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    evaluate(&observe(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_is_read_from_the_journal_section_only() {
+        assert_eq!(journald_storage("[Journal]\n#Storage=auto\n"), None);
+        assert_eq!(journald_storage("[Journal]\nStorage=persistent\n").as_deref(), Some("persistent"));
+        assert_eq!(journald_storage("[Other]\nStorage=volatile\n"), None);
+    }
+
+    #[test]
+    fn rules_are_counted() {
+        assert_eq!(count_audit_rules("No rules\n"), 0);
+        assert_eq!(
+            count_audit_rules("-w /etc/passwd -p wa -k identity\n-a always,exit -F arch=b64 -S execve\n"),
+            2
+        );
+    }
 }

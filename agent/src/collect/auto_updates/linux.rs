@@ -1,9 +1,360 @@
 //! The Linux backends of the `auto_updates` check.
+//!
+//! Reads, per distribution family (chosen by which package tooling answers):
+//! - Debian/Ubuntu: `dpkg-query -W -f ${Status} unattended-upgrades` (the
+//!   package must be `install ok installed`); `apt-config dump`, the merged
+//!   effective APT configuration (so `/etc/apt/apt.conf.d/20auto-upgrades` and
+//!   `50unattended-upgrades` with comments and overrides resolved):
+//!   `APT::Periodic::Enable`, `APT::Periodic::Update-Package-Lists`,
+//!   `APT::Periodic::Unattended-Upgrade`, and the
+//!   `Unattended-Upgrade::Allowed-Origins` / `Origins-Pattern` entries; and
+//!   `systemctl is-enabled apt-daily-upgrade.timer` (without systemd the cron
+//!   job runs it instead, so an unanswered systemctl is not held against it).
+//! - RHEL/Fedora: `systemctl is-enabled` of `dnf-automatic-install.timer`
+//!   (always installs), `dnf-automatic.timer` / `dnf5-automatic.timer` (install
+//!   only with `apply_updates = yes` in `/etc/dnf/automatic.conf`), and
+//!   `upgrade_type` (`default` or `security`; both include security updates).
+//! - SUSE: `systemctl is-enabled` of `transactional-update.timer` and
+//!   `os-update.timer`, and YaST's automatic online update:
+//!   `/etc/sysconfig/automatic_online_update` `AOU_ENABLE_CRONJOB="true"` with
+//!   its cron link `/etc/cron.{daily,weekly,monthly}/opensuse.org-online_update`
+//!   and `AOU_PATCH_CATEGORIES` empty (all) or containing `security`.
+//!
+//! Status rule: `pass` only when security updates are *installed*
+//! automatically (downloading or notifying is not enough); `fail` when the
+//! mechanism is absent, disabled, download-only or excludes security
+//! updates; `unknown` when no supported package tooling is found or its
+//! configuration cannot be read.
 
-use crate::collect::{Context, Finding, Os, not_collected};
-use crate::host::Host;
+use serde_json::json;
+
+use crate::collect::{Context, Finding};
+use crate::host::{Host, HostError};
+use custos_proto::evidence::CheckStatus;
+
+/// Whether a systemd unit is enabled: `Ok(Some(true))` enabled,
+/// `Ok(Some(false))` installed but disabled or masked, `Ok(None)` no such unit,
+/// `Err` when systemd cannot be asked.
+pub fn parse_is_enabled(code: Option<i32>, stdout: &str, stderr: &str) -> Result<Option<bool>, String> {
+    let state = stdout.lines().next().unwrap_or("").trim();
+    match state {
+        "enabled" | "enabled-runtime" => Ok(Some(true)),
+        "disabled" | "masked" | "masked-runtime" | "static" | "indirect" | "linked" | "linked-runtime" => {
+            Ok(Some(false))
+        }
+        _ if stderr.contains("No such file or directory") || stderr.contains("not found") => Ok(None),
+        _ => Err(format!("systemctl is-enabled exited with {code:?}: {}", stderr.trim())),
+    }
+}
+
+fn unit_enabled(host: &dyn Host, unit: &str) -> Result<Option<bool>, String> {
+    match host.run("systemctl", &["is-enabled", unit]) {
+        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The automatic-update settings in `apt-config dump` output.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AptPeriodic {
+    /// `APT::Periodic::Enable` (unset means enabled).
+    pub enable: bool,
+    /// Interval in days of `Update-Package-Lists` and `Unattended-Upgrade` (0: off).
+    pub update_lists_days: u32,
+    pub unattended_upgrade_days: u32,
+    /// The origins unattended-upgrades may install from.
+    pub origins: Vec<String>,
+}
+
+/// Interval value of an `APT::Periodic` option: days, or `always`.
+fn periodic_days(value: &str) -> u32 {
+    if value.eq_ignore_ascii_case("always") {
+        return 1;
+    }
+    value.trim().parse().unwrap_or(0)
+}
+
+/// Parses `apt-config dump` (`Key "value";` lines).
+pub fn parse_apt_config(text: &str) -> AptPeriodic {
+    let mut p = AptPeriodic { enable: true, ..AptPeriodic::default() };
+    for line in text.lines() {
+        let Some((key, rest)) = line.trim().split_once(' ') else { continue };
+        let value = rest.trim().trim_end_matches(';').trim_matches('"');
+        match key {
+            "APT::Periodic::Enable" => p.enable = periodic_days(value) > 0,
+            "APT::Periodic::Update-Package-Lists" => p.update_lists_days = periodic_days(value),
+            "APT::Periodic::Unattended-Upgrade" => p.unattended_upgrade_days = periodic_days(value),
+            "Unattended-Upgrade::Allowed-Origins::" | "Unattended-Upgrade::Origins-Pattern::" => {
+                p.origins.push(value.to_string())
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Whether an unattended-upgrades origin names a security archive.
+pub fn is_security_origin(origin: &str) -> bool {
+    origin.to_ascii_lowercase().contains("security")
+}
+
+/// Reads `key = value` settings from one section of an INI file (`automatic.conf`).
+pub fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    let mut found = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+        } else if current == section
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            found = Some(v.trim().to_string());
+        }
+    }
+    found
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on")
+}
+
+/// Reads `KEY="value"` from a sysconfig file.
+pub fn sysconfig_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'').to_string())
+        .next_back()
+}
+
+/// What a Debian/Ubuntu host showed.
+#[derive(Debug, Clone)]
+pub struct AptObserved {
+    /// `dpkg-query` status of unattended-upgrades (`None`: not known to dpkg).
+    pub package_status: Option<String>,
+    pub apt_config: String,
+    /// `apt-daily-upgrade.timer` state, see [`parse_is_enabled`].
+    pub timer: Result<Option<bool>, String>,
+}
+
+/// Decides the check for a Debian/Ubuntu host.
+pub fn evaluate_apt(o: &AptObserved) -> Finding {
+    let p = parse_apt_config(&o.apt_config);
+    let installed = o.package_status.as_deref().is_some_and(|s| s.trim() == "install ok installed");
+    let security: Vec<&String> = p.origins.iter().filter(|o| is_security_origin(o)).collect();
+    let timer = match &o.timer {
+        Ok(Some(b)) => json!(b),
+        _ => json!(null),
+    };
+    let f = |status| {
+        Finding::new(status, "unattended-upgrades")
+            .fact("mechanism", "unattended-upgrades")
+            .fact("package_installed", installed)
+            .fact("periodic_enabled", p.enable)
+            .fact("update_package_lists_days", p.update_lists_days)
+            .fact("unattended_upgrade_days", p.unattended_upgrade_days)
+            .fact("security_origin", !security.is_empty())
+            .fact("origins", p.origins.clone())
+            .fact("timer_enabled", timer.clone())
+            .with_raw(format!(
+                "dpkg-query unattended-upgrades: {}\n{}",
+                o.package_status.as_deref().unwrap_or("not installed"),
+                o.apt_config
+            ))
+    };
+    let mut problems = Vec::new();
+    if !installed {
+        problems.push("the unattended-upgrades package is not installed".to_string());
+    }
+    if !p.enable {
+        problems.push("APT::Periodic::Enable is 0".to_string());
+    }
+    if p.update_lists_days == 0 {
+        problems.push("APT::Periodic::Update-Package-Lists is off".to_string());
+    }
+    if p.unattended_upgrade_days == 0 {
+        problems.push("APT::Periodic::Unattended-Upgrade is off".to_string());
+    }
+    if installed && security.is_empty() {
+        problems.push("no security origin is allowed for unattended-upgrades".to_string());
+    }
+    if o.timer == Ok(Some(false)) {
+        problems.push("apt-daily-upgrade.timer is disabled".to_string());
+    }
+    if problems.is_empty() {
+        let days = p.unattended_upgrade_days;
+        f(CheckStatus::Pass)
+            .with_reason(format!("unattended-upgrades installs security updates every {days} day(s)"))
+    } else {
+        f(CheckStatus::Fail).with_reason(problems.join("; "))
+    }
+}
+
+/// What a RHEL/Fedora host showed.
+#[derive(Debug, Clone, Default)]
+pub struct DnfObserved {
+    /// `/etc/dnf/automatic.conf`, or why it could not be read (`None`: absent).
+    pub config: Option<Result<String, String>>,
+    /// (timer, state) for the dnf-automatic timers, see [`parse_is_enabled`].
+    pub timers: Vec<(String, Result<Option<bool>, String>)>,
+}
+
+/// Decides the check for a RHEL/Fedora host.
+pub fn evaluate_dnf(o: &DnfObserved) -> Finding {
+    let raw = o.config.as_ref().and_then(|c| c.as_ref().ok()).cloned().unwrap_or_default();
+    let apply = ini_value(&raw, "commands", "apply_updates").is_some_and(|v| truthy(&v));
+    let upgrade_type = ini_value(&raw, "commands", "upgrade_type").unwrap_or_else(|| "default".into());
+    let enabled = |t: &str| o.timers.iter().any(|(n, s)| n == t && *s == Ok(Some(true)));
+    let timers: serde_json::Map<String, serde_json::Value> =
+        o.timers.iter().map(|(n, s)| (n.clone(), s.as_ref().map_or(json!(null), |v| json!(v)))).collect();
+    let f = |status| {
+        Finding::new(status, "dnf-automatic")
+            .fact("mechanism", "dnf-automatic")
+            .fact("apply_updates", apply)
+            .fact("upgrade_type", upgrade_type.clone())
+            .fact("timers", serde_json::Value::Object(timers.clone()))
+            .with_raw(raw.clone())
+    };
+    if let Some(Err(e)) = &o.config {
+        return f(CheckStatus::Unknown)
+            .with_reason(format!("/etc/dnf/automatic.conf could not be read: {e}"));
+    }
+    let installs = enabled("dnf-automatic-install.timer")
+        || (apply && (enabled("dnf-automatic.timer") || enabled("dnf5-automatic.timer")));
+    // "default" installs all updates and "security" only security ones: both include security.
+    let covers_security = matches!(upgrade_type.as_str(), "default" | "security");
+    if installs && covers_security {
+        return f(CheckStatus::Pass)
+            .with_reason(format!("dnf-automatic installs updates (upgrade_type = {upgrade_type})"));
+    }
+    if installs {
+        return f(CheckStatus::Fail).with_reason(format!(
+            "dnf-automatic upgrade_type = {upgrade_type} is not recognised as including security updates"
+        ));
+    }
+    let unanswered: Vec<&String> = o.timers.iter().filter_map(|(_, s)| s.as_ref().err()).collect();
+    if !unanswered.is_empty() && o.timers.iter().all(|(_, s)| s.is_err()) {
+        return f(CheckStatus::Unknown).with_reason(format!(
+            "whether the dnf-automatic timers are enabled could not be read: {}",
+            unanswered[0]
+        ));
+    }
+    let reason = if enabled("dnf-automatic.timer") || enabled("dnf5-automatic.timer") {
+        "dnf-automatic.timer is enabled but apply_updates is not yes: updates are only downloaded or reported"
+    } else if o.config.is_none() && o.timers.iter().all(|(_, s)| *s == Ok(None)) {
+        "dnf-automatic is not installed"
+    } else {
+        "no dnf-automatic timer is enabled"
+    };
+    f(CheckStatus::Fail).with_reason(reason)
+}
+
+/// What a SUSE host showed.
+#[derive(Debug, Clone)]
+pub struct ZypperObserved {
+    pub transactional_update_timer: Result<Option<bool>, String>,
+    pub os_update_timer: Result<Option<bool>, String>,
+    /// `/etc/sysconfig/automatic_online_update`, if present.
+    pub aou: Option<String>,
+    /// Which cron directory holds the YaST online-update link, if any.
+    pub aou_cron: Option<String>,
+}
+
+/// Decides the check for a SUSE host.
+pub fn evaluate_zypper(o: &ZypperObserved) -> Finding {
+    let aou = o.aou.clone().unwrap_or_default();
+    let aou_enabled = sysconfig_value(&aou, "AOU_ENABLE_CRONJOB").is_some_and(|v| truthy(&v));
+    let categories = sysconfig_value(&aou, "AOU_PATCH_CATEGORIES").unwrap_or_default();
+    let f = |status, backend: &str| {
+        Finding::new(status, backend)
+            .fact("mechanism", backend)
+            .fact("transactional_update_timer", o.transactional_update_timer.clone().ok().flatten())
+            .fact("os_update_timer", o.os_update_timer.clone().ok().flatten())
+            .fact("aou_enabled", aou_enabled)
+            .fact("aou_patch_categories", categories.clone())
+            .fact("aou_cron", o.aou_cron.clone())
+            .with_raw(aou.clone())
+    };
+    if o.transactional_update_timer == Ok(Some(true)) {
+        return f(CheckStatus::Pass, "transactional-update").with_reason(
+            "transactional-update.timer installs updates into a new snapshot, active after the next reboot",
+        );
+    }
+    if o.os_update_timer == Ok(Some(true)) {
+        return f(CheckStatus::Pass, "os-update").with_reason("os-update.timer installs updates daily");
+    }
+    if aou_enabled {
+        let security = categories.trim().is_empty() || categories.split_whitespace().any(|c| c == "security");
+        return match (&o.aou_cron, security) {
+            (Some(dir), true) => f(CheckStatus::Pass, "yast-online-update")
+                .with_reason(format!("YaST automatic online update runs from /etc/{dir}")),
+            (None, _) => f(CheckStatus::Fail, "yast-online-update")
+                .with_reason("AOU_ENABLE_CRONJOB is true but no online-update cron job is installed"),
+            (Some(_), false) => f(CheckStatus::Fail, "yast-online-update").with_reason(format!(
+                "automatic online update excludes security patches (categories: {categories})"
+            )),
+        };
+    }
+    if let (Err(e), Err(_)) = (&o.transactional_update_timer, &o.os_update_timer) {
+        return f(CheckStatus::Unknown, "zypper").with_reason(format!(
+            "no automatic online update configured and the timers could not be read: {e}"
+        ));
+    }
+    f(CheckStatus::Fail, "zypper").with_reason(
+        "no automatic update mechanism is enabled (transactional-update.timer, os-update.timer, YaST online update)",
+    )
+}
 
 /// Gathers and evaluates on a Linux host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("auto_updates", Os::Linux)
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    match host.run("apt-config", &["dump"]) {
+        Ok(out) if out.success() => {
+            let package_status =
+                match host.run("dpkg-query", &["-W", "-f", "${Status}", "unattended-upgrades"]) {
+                    Ok(p) if p.success() => Some(p.stdout),
+                    _ => None,
+                };
+            let timer = unit_enabled(host, "apt-daily-upgrade.timer");
+            return evaluate_apt(&AptObserved { package_status, apt_config: out.stdout, timer });
+        }
+        Ok(out) => {
+            return Finding::unknown(
+                "unattended-upgrades",
+                format!("apt-config dump exited with {:?}: {}", out.code, out.stderr.trim()),
+            );
+        }
+        Err(HostError::NotFound { .. }) => {}
+        Err(e) => return Finding::unknown("unattended-upgrades", format!("apt-config dump: {e}")),
+    }
+    if host.exists("/etc/dnf") {
+        let config = match host.read_text("/etc/dnf/automatic.conf") {
+            Ok(t) => Some(Ok(t)),
+            Err(HostError::NoFile { .. }) => None,
+            Err(e) => Some(Err(e.to_string())),
+        };
+        let timers = ["dnf-automatic-install.timer", "dnf-automatic.timer", "dnf5-automatic.timer"]
+            .iter()
+            .map(|t| (t.to_string(), unit_enabled(host, t)))
+            .collect();
+        return evaluate_dnf(&DnfObserved { config, timers });
+    }
+    if host.exists("/etc/zypp") {
+        let aou_cron = ["cron.daily", "cron.weekly", "cron.monthly"]
+            .iter()
+            .find(|d| host.exists(&format!("/etc/{d}/opensuse.org-online_update")))
+            .map(|d| d.to_string());
+        return evaluate_zypper(&ZypperObserved {
+            transactional_update_timer: unit_enabled(host, "transactional-update.timer"),
+            os_update_timer: unit_enabled(host, "os-update.timer"),
+            aou: host.read_text("/etc/sysconfig/automatic_online_update").ok(),
+            aou_cron,
+        });
+    }
+    Finding::unknown("none", "no supported package tooling found (apt, dnf, zypper)")
 }

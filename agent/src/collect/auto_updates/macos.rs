@@ -1,9 +1,247 @@
-//! The macOS backends of the `auto_updates` check.
+//! The macOS backend of the `auto_updates` check.
+//!
+//! Reads `defaults read /Library/Preferences/com.apple.SoftwareUpdate` (the
+//! settings behind System Settings > General > Software Update > Automatic
+//! updates) and `defaults read "/Library/Managed Preferences/com.apple.SoftwareUpdate"`
+//! (written by an MDM configuration profile; when present its keys override
+//! the local ones, as softwareupdated does). Keys: `AutomaticCheckEnabled`
+//! (check for updates), `AutomaticDownload` (download them),
+//! `CriticalUpdateInstall` (install Security Responses and system files),
+//! `ConfigDataInstall` (install XProtect/Gatekeeper data), and
+//! `AutomaticallyInstallMacOSUpdates` (install macOS point updates; reported,
+//! not required, because it restarts the Mac).
+//!
+//! A key that is absent has the macOS default: on for the first four (a
+//! fresh macOS 13–15 shows them on and writes a key only once it is toggled),
+//! off for `AutomaticallyInstallMacOSUpdates`. Keys taken from the default are
+//! listed in the `defaulted_keys` fact.
+//!
+//! Status rule: pass when checking, downloading and both security installs
+//! (`CriticalUpdateInstall`, `ConfigDataInstall`) are on; fail naming each
+//! one that is off; unknown when neither domain can be read (the local one
+//! missing means softwareupdated never ran, so nothing is known).
 
-use crate::collect::{Context, Finding, Os, not_collected};
+use std::collections::BTreeMap;
+
+use crate::collect::{Context, Finding};
 use crate::host::Host;
+use custos_proto::evidence::CheckStatus;
+
+const LOCAL_DOMAIN: &str = "/Library/Preferences/com.apple.SoftwareUpdate";
+const MANAGED_DOMAIN: &str = "/Library/Managed Preferences/com.apple.SoftwareUpdate";
+
+/// The required settings: key, what it does, macOS default.
+const REQUIRED: &[(&str, &str)] = &[
+    ("AutomaticCheckEnabled", "checking for updates"),
+    ("AutomaticDownload", "downloading updates"),
+    ("CriticalUpdateInstall", "installing Security Responses and system files"),
+    ("ConfigDataInstall", "installing security configuration data (XProtect, Gatekeeper)"),
+];
+const MACOS_UPDATES: &str = "AutomaticallyInstallMacOSUpdates";
+
+/// Net change of nesting depth in a line of `defaults read` output,
+/// ignoring brackets inside quoted strings.
+fn depth_change(line: &str) -> i32 {
+    let (mut d, mut quoted, mut escaped) = (0, false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '{' | '(' if !quoted => d += 1,
+            '}' | ')' if !quoted => d -= 1,
+            _ => {}
+        }
+    }
+    d
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s).replace("\\\"", "\"")
+}
+
+/// Parses the top-level scalar keys of `defaults read DOMAIN` output (the
+/// old-style property list `{ Key = value; ... }`); nested arrays and
+/// dictionaries are skipped. `None` when the text is not such a dictionary.
+pub fn parse_defaults(text: &str) -> Option<BTreeMap<String, String>> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next()? != "{" {
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut depth = 1;
+    for line in lines {
+        if depth == 1
+            && let Some((key, value)) = line.split_once(" = ")
+            && let Some(value) = value.strip_suffix(';')
+        {
+            out.insert(unquote(key), unquote(value));
+            continue;
+        }
+        depth += depth_change(line);
+        if depth <= 0 {
+            break;
+        }
+    }
+    Some(out)
+}
+
+/// A boolean as `defaults read` prints it (`1`/`0`, or `YES`/`true` as written).
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Decides the check from the local and (if any) managed settings.
+pub fn evaluate(
+    local: Option<&BTreeMap<String, String>>,
+    managed: Option<&BTreeMap<String, String>>,
+    raw: &str,
+) -> Finding {
+    if local.is_none() && managed.is_none() {
+        return Finding::unknown(
+            "softwareupdate-prefs",
+            format!("neither {LOCAL_DOMAIN} nor a managed profile could be read"),
+        )
+        .with_raw(raw);
+    }
+    // (value, where it came from)
+    let lookup = |key: &str, default: bool| -> (Option<bool>, &'static str) {
+        if let Some(v) = managed.and_then(|m| m.get(key)) {
+            return (parse_bool(v), "managed");
+        }
+        if let Some(v) = local.and_then(|m| m.get(key)) {
+            return (parse_bool(v), "local");
+        }
+        (Some(default), "default")
+    };
+    let mut f = Finding::pass("softwareupdate-prefs").fact("managed", managed.is_some()).with_raw(raw);
+    let mut off = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut defaulted = Vec::new();
+    for (key, what) in REQUIRED {
+        let (value, source) = lookup(key, true);
+        if source == "default" {
+            defaulted.push(key.to_string());
+        }
+        match value {
+            Some(true) => {}
+            Some(false) => off.push(format!("{what} is off ({key} = 0, {source})")),
+            None => unreadable.push(format!("{key} has an unreadable value")),
+        }
+        f = f.fact(&snake(key), value);
+    }
+    let (macos, source) = lookup(MACOS_UPDATES, false);
+    if source == "default" {
+        defaulted.push(MACOS_UPDATES.to_string());
+    }
+    f = f.fact(&snake(MACOS_UPDATES), macos).fact("defaulted_keys", defaulted);
+    if !off.is_empty() {
+        f.status = CheckStatus::Fail;
+        f.with_reason(off.join("; "))
+    } else if !unreadable.is_empty() {
+        f.status = CheckStatus::Unknown;
+        f.with_reason(unreadable.join("; "))
+    } else {
+        let os = if macos == Some(true) { "on" } else { "off" };
+        f.with_reason(format!(
+            "automatic check, download and security installs are on; automatic macOS updates {os}"
+        ))
+    }
+}
+
+/// `AutomaticCheckEnabled` → `automatic_check_enabled`.
+fn snake(key: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = key.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let prev_lower = i > 0 && chars[i - 1].is_ascii_lowercase();
+        let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+        if c.is_ascii_uppercase()
+            && i > 0
+            && (prev_lower || (next_lower && chars[i - 1].is_ascii_uppercase()))
+        {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Reads a domain with `defaults read`: `Ok(None)` when it does not exist.
+pub fn read_domain(
+    host: &dyn Host,
+    domain: &str,
+    raw: &mut String,
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    match host.run("defaults", &["read", domain]) {
+        Ok(out) if out.success() => {
+            raw.push_str(&out.stdout);
+            parse_defaults(&out.stdout)
+                .map(Some)
+                .ok_or_else(|| format!("defaults read {domain} printed no dictionary"))
+        }
+        Ok(out) if out.stderr.contains("does not exist") => Ok(None),
+        Ok(out) => Err(format!("defaults read {domain} exited with {:?}: {}", out.code, out.stderr.trim())),
+        Err(e) => Err(format!("defaults: {e}")),
+    }
+}
 
 /// Gathers and evaluates on a macOS host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("auto_updates", Os::Macos)
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    let mut raw = String::new();
+    let local = read_domain(host, LOCAL_DOMAIN, &mut raw);
+    let managed = read_domain(host, MANAGED_DOMAIN, &mut raw);
+    match (&local, &managed) {
+        (Err(e), _) | (Ok(None), Err(e)) => {
+            return Finding::unknown("softwareupdate-prefs", e.clone()).with_raw(raw);
+        }
+        (Ok(Some(_)), Err(e)) => {
+            // A profile may override what the local file says: cannot tell.
+            return Finding::unknown("softwareupdate-prefs", format!("managed preferences unreadable: {e}"))
+                .with_raw(raw);
+        }
+        _ => {}
+    }
+    let local = local.ok().flatten();
+    let managed = managed.ok().flatten();
+    if local.is_none() && managed.is_none() {
+        return Finding::unknown(
+            "softwareupdate-prefs",
+            format!(
+                "{LOCAL_DOMAIN} does not exist: softwareupdated has not run yet and no profile sets updates"
+            ),
+        )
+        .with_raw(raw);
+    }
+    evaluate(local.as_ref(), managed.as_ref(), &raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_values_and_quoted_brackets_are_skipped() {
+        let text = "{\n    AutomaticCheckEnabled = 1;\n    LastAttemptSystemVersion = \"14.2.1 (23C71)\";\n    \
+                    PrimaryLanguages =     (\n        \"en-GB\",\n        en\n    );\n    \
+                    RecommendedUpdates =     (\n        {\n            Identifier = \"X\";\n        }\n    );\n    \
+                    SkipLocalCDN = 0;\n}\n";
+        let d = parse_defaults(text).unwrap();
+        assert_eq!(d["AutomaticCheckEnabled"], "1");
+        assert_eq!(d["LastAttemptSystemVersion"], "14.2.1 (23C71)");
+        assert_eq!(d["SkipLocalCDN"], "0");
+        assert!(!d.contains_key("Identifier"));
+        assert!(parse_defaults("Domain x does not exist").is_none());
+    }
+
+    #[test]
+    fn keys_become_snake_case() {
+        assert_eq!(snake("AutomaticCheckEnabled"), "automatic_check_enabled");
+        assert_eq!(snake("AutomaticallyInstallMacOSUpdates"), "automatically_install_mac_os_updates");
+    }
 }

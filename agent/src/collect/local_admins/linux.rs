@@ -1,9 +1,398 @@
 //! The Linux backends of the `local_admins` check.
+//!
+//! Reads `/etc/passwd` (accounts with uid 0), `/etc/group` (members of the
+//! administrative groups `sudo`, `wheel` and `admin`, including accounts whose
+//! primary group it is), and `/etc/sudoers` with the files it includes
+//! (`@includedir`/`#includedir`: every file in the directory whose name has no
+//! `.` and does not end in `~`, as sudo does; `@include`/`#include`). A sudoers
+//! user specification grants administrative rights when its command list is
+//! `ALL`; its users (`name`, `%group`, `#uid`, `User_Alias` names, `ALL`) are
+//! resolved against passwd and group. Not understood: `Cmnd_Alias` names that
+//! expand to `ALL`, netgroups (`+name`) and non-Unix groups (`%:name`).
+//!
+//! User names enter facts only through `ctx.personal`.
+//!
+//! Status rule: `fail` when an account other than `root` has uid 0, or
+//! sudoers grants `ALL` commands to `ALL` users; `unknown` when passwd or
+//! group cannot be read, or sudoers exists but cannot be read (an
+//! everyone-grant cannot then be ruled out; fact `sudoers_readable = false`);
+//! otherwise `pass`, with the administrators listed as facts.
 
-use crate::collect::{Context, Finding, Os, not_collected};
-use crate::host::Host;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use crate::collect::{Context, Finding};
+use crate::host::{Host, HostError};
+use crate::privacy::Personal;
+use custos_proto::evidence::CheckStatus;
+
+/// The groups whose members administer the host.
+pub const ADMIN_GROUPS: &[&str] = &["sudo", "wheel", "admin"];
+
+/// One `/etc/passwd` account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One `/etc/group` group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// Parses `/etc/passwd` (`name:x:uid:gid:gecos:home:shell`); NIS `+`/`-` lines are skipped.
+pub fn parse_passwd(text: &str) -> Vec<Account> {
+    text.lines()
+        .filter(|l| !l.starts_with(['#', '+', '-']))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(Account {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Parses `/etc/group` (`name:x:gid:member,member`).
+pub fn parse_group(text: &str) -> Vec<Group> {
+    text.lines()
+        .filter(|l| !l.starts_with(['#', '+', '-']))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(Group {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// What one sudoers file says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sudoers {
+    /// Users lists (as written: `alice`, `%wheel`, `ALL`, alias names) granted `ALL` commands.
+    pub all_grants: Vec<String>,
+    /// `User_Alias` definitions.
+    pub user_aliases: BTreeMap<String, Vec<String>>,
+    pub include_files: Vec<String>,
+    pub include_dirs: Vec<String>,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect()
+}
+
+/// Parses one sudoers file.
+pub fn parse_sudoers(text: &str) -> Sudoers {
+    let mut out = Sudoers::default();
+    // Join continuation lines first.
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    for line in joined.lines().map(str::trim) {
+        // `#include` and `#includedir` are directives, not comments.
+        for (prefix, dir) in
+            [("@includedir ", true), ("#includedir ", true), ("@include ", false), ("#include ", false)]
+        {
+            if let Some(path) = line.strip_prefix(prefix) {
+                let path = path.trim().trim_matches('"').to_string();
+                if dir {
+                    out.include_dirs.push(path);
+                } else {
+                    out.include_files.push(path);
+                }
+            }
+        }
+        let uid_spec = line.strip_prefix('#').is_some_and(|r| r.starts_with(|d: char| d.is_ascii_digit()));
+        if (line.starts_with(['#', '@']) && !uid_spec) || line.is_empty() {
+            continue;
+        }
+        // A comment starts at a '#' that does not introduce a uid (`#1000`).
+        let line = match line
+            .char_indices()
+            .find(|(i, c)| *c == '#' && !line[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+        {
+            Some((i, _)) => line[..i].trim(),
+            None => line,
+        };
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.starts_with("Defaults")
+            || matches!(first, "Runas_Alias" | "Host_Alias" | "Cmnd_Alias" | "Cmd_Alias")
+        {
+            continue;
+        }
+        if first == "User_Alias" {
+            // User_Alias NAME = a, b : NAME2 = c
+            for def in line["User_Alias".len()..].split(':') {
+                if let Some((name, members)) = def.split_once('=') {
+                    out.user_aliases.insert(name.trim().to_string(), split_list(members));
+                }
+            }
+            continue;
+        }
+        let Some((left, right)) = line.split_once('=') else { continue };
+        // "alice, bob  ALL" -> users "alice,bob", hosts "ALL".
+        let left = left.replace(", ", ",").replace(" ,", ",");
+        let Some(users) = left.split_whitespace().next() else { continue };
+        // Drop the Runas part "(ALL:ALL)" and tags "NOPASSWD:" before reading the commands.
+        let mut cmds = right.to_string();
+        while let (Some(a), Some(b)) = (cmds.find('('), cmds.find(')')) {
+            if b < a {
+                break;
+            }
+            cmds.replace_range(a..=b, " ");
+        }
+        let cmds: Vec<String> = split_list(&cmds)
+            .into_iter()
+            .map(|c| {
+                c.split_whitespace()
+                    .filter(|w| {
+                        !(w.ends_with(':')
+                            && w[..w.len() - 1].chars().all(|ch| ch.is_ascii_uppercase() || ch == '_'))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        if cmds.iter().any(|c| c == "ALL") {
+            out.all_grants.extend(split_list(users));
+        }
+    }
+    out
+}
+
+/// What was read from the host, for [`evaluate`].
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub passwd: Option<Result<String, String>>,
+    pub group: Option<Result<String, String>>,
+    /// `None`: no /etc/sudoers (sudo not installed); `Some(Err)`: not readable.
+    pub sudoers: Option<Result<Vec<(String, String)>, String>>,
+}
+
+/// Decides the check from what was observed.
+pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
+    let (passwd, group) = match (&o.passwd, &o.group) {
+        (Some(Ok(p)), Some(Ok(g))) => (p, g),
+        (p, g) => {
+            let why = |name: &str, r: &Option<Result<String, String>>| match r {
+                Some(Ok(_)) => None,
+                Some(Err(e)) => Some(format!("{name}: {e}")),
+                None => Some(format!("{name} is missing")),
+            };
+            let reasons: Vec<String> =
+                [why("/etc/passwd", p), why("/etc/group", g)].into_iter().flatten().collect();
+            return Finding::unknown(
+                "passwd",
+                format!("the account database could not be read ({})", reasons.join("; ")),
+            );
+        }
+    };
+    let accounts = parse_passwd(passwd);
+    let groups = parse_group(group);
+    let group_members = |name: &str| -> BTreeSet<String> {
+        let mut set = BTreeSet::new();
+        if let Some(g) = groups.iter().find(|g| g.name == name) {
+            set.extend(g.members.iter().cloned());
+            set.extend(accounts.iter().filter(|a| a.gid == g.gid).map(|a| a.name.clone()));
+        }
+        set
+    };
+
+    let mut admins: BTreeSet<String> = BTreeSet::new();
+    let mut by_group = serde_json::Map::new();
+    for g in ADMIN_GROUPS {
+        if groups.iter().any(|x| x.name == *g) {
+            let m = group_members(g);
+            by_group.insert(g.to_string(), json!(m.len()));
+            admins.extend(m);
+        }
+    }
+    let uid0: Vec<&str> = accounts.iter().filter(|a| a.uid == 0).map(|a| a.name.as_str()).collect();
+    admins.extend(uid0.iter().map(|s| s.to_string()));
+
+    let mut raw = format!("# /etc/passwd\n{passwd}\n# /etc/group\n{group}");
+    let mut everyone = false;
+    let mut sudo_grants = 0;
+    let sudoers_readable = match &o.sudoers {
+        None => json!(null),
+        Some(Err(_)) => json!(false),
+        Some(Ok(files)) => {
+            let parsed: Vec<Sudoers> = files.iter().map(|(_, t)| parse_sudoers(t)).collect();
+            let aliases: BTreeMap<String, Vec<String>> =
+                parsed.iter().flat_map(|s| s.user_aliases.clone()).collect();
+            for (path, text) in files {
+                raw.push_str(&format!("\n# {path}\n{text}"));
+            }
+            let mut resolve_stack: Vec<String> = parsed.iter().flat_map(|s| s.all_grants.clone()).collect();
+            sudo_grants = resolve_stack.len();
+            let mut seen_alias = BTreeSet::new();
+            while let Some(p) = resolve_stack.pop() {
+                if p == "ALL" {
+                    everyone = true;
+                } else if let Some(gid) = p.strip_prefix("%#") {
+                    if let Some(g) = groups.iter().find(|g| gid.parse() == Ok(g.gid)) {
+                        admins.extend(group_members(&g.name));
+                    }
+                } else if let Some(g) = p.strip_prefix('%') {
+                    admins.extend(group_members(g));
+                } else if let Some(uid) = p.strip_prefix('#') {
+                    admins
+                        .extend(accounts.iter().filter(|a| uid.parse() == Ok(a.uid)).map(|a| a.name.clone()));
+                } else if let Some(members) = aliases.get(&p) {
+                    if seen_alias.insert(p.clone()) {
+                        resolve_stack.extend(members.iter().cloned());
+                    }
+                } else if !p.starts_with(['!', '+']) {
+                    admins.insert(p);
+                }
+            }
+            json!(true)
+        }
+    };
+
+    let names = ctx.personal_list(Personal::UserName, admins.iter().map(String::as_str));
+    let uid0_names = ctx.personal_list(Personal::UserName, uid0.iter().copied());
+    let others: Vec<&str> = uid0.iter().copied().filter(|n| *n != "root").collect();
+    let f = |status| {
+        Finding::new(status, "passwd+sudoers")
+            .fact("admin_count", admins.len())
+            .fact("admins", names.clone())
+            .fact("uid0_accounts", uid0_names.clone())
+            .fact("uid0_count", uid0.len())
+            .fact("admin_groups", serde_json::Value::Object(by_group.clone()))
+            .fact("sudoers_readable", sudoers_readable.clone())
+            .fact("sudoers_all_grants", sudo_grants)
+            .fact("sudo_grants_everyone", everyone)
+            .with_raw(raw.clone())
+    };
+    let mut problems = Vec::new();
+    if !others.is_empty() {
+        let shown = ctx.personal_list(Personal::UserName, others.iter().copied());
+        let list = if shown.is_empty() { String::new() } else { format!(" ({})", shown.join(", ")) };
+        problems.push(format!("{} account(s) other than root have uid 0{list}", others.len()));
+    }
+    if everyone {
+        problems.push("sudoers grants ALL commands to ALL users".to_string());
+    }
+    if !problems.is_empty() {
+        return f(CheckStatus::Fail).with_reason(problems.join("; "));
+    }
+    if let Some(Err(e)) = &o.sudoers {
+        return f(CheckStatus::Unknown)
+            .with_reason(format!("sudoers could not be read ({e}); its grants are not known"));
+    }
+    f(CheckStatus::Pass).with_reason(format!("{} administrative accounts; only root has uid 0", admins.len()))
+}
+
+fn read(host: &dyn Host, path: &str) -> Option<Result<String, String>> {
+    match host.read_text(path) {
+        Ok(t) => Some(Ok(t)),
+        Err(HostError::NoFile { .. }) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
+}
+
+/// Reads /etc/sudoers and what it includes (two levels deep, as far as any real configuration goes).
+fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>> {
+    let main = match read(host, "/etc/sudoers")? {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut files = vec![("/etc/sudoers".to_string(), main)];
+    let mut next = 0;
+    while next < files.len() && files.len() < 200 {
+        let parsed = parse_sudoers(&files[next].1);
+        next += 1;
+        let mut paths = parsed.include_files.clone();
+        for dir in &parsed.include_dirs {
+            match host.read_dir(dir) {
+                Ok(names) => paths.extend(
+                    names
+                        .into_iter()
+                        .filter(|n| !n.contains('.') && !n.ends_with('~'))
+                        .map(|n| format!("{}/{n}", dir.trim_end_matches('/'))),
+                ),
+                Err(HostError::NoFile { .. }) => {}
+                Err(e) => return Some(Err(e.to_string())),
+            }
+        }
+        for p in paths {
+            if files.iter().any(|(q, _)| *q == p) {
+                continue;
+            }
+            match read(host, &p) {
+                Some(Ok(t)) => files.push((p, t)),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {}
+            }
+        }
+    }
+    Some(Ok(files))
+}
 
 /// Gathers and evaluates on a Linux host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("local_admins", Os::Linux)
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
+    let o = Observed {
+        passwd: read(host, "/etc/passwd"),
+        group: read(host, "/etc/group"),
+        sudoers: read_sudoers(host),
+    };
+    evaluate(&o, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_privacy_settings() {
+        use crate::privacy::{Handling, Privacy};
+        let o = Observed {
+            passwd: Some(Ok("root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n".into())),
+            group: Some(Ok("root:x:0:\nwheel:x:10:alice\n".into())),
+            sudoers: None,
+        };
+        let omit = Context::new(
+            0,
+            Privacy::with_key(Handling::Omit, Handling::Collect, Handling::Collect, &[1; 32]),
+        );
+        let f = evaluate(&o, &omit);
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert_eq!(f.facts["admin_count"], json!(3));
+        assert_eq!(f.facts["admins"], json!([]));
+        assert!(!f.reason.as_deref().unwrap_or("").contains("toor"));
+        let pseudo = Context::new(
+            0,
+            Privacy::with_key(Handling::Pseudonymise, Handling::Collect, Handling::Collect, &[1; 32]),
+        );
+        let f = evaluate(&o, &pseudo);
+        let admins = f.facts["admins"].as_array().unwrap();
+        assert!(admins.iter().all(|a| a.as_str().unwrap().starts_with("p:")), "{admins:?}");
+    }
+
+    #[test]
+    fn sudoers_grants() {
+        let s = parse_sudoers(
+            "Defaults env_reset\n# comment ALL ALL=(ALL) ALL\nroot\tALL=(ALL:ALL) ALL\n%sudo   ALL=(ALL:ALL) ALL\n\
+             alice, bob ALL = (ALL) NOPASSWD: ALL\ndeploy ALL=(root) /usr/bin/systemctl restart app\n\
+             #1001 ALL=(ALL) ALL  # by uid\nUser_Alias OPS = carol, dave\nOPS ALL=(ALL) \\\n  ALL\n\
+             @includedir /etc/sudoers.d\n#includedir /etc/sudoers.local\n",
+        );
+        assert_eq!(s.all_grants, vec!["root", "%sudo", "alice", "bob", "#1001", "OPS"]);
+        assert_eq!(s.user_aliases["OPS"], vec!["carol", "dave"]);
+        assert_eq!(s.include_dirs, vec!["/etc/sudoers.d", "/etc/sudoers.local"]);
+    }
 }

@@ -1,9 +1,220 @@
-//! The macOS backends of the `os_patches` check.
+//! The macOS backend of the `os_patches` check.
+//!
+//! Runs `softwareupdate --list`, which asks Apple's update server live (so
+//! the answer is never stale), and reads its output as macOS 13 and later
+//! print it: `Software Update found the following new or updated software:`
+//! then per update `* Label: <label>` and a tab-indented `Title: ..., Version:
+//! ..., Size: ...KiB, Recommended: YES, Action: restart,` line, or `No new
+//! software available.` (the banner and that sentence go to stderr, the list
+//! to stdout, so both are read). `sw_vers -productVersion` gives the running
+//! release, so that an offered upgrade to a new major macOS version (which
+//! Apple offers as "recommended" too, while it keeps patching the running
+//! one) is reported as a fact and not as a missing patch.
+//!
+//! Status rule: fail when a recommended update other than a major upgrade is
+//! pending; pass when the tool says no new software is available or only
+//! non-recommended updates or major upgrades are listed; unknown when the
+//! server could not be reached or the output is not understood. Without
+//! `sw_vers` every recommended macOS update counts as pending.
 
-use crate::collect::{Context, Finding, Os, not_collected};
+use crate::collect::{Context, Finding};
 use crate::host::Host;
+use custos_proto::evidence::CheckStatus;
+
+/// One update offered by `softwareupdate --list`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Update {
+    pub label: String,
+    pub title: String,
+    pub version: String,
+    pub recommended: bool,
+    pub restart: bool,
+}
+
+/// What `softwareupdate --list` reported.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listing {
+    Updates(Vec<Update>),
+    NoUpdates,
+    /// The tool could not tell, with why.
+    Failed(String),
+}
+
+/// Splits a `Title: ..., Version: ..., Recommended: YES,` line into fields;
+/// a piece without `key: ` belongs to the previous value (a comma in a title).
+fn fields(line: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for piece in line.trim().trim_end_matches(',').split(", ") {
+        match piece.split_once(": ") {
+            Some((k, v)) if !k.contains(' ') => out.push((k.to_string(), v.trim().to_string())),
+            _ => {
+                if let Some(last) = out.last_mut() {
+                    last.1.push_str(", ");
+                    last.1.push_str(piece);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses the combined stdout and stderr of `softwareupdate --list`.
+pub fn parse_softwareupdate_list(text: &str) -> Listing {
+    let mut updates: Vec<Update> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(label) = trimmed.strip_prefix("* Label:") {
+            updates.push(Update { label: label.trim().to_string(), ..Update::default() });
+        } else if trimmed.starts_with("Title:")
+            && let Some(u) = updates.last_mut()
+        {
+            for (k, v) in fields(trimmed) {
+                match k.as_str() {
+                    "Title" => u.title = v,
+                    "Version" => u.version = v,
+                    "Recommended" => u.recommended = v.eq_ignore_ascii_case("YES"),
+                    "Action" => u.restart = v.eq_ignore_ascii_case("restart"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    // Checked first: a failed lookup may still print the banner.
+    if lower.contains("can't connect") || lower.contains("cannot connect") || lower.contains("no network") {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.to_ascii_lowercase().contains("connect") || l.to_ascii_lowercase().contains("network")
+            })
+            .unwrap_or("")
+            .trim();
+        return Listing::Failed(format!("the update server could not be reached: {line}"));
+    }
+    if !updates.is_empty() {
+        return Listing::Updates(updates);
+    }
+    if lower.contains("no new software available") {
+        return Listing::NoUpdates;
+    }
+    if lower.contains("found the following new or updated software") {
+        return Listing::Failed("updates were announced but none could be parsed".into());
+    }
+    Listing::Failed("softwareupdate printed neither updates nor \"No new software available\"".into())
+}
+
+/// The major version of a macOS version string (`14.7.1` → 14; 10.x keeps
+/// its minor, `10.15` → 1015, since those were separate releases).
+fn major(version: &str) -> Option<u32> {
+    let mut parts = version.trim().split('.');
+    let first: u32 = parts.next()?.parse().ok()?;
+    if first == 10 {
+        let minor: u32 = parts.next()?.parse().ok()?;
+        return Some(1000 + minor);
+    }
+    Some(first)
+}
+
+/// Whether an update is an upgrade to another major macOS release.
+fn is_major_upgrade(u: &Update, running: Option<&str>) -> bool {
+    let Some(running) = running.and_then(major) else { return false };
+    u.title.starts_with("macOS") && major(&u.version).is_some_and(|m| m > running)
+}
+
+/// Decides the check from the listing and the running macOS version.
+pub fn evaluate(listing: &Listing, running: Option<&str>, raw: &str) -> Finding {
+    let base = |status| Finding::new(status, "softwareupdate").fact("macos_version", running).with_raw(raw);
+    match listing {
+        Listing::Failed(why) => base(CheckStatus::Unknown).with_reason(why.clone()),
+        Listing::NoUpdates => base(CheckStatus::Pass)
+            .with_reason("no new software available")
+            .fact("pending_updates", 0)
+            .fact("labels", Vec::<String>::new()),
+        Listing::Updates(updates) => {
+            let (majors, rest): (Vec<&Update>, Vec<&Update>) =
+                updates.iter().partition(|u| is_major_upgrade(u, running));
+            let pending: Vec<&Update> = rest.into_iter().filter(|u| u.recommended).collect();
+            let labels: Vec<String> = updates.iter().map(|u| u.label.clone()).collect();
+            let f = base(if pending.is_empty() { CheckStatus::Pass } else { CheckStatus::Fail })
+                .fact("pending_updates", pending.len())
+                .fact("labels", labels)
+                .fact("restart_required", pending.iter().any(|u| u.restart))
+                .fact("major_upgrades", majors.iter().map(|u| u.label.clone()).collect::<Vec<_>>());
+            if pending.is_empty() {
+                let what = if majors.is_empty() {
+                    "only optional updates are offered".to_string()
+                } else {
+                    format!("only a major upgrade is offered ({})", majors[0].title)
+                };
+                f.with_reason(what)
+            } else {
+                let names: Vec<String> = pending
+                    .iter()
+                    .map(|u| {
+                        if u.title.is_empty() {
+                            u.label.clone()
+                        } else {
+                            format!("{} {}", u.title, u.version)
+                        }
+                    })
+                    .collect();
+                let noun = if pending.len() == 1 { "update" } else { "updates" };
+                f.with_reason(format!("{} recommended {noun} pending: {}", pending.len(), names.join(", ")))
+            }
+        }
+    }
+}
 
 /// Gathers and evaluates on a macOS host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("os_patches", Os::Macos)
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    let out = match host.run("softwareupdate", &["--list"]) {
+        Ok(out) => out,
+        Err(e) => return Finding::unknown("softwareupdate", format!("softwareupdate --list: {e}")),
+    };
+    let text = format!("{}\n{}", out.stderr, out.stdout);
+    let mut listing = parse_softwareupdate_list(&text);
+    if !out.success()
+        && let Listing::NoUpdates | Listing::Updates(_) = listing
+    {
+        listing = Listing::Failed(format!("softwareupdate --list exited with {:?}", out.code));
+    }
+    let running = host
+        .run("sw_vers", &["-productVersion"])
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| o.stdout.trim().to_string())
+        .filter(|v| major(v).is_some());
+    evaluate(&listing, running.as_deref(), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = "Software Update found the following new or updated software:\n\
+        * Label: Command Line Tools for Xcode-16.1\n\
+        \tTitle: Command Line Tools for Xcode, Version: 16.1, Size: 1650016KiB, Recommended: YES, \n\
+        * Label: macOS Sequoia 15.1.1-24B91\n\
+        \tTitle: macOS Sequoia 15.1.1, Version: 15.1.1, Size: 7340032KiB, Recommended: YES, Action: restart, \n";
+
+    #[test]
+    fn updates_and_major_upgrades_are_told_apart() {
+        let l = parse_softwareupdate_list(LIST);
+        let Listing::Updates(u) = &l else { panic!("{l:?}") };
+        assert_eq!(u[0].title, "Command Line Tools for Xcode");
+        assert_eq!((u[1].version.as_str(), u[1].recommended, u[1].restart), ("15.1.1", true, true));
+        let f = evaluate(&l, Some("14.7.1"), LIST);
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert_eq!(f.facts["pending_updates"], 1);
+        assert_eq!(f.facts["major_upgrades"][0], "macOS Sequoia 15.1.1-24B91");
+        // Without the running version the macOS update counts too.
+        assert_eq!(evaluate(&l, None, LIST).facts["pending_updates"], 2);
+    }
+
+    #[test]
+    fn a_comma_in_a_title_stays_in_the_title() {
+        let f = fields("Title: Foo, Bar Tool, Version: 1.0, Size: 12KiB, Recommended: NO,");
+        assert_eq!(f[0], ("Title".to_string(), "Foo, Bar Tool".to_string()));
+        assert_eq!(f[3], ("Recommended".to_string(), "NO".to_string()));
+    }
 }

@@ -1,9 +1,335 @@
 //! The Linux backends of the `password_policy` check.
+//!
+//! Reads the PAM stacks that set and check local passwords:
+//! `/etc/pam.d/common-password` and `common-auth` (Debian, Ubuntu, SUSE),
+//! `/etc/pam.d/system-auth` and `password-auth` (RHEL, Fedora; authselect
+//! links them), plus `/etc/security/pwquality.conf` and
+//! `/etc/security/pwquality.conf.d/*.conf`, `/etc/security/faillock.conf`, and
+//! `/etc/login.defs` (`PASS_MAX_DAYS`, `PASS_MIN_LEN`: facts only, PAM
+//! ignores `PASS_MIN_LEN`).
+//!
+//! Minimum length, per `password` stack, from the first enforcing module:
+//! - `pam_pwquality`: `minlen` from the module arguments, else the last one in
+//!   pwquality.conf and its `.conf.d` files, else 8. pwquality counts
+//!   *credits*: with `dcredit`/`ucredit`/`lcredit`/`ocredit` = N > 0 each digit,
+//!   upper, lower or other character (up to N of each) counts one extra
+//!   towards `minlen`, so a password can be shorter by the sum of the positive
+//!   credits. We take the worst case, `minlen - sum(positive credits)`, as the
+//!   effective minimum (credits default to 0 in pwquality);
+//! - `pam_cracklib`: the same from its arguments, with its defaults `minlen=9`
+//!   and all credits 1;
+//! - otherwise `pam_unix`'s `minlen=` argument (default 6).
+//!
+//! A module with control `optional` does not enforce anything and is ignored.
+//! Lockout, per `auth` stack: `pam_faillock` with an `authfail` line (`deny`
+//! from its arguments, else faillock.conf, else 3; 0 disables), or
+//! `pam_tally2` with `deny=N`. When a host has several stacks (RHEL's
+//! system-auth and password-auth) the weakest counts.
+//!
+//! Status rule: `pass` when the effective minimum length is at least
+//! [`super::MIN_PASSWORD_LENGTH`] and accounts lock after at most
+//! [`super::MAX_FAILED_LOGONS`] failures; `fail` otherwise; `unknown` when no
+//! PAM stack could be read.
 
-use crate::collect::{Context, Finding, Os, not_collected};
-use crate::host::Host;
+use serde_json::json;
+
+use super::{MAX_FAILED_LOGONS, MIN_PASSWORD_LENGTH};
+use crate::collect::{Context, Finding};
+use crate::host::{Host, HostError};
+use custos_proto::evidence::CheckStatus;
+
+/// One PAM rule line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PamRule {
+    /// `auth`, `password`, ... (a leading `-` removed).
+    pub kind: String,
+    pub control: String,
+    /// Module file name, e.g. `pam_pwquality.so`.
+    pub module: String,
+    pub args: Vec<String>,
+}
+
+impl PamRule {
+    fn arg(&self, key: &str) -> Option<&str> {
+        self.args.iter().find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+    }
+    fn is(&self, module: &str) -> bool {
+        self.module == module || self.module.ends_with(&format!("/{module}"))
+    }
+}
+
+/// Parses a PAM configuration file (`type control module args`, controls may be `[...]`).
+pub fn parse_pam(text: &str) -> Vec<PamRule> {
+    let mut rules = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.split_once('#').map_or(line, |(l, _)| l);
+        let (kind, rest) = match line.split_once(char::is_whitespace) {
+            Some((k, r)) => (k.trim_start_matches('-'), r.trim_start()),
+            None => continue,
+        };
+        let (control, rest) = if rest.starts_with('[') {
+            match rest.find(']') {
+                Some(i) => (&rest[..=i], rest[i + 1..].trim_start()),
+                None => continue,
+            }
+        } else {
+            match rest.split_once(char::is_whitespace) {
+                Some((c, r)) => (c, r.trim_start()),
+                None => (rest, ""),
+            }
+        };
+        let mut words = rest.split_whitespace();
+        let Some(module) = words.next() else { continue };
+        rules.push(PamRule {
+            kind: kind.to_string(),
+            control: control.to_string(),
+            module: module.to_string(),
+            args: words.map(str::to_string).collect(),
+        });
+    }
+    rules
+}
+
+/// Reads `key = value` settings (pwquality.conf, faillock.conf); the last one wins.
+pub fn conf_value(texts: &[String], key: &str) -> Option<String> {
+    let mut found = None;
+    for text in texts {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            if let Some((k, v)) = line.split_once('=')
+                && k.trim() == key
+            {
+                found = Some(v.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Reads `KEY value` from login.defs.
+pub fn login_defs_value(text: &str, key: &str) -> Option<i64> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == key).then(|| w.next()?.parse().ok())?
+        })
+        .next_back()
+}
+
+/// Effective minimum length of one `password` stack: (length, module, nominal minlen, credit sum).
+pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'static str, i64, i64) {
+    let enforcing =
+        |m: &str| rules.iter().find(|r| r.kind == "password" && r.control != "optional" && r.is(m));
+    let credits = |rule: &PamRule, conf: &[String], default: i64| -> i64 {
+        ["dcredit", "ucredit", "lcredit", "ocredit"]
+            .iter()
+            .map(|k| {
+                rule.arg(k)
+                    .map(str::to_string)
+                    .or_else(|| conf_value(conf, k))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(default)
+                    .max(0)
+            })
+            .sum()
+    };
+    if let Some(r) = enforcing("pam_pwquality.so") {
+        let minlen = r
+            .arg("minlen")
+            .map(str::to_string)
+            .or_else(|| conf_value(pwquality_confs, "minlen"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let c = credits(r, pwquality_confs, 0);
+        return (minlen - c, "pam_pwquality", minlen, c);
+    }
+    if let Some(r) = enforcing("pam_cracklib.so") {
+        let minlen = r.arg("minlen").and_then(|v| v.parse().ok()).unwrap_or(9);
+        let c = credits(r, &[], 1);
+        return (minlen - c, "pam_cracklib", minlen, c);
+    }
+    let minlen =
+        enforcing("pam_unix.so").and_then(|r| r.arg("minlen")).and_then(|v| v.parse().ok()).unwrap_or(6);
+    (minlen, "pam_unix", minlen, 0)
+}
+
+/// Lockout threshold of one `auth` stack: `Some((module, deny))`, or `None` when nothing locks.
+pub fn lockout(rules: &[PamRule], faillock_conf: &[String]) -> Option<(&'static str, i64)> {
+    fn auth<'a>(rules: &'a [PamRule], m: &'a str) -> impl Iterator<Item = &'a PamRule> {
+        rules.iter().filter(move |r| r.kind == "auth" && r.control != "optional" && r.is(m))
+    }
+    // Failures are only counted by the `authfail` step (or a line without preauth/authsucc).
+    if let Some(r) = auth(rules, "pam_faillock.so").find(|r| {
+        r.args.iter().any(|a| a == "authfail") || !r.args.iter().any(|a| a == "preauth" || a == "authsucc")
+    }) {
+        let deny = r
+            .arg("deny")
+            .map(str::to_string)
+            .or_else(|| conf_value(faillock_conf, "deny"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        return (deny > 0).then_some(("pam_faillock", deny));
+    }
+    if let Some(deny) = auth(rules, "pam_tally2.so").find_map(|r| r.arg("deny")?.parse::<i64>().ok()) {
+        return (deny > 0).then_some(("pam_tally2", deny));
+    }
+    None
+}
+
+/// What was read from the host, for [`evaluate`].
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// (path, contents) of the PAM stacks read.
+    pub pam: Vec<(String, String)>,
+    /// Files that exist but could not be read.
+    pub unreadable: Vec<String>,
+    pub pwquality: Vec<String>,
+    pub faillock: Vec<String>,
+    pub login_defs: Option<String>,
+}
+
+const PASSWORD_STACKS: &[&str] = &["common-password", "system-auth", "password-auth"];
+const AUTH_STACKS: &[&str] = &["common-auth", "system-auth", "password-auth"];
+
+/// Decides the check from what was observed.
+pub fn evaluate(o: &Observed) -> Finding {
+    let mut raw = String::new();
+    for (p, t) in &o.pam {
+        raw.push_str(&format!("# {p}\n{t}\n"));
+    }
+    for t in o.pwquality.iter().chain(&o.faillock) {
+        raw.push_str(t);
+        raw.push('\n');
+    }
+    let stacks = |names: &[&str]| -> Vec<(String, Vec<PamRule>)> {
+        o.pam
+            .iter()
+            .filter(|(p, _)| names.iter().any(|n| p.ends_with(&format!("/{n}"))))
+            .map(|(p, t)| (p.clone(), parse_pam(t)))
+            .collect()
+    };
+    let password = stacks(PASSWORD_STACKS);
+    let auth = stacks(AUTH_STACKS);
+    if password.is_empty() && auth.is_empty() {
+        let why = if o.unreadable.is_empty() {
+            "no PAM password or auth stack found (common-password, system-auth, password-auth)".to_string()
+        } else {
+            format!("the PAM stacks could not be read: {}", o.unreadable.join("; "))
+        };
+        return Finding::unknown("pam", why).with_raw(raw);
+    }
+    // The weakest stack counts.
+    let length = password.iter().map(|(_, r)| min_length(r, &o.pwquality)).min_by_key(|l| l.0);
+    let locks: Vec<Option<(&str, i64)>> = auth.iter().map(|(_, r)| lockout(r, &o.faillock)).collect();
+    let lock = if locks.is_empty() || locks.iter().any(Option::is_none) {
+        None
+    } else {
+        locks.iter().flatten().max_by_key(|l| l.1).copied()
+    };
+    let defs = o.login_defs.as_deref().unwrap_or("");
+    let f = |status| {
+        Finding::new(status, "pam")
+            .fact("min_length", length.map_or(json!(null), |l| json!(l.0)))
+            .fact("min_length_module", length.map_or(json!(null), |l| json!(l.1)))
+            .fact("minlen", length.map_or(json!(null), |l| json!(l.2)))
+            .fact("length_credits", length.map_or(json!(null), |l| json!(l.3)))
+            .fact("lockout_module", lock.map_or(json!(null), |l| json!(l.0)))
+            .fact("lockout_threshold", lock.map_or(json!(null), |l| json!(l.1)))
+            .fact("pass_max_days", login_defs_value(defs, "PASS_MAX_DAYS").map_or(json!(null), |v| json!(v)))
+            .fact("pass_min_len", login_defs_value(defs, "PASS_MIN_LEN").map_or(json!(null), |v| json!(v)))
+            .fact("pam_files", o.pam.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>())
+            .with_raw(raw.clone())
+    };
+    let mut problems = Vec::new();
+    match length {
+        Some((len, module, minlen, credits)) if len < i64::from(MIN_PASSWORD_LENGTH) => {
+            let detail = if credits > 0 {
+                format!(" (minlen {minlen} less {credits} credits)")
+            } else {
+                String::new()
+            };
+            problems.push(format!(
+                "passwords may be {len} characters long{detail} under {module} (minimum {MIN_PASSWORD_LENGTH})"
+            ));
+        }
+        Some(_) => {}
+        None => problems.push("no PAM password stack found".into()),
+    }
+    match lock {
+        None => problems
+            .push("accounts are not locked after failed logons (no pam_faillock or pam_tally2)".into()),
+        Some((module, deny)) if deny > i64::from(MAX_FAILED_LOGONS) => problems
+            .push(format!("{module} locks only after {deny} failed logons (limit {MAX_FAILED_LOGONS})")),
+        Some(_) => {}
+    }
+    if !problems.is_empty() {
+        return f(CheckStatus::Fail).with_reason(problems.join("; "));
+    }
+    if !o.unreadable.is_empty() {
+        return f(CheckStatus::Unknown)
+            .with_reason(format!("some PAM files could not be read: {}", o.unreadable.join("; ")));
+    }
+    let (len, module, ..) = length.unwrap_or((0, "", 0, 0));
+    let (lmod, deny) = lock.unwrap_or(("", 0));
+    f(CheckStatus::Pass)
+        .with_reason(format!("minimum length {len} ({module}); {lmod} locks after {deny} failures"))
+}
+
+/// Reads the PAM and policy files through the host.
+pub fn observe(host: &dyn Host) -> Observed {
+    let mut o = Observed::default();
+    for name in ["common-password", "common-auth", "system-auth", "password-auth"] {
+        let path = format!("/etc/pam.d/{name}");
+        match host.read_text(&path) {
+            Ok(t) => o.pam.push((path, t)),
+            Err(HostError::NoFile { .. }) => {}
+            Err(e) => o.unreadable.push(e.to_string()),
+        }
+    }
+    let read_conf = |main: &str, dir: &str| -> Vec<String> {
+        let mut texts: Vec<String> = host.read_text(main).ok().into_iter().collect();
+        for name in host.read_dir(dir).unwrap_or_default().into_iter().filter(|n| n.ends_with(".conf")) {
+            texts.extend(host.read_text(&format!("{dir}/{name}")).ok());
+        }
+        texts
+    };
+    o.pwquality = read_conf("/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d");
+    o.faillock = read_conf("/etc/security/faillock.conf", "/etc/security/faillock.conf.d");
+    o.login_defs = host.read_text("/etc/login.defs").ok();
+    o
+}
 
 /// Gathers and evaluates on a Linux host.
-pub fn gather(_host: &dyn Host, _ctx: &Context) -> Finding {
-    not_collected("password_policy", Os::Linux)
+pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+    evaluate(&observe(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pam_lines_with_bracket_controls() {
+        let r = parse_pam(
+            "auth\t[default=die]\tpam_faillock.so authfail deny=5\n-password optional pam_gnome_keyring.so\n",
+        );
+        assert_eq!(r[0].control, "[default=die]");
+        assert_eq!(r[0].arg("deny"), Some("5"));
+        assert_eq!(r[1].kind, "password");
+    }
+
+    #[test]
+    fn credits_shorten_the_minimum() {
+        let rules = parse_pam("password requisite pam_pwquality.so retry=3 minlen=14 dcredit=1 ucredit=-1\n");
+        assert_eq!(min_length(&rules, &[]), (13, "pam_pwquality", 14, 1));
+        let rules = parse_pam("password requisite pam_cracklib.so retry=3 minlen=12\n");
+        assert_eq!(min_length(&rules, &[]).0, 8);
+        let rules =
+            parse_pam("password optional pam_pwquality.so minlen=20\npassword sufficient pam_unix.so\n");
+        assert_eq!(min_length(&rules, &[]).0, 6);
+    }
 }
