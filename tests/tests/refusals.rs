@@ -334,12 +334,13 @@ async fn a_revoked_agent_is_refused_and_its_open_stream_is_closed() {
     .await
     .unwrap();
     assert_eq!(acks[0].status, AckStatus::Accepted as i32);
-    let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    // (The local packet-filter requirement rests on the firewall check alone.)
+    let (_, controls) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
     let a820 = controls["controls"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["control_id"] == "iso27001:2022/A.8.20")
+        .find(|c| c["control_id"] == "bsi-grundschutz:2023/SYS.1.1.A19")
         .unwrap();
     assert_eq!(a820["passing"], serde_json::json!([b.id()]));
 }
