@@ -44,6 +44,11 @@ pub enum HostError {
 pub trait Host: Send + Sync {
     /// Runs `program` with `args` (no shell), bounded by the host's time limit.
     fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput, HostError>;
+    /// Like [`Host::run`] with a time limit of its own, for commands known to
+    /// be slow (a Windows Update search). Hosts without a clock just run it.
+    fn run_for(&self, program: &str, args: &[&str], _limit: Duration) -> Result<CommandOutput, HostError> {
+        self.run(program, args)
+    }
     /// Reads a file (at most a few MiB; evidence files are small).
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError>;
     /// Lists the names in a directory, sorted.
@@ -85,6 +90,10 @@ fn io_error(what: &str, e: &std::io::Error) -> HostError {
 }
 
 impl Host for SystemHost {
+    fn run_for(&self, program: &str, args: &[&str], limit: Duration) -> Result<CommandOutput, HostError> {
+        SystemHost { command_timeout: limit }.run(program, args)
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput, HostError> {
         let mut child = Command::new(program)
             .args(args)

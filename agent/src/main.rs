@@ -63,7 +63,7 @@ enum Command {
         #[arg(long = "check")]
         checks: Vec<String>,
         /// Time limit per collector, seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 120)]
         timeout: u64,
         #[command(flatten)]
         config: ConfigArg,
@@ -82,7 +82,7 @@ enum Command {
         #[arg(long = "check")]
         checks: Vec<String>,
         /// Time limit per collector, seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 120)]
         timeout: u64,
         /// One line saying what this host is.
         #[arg(long, default_value = "")]

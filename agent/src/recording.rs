@@ -327,6 +327,19 @@ impl Host for RecordingHost {
         result
     }
 
+    fn run_for(
+        &self,
+        program: &str,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> Result<CommandOutput, HostError> {
+        let result = self.inner.run_for(program, args, limit);
+        let mut argv = vec![program.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        self.remember(Call::Run { argv, result: result.clone() });
+        result
+    }
+
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
         let result = self.inner.read_file(path);
         self.remember(Call::Read { path: path.to_string(), result: result.clone() });

@@ -54,7 +54,7 @@ impl Default for Settings {
         Settings {
             spool_max_records: 10_000,
             default_interval: Duration::from_secs(3600),
-            default_collector_timeout: Duration::from_secs(60),
+            default_collector_timeout: Duration::from_secs(120),
             privacy: Privacy::default(),
         }
     }

@@ -122,7 +122,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             interval_seconds: 3600,
-            collector_timeout_seconds: 60,
+            collector_timeout_seconds: 120,
             checks: Vec::new(),
             check_interval_seconds: std::collections::BTreeMap::new(),
             jitter_percent: 10,

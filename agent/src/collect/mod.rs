@@ -35,6 +35,8 @@ pub mod secure_boot;
 pub mod software_inventory;
 pub mod ssh_server;
 pub mod time_sync;
+pub mod windows;
+pub mod macos;
 
 pub use context::{Context, Os};
 

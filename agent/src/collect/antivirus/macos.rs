@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::collect::antivirus::linux::{Product, parse_mdatp_health};
-use crate::collect::password_policy::macos::parse_plist;
+use crate::collect::macos::parse_plist;
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;

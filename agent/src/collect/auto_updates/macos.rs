@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::collect::macos::{parse_bool, read_domain};
 use crate::collect::{Context, Finding};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
@@ -38,63 +39,6 @@ const REQUIRED: &[(&str, &str)] = &[
     ("ConfigDataInstall", "installing security configuration data (XProtect, Gatekeeper)"),
 ];
 const MACOS_UPDATES: &str = "AutomaticallyInstallMacOSUpdates";
-
-/// Net change of nesting depth in a line of `defaults read` output,
-/// ignoring brackets inside quoted strings.
-fn depth_change(line: &str) -> i32 {
-    let (mut d, mut quoted, mut escaped) = (0, false, false);
-    for c in line.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '{' | '(' if !quoted => d += 1,
-            '}' | ')' if !quoted => d -= 1,
-            _ => {}
-        }
-    }
-    d
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s).replace("\\\"", "\"")
-}
-
-/// Parses the top-level scalar keys of `defaults read DOMAIN` output (the
-/// old-style property list `{ Key = value; ... }`); nested arrays and
-/// dictionaries are skipped. `None` when the text is not such a dictionary.
-pub fn parse_defaults(text: &str) -> Option<BTreeMap<String, String>> {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    if lines.next()? != "{" {
-        return None;
-    }
-    let mut out = BTreeMap::new();
-    let mut depth = 1;
-    for line in lines {
-        if depth == 1
-            && let Some((key, value)) = line.split_once(" = ")
-            && let Some(value) = value.strip_suffix(';')
-        {
-            out.insert(unquote(key), unquote(value));
-            continue;
-        }
-        depth += depth_change(line);
-        if depth <= 0 {
-            break;
-        }
-    }
-    Some(out)
-}
-
-/// A boolean as `defaults read` prints it (`1`/`0`, or `YES`/`true` as written).
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" => Some(true),
-        "0" | "no" | "false" => Some(false),
-        _ => None,
-    }
-}
 
 /// Decides the check from the local and (if any) managed settings.
 pub fn evaluate(
@@ -172,25 +116,6 @@ fn snake(key: &str) -> String {
     out
 }
 
-/// Reads a domain with `defaults read`: `Ok(None)` when it does not exist.
-pub fn read_domain(
-    host: &dyn Host,
-    domain: &str,
-    raw: &mut String,
-) -> Result<Option<BTreeMap<String, String>>, String> {
-    match host.run("defaults", &["read", domain]) {
-        Ok(out) if out.success() => {
-            raw.push_str(&out.stdout);
-            parse_defaults(&out.stdout)
-                .map(Some)
-                .ok_or_else(|| format!("defaults read {domain} printed no dictionary"))
-        }
-        Ok(out) if out.stderr.contains("does not exist") => Ok(None),
-        Ok(out) => Err(format!("defaults read {domain} exited with {:?}: {}", out.code, out.stderr.trim())),
-        Err(e) => Err(format!("defaults: {e}")),
-    }
-}
-
 /// Gathers and evaluates on a macOS host.
 pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let mut raw = String::new();
@@ -224,20 +149,6 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nested_values_and_quoted_brackets_are_skipped() {
-        let text = "{\n    AutomaticCheckEnabled = 1;\n    LastAttemptSystemVersion = \"14.2.1 (23C71)\";\n    \
-                    PrimaryLanguages =     (\n        \"en-GB\",\n        en\n    );\n    \
-                    RecommendedUpdates =     (\n        {\n            Identifier = \"X\";\n        }\n    );\n    \
-                    SkipLocalCDN = 0;\n}\n";
-        let d = parse_defaults(text).unwrap();
-        assert_eq!(d["AutomaticCheckEnabled"], "1");
-        assert_eq!(d["LastAttemptSystemVersion"], "14.2.1 (23C71)");
-        assert_eq!(d["SkipLocalCDN"], "0");
-        assert!(!d.contains_key("Identifier"));
-        assert!(parse_defaults("Domain x does not exist").is_none());
-    }
 
     #[test]
     fn keys_become_snake_case() {

@@ -23,7 +23,7 @@
 //! starts in time (or ever); unknown when the lock state cannot be read.
 
 use super::{MAX_IDLE_SECONDS, MAX_LOCK_DELAY_SECONDS};
-use crate::collect::auto_updates::macos::{parse_bool, read_domain};
+use crate::collect::macos::{parse_bool, read_domain};
 use crate::collect::{Context, Finding};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
