@@ -27,6 +27,7 @@ mod context;
 pub mod disk_encryption;
 pub mod firewall;
 pub mod local_admins;
+pub mod macos;
 pub mod os_patches;
 pub mod os_support;
 pub mod password_policy;
@@ -36,7 +37,6 @@ pub mod software_inventory;
 pub mod ssh_server;
 pub mod time_sync;
 pub mod windows;
-pub mod macos;
 
 pub use context::{Context, Os};
 

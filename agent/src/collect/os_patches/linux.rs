@@ -43,6 +43,38 @@ pub fn parse_dnf_security(text: &str) -> Vec<Pending> {
         .collect()
 }
 
+/// Parses `zypper list-patches` (SUSE): a `|`-separated table whose header
+/// names the columns (`Repository | Name | Category | Severity | ... |
+/// Status | ...`); the needed patches of category `security` are security
+/// updates. "No updates found." gives an empty list.
+pub fn parse_zypper_patches(text: &str) -> Result<Vec<Pending>, String> {
+    let mut lines = text.lines().map(str::trim);
+    let header = lines.by_ref().find(|l| l.contains('|') && l.contains("Category"));
+    let Some(header) = header else {
+        return if text.contains("No updates found") || text.contains("Found 0 applicable patches") {
+            Ok(Vec::new())
+        } else {
+            Err("zypper printed no patch table".into())
+        };
+    };
+    let cols: Vec<&str> = header.split('|').map(str::trim).collect();
+    let at = |name: &str| cols.iter().position(|c| *c == name);
+    let (Some(name), Some(category)) = (at("Name"), at("Category")) else {
+        return Err(format!("zypper patch table without Name and Category columns: {header}"));
+    };
+    let status = at("Status");
+    Ok(lines
+        .filter(|l| l.contains('|') && !l.starts_with('-'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').map(str::trim).collect();
+            let needed = status.is_none_or(|i| f.get(i).is_some_and(|s| *s == "needed"));
+            let package = f.get(name).filter(|n| !n.is_empty())?.to_string();
+            let security = f.get(category).is_some_and(|c| *c == "security");
+            needed.then_some(Pending { package, security })
+        })
+        .collect())
+}
+
 /// Orders kernel release strings numerically (`6.1.0-28-amd64` > `6.1.0-9-amd64`).
 pub fn kernel_key(release: &str) -> Vec<u64> {
     release
@@ -64,7 +96,7 @@ pub fn newest_kernel(boot_entries: &[String]) -> Option<String> {
 /// What was read from the host, for [`evaluate`].
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// `apt` or `dnf`, with the simulation output, or why it failed.
+    /// `apt`, `dnf`, `yum` or `zypper`, with its output, or why it failed.
     pub manager: Option<(String, Result<String, String>)>,
     /// Unix time the package lists were last refreshed.
     pub lists_updated_at: Option<i64>,
@@ -76,13 +108,20 @@ pub struct Observed {
 /// Decides the check; `now` is Unix seconds.
 pub fn evaluate(o: &Observed, now: i64) -> Finding {
     let Some((manager, output)) = &o.manager else {
-        return Finding::unknown("none", "no supported package manager (apt, dnf) found");
+        return Finding::unknown("none", "no supported package manager (apt, dnf, yum, zypper) found");
     };
     let text = match output {
         Ok(t) => t,
         Err(e) => return Finding::unknown(manager, format!("{manager} could not list pending updates: {e}")),
     };
-    let pending = if manager == "apt" { parse_apt_simulation(text) } else { parse_dnf_security(text) };
+    let pending = match manager.as_str() {
+        "apt" => parse_apt_simulation(text),
+        "zypper" => match parse_zypper_patches(text) {
+            Ok(p) => p,
+            Err(e) => return Finding::unknown(manager, e).with_raw(text.clone()),
+        },
+        _ => parse_dnf_security(text),
+    };
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let age_days = o.lists_updated_at.map(|t| (now - t).max(0) / 86_400);
     let newest = newest_kernel(&o.boot_entries);
@@ -116,7 +155,8 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             _ => "a reboot is required to complete updates".to_string(),
         });
     }
-    if manager == "apt" {
+    // apt and zypper answer from local metadata: only fresh metadata can vouch.
+    if manager == "apt" || manager == "zypper" {
         match age_days {
             Some(d) if d > MAX_LIST_AGE_DAYS => problems.push(format!(
                 "package lists are {d} days old (limit {MAX_LIST_AGE_DAYS}); pending updates are not known"
@@ -153,16 +193,43 @@ pub fn observe(host: &dyn Host) -> Observed {
         }),
         Err(e) => Some(("apt".to_string(), Err(e.to_string()))),
     };
-    let lists_updated_at = host
-        .run("stat", &["-c", "%Y", "/var/lib/apt/periodic/update-success-stamp", "/var/lib/apt/lists"])
-        .ok()
+    // SUSE: zypper lists needed patches from its cached metadata
+    // (--no-refresh: the agent never refreshes); exit 100/101 mean patches
+    // (security patches) are needed.
+    let manager = manager.or_else(|| {
+        match host.run("zypper", &["--non-interactive", "--no-refresh", "list-patches"]) {
+            Ok(out) if matches!(out.code, Some(0 | 100 | 101)) => {
+                Some(("zypper".to_string(), Ok(out.stdout)))
+            }
+            Ok(out) => {
+                Some(("zypper".to_string(), Err(format!("exit {:?}: {}", out.code, out.stderr.trim()))))
+            }
+            Err(HostError::NotFound { .. }) => None,
+            Err(e) => Some(("zypper".to_string(), Err(e.to_string()))),
+        }
+    });
+    let stamps: Vec<String> = match manager.as_ref().map(|(m, _)| m.as_str()) {
+        Some("zypper") => host
+            .read_dir("/var/cache/zypp/raw")
+            .unwrap_or_default()
+            .iter()
+            .map(|repo| format!("/var/cache/zypp/raw/{repo}/repodata/repomd.xml"))
+            .collect(),
+        _ => vec!["/var/lib/apt/periodic/update-success-stamp".into(), "/var/lib/apt/lists".into()],
+    };
+    let mut args = vec!["-c", "%Y"];
+    args.extend(stamps.iter().map(String::as_str));
+    let lists_updated_at = (!stamps.is_empty())
+        .then(|| host.run("stat", &args).ok())
+        .flatten()
         .and_then(|out| out.stdout.lines().filter_map(|l| l.trim().parse::<i64>().ok()).max());
     Observed {
         manager,
         lists_updated_at,
         running_kernel: host.read_text("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_string()),
         boot_entries: host.read_dir("/boot").unwrap_or_default(),
-        reboot_required: host.read_file("/var/run/reboot-required").is_ok(),
+        // Debian/Ubuntu write reboot-required, SUSE's zypper reboot-needed.
+        reboot_required: host.exists("/var/run/reboot-required") || host.exists("/run/reboot-needed"),
     }
 }
 
