@@ -150,7 +150,7 @@ pub fn evaluate(products: &[Product], raw: String) -> Finding {
     };
     if products.is_empty() {
         return base(CheckStatus::Fail, "none").with_reason(
-            "no anti-malware or EDR product found (looked for ClamAV, Microsoft Defender for Endpoint, CrowdStrike Falcon, SentinelOne)",
+            "no anti-malware or EDR product found (looked for ClamAV, Microsoft Defender for Endpoint, CrowdStrike Falcon, SentinelOne, Sophos, ESET)",
         );
     }
     if let Some(ok) = products.iter().find(|p| p.problem.is_none()) {
@@ -167,6 +167,25 @@ pub fn evaluate(products: &[Product], raw: String) -> Finding {
     });
     let status = if unreadable { CheckStatus::Unknown } else { CheckStatus::Fail };
     base(status, products[0].name).with_reason(problems.join("; "))
+}
+
+/// Reads `PRODUCT_VERSION = x.y.z` from a Sophos `VERSION.ini`.
+pub fn parse_sophos_version(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "PRODUCT_VERSION").then(|| v.trim().to_string()).filter(|v| !v.is_empty())
+    })
+}
+
+/// A product known by its install directory and service: counted as
+/// protecting only while its service runs.
+pub fn installed_product(name: &'static str, version: Option<String>, running: Option<bool>) -> Product {
+    let problem = match running {
+        Some(true) => None,
+        Some(false) => Some(format!("the {name} service is not running")),
+        None => Some(format!("whether the {name} service runs could not be determined")),
+    };
+    Product { name, version, active: running, signatures_age_hours: None, problem }
 }
 
 fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
@@ -224,6 +243,31 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
             Box::new(|out| parse_sentinelctl(out, service_active(host, "sentinelone"))),
         ),
     ];
+    // Products found by their install directory: Sophos Protection for
+    // Linux, ESET Server Security and ESET Endpoint Antivirus.
+    let installs: [(&'static str, &str, Option<&str>, &str); 3] = [
+        (
+            "Sophos Protection for Linux",
+            "/opt/sophos-spl",
+            Some("/opt/sophos-spl/base/VERSION.ini"),
+            "sophos-spl",
+        ),
+        ("ESET Server Security", "/opt/eset/efs", None, "efs"),
+        ("ESET Endpoint Antivirus", "/opt/eset/eea", None, "eea"),
+    ];
+    for (name, dir, version_file, unit) in installs {
+        if host.exists(dir) {
+            let version = version_file.and_then(|f| host.read_text(f).ok());
+            if let Some(v) = &version {
+                raw.push_str(v);
+            }
+            products.push(installed_product(
+                name,
+                version.as_deref().and_then(parse_sophos_version),
+                service_active(host, unit),
+            ));
+        }
+    }
     for (name, program, args, parse) in probes {
         match host.run(program, args) {
             Ok(out) => {
