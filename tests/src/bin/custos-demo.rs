@@ -50,9 +50,9 @@ async fn main() -> anyhow::Result<()> {
     println!("Collecting evidence (effective state, this may take a few seconds)...");
     let pass = agent.run_once().await?;
     println!();
-    println!("{:<16} {:<8} {:<12} reason", "check", "status", "backend");
+    println!("{:<18} {:<14} {:<20} reason", "check", "status", "backend");
     for r in &pass.results {
-        println!("{:<16} {:<8} {:<12} {}", r.id, r.status, r.backend, r.reason.as_deref().unwrap_or("-"));
+        println!("{:<18} {:<14} {:<20} {}", r.id, r.status, r.backend, r.reason.as_deref().unwrap_or("-"));
     }
     match &pass.delivery {
         Ok(d) => println!(
