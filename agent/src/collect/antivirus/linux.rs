@@ -177,15 +177,22 @@ pub fn parse_sophos_version(text: &str) -> Option<String> {
     })
 }
 
-/// A product known by its install directory and service: counted as
-/// protecting only while its service runs.
+/// A product known by its install directory and service. A stopped service
+/// fails; a running one is not counted as protecting either, because its
+/// real-time protection and signature age are not read yet: `unknown`, never
+/// a pass on the service alone.
 pub fn installed_product(name: &'static str, version: Option<String>, running: Option<bool>) -> Product {
-    let problem = match running {
-        Some(true) => None,
-        Some(false) => Some(format!("the {name} service is not running")),
-        None => Some(format!("whether the {name} service runs could not be determined")),
+    let (active, problem) = match running {
+        Some(true) => (
+            None,
+            format!(
+                "the {name} service runs, but its real-time protection and signature age are not read by this agent version"
+            ),
+        ),
+        Some(false) => (Some(false), format!("the {name} service is not running")),
+        None => (None, format!("whether the {name} service runs could not be determined")),
     };
-    Product { name, version, active: running, signatures_age_hours: None, problem }
+    Product { name, version, active, signatures_age_hours: None, problem: Some(problem) }
 }
 
 fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
