@@ -2,7 +2,9 @@
 //!
 //! Routes: `GET /healthz` (open), `GET /` (dashboard page, open: it holds no
 //! data and asks for a token), and under `/api/v1/` (bearer token required):
-//! `GET hosts`, `controls`, `risks`, `gaps`, `security-events`, and
+//! `GET hosts`, `hosts/{id}`, `controls` (both with `as_of=<RFC 3339>` for
+//! the state at a past time, read from the signed records), `risks`,
+//! `gaps`, `security-events`, and
 //! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
@@ -41,8 +43,14 @@ pub struct HttpState {
 }
 
 /// Every read route; the authentication test enumerates this list.
-pub const API_ROUTES: &[&str] =
-    &["/api/v1/hosts", "/api/v1/controls", "/api/v1/risks", "/api/v1/gaps", "/api/v1/security-events"];
+pub const API_ROUTES: &[&str] = &[
+    "/api/v1/hosts",
+    "/api/v1/hosts/0123456789abcdef0123456789abcdef",
+    "/api/v1/controls",
+    "/api/v1/risks",
+    "/api/v1/gaps",
+    "/api/v1/security-events",
+];
 /// Every write route (admin role only), with a sample path.
 pub const ADMIN_ROUTES: &[&str] = &[
     "/api/v1/agents/0123456789abcdef0123456789abcdef/revoke",
@@ -52,6 +60,7 @@ pub const ADMIN_ROUTES: &[&str] = &[
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{agent_id}", get(host))
         .route("/api/v1/controls", get(controls))
         .route("/api/v1/risks", get(risks))
         .route("/api/v1/gaps", get(gaps))
@@ -115,10 +124,63 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn hosts(State(s): State<HttpState>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOfQuery {
+    as_of: Option<String>,
+}
+
+/// `as_of` as an RFC 3339 time, not in the future.
+fn parse_as_of(as_of: Option<&str>, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, Response> {
+    let Some(text) = as_of else { return Ok(None) };
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        error(StatusCode::BAD_REQUEST, "as_of must be an RFC 3339 time such as 2026-11-23T12:00:00Z")
+    })?;
+    if t > now {
+        return Err(error(StatusCode::BAD_REQUEST, "as_of lies in the future"));
+    }
+    Ok(Some(t))
+}
+
+async fn hosts(
+    State(s): State<HttpState>,
+    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
+    };
     let now = OffsetDateTime::now_utc();
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, now)?)).await {
+    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
         Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn host(
+    State(s): State<HttpState>,
+    Path(agent_id): Path<String>,
+    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
+    };
+    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
+        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
+    }
+    let now = OffsetDateTime::now_utc();
+    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
+        Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
+            Some(h) => Json(h).into_response(),
+            None => error(StatusCode::NOT_FOUND, "no such host (at that time)"),
+        },
         Err(r) => r,
     }
 }
@@ -127,6 +189,7 @@ async fn hosts(State(s): State<HttpState>) -> Response {
 #[serde(deny_unknown_fields)]
 struct ControlsQuery {
     framework: Option<String>,
+    as_of: Option<String>,
 }
 
 async fn controls(
@@ -134,11 +197,17 @@ async fn controls(
     q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework");
+        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework, as_of");
     };
     let now = OffsetDateTime::now_utc();
-    match blocking(move || Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref())?))
-        .await
+    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match blocking(move || {
+        Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref(), as_of)?)
+    })
+    .await
     {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown framework {unknown:?}")),

@@ -22,31 +22,56 @@ pub struct HostView {
     pub checks: Vec<CheckStateRow>,
 }
 
-pub fn hosts(store: &Store, config: &Config, now: OffsetDateTime) -> Result<Vec<HostView>, StoreError> {
+/// The latest check results, or those in force at `as_of`.
+fn states(store: &Store, as_of: Option<OffsetDateTime>) -> Result<Vec<CheckStateRow>, StoreError> {
+    match as_of {
+        Some(t) => store.check_states_as_of(t.unix_timestamp()),
+        None => store.check_states(),
+    }
+}
+
+/// The hosts with their check results, now or as they stood at `as_of`
+/// (then only hosts enrolled by that time, with the evidence they had sent).
+pub fn hosts(
+    store: &Store,
+    config: &Config,
+    now: OffsetDateTime,
+    as_of: Option<OffsetDateTime>,
+) -> Result<Vec<HostView>, StoreError> {
     let mut checks: BTreeMap<String, Vec<CheckStateRow>> = BTreeMap::new();
-    for c in store.check_states()? {
+    for c in states(store, as_of)? {
         checks.entry(c.agent_id.clone()).or_default().push(c);
     }
-    let stale_before = now.unix_timestamp() - (config.evaluation.stale_after_hours as i64) * 3600;
-    Ok(store
-        .hosts()?
-        .into_iter()
-        .map(|h| HostView {
-            evidence: match h.last_collected_at {
-                None => "none",
-                Some(t) if t < stale_before => "stale",
-                Some(_) => "current",
-            },
-            checks: checks.remove(&h.agent_id).unwrap_or_default(),
-            host: h,
-        })
-        .collect())
+    let at = as_of.unwrap_or(now);
+    let stale_before = at.unix_timestamp() - (config.evaluation.stale_after_hours as i64) * 3600;
+    let mut views = Vec::new();
+    for mut h in store.hosts()?.into_iter().filter(|h| h.enrolled_at <= at.unix_timestamp()) {
+        let host_checks = checks.remove(&h.agent_id).unwrap_or_default();
+        if as_of.is_some() {
+            h.last_collected_at = host_checks.iter().map(|c| c.collected_at).max();
+        }
+        let evidence = match h.last_collected_at {
+            None => "none",
+            Some(t) if t < stale_before => "stale",
+            Some(_) => "current",
+        };
+        views.push(HostView { evidence, checks: host_checks, host: h });
+    }
+    Ok(views)
 }
 
 /// The evidence of every active (not revoked) host, for evaluation.
 pub fn fleet_evidence(store: &Store) -> Result<Vec<HostEvidence>, StoreError> {
+    fleet_evidence_at(store, None)
+}
+
+/// [`fleet_evidence`] as it stood at `as_of` (`None`: now).
+pub fn fleet_evidence_at(
+    store: &Store,
+    as_of: Option<OffsetDateTime>,
+) -> Result<Vec<HostEvidence>, StoreError> {
     let mut by_agent: BTreeMap<String, Vec<CheckEvidence>> = BTreeMap::new();
-    for c in store.check_states()? {
+    for c in states(store, as_of)? {
         let collected_at = OffsetDateTime::from_unix_timestamp(c.collected_at)
             .map_err(|e| StoreError::Corrupt(format!("collected_at {}: {e}", c.collected_at)))?;
         by_agent.entry(c.agent_id).or_default().push(CheckEvidence {
@@ -56,10 +81,20 @@ pub fn fleet_evidence(store: &Store) -> Result<Vec<HostEvidence>, StoreError> {
             reason: c.reason,
         });
     }
-    Ok(store
-        .hosts()?
+    let hosts = store.hosts()?;
+    let known: Vec<_> = match as_of {
+        // Hosts of that time: enrolled by then and with results then (the
+        // query leaves out those revoked by then).
+        Some(t) => hosts
+            .into_iter()
+            .filter(|h| {
+                h.enrolled_at <= t.unix_timestamp() && (!h.revoked || by_agent.contains_key(&h.agent_id))
+            })
+            .collect(),
+        None => hosts.into_iter().filter(|h| !h.revoked).collect(),
+    };
+    Ok(known
         .into_iter()
-        .filter(|h| !h.revoked)
         .map(|h| HostEvidence {
             checks: by_agent.remove(&h.agent_id).unwrap_or_default(),
             agent_id: h.agent_id,
@@ -75,7 +110,9 @@ pub fn policy(config: &Config) -> EvaluationPolicy {
 #[derive(Debug, Serialize)]
 pub struct ControlsView {
     pub framework: Option<String>,
+    /// The time the evaluation describes: now, or the `as_of` asked for.
     pub evaluated_at: i64,
+    pub as_of: bool,
     #[serde(flatten)]
     pub evaluation: Evaluation,
 }
@@ -88,21 +125,24 @@ pub fn controls(
     config: &Config,
     now: OffsetDateTime,
     framework: Option<&str>,
+    as_of: Option<OffsetDateTime>,
 ) -> Result<Result<ControlsView, String>, StoreError> {
     if let Some(fw) = framework
         && !catalog.frameworks().iter().any(|f| f.as_str() == fw)
     {
         return Ok(Err(fw.to_string()));
     }
-    let hosts = fleet_evidence(store)?;
-    let mut evaluation = evaluate(catalog, &hosts, now, &policy(config));
+    let hosts = fleet_evidence_at(store, as_of)?;
+    let at = as_of.unwrap_or(now);
+    let mut evaluation = evaluate(catalog, &hosts, at, &policy(config));
     if let Some(fw) = framework {
         evaluation.controls.retain(|c| c.framework == fw);
         evaluation.deviations.retain(|d| d.control_id.starts_with(&format!("{fw}/")));
     }
     Ok(Ok(ControlsView {
         framework: framework.map(String::from),
-        evaluated_at: now.unix_timestamp(),
+        evaluated_at: at.unix_timestamp(),
+        as_of: as_of.is_some(),
         evaluation,
     }))
 }

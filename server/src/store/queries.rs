@@ -132,6 +132,59 @@ impl Store {
         Ok(out)
     }
 
+    /// What [`Store::check_states`] would have answered at `at` (Unix
+    /// seconds): per agent enrolled and not revoked by then, the result of
+    /// each check in its newest record collected at or before `at`. Read from
+    /// the signed records themselves, so the past is what the evidence says.
+    pub fn check_states_as_of(&self, at: i64) -> Result<Vec<CheckStateRow>, StoreError> {
+        let conn = self.conn();
+        // SQLite returns the bare columns of the row holding MAX(...).
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.agent_id, j.value ->> 'id', j.value ->> 'status', j.value ->> 'backend',
+                    j.value ->> 'reason', MAX(r.collected_at * 4294967296 + r.seq), r.collected_at, r.seq,
+                    (SELECT MAX(c.collected_at) FROM check_changes c
+                      WHERE c.agent_id = r.agent_id AND c.check_id = j.value ->> 'id' AND c.collected_at <= ?1)
+             FROM records r JOIN agents a USING (agent_id), json_each(r.results) j
+             WHERE r.collected_at <= ?1 AND a.enrolled_at <= ?1 AND (a.revoked_at IS NULL OR a.revoked_at > ?1)
+             GROUP BY r.agent_id, j.value ->> 'id'
+             ORDER BY r.agent_id, 2",
+        )?;
+        let rows = stmt.query_map([at], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (agent_id, check_id, status, backend, reason, collected_at, seq, since) = row?;
+            let (Some(check_id), Some(status)) = (check_id, status) else {
+                return Err(StoreError::Corrupt(format!(
+                    "record {agent_id}/{seq}: a result without id or status"
+                )));
+            };
+            let status = CheckStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("record {agent_id}/{seq}: status {status:?}")))?;
+            out.push(CheckStateRow {
+                agent_id,
+                check_id,
+                status,
+                backend: backend.unwrap_or_default(),
+                reason,
+                collected_at,
+                record_seq: seq as u64,
+                since: since.unwrap_or(collected_at),
+            });
+        }
+        Ok(out)
+    }
+
     /// All stored records of an agent, in chain order.
     pub fn records_of(&self, agent_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
         let conn = self.conn();

@@ -1,0 +1,87 @@
+//! The state on a past date, as an auditor asks for it: hosts and controls
+//! `as_of` a time are rebuilt from the signed records received by then, over
+//! the real API.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_agent::host::{FixtureHost, Host};
+use custos_proto::evidence::CheckStatus;
+use custos_tests::{TestAgent, TestServer, core_results};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap().format(&Rfc3339).unwrap()
+}
+
+fn firewall_status(host: &Value) -> Option<String> {
+    host["checks"].as_array()?.iter().find(|c| c["check_id"] == "firewall").map(|c| c["status"].to_string())
+}
+
+fn control<'a>(controls: &'a Value, id: &str) -> &'a Value {
+    controls["controls"].as_array().unwrap().iter().find(|c| c["control_id"] == id).unwrap()
+}
+
+fn ids(v: &Value) -> BTreeSet<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
+    let server = TestServer::start().await;
+    let host: Arc<dyn Host> = Arc::new(FixtureHost::new());
+    let mut a = TestAgent::enroll(&server, "audited", host).await;
+    let id = a.id();
+    let before_any = OffsetDateTime::now_utc().unix_timestamp() - 1;
+
+    // The firewall fails first, then is fixed a couple of seconds later.
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[("firewall", CheckStatus::Fail)])).unwrap();
+    a.agent.deliver().await.unwrap();
+    let (_, h) = server.api(&format!("/api/v1/hosts/{id}")).await;
+    let failing_at = h["checks"][0]["collected_at"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    a.agent.deliver().await.unwrap();
+
+    // Now: passing.
+    let (status, now) = server.api(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(firewall_status(&now).as_deref(), Some("\"pass\""), "{now:#}");
+
+    // As of the failing record: failing, and that record's time is the evidence time.
+    let (status, then) = server.api(&format!("/api/v1/hosts/{id}?as_of={}", rfc3339(failing_at))).await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(firewall_status(&then).as_deref(), Some("\"fail\""), "{then:#}");
+    assert_eq!(then["last_collected_at"], failing_at);
+
+    let fw_only = "bsi-grundschutz:2023/SYS.1.1.A19";
+    let q = |at: i64| format!("/api/v1/controls?framework=bsi-grundschutz:2023&as_of={}", rfc3339(at));
+    let (_, c) = server.api(&q(failing_at)).await;
+    assert_eq!((c["as_of"].as_bool(), c["evaluated_at"].as_i64()), (Some(true), Some(failing_at)));
+    assert_eq!(ids(&control(&c, fw_only)["failing"]), BTreeSet::from([id.clone()]));
+    assert_eq!(control(&c, fw_only)["state"], "deviating");
+    let (_, c) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
+    assert_eq!(control(&c, fw_only)["state"], "effective");
+
+    // Before any evidence the host had none: never counted as compliant.
+    let (_, c) = server.api(&q(before_any)).await;
+    let ctl = control(&c, fw_only);
+    assert!(ids(&ctl["passing"]).is_empty() && ids(&ctl["failing"]).is_empty(), "{ctl:#}");
+    let (_, hosts) = server.api(&format!("/api/v1/hosts?as_of={}", rfc3339(before_any))).await;
+    for h in hosts.as_array().unwrap() {
+        assert_ne!(h["evidence"], "current", "{h:#}");
+    }
+
+    // Malformed and future times are refused with the reason.
+    let (status, body) = server.api("/api/v1/controls?as_of=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("RFC 3339"));
+    let future = rfc3339(OffsetDateTime::now_utc().unix_timestamp() + 3600);
+    let (status, body) = server.api(&format!("/api/v1/hosts?as_of={future}")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("as_of lies in the future")));
+    let (status, _) = server.api("/api/v1/hosts/0123456789abcdef0123456789abcdef").await;
+    assert_eq!(status, 404);
+}
