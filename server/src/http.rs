@@ -130,14 +130,13 @@ struct AsOfQuery {
     as_of: Option<String>,
 }
 
-/// `as_of` as an RFC 3339 time, not in the future.
-fn parse_as_of(as_of: Option<&str>, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, Response> {
+/// `as_of` as an RFC 3339 time, not in the future; the error says why not.
+fn parse_as_of(as_of: Option<&str>, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, &'static str> {
     let Some(text) = as_of else { return Ok(None) };
-    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
-        error(StatusCode::BAD_REQUEST, "as_of must be an RFC 3339 time such as 2026-11-23T12:00:00Z")
-    })?;
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "as_of must be an RFC 3339 time such as 2026-11-23T12:00:00Z")?;
     if t > now {
-        return Err(error(StatusCode::BAD_REQUEST, "as_of lies in the future"));
+        return Err("as_of lies in the future");
     }
     Ok(Some(t))
 }
@@ -152,7 +151,7 @@ async fn hosts(
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_as_of(q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
         Ok(v) => Json(v).into_response(),
@@ -174,7 +173,7 @@ async fn host(
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_as_of(q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
         Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
@@ -202,7 +201,7 @@ async fn controls(
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_as_of(q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match blocking(move || {
         Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref(), as_of)?)
