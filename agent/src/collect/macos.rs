@@ -207,10 +207,11 @@ pub fn parse_defaults(text: &str) -> Option<BTreeMap<String, String>> {
         }
         depth += depth_change(line);
         if depth <= 0 {
-            break;
+            return Some(out);
         }
     }
-    Some(out)
+    // No closing brace: cut-off output, which must not read as "key absent".
+    None
 }
 
 /// A boolean as `defaults read` prints it (`1`/`0`, or `YES`/`true` as written).
@@ -257,5 +258,6 @@ mod tests {
         assert_eq!(d["SkipLocalCDN"], "0");
         assert!(!d.contains_key("Identifier"));
         assert!(parse_defaults("Domain x does not exist").is_none());
+        assert!(parse_defaults("{\n    AutomaticCheckEnabled = 1;\n").is_none(), "cut off");
     }
 }

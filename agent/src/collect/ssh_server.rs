@@ -76,6 +76,26 @@ pub fn evaluate_sshd_t(text: &str, backend: &str) -> Finding {
         )
         .with_raw(text);
     };
+    // sshd -T prints every keyword; one missing means cut-off or foreign
+    // output, and a missing setting must never read as a secure one.
+    let kbd_key = if cfg.contains_key("kbdinteractiveauthentication") {
+        "kbdinteractiveauthentication"
+    } else {
+        "challengeresponseauthentication"
+    };
+    let required =
+        ["passwordauthentication", kbd_key, "permitemptypasswords", "ciphers", "macs", "kexalgorithms"];
+    let missing: Vec<&str> = required.iter().copied().filter(|k| !cfg.contains_key(*k)).collect();
+    if !missing.is_empty() {
+        return Finding::unknown(
+            backend,
+            format!(
+                "sshd -T output lacks {} (cut off?); the effective configuration is not known",
+                missing.join(", ")
+            ),
+        )
+        .with_raw(text);
+    }
     let yes = |k: &str| one(k) == Some("yes");
     let password = yes("passwordauthentication");
     // Keyboard-interactive (via PAM) asks for the password too.
@@ -153,6 +173,13 @@ mod tests {
         assert!(r.contains("weak ciphers offered: aes256-cbc"), "{r}");
         assert!(r.contains("weak MACs offered: hmac-sha1, umac-64@openssh.com"), "{r}");
         assert!(r.contains("diffie-hellman-group14-sha1"), "{r}");
+    }
+
+    #[test]
+    fn cut_off_output_is_unknown_not_secure() {
+        let f = evaluate_sshd_t("port 22\npermitrootlogin no\n", "openssh");
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("lacks passwordauthentication"));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!
 //! Status rule: pass when the auditd job is loaded and `audit_control`
 //! records at least logins/logouts (`lo`) and authentication/authorisation
-//! (`aa`); fail when the job is not loaded, the file is missing, or those
+//! (`aa`), successes and failures (a `^-aa` or `^+aa` exclusion counts as
+//! not recorded); fail when the job is not loaded, the file is missing, or those
 //! classes are not recorded; unknown when the file or the job state cannot
 //! be read.
 
@@ -50,10 +51,11 @@ pub fn parse_audit_control(text: &str) -> AuditControl {
 }
 
 /// Whether a class is recorded for success and failure: `lo`, `all`, or
-/// `+lo` and `-lo` together; `^lo` removes it.
+/// `+lo` and `-lo` together; `^lo` removes it, `^+lo` / `^-lo` remove its
+/// successes / failures.
 fn records(flags: &[String], class: &str) -> bool {
     let has = |f: &str| flags.iter().any(|x| x == f);
-    !has(&format!("^{class}"))
+    !["^", "^+", "^-"].iter().any(|p| has(&format!("{p}{class}")))
         && (has(class) || has("all") || (has(&format!("+{class}")) && has(&format!("-{class}"))))
 }
 
@@ -150,6 +152,8 @@ mod tests {
         assert!(!records(&f("-lo,aa"), "lo"));
         assert!(records(&f("+lo,-lo"), "lo"));
         assert!(!records(&f("all,^lo"), "lo"));
+        assert!(!records(&f("lo,aa,^-aa"), "aa"));
+        assert!(!records(&f("all,^+lo"), "lo"));
         assert!(records(&f("all"), "aa"));
         assert_eq!(parse_launchctl_pid("{\n\t\"PID\" = 412;\n};\n"), Some(412));
     }

@@ -22,8 +22,9 @@
 //!   downloads and installs updates by itself, and that default is what runs
 //!   ("no policy: Windows default (automatic)");
 //! - unknown: `AUOptions` 5 (the local administrator chooses; that local
-//!   choice is not read), an unrecognised value, or the policy key or the
-//!   service configuration could not be read.
+//!   choice is not read), an unrecognised value, or the policy key, the
+//!   pause, the MDM policy or the service configuration could not be read
+//!   (a `PauseUpdatesExpiryTime` that is not a readable date included).
 
 use std::collections::BTreeMap;
 
@@ -55,10 +56,10 @@ pub fn parse_sc_start_type(text: &str) -> Option<u32> {
 pub struct Observed {
     /// The AU policy values; `Ok(None)` when the key does not exist.
     pub policy: Result<Option<BTreeMap<String, RegValue>>, Unavailable>,
-    /// `PauseUpdatesExpiryTime` as printed, when set.
-    pub paused_until: Option<String>,
-    /// The MDM (Intune) `Update/AllowAutoUpdate` policy, when set.
-    pub mdm_allow_auto_update: Option<u64>,
+    /// `PauseUpdatesExpiryTime` as printed, `Ok(None)` when not set.
+    pub paused_until: Result<Option<String>, Unavailable>,
+    /// The MDM (Intune) `Update/AllowAutoUpdate` policy, `Ok(None)` when not set.
+    pub mdm_allow_auto_update: Result<Option<u64>, Unavailable>,
     /// `sc qc wuauserv` output, or why it could not be read.
     pub service: Result<String, Unavailable>,
 }
@@ -84,15 +85,17 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
         }
         Err(_) => None,
     };
-    let paused_at = o.paused_until.as_deref().and_then(parse_iso_date);
+    let paused_until = o.paused_until.as_ref().ok().cloned().flatten();
+    let mdm = o.mdm_allow_auto_update.as_ref().ok().copied().flatten();
+    let paused_at = paused_until.as_deref().and_then(parse_iso_date);
     let base = |status| {
         Finding::new(status, BACKEND)
             .fact("policy_configured", policy.is_some())
             .fact("no_auto_update", json!(no_auto))
             .fact("au_options", json!(au_options))
             .fact("service_start_type", json!(start_type))
-            .fact("paused_until", json!(o.paused_until))
-            .fact("mdm_allow_auto_update", json!(o.mdm_allow_auto_update))
+            .fact("paused_until", json!(paused_until))
+            .fact("mdm_allow_auto_update", json!(mdm))
             .with_raw(raw.clone())
     };
     let mut problems = Vec::new();
@@ -119,7 +122,7 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
     }
     // MDM: 0 notify before download, 1-4 install automatically, 5 off. Either
     // policy channel turning updates off is enough to fail.
-    match o.mdm_allow_auto_update {
+    match mdm {
         Some(0) => {
             problems.push("MDM policy only notifies before downloading updates (AllowAutoUpdate = 0)".into())
         }
@@ -127,7 +130,7 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
         _ => {}
     }
     if paused_at.is_some_and(|t| t > now) {
-        problems.push(format!("updates are paused until {}", o.paused_until.as_deref().unwrap_or("?")));
+        problems.push(format!("updates are paused until {}", paused_until.as_deref().unwrap_or("?")));
     }
     if !problems.is_empty() {
         return base(CheckStatus::Fail).with_reason(problems.join("; "));
@@ -135,6 +138,21 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
     let verdict = options_verdict.unwrap_or("");
     if let Some(why) = verdict.strip_prefix("unknown: ") {
         return base(CheckStatus::Unknown).with_reason(why.to_string());
+    }
+    // A pause or an MDM policy that cannot be read may be what turns updates off.
+    let mut unread = Vec::new();
+    match (&o.paused_until, &paused_until) {
+        (Err(e), _) => unread.push(format!("the update pause could not be read: {}", e.message())),
+        (_, Some(p)) if paused_at.is_none() => {
+            unread.push(format!("PauseUpdatesExpiryTime {p:?} is not a date that could be read"))
+        }
+        _ => {}
+    }
+    if let Err(e) = &o.mdm_allow_auto_update {
+        unread.push(format!("the MDM AllowAutoUpdate policy could not be read: {}", e.message()));
+    }
+    if !unread.is_empty() {
+        return base(CheckStatus::Unknown).with_reason(unread.join("; "));
     }
     match (&o.service, start_type) {
         (Err(e), _) => base(CheckStatus::Unknown).with_reason(format!(
@@ -148,15 +166,20 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
 
 /// Reads the policy, pause and service state through the host.
 pub fn observe(host: &dyn Host) -> Observed {
-    let paused_until = reg_query(host, &[UX_KEY, "/v", "PauseUpdatesExpiryTime"])
-        .ok()
-        .flatten()
-        .and_then(|v| v.get("pauseupdatesexpirytime").map(|r| r.data.trim().to_string()))
-        .filter(|s| !s.is_empty());
-    let mdm_allow_auto_update = reg_query(host, &[MDM_KEY, "/v", "AllowAutoUpdate"])
-        .ok()
-        .flatten()
-        .and_then(|v| v.get("allowautoupdate").and_then(RegValue::number));
+    let paused_until = reg_query(host, &[UX_KEY, "/v", "PauseUpdatesExpiryTime"]).map(|v| {
+        v.and_then(|v| v.get("pauseupdatesexpirytime").map(|r| r.data.trim().to_string()))
+            .filter(|s| !s.is_empty())
+    });
+    let mdm_allow_auto_update = reg_query(host, &[MDM_KEY, "/v", "AllowAutoUpdate"]).and_then(|v| match v {
+        None => Ok(None),
+        Some(v) => match v.get("allowautoupdate") {
+            None => Ok(None),
+            Some(r) => r
+                .number()
+                .map(Some)
+                .ok_or_else(|| Unavailable::Failed(format!("AllowAutoUpdate is not a number: {:?}", r.data))),
+        },
+    });
     Observed {
         policy: reg_query(host, &[AU_KEY]),
         paused_until,
@@ -181,8 +204,8 @@ mod tests {
             .collect();
         Observed {
             policy: Ok(Some(map)),
-            paused_until: None,
-            mdm_allow_auto_update: None,
+            paused_until: Ok(None),
+            mdm_allow_auto_update: Ok(None),
             service: Ok("        START_TYPE         : 3   DEMAND_START\r\n".into()),
         }
     }

@@ -1,4 +1,12 @@
 //! The Linux backends of the `os_patches` check.
+//!
+//! Status rule: fail when a security update is pending, the running kernel
+//! is older than the newest installed one or a reboot is required, or (apt,
+//! zypper) the package lists are older than [`MAX_LIST_AGE_DAYS`]; pass when
+//! none is; unknown when the package manager cannot answer, the list age is
+//! unknown (apt, zypper), or the output is not understood (a zypper table
+//! without its columns, a `dnf updateinfo` line not in the `SEVERITY/Sec.`
+//! form, such as dnf5's table).
 
 use serde_json::json;
 
@@ -30,17 +38,29 @@ pub fn parse_apt_simulation(text: &str) -> Vec<Pending> {
         .collect()
 }
 
+fn is_dnf_security_line(l: &str) -> bool {
+    l.contains("/Sec.")
+        || l.contains(" Sec. ")
+        || l.split_whitespace().nth(1).is_some_and(|s| s.ends_with("Sec."))
+}
+
 /// Parses `dnf -q updateinfo list --security`: `ADVISORY  SEVERITY/Sec.  PACKAGE` lines.
 pub fn parse_dnf_security(text: &str) -> Vec<Pending> {
     text.lines()
-        .filter(|l| {
-            l.contains("/Sec.")
-                || l.contains(" Sec. ")
-                || l.split_whitespace().nth(1).is_some_and(|s| s.ends_with("Sec."))
-        })
+        .filter(|l| is_dnf_security_line(l))
         .filter_map(|l| l.split_whitespace().nth(2))
         .map(|p| Pending { package: p.to_string(), security: true })
         .collect()
+}
+
+/// The first line of `dnf updateinfo` output that is neither an advisory in
+/// the `SEVERITY/Sec.` form nor a known banner (dnf5 prints another table).
+fn unrecognised_dnf_line(text: &str) -> Option<&str> {
+    const BANNERS: &[&str] =
+        &["Updating Subscription Management repositories", "Last metadata expiration check"];
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !is_dnf_security_line(l) && !BANNERS.iter().any(|b| l.starts_with(b)))
 }
 
 /// Parses `zypper list-patches` (SUSE): a `|`-separated table whose header
@@ -120,7 +140,17 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             Ok(p) => p,
             Err(e) => return Finding::unknown(manager, e).with_raw(text.clone()),
         },
-        _ => parse_dnf_security(text),
+        _ => match unrecognised_dnf_line(text) {
+            // Empty output is "no advisory"; anything else must be understood.
+            None => parse_dnf_security(text),
+            Some(l) => {
+                return Finding::unknown(
+                    manager,
+                    format!("{manager} updateinfo printed an unrecognised line: {l}"),
+                )
+                .with_raw(text.clone());
+            }
+        },
     };
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let age_days = o.lists_updated_at.map(|t| (now - t).max(0) / 86_400);

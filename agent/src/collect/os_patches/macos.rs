@@ -13,8 +13,10 @@
 //!
 //! Status rule: fail when a recommended update other than a major upgrade is
 //! pending; pass when the tool says no new software is available or only
-//! non-recommended updates or major upgrades are listed; unknown when the
-//! server could not be reached or the output is not understood. Without
+//! updates marked `Recommended: NO` or major upgrades are listed; unknown
+//! when the server could not be reached, the output is not understood, or
+//! an update (other than a major upgrade) lacks a `Recommended: YES` / `NO`
+//! field. Without
 //! `sw_vers` every recommended macOS update counts as pending.
 
 use crate::collect::{Context, Finding};
@@ -27,7 +29,8 @@ pub struct Update {
     pub label: String,
     pub title: String,
     pub version: String,
-    pub recommended: bool,
+    /// `None` when the `Recommended:` field is missing or not `YES` / `NO`.
+    pub recommended: Option<bool>,
     pub restart: bool,
 }
 
@@ -72,7 +75,8 @@ pub fn parse_softwareupdate_list(text: &str) -> Listing {
                 match k.as_str() {
                     "Title" => u.title = v,
                     "Version" => u.version = v,
-                    "Recommended" => u.recommended = v.eq_ignore_ascii_case("YES"),
+                    "Recommended" if v.eq_ignore_ascii_case("YES") => u.recommended = Some(true),
+                    "Recommended" if v.eq_ignore_ascii_case("NO") => u.recommended = Some(false),
                     "Action" => u.restart = v.eq_ignore_ascii_case("restart"),
                     _ => {}
                 }
@@ -133,8 +137,19 @@ pub fn evaluate(listing: &Listing, running: Option<&str>, raw: &str) -> Finding 
         Listing::Updates(updates) => {
             let (majors, rest): (Vec<&Update>, Vec<&Update>) =
                 updates.iter().partition(|u| is_major_upgrade(u, running));
-            let pending: Vec<&Update> = rest.into_iter().filter(|u| u.recommended).collect();
             let labels: Vec<String> = updates.iter().map(|u| u.label.clone()).collect();
+            // An update whose recommendation was not read may be a security update.
+            let unclear: Vec<&str> =
+                rest.iter().filter(|u| u.recommended.is_none()).map(|u| u.label.as_str()).collect();
+            let pending: Vec<&Update> = rest.into_iter().filter(|u| u.recommended == Some(true)).collect();
+            if pending.is_empty() && !unclear.is_empty() {
+                return base(CheckStatus::Unknown)
+                    .with_reason(format!(
+                        "softwareupdate did not say whether these updates are recommended: {}",
+                        unclear.join(", ")
+                    ))
+                    .fact("labels", labels);
+            }
             let f = base(if pending.is_empty() { CheckStatus::Pass } else { CheckStatus::Fail })
                 .fact("pending_updates", pending.len())
                 .fact("labels", labels)
@@ -202,7 +217,7 @@ mod tests {
         let l = parse_softwareupdate_list(LIST);
         let Listing::Updates(u) = &l else { panic!("{l:?}") };
         assert_eq!(u[0].title, "Command Line Tools for Xcode");
-        assert_eq!((u[1].version.as_str(), u[1].recommended, u[1].restart), ("15.1.1", true, true));
+        assert_eq!((u[1].version.as_str(), u[1].recommended, u[1].restart), ("15.1.1", Some(true), true));
         let f = evaluate(&l, Some("14.7.1"), LIST);
         assert_eq!(f.status, CheckStatus::Fail);
         assert_eq!(f.facts["pending_updates"], 1);

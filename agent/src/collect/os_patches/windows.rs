@@ -12,7 +12,10 @@
 //! Status rule: fail when a security update is pending (MsrcSeverity
 //! Critical or Important, or category "Security Updates"); pass when the
 //! search succeeded and none is; unknown when the search fails (offline, no
-//! update source, service disabled, timeout). Other pending updates and the
+//! update source, service disabled, timeout) or when a pending update is
+//! not rated Critical/Important and none of its categories is an English
+//! classification name (WUA translates them, so "Security Updates" cannot
+//! be recognised). Other pending updates and the
 //! last install date are facts.
 
 use serde_json::{Value, json};
@@ -40,7 +43,30 @@ pub struct Update {
     pub kbs: Vec<String>,
 }
 
+/// The English names of the Windows Update classifications. Every update
+/// has one among its categories; WUA prints category names in the display
+/// language, so an update with none of these was not classified here.
+const CLASSIFICATIONS: &[&str] = &[
+    "Security Updates",
+    "Critical Updates",
+    "Definition Updates",
+    "Updates",
+    "Update Rollups",
+    "Feature Packs",
+    "Service Packs",
+    "Tools",
+    "Drivers",
+    "Driver Sets",
+    "Upgrades",
+    "Applications",
+];
+
 impl Update {
+    /// Whether an English classification name is among the categories.
+    pub fn is_classified(&self) -> bool {
+        self.categories.iter().any(|c| CLASSIFICATIONS.contains(&c.as_str()))
+    }
+
     /// Security relevance as Microsoft classifies it.
     pub fn is_security(&self) -> bool {
         matches!(self.severity.as_deref(), Some("Critical") | Some("Important"))
@@ -125,6 +151,18 @@ pub fn evaluate(search: Result<String, String>, hotfix: Option<(String, i64, Str
             .fact("last_installed_kb", last_id.clone())
             .with_raw(text.clone())
     };
+    // Not rated Critical/Important and no classification understood (other
+    // display language): a security update cannot be ruled out.
+    let unclassified: Vec<&Update> =
+        updates.iter().filter(|u| !u.is_security() && !u.is_classified()).collect();
+    if security.is_empty() && !unclassified.is_empty() {
+        let names: Vec<String> = unclassified.iter().take(5).map(|u| u.categories.join("/")).collect();
+        return f(CheckStatus::Unknown).with_reason(format!(
+            "{} pending updates have no recognised classification (categories {}; non-English display language?)",
+            unclassified.len(),
+            names.join(", ")
+        ));
+    }
     if security.is_empty() {
         return f(CheckStatus::Pass)
             .with_reason(format!("no security updates pending; {} other updates", updates.len()));
