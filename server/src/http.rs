@@ -4,7 +4,8 @@
 //! data and asks for a token), and under `/api/v1/` (bearer token required):
 //! `GET hosts`, `hosts/{id}`, `controls` (both with `as_of=<RFC 3339>` for
 //! the state at a past time, read from the signed records), `risks`,
-//! `gaps`, `security-events`, and
+//! `effectiveness?control=ID&from=T1[&to=T2][&points=N]` (a control's
+//! effectiveness over time), `gaps`, `security-events`, and
 //! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
@@ -47,6 +48,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/hosts",
     "/api/v1/hosts/0123456789abcdef0123456789abcdef",
     "/api/v1/controls",
+    "/api/v1/effectiveness?control=iso27001:2022/A.8.20&from=2026-01-01T00:00:00Z&points=2",
     "/api/v1/risks",
     "/api/v1/gaps",
     "/api/v1/security-events",
@@ -62,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{agent_id}", get(host))
         .route("/api/v1/controls", get(controls))
+        .route("/api/v1/effectiveness", get(effectiveness))
         .route("/api/v1/risks", get(risks))
         .route("/api/v1/gaps", get(gaps))
         .route("/api/v1/security-events", get(security_events))
@@ -210,6 +213,53 @@ async fn controls(
     {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown framework {unknown:?}")),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EffectivenessQuery {
+    control: String,
+    from: String,
+    to: Option<String>,
+    points: Option<u32>,
+}
+
+/// `GET /api/v1/effectiveness?control=ID&from=T1[&to=T2][&points=N]`: the
+/// control's effectiveness (passing / in scope) at N evenly spaced times.
+async fn effectiveness(
+    State(s): State<HttpState>,
+    q: Result<Query<EffectivenessQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "parameters: control (required), from (required), to, points");
+    };
+    let now = OffsetDateTime::now_utc();
+    let from = match parse_as_of(Some(&q.from), now) {
+        Ok(Some(t)) => t,
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "from is required"),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why.replace("as_of", "from")),
+    };
+    let to = match parse_as_of(q.to.as_deref(), now) {
+        Ok(t) => t.unwrap_or(now),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why.replace("as_of", "to")),
+    };
+    if to < from {
+        return error(StatusCode::BAD_REQUEST, "to lies before from");
+    }
+    let points = q.points.unwrap_or(30);
+    if points == 0 || points > views::MAX_POINTS {
+        return error(StatusCode::BAD_REQUEST, &format!("points must be 1 to {}", views::MAX_POINTS));
+    }
+    let control = q.control.clone();
+    match blocking(move || {
+        Ok(views::effectiveness(&s.store, &s.catalog, &s.config, &control, from, to, points)?)
+    })
+    .await
+    {
+        Ok(Ok(series)) => Json(json!({"control_id": q.control, "points": series})).into_response(),
+        Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown control {unknown:?}")),
         Err(r) => r,
     }
 }

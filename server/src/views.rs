@@ -146,3 +146,56 @@ pub fn controls(
         evaluation,
     }))
 }
+
+/// One point of a control's effectiveness over time.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EffectivenessPoint {
+    pub at: i64,
+    pub state: crate::evaluate::ControlState,
+    pub passing: usize,
+    /// Hosts the control applies to (every bucket but not-applicable).
+    pub in_scope: usize,
+    /// `passing / in_scope`; `None` when no host is in scope.
+    pub effectiveness: Option<f64>,
+}
+
+/// Most points one effectiveness query may ask for.
+pub const MAX_POINTS: u32 = 500;
+
+/// A control's effectiveness at `points` evenly spaced times from `from` to
+/// `to` (both included), each evaluated from the records received by then.
+/// `Ok(Err(id))` when the control is unknown.
+pub fn effectiveness(
+    store: &Store,
+    catalog: &Catalog,
+    config: &Config,
+    control: &str,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    points: u32,
+) -> Result<Result<Vec<EffectivenessPoint>, String>, StoreError> {
+    if catalog.control(control).is_none() {
+        return Ok(Err(control.to_string()));
+    }
+    let points = points.clamp(1, MAX_POINTS);
+    let span = (to - from).whole_seconds().max(0);
+    let mut out = Vec::with_capacity(points as usize);
+    for i in 0..points {
+        let offset = if points == 1 { span } else { span * i64::from(i) / i64::from(points - 1) };
+        let at = from + time::Duration::seconds(offset);
+        let hosts = fleet_evidence_at(store, Some(at))?;
+        let evaluation = evaluate(catalog, &hosts, at, &policy(config));
+        let Some(c) = evaluation.controls.into_iter().find(|c| c.control_id == control) else {
+            continue;
+        };
+        let in_scope = c.passing.len() + c.failing.len() + c.unknown.len() + c.without_evidence.len();
+        out.push(EffectivenessPoint {
+            at: at.unix_timestamp(),
+            state: c.state,
+            passing: c.passing.len(),
+            in_scope,
+            effectiveness: (in_scope > 0).then(|| c.passing.len() as f64 / in_scope as f64),
+        });
+    }
+    Ok(Ok(out))
+}

@@ -75,6 +75,30 @@ async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
         assert_ne!(h["evidence"], "current", "{h:#}");
     }
 
+    // Effectiveness over time: nothing in scope before any evidence, 0 while
+    // failing, 1 once fixed.
+    let now_ts = OffsetDateTime::now_utc().unix_timestamp();
+    let url = format!(
+        "/api/v1/effectiveness?control={fw_only}&from={}&to={}&points=2",
+        rfc3339(failing_at),
+        rfc3339(now_ts)
+    );
+    let (status, series) = server.api(&url).await;
+    assert_eq!(status, 200, "{series}");
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(
+        (points[0]["at"].as_i64(), points[0]["effectiveness"].as_f64()),
+        (Some(failing_at), Some(0.0))
+    );
+    assert_eq!(points[0]["state"], "deviating");
+    assert_eq!(points[1]["effectiveness"].as_f64(), Some(1.0), "{series:#}");
+    let (status, body) =
+        server.api("/api/v1/effectiveness?control=iso27001:2022/A.99&from=2026-01-01T00:00:00Z").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = server.api(&format!("/api/v1/effectiveness?control={fw_only}")).await;
+    assert_eq!(status, 400, "from is required");
+
     // Malformed and future times are refused with the reason.
     let (status, body) = server.api("/api/v1/controls?as_of=yesterday").await;
     assert_eq!(status, 400);
