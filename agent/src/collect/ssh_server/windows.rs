@@ -12,7 +12,7 @@
 //! Status rule: not_applicable when the service is not installed (sc error
 //! 1060) or is stopped and not set to start automatically; otherwise the
 //! evaluator's verdict on `sshd -T`; unknown when `sc` or `sshd -T` cannot
-//! answer.
+//! answer, including a stopped service whose start type is unreadable.
 
 use crate::collect::windows::host_error;
 use crate::collect::{Context, Finding};
@@ -60,6 +60,15 @@ pub fn evaluate(query: &str, qc: Option<&str>, sshd_t: Option<Result<String, Str
     let start = qc.and_then(|t| parse_sc_number(t, "START_TYPE"));
     let running = state == 4;
     let service = if running { "running" } else { "stopped" };
+    if !running && start.is_none() {
+        // Stopped, but whether it starts by itself is not known.
+        return Finding::unknown(
+            BACKEND,
+            "sshd is stopped and its start type could not be read (sc qc sshd)",
+        )
+        .fact("service", service)
+        .with_raw(query);
+    }
     if !running && start != Some(2) {
         return Finding::new(CheckStatus::NotApplicable, BACKEND)
             .with_reason("the OpenSSH server is installed but neither running nor set to start automatically")

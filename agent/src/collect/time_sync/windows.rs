@@ -8,14 +8,16 @@
 //! Status rule: fail when the service is not running, the source is the
 //! local clock (`Local CMOS Clock`, `Free-running System Clock`), the leap
 //! indicator is 3 (not synchronised), no sync ever succeeded, or the phase
-//! offset exceeds [`MAX_OFFSET_MS`]; pass otherwise (an NTP server, a domain
+//! offset exceeds [`MAX_OFFSET_MS`], or the last good sync is older than
+//! [`MAX_SYNC_AGE_SECONDS`]; unknown when the phase offset or the time since
+//! the last sync is not shown; pass otherwise (an NTP server, a domain
 //! controller, or the Hyper-V time provider); unknown when w32tm cannot run
 //! or prints no `Source` / `Leap Indicator` (other display language). The source host name is
 //! personal data and goes through the privacy settings.
 
 use serde_json::json;
 
-use super::MAX_OFFSET_MS;
+use super::{MAX_OFFSET_MS, MAX_SYNC_AGE_SECONDS};
 use crate::collect::windows::host_error;
 use crate::collect::{Context, Finding};
 use crate::host::Host;
@@ -95,6 +97,23 @@ pub fn evaluate(code: Option<i32>, text: &str, ctx: &Context) -> Finding {
     }
     if let Some(off) = s.offset_ms.filter(|o| o.abs() > MAX_OFFSET_MS) {
         problems.push(format!("clock offset {off:.1} ms exceeds {MAX_OFFSET_MS} ms"));
+    }
+    if let Some(age) = s.seconds_since_sync.filter(|a| *a > MAX_SYNC_AGE_SECONDS) {
+        problems.push(format!(
+            "last good synchronisation was {:.1} days ago (limit {:.0})",
+            age / 86_400.0,
+            MAX_SYNC_AGE_SECONDS / 86_400.0
+        ));
+    }
+    // Synchronised by the flags but without a measured offset or sync age,
+    // nothing says how far off the clock is.
+    if problems.is_empty() && (s.offset_ms.is_none() || s.seconds_since_sync.is_none()) {
+        return Finding::unknown(
+            BACKEND,
+            "w32tm shows a time source but no phase offset or time since the last sync",
+        )
+        .fact("source", json!(source_fact))
+        .with_raw(text);
     }
     let status = if problems.is_empty() { CheckStatus::Pass } else { CheckStatus::Fail };
     let reason = if problems.is_empty() {
