@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod keeper;
+pub mod oscal;
 pub mod registry;
 pub mod risk;
 pub mod secrets;
