@@ -157,8 +157,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         &read(data.server_key())?,
         Arc::clone(&agents),
     )?;
-    let catalog =
-        Arc::new(Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?);
+    let catalog = Arc::new(load_catalog(dir)?);
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));
@@ -223,4 +222,75 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     tasks.push(keeper::spawn(Arc::clone(&store), catalog, ingest.changed.clone(), shutdown_rx));
 
     Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
+}
+
+/// One imported catalog as listed in `catalogs/index.toml`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ImportedCatalog {
+    pub framework: String,
+    pub name: String,
+    /// File name inside `catalogs/`, the OSCAL document as imported.
+    pub file: String,
+    pub controls: usize,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CatalogIndex {
+    #[serde(default)]
+    catalog: Vec<ImportedCatalog>,
+}
+
+fn catalog_index(dir: &Path) -> Result<CatalogIndex, AppError> {
+    let path = DataDir(dir.to_path_buf()).catalogs().join("index.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| AppError::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CatalogIndex::default()),
+        Err(source) => Err(AppError::Io { path, source }),
+    }
+}
+
+/// The built-in catalog plus every OSCAL catalog imported into `dir`.
+pub fn load_catalog(dir: &Path) -> Result<Catalog, AppError> {
+    let mut catalog = Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?;
+    let folder = DataDir(dir.to_path_buf()).catalogs();
+    for entry in catalog_index(dir)?.catalog {
+        let path = folder.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|source| AppError::Io { path: path.clone(), source })?;
+        let oscal =
+            crate::oscal::parse_catalog(&path, &bytes).map_err(|e| AppError::Invalid(e.to_string()))?;
+        catalog = catalog
+            .with_oscal(&entry.framework, &entry.name, &oscal)
+            .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
+    }
+    Ok(catalog)
+}
+
+/// Validates an OSCAL catalog and keeps it in `dir` as framework
+/// `framework`; the running server reads it at its next start. A file that
+/// does not parse, or a framework id already taken, changes nothing.
+pub fn import_catalog(dir: &Path, file: &Path, framework: &str) -> Result<ImportedCatalog, AppError> {
+    let bytes = std::fs::read(file).map_err(|source| AppError::Io { path: file.to_path_buf(), source })?;
+    let oscal = crate::oscal::parse_catalog(file, &bytes).map_err(|e| AppError::Invalid(e.to_string()))?;
+    // The whole catalog must still load with it: same checks as at start.
+    let name = oscal.title.clone();
+    load_catalog(dir)?
+        .with_oscal(framework, &name, &oscal)
+        .map_err(|e| AppError::Invalid(format!("{framework}: {e}")))?;
+    let folder = DataDir(dir.to_path_buf()).catalogs();
+    std::fs::create_dir_all(&folder).map_err(|source| AppError::Io { path: folder.clone(), source })?;
+    let stored = format!("{}.json", framework.replace(':', "@"));
+    let path = folder.join(&stored);
+    std::fs::write(&path, &bytes).map_err(|source| AppError::Io { path: path.clone(), source })?;
+    let entry = ImportedCatalog {
+        framework: framework.to_string(),
+        name,
+        file: stored,
+        controls: oscal.controls.len(),
+    };
+    let mut index = catalog_index(dir)?;
+    index.catalog.push(entry.clone());
+    let text = toml::to_string(&index).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let index_path = folder.join("index.toml");
+    std::fs::write(&index_path, text).map_err(|source| AppError::Io { path: index_path, source })?;
+    Ok(entry)
 }

@@ -20,6 +20,10 @@ pub enum CatalogError {
     Unqualified(String),
     #[error("control id {0:?} appears twice")]
     Duplicate(String),
+    #[error("framework id {0:?} is not name:edition (lowercase name, e.g. bsi-gspp-kernel:2026-07-29)")]
+    FrameworkId(String),
+    #[error("framework {0:?} exists already")]
+    FrameworkTaken(String),
     #[error("mapping of check {check:?} names unknown control {control:?}")]
     UnknownControl { check: String, control: String },
     #[error("mapping names undeclared check {0:?}")]
@@ -117,6 +121,16 @@ pub struct Catalog {
     by_control: BTreeMap<String, Vec<String>>,
 }
 
+/// `name:edition`: lowercase letters, digits and `-`, a colon, then an
+/// edition of letters, digits, `.` and `-`.
+pub fn is_framework_id(id: &str) -> bool {
+    let Some((name, edition)) = id.split_once(':') else { return false };
+    !name.is_empty()
+        && !edition.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && edition.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
 const BUILTIN_CATALOG: &str = include_str!("../data/catalog.toml");
 const BUILTIN_MAPPINGS: &str = include_str!("../data/mappings.toml");
 
@@ -170,6 +184,35 @@ impl Catalog {
             by_check.entry(map.check).or_default().push((map.control, rel));
         }
         Ok(Catalog { frameworks: c.framework, controls: c.control, checks, by_check, by_control })
+    }
+
+    /// Adds an imported OSCAL catalog as framework `framework` (an
+    /// edition-qualified id such as `bsi-gspp-kernel:2026-07-29`); its
+    /// controls become `<framework>/<OSCAL id>`. No check maps to them yet, so
+    /// they show as not assessed, visible next to the built-in ones.
+    pub fn with_oscal(
+        mut self,
+        framework: &str,
+        name: &str,
+        oscal: &crate::oscal::OscalCatalog,
+    ) -> Result<Catalog, CatalogError> {
+        if !is_framework_id(framework) {
+            return Err(CatalogError::FrameworkId(framework.to_string()));
+        }
+        if self.frameworks.iter().any(|f| f.id == framework) {
+            return Err(CatalogError::FrameworkTaken(framework.to_string()));
+        }
+        self.frameworks.push(Framework { id: framework.to_string(), name: name.to_string() });
+        for c in &oscal.controls {
+            self.controls.push(Control {
+                id: format!("{framework}/{}", c.id),
+                title: c.title.clone(),
+                group: c.groups.first().cloned(),
+                level: None,
+                predecessors: Vec::new(),
+            });
+        }
+        Ok(self)
     }
 
     pub fn frameworks(&self) -> Vec<String> {

@@ -189,6 +189,10 @@ impl DataDir {
     pub fn database(&self) -> PathBuf {
         self.0.join("custos.db")
     }
+    /// Imported OSCAL catalogs and their index.
+    pub fn catalogs(&self) -> PathBuf {
+        self.0.join("catalogs")
+    }
     pub fn ca_cert(&self) -> PathBuf {
         self.0.join("ca.pem")
     }

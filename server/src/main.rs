@@ -45,6 +45,25 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Control catalogs beyond the built-in ones.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Validate an OSCAL catalog (JSON, OSCAL 1.0-1.2) and add it as a
+    /// framework; the server loads it at its next start.
+    Import {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Edition-qualified framework id, e.g. bsi-gspp-kernel:2026-07-29.
+        #[arg(long)]
+        framework: String,
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +114,13 @@ fn main() -> anyhow::Result<()> {
             println!("CA certificate for agents: {}", out.ca_cert_path.display());
             println!("admin API token (shown once, stored only as a hash):");
             println!("{}", out.admin_token);
+        }
+        Command::Catalog { command: CatalogCommand::Import { data_dir, framework, file } } => {
+            let imported = app::import_catalog(&data_dir, &file, &framework)?;
+            println!(
+                "imported {} ({} controls) as framework {}; restart the server to use it",
+                imported.name, imported.controls, imported.framework
+            );
         }
         Command::Token { command: TokenCommand::Create { data_dir, uses, ttl } } => {
             println!("{}", app::create_enrollment_token(&data_dir, uses, ttl)?);

@@ -1,0 +1,64 @@
+//! Importing OSCAL catalogs into a server's data dir: a catalog of our own and
+//! the real BSI Grundschutz++ kernel become frameworks whose controls the API
+//! lists (not assessed until checks map to them); bad input changes nothing.
+
+use std::path::Path;
+
+use custos_server::app::import_catalog;
+use custos_tests::TestServer;
+
+const OWN: &str = r#"{"catalog": {
+    "uuid": "0b7f3f55-8d0e-4c59-a4f5-2c1d9e6b7a10",
+    "metadata": {"title": "Custos house rules", "version": "3", "oscal-version": "1.1.2",
+                 "last-modified": "2026-11-23T00:00:00Z"},
+    "groups": [{"id": "ep", "title": "Endpoints", "controls": [
+        {"id": "ep-1", "title": "Laptops lock within five minutes"},
+        {"id": "ep-2", "title": "No local admin rights for staff"}]}]
+}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_catalogs_are_listed_and_bad_ones_change_nothing() {
+    let mut server = TestServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let own = tmp.path().join("house-rules.json");
+    std::fs::write(&own, OWN).unwrap();
+
+    let imported = import_catalog(&server.dir, &own, "house-rules:3").unwrap();
+    assert_eq!((imported.name.as_str(), imported.controls), ("Custos house rules", 2));
+
+    // Refused, each with its reason, and nothing stored.
+    let e = import_catalog(&server.dir, &own, "house-rules:3").unwrap_err().to_string();
+    assert!(e.contains("exists already"), "{e}");
+    let e = import_catalog(&server.dir, &own, "House Rules").unwrap_err().to_string();
+    assert!(e.contains("not name:edition"), "{e}");
+    let broken = tmp.path().join("broken.json");
+    std::fs::write(&broken, &OWN[..OWN.len() / 2]).unwrap();
+    let e = import_catalog(&server.dir, &broken, "broken:1").unwrap_err().to_string();
+    assert!(e.contains("broken.json") && e.contains("not OSCAL JSON"), "{e}");
+
+    let bsi = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/BSI-Stand-der-Technik-Kernel-catalog.json");
+    let with_bsi = bsi.exists();
+    if with_bsi {
+        let k = import_catalog(&server.dir, &bsi, "bsi-gspp-kernel:2026-07-29").unwrap();
+        assert_eq!(k.controls, 901);
+    }
+
+    server.restart().await;
+    let (status, c) = server.api("/api/v1/controls?framework=house-rules:3").await;
+    assert_eq!(status, 200, "{c}");
+    let controls = c["controls"].as_array().unwrap();
+    assert_eq!(controls.len(), 2);
+    assert_eq!(controls[0]["control_id"], "house-rules:3/ep-1");
+    assert_eq!(controls[0]["state"], "not_assessed");
+    assert_eq!(server.api("/api/v1/controls?framework=broken:1").await.0, 400);
+    if with_bsi {
+        let (_, k) = server.api("/api/v1/controls?framework=bsi-gspp-kernel:2026-07-29").await;
+        let ks = k["controls"].as_array().unwrap();
+        assert_eq!(ks.len(), 901);
+        assert!(ks.iter().any(|c| c["control_id"] == "bsi-gspp-kernel:2026-07-29/KONF.7.15"));
+    }
+    // The built-in frameworks are all still there.
+    let (_, iso) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    assert_eq!(iso["controls"].as_array().unwrap().len(), 93);
+}
