@@ -16,9 +16,49 @@
 //! signature age) and other products from Security Center. macOS: XProtect
 //! (version and last update) and Defender for Endpoint.
 
+use serde_json::{Value, json};
+
 pub mod linux;
 pub mod macos;
 pub mod windows;
 
 /// Signatures older than this are outdated.
 pub const MAX_SIGNATURE_AGE_HOURS: i64 = 72;
+
+/// One anti-malware or EDR product found on a host, on any OS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub name: String,
+    /// Where the state comes from when a product has several sources
+    /// (Windows: `Get-MpComputerStatus` or `SecurityCenter2`).
+    pub source: Option<&'static str>,
+    pub version: Option<String>,
+    /// `Some(true)` running / protecting, `Some(false)` off, `None` unknown.
+    pub active: Option<bool>,
+    pub signatures_age_hours: Option<i64>,
+    /// Why the product is not counted as protecting, if it is not.
+    pub problem: Option<String>,
+}
+
+impl Product {
+    /// A product with only its name known yet.
+    pub fn named(name: impl Into<String>) -> Product {
+        Product {
+            name: name.into(),
+            source: None,
+            version: None,
+            active: None,
+            signatures_age_hours: None,
+            problem: None,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"name": self.name, "version": self.version, "active": self.active,
+                           "signatures_age_hours": self.signatures_age_hours, "problem": self.problem});
+        if let Some(source) = self.source {
+            v["source"] = json!(source);
+        }
+        v
+    }
+}

@@ -1,30 +1,12 @@
 //! The Linux backends of the `antivirus` check.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::MAX_SIGNATURE_AGE_HOURS;
+pub use super::Product;
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
-
-/// One product found on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Product {
-    pub name: &'static str,
-    pub version: Option<String>,
-    /// `Some(true)` running / protecting, `Some(false)` off, `None` unknown.
-    pub active: Option<bool>,
-    pub signatures_age_hours: Option<i64>,
-    /// Why the product is not counted as protecting, if it is not.
-    pub problem: Option<String>,
-}
-
-impl Product {
-    fn to_json(&self) -> Value {
-        json!({"name": self.name, "version": self.version, "active": self.active,
-               "signatures_age_hours": self.signatures_age_hours, "problem": self.problem})
-    }
-}
 
 /// Parses a ClamAV database header; returns (version, build time as Unix seconds).
 pub fn parse_cvd_header(header: &[u8]) -> Result<(String, i64), String> {
@@ -40,13 +22,7 @@ pub fn parse_cvd_header(header: &[u8]) -> Result<(String, i64), String> {
 
 /// Evaluates ClamAV from the daemon state and the database header.
 pub fn clamav(daemon_active: Option<bool>, header: Result<Vec<u8>, String>, now: i64) -> Product {
-    let mut p = Product {
-        name: "ClamAV",
-        version: None,
-        active: daemon_active,
-        signatures_age_hours: None,
-        problem: None,
-    };
+    let mut p = Product { active: daemon_active, ..Product::named("ClamAV") };
     match header.and_then(|h| parse_cvd_header(&h)) {
         Ok((version, built)) => {
             p.version = Some(version);
@@ -75,13 +51,7 @@ fn mdatp_field<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// Evaluates Microsoft Defender for Endpoint from `mdatp health --output json`.
 pub fn parse_mdatp_health(text: &str) -> Product {
-    let mut p = Product {
-        name: "Microsoft Defender for Endpoint",
-        version: None,
-        active: None,
-        signatures_age_hours: None,
-        problem: None,
-    };
+    let mut p = Product::named("Microsoft Defender for Endpoint");
     let doc: Value = match serde_json::from_str(text) {
         Ok(d) => d,
         Err(e) => {
@@ -124,7 +94,7 @@ pub fn parse_falconctl(text: &str, running: Option<bool>) -> Product {
         Some(true) if rfm => Some("sensor is in reduced functionality mode".into()),
         Some(true) => None,
     };
-    Product { name: "CrowdStrike Falcon", version, active: running, signatures_age_hours: None, problem }
+    Product { version, active: running, problem, ..Product::named("CrowdStrike Falcon") }
 }
 
 /// Evaluates SentinelOne from `sentinelctl version` output and whether the agent runs.
@@ -138,7 +108,7 @@ pub fn parse_sentinelctl(text: &str, running: Option<bool>) -> Product {
         Some(false) => Some("sentinelone agent is not running".into()),
         None => Some("whether the sentinelone agent runs could not be determined".into()),
     };
-    Product { name: "SentinelOne", version, active: running, signatures_age_hours: None, problem }
+    Product { version, active: running, problem, ..Product::named("SentinelOne") }
 }
 
 /// Decides the check from the products found (an empty list: none found).
@@ -154,7 +124,7 @@ pub fn evaluate(products: &[Product], raw: String) -> Finding {
         );
     }
     if let Some(ok) = products.iter().find(|p| p.problem.is_none()) {
-        return base(CheckStatus::Pass, ok.name).with_reason(format!("{} is active", ok.name));
+        return base(CheckStatus::Pass, &ok.name).with_reason(format!("{} is active", ok.name));
     }
     let problems: Vec<String> =
         products.iter().map(|p| format!("{}: {}", p.name, p.problem.as_deref().unwrap_or(""))).collect();
@@ -166,7 +136,7 @@ pub fn evaluate(products: &[Product], raw: String) -> Finding {
                 .is_some_and(|m| m.contains("unreadable") || m.contains("not JSON") || m.contains("lacks"))
     });
     let status = if unreadable { CheckStatus::Unknown } else { CheckStatus::Fail };
-    base(status, products[0].name).with_reason(problems.join("; "))
+    base(status, &products[0].name).with_reason(problems.join("; "))
 }
 
 /// Reads `PRODUCT_VERSION = x.y.z` from a Sophos `VERSION.ini`.
@@ -192,7 +162,7 @@ pub fn installed_product(name: &'static str, version: Option<String>, running: O
         Some(false) => (Some(false), format!("the {name} service is not running")),
         None => (None, format!("whether the {name} service runs could not be determined")),
     };
-    Product { name, version, active, signatures_age_hours: None, problem: Some(problem) }
+    Product { version, active, problem: Some(problem), ..Product::named(name) }
 }
 
 fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
@@ -282,13 +252,9 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
                 products.push(parse(&out.stdout));
             }
             Err(HostError::NotFound { .. }) => {}
-            Err(e) => products.push(Product {
-                name,
-                version: None,
-                active: None,
-                signatures_age_hours: None,
-                problem: Some(format!("unreadable: {e}")),
-            }),
+            Err(e) => {
+                products.push(Product { problem: Some(format!("unreadable: {e}")), ..Product::named(name) })
+            }
         }
     }
     (products, raw)

@@ -209,11 +209,8 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
         }
         Err(HostError::NotFound { .. }) => None,
         Err(e) => Some(Product {
-            name: "Microsoft Defender for Endpoint",
-            version: None,
-            active: None,
-            signatures_age_hours: None,
             problem: Some(format!("unreadable: {e}")),
+            ..Product::named("Microsoft Defender for Endpoint")
         }),
     };
     evaluate(&XProtect { version, last_update }, defender.as_ref(), ctx.now, raw)

@@ -21,8 +21,6 @@
 //! Server there is no Security Center, so third-party products are not seen;
 //! the reason says so.
 
-use serde_json::{Value, json};
-
 use super::MAX_SIGNATURE_AGE_HOURS;
 use crate::collect::windows::{
     Unavailable, json_bool, json_date, json_i64, json_items, json_str, powershell,
@@ -39,32 +37,13 @@ pub const MP_SCRIPT: &str = "$ErrorActionPreference='Stop'; Get-MpComputerStatus
 /// The anti-virus products registered with Windows Security Center.
 pub const SECURITY_CENTER_SCRIPT: &str = "$ErrorActionPreference='Stop'; [Console]::OutputEncoding = [Text.Encoding]::UTF8; ConvertTo-Json -InputObject @(Get-CimInstance -Namespace root/SecurityCenter2 -ClassName AntiVirusProduct | Select-Object displayName,productState,timestamp)";
 
-/// One product as seen.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Product {
-    pub name: String,
-    /// Where the state comes from: `Get-MpComputerStatus` or `SecurityCenter2`.
-    pub source: &'static str,
-    pub version: Option<String>,
-    /// `Some(true)` protecting, `Some(false)` off, `None` unreadable.
-    pub active: Option<bool>,
-    pub signatures_age_hours: Option<i64>,
-    /// Why the product does not count as protecting.
-    pub problem: Option<String>,
-}
-
-impl Product {
-    fn to_json(&self) -> Value {
-        json!({"name": self.name, "source": self.source, "version": self.version, "active": self.active,
-               "signatures_age_hours": self.signatures_age_hours, "problem": self.problem})
-    }
-}
+pub use super::Product;
 
 /// Evaluates Defender from the JSON of [`MP_SCRIPT`].
 pub fn parse_mp_computer_status(text: &str, now: i64) -> Product {
     let mut p = Product {
         name: DEFENDER.into(),
-        source: "Get-MpComputerStatus",
+        source: Some("Get-MpComputerStatus"),
         version: None,
         active: None,
         signatures_age_hours: None,
@@ -157,7 +136,7 @@ pub fn parse_security_center(text: &str) -> Result<Vec<Product>, String> {
             };
             Product {
                 name,
-                source: "SecurityCenter2",
+                source: Some("SecurityCenter2"),
                 version: None,
                 active: on,
                 signatures_age_hours: None,
