@@ -175,12 +175,9 @@ fn main() -> anyhow::Result<()> {
         Command::Collect { json, checks, timeout, config, footprint } => {
             let privacy = config.load()?.privacy()?;
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
-            let name = hostname(host.as_ref()).and_then(|h| privacy.apply(Personal::HostName, &h));
-            let ctx = Context::now(privacy);
-            if let Some(h) = hostname(host.as_ref()) {
-                ctx.register(Personal::HostName, &h);
-            }
-            let ctx = Arc::new(ctx);
+            let host_name = hostname(host.as_ref());
+            let name = host_name.as_deref().and_then(|h| privacy.apply(Personal::HostName, h));
+            let ctx = Arc::new(Context::now(privacy).with_host_name(host_name.as_deref()));
             let results =
                 run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
             if json {

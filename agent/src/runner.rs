@@ -162,10 +162,7 @@ impl Agent {
     ) -> Result<(Vec<CheckResult>, Appended), RunError> {
         let host = Arc::clone(&self.host);
         let timeout = self.policy.collector_timeout;
-        let ctx = Context::now(self.privacy.clone());
-        if let Some(h) = hostname(self.host.as_ref()) {
-            ctx.register(Personal::HostName, &h);
-        }
+        let ctx = Context::now(self.privacy.clone()).with_host_name(hostname(self.host.as_ref()).as_deref());
         let (ctx, os) = (Arc::new(ctx), self.os);
         let results = tokio::task::spawn_blocking(move || run_checks(host, ctx, os, &only, timeout))
             .await

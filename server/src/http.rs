@@ -133,13 +133,18 @@ struct AsOfQuery {
     as_of: Option<String>,
 }
 
-/// `as_of` as an RFC 3339 time, not in the future; the error says why not.
-fn parse_as_of(as_of: Option<&str>, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, &'static str> {
-    let Some(text) = as_of else { return Ok(None) };
+/// Query parameter `name` as an RFC 3339 time, not in the future; the error
+/// says why not.
+fn parse_time(
+    name: &str,
+    value: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, String> {
+    let Some(text) = value else { return Ok(None) };
     let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| "as_of must be an RFC 3339 time such as 2026-11-23T12:00:00Z")?;
+        .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-11-23T12:00:00Z"))?;
     if t > now {
-        return Err("as_of lies in the future");
+        return Err(format!("{name} lies in the future"));
     }
     Ok(Some(t))
 }
@@ -152,9 +157,9 @@ async fn hosts(
         return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
     };
     let now = OffsetDateTime::now_utc();
-    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
         Ok(v) => Json(v).into_response(),
@@ -174,9 +179,9 @@ async fn host(
         return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
     }
     let now = OffsetDateTime::now_utc();
-    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
         Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
@@ -202,9 +207,9 @@ async fn controls(
         return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework, as_of");
     };
     let now = OffsetDateTime::now_utc();
-    let as_of = match parse_as_of(q.as_of.as_deref(), now) {
+    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
         Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     match blocking(move || {
         Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref(), as_of)?)
@@ -236,14 +241,10 @@ async fn effectiveness(
         return error(StatusCode::BAD_REQUEST, "parameters: control (required), from (required), to, points");
     };
     let now = OffsetDateTime::now_utc();
-    let from = match parse_as_of(Some(&q.from), now) {
-        Ok(Some(t)) => t,
-        Ok(None) => return error(StatusCode::BAD_REQUEST, "from is required"),
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why.replace("as_of", "from")),
-    };
-    let to = match parse_as_of(q.to.as_deref(), now) {
-        Ok(t) => t.unwrap_or(now),
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why.replace("as_of", "to")),
+    let (from, to) = match (parse_time("from", Some(&q.from), now), parse_time("to", q.to.as_deref(), now)) {
+        (Ok(Some(from)), Ok(to)) => (from, to.unwrap_or(now)),
+        (Err(why), _) | (_, Err(why)) => return error(StatusCode::BAD_REQUEST, &why),
+        (Ok(None), _) => return error(StatusCode::BAD_REQUEST, "from is required"),
     };
     if to < from {
         return error(StatusCode::BAD_REQUEST, "to lies before from");

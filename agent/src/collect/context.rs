@@ -104,6 +104,14 @@ impl Context {
         let _ = self.personal(kind, value);
     }
 
+    /// The context with this host's own name registered (see [`Context::register`]).
+    pub fn with_host_name(self, name: Option<&str>) -> Self {
+        if let Some(n) = name {
+            self.register(Personal::HostName, n);
+        }
+        self
+    }
+
     /// `raw` with every personal value seen so far replaced as in the facts.
     /// Whole words only, so a user "adm" does not rewrite "admin".
     pub fn scrub(&self, raw: &str) -> String {

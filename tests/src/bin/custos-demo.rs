@@ -109,7 +109,13 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|r| r["threats"].as_array())
             .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
             .unwrap_or_default();
-        println!("  {check}: {} entries; threats: {threats}", controls.len());
+        // The deviation in words first: what a CISO reads; the check id is for lookups.
+        // An entry's title is "<deviation> (<control>)": the group shows the deviation.
+        let title = sample
+            .and_then(|r| r["title"].as_str())
+            .and_then(|t| t.split(" (").next())
+            .unwrap_or(check.as_str());
+        println!("  {title} ({check}): {} controls; threats: {threats}", controls.len());
         println!("    {}", controls.join(", "));
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
