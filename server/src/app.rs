@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError, DataDir};
 use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
 use crate::registry::AgentRegistry;
+use crate::reload::Reloadable;
 use crate::store::tokens::ApiRole;
 use crate::store::{Store, StoreError};
 use crate::{keeper, secrets, tls};
@@ -158,6 +159,15 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         Arc::clone(&agents),
     )?;
     let catalog = Arc::new(load_catalog(dir)?);
+    if let Some(fw) = config.risk.frameworks.iter().find(|f| !catalog.frameworks().contains(f)) {
+        return Err(AppError::Invalid(format!(
+            "config risk.frameworks names {fw:?}, which is not a loaded framework ({})",
+            catalog.frameworks().join(", ")
+        )));
+    }
+    // A policy that does not load stops the start: there is no last good one yet.
+    let policy =
+        Arc::new(Reloadable::new(keeper::load_policy(dir).map_err(AppError::Invalid)?, vec![data.policy()]));
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));
@@ -210,6 +220,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         config: config.clone(),
         catalog: Arc::clone(&catalog),
         agents,
+        reevaluate: ingest.changed.clone(),
+        policy: Arc::clone(&policy),
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -219,7 +231,23 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         }
     }));
 
-    tasks.push(keeper::spawn(Arc::clone(&store), catalog, ingest.changed.clone(), shutdown_rx));
+    tasks.push(keeper::spawn(
+        Arc::clone(&store),
+        keeper::Keeper {
+            catalog: Arc::clone(&catalog),
+            config: config.clone(),
+            policy: Arc::clone(&policy),
+            data_dir: dir.to_path_buf(),
+        },
+        ingest.changed.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.push(crate::webhook::spawn(
+        Arc::clone(&store),
+        config.webhooks.clone(),
+        dir.to_path_buf(),
+        shutdown_rx,
+    ));
 
     Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
 }

@@ -32,6 +32,10 @@ pub enum CatalogError {
         "mapping {check:?} → {control:?} has relationship {found:?}; expected equal, subset, superset or intersect"
     )]
     Relationship { check: String, control: String, found: String },
+    #[error(
+        "check {check:?} names protection goal {goal:?}; expected confidentiality, integrity or availability"
+    )]
+    Goal { check: String, goal: String },
     #[error("predecessor id {0:?} must be qualified with iso27001:2013/")]
     Predecessor(String),
 }
@@ -76,6 +80,8 @@ pub struct CheckInfo {
     pub threats: Vec<String>,
     pub likelihood: Likelihood,
     pub impact: Impact,
+    /// Protection goals a failure threatens (confidentiality, integrity, availability).
+    pub goals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -106,6 +112,8 @@ struct CatalogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MappingFile {
+    /// The mapping set's version, named by every evaluation it produces.
+    version: String,
     check: Vec<CheckInfo>,
     #[serde(default)]
     mapping: Vec<Mapping>,
@@ -114,6 +122,7 @@ struct MappingFile {
 /// The validated catalog.
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    mapping_version: String,
     frameworks: Vec<Framework>,
     controls: Vec<Control>,
     checks: BTreeMap<String, CheckInfo>,
@@ -157,6 +166,11 @@ impl Catalog {
                 return Err(CatalogError::Predecessor(p.clone()));
             }
         }
+        for c in &m.check {
+            if let Some(g) = c.goals.iter().find(|g| !crate::risk::GOALS.contains(&g.as_str())) {
+                return Err(CatalogError::Goal { check: c.id.clone(), goal: g.clone() });
+            }
+        }
         let checks: BTreeMap<String, CheckInfo> = m.check.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut by_check: BTreeMap<String, Vec<(String, Relationship)>> = BTreeMap::new();
         let mut by_control: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -183,7 +197,17 @@ impl Catalog {
             by_control.entry(map.control.clone()).or_default().push(map.check.clone());
             by_check.entry(map.check).or_default().push((map.control, rel));
         }
-        Ok(Catalog { frameworks: c.framework, controls: c.control, checks, by_check, by_control })
+        if m.version.trim().is_empty() {
+            return Err(CatalogError::Toml("mappings: version must not be empty".into()));
+        }
+        Ok(Catalog {
+            mapping_version: m.version,
+            frameworks: c.framework,
+            controls: c.control,
+            checks,
+            by_check,
+            by_control,
+        })
     }
 
     /// Adds an imported OSCAL catalog as framework `framework` (an
@@ -213,6 +237,11 @@ impl Catalog {
             });
         }
         Ok(self)
+    }
+
+    /// The version of the check → control mapping set in use.
+    pub fn mapping_version(&self) -> &str {
+        &self.mapping_version
     }
 
     pub fn frameworks(&self) -> Vec<String> {
@@ -292,6 +321,7 @@ id = "iso27001:2022/A.8.20"
 title = "Networks security"
 "#;
     const CHECK: &str = r#"
+version = "test-1"
 [[check]]
 id = "firewall"
 title = "fw"
@@ -299,6 +329,7 @@ deviation = "fw off"
 threats = []
 likelihood = "mittel"
 impact = "begrenzt"
+goals = ["integrity"]
 "#;
 
     fn mapping(check: &str, control: &str, rel: &str) -> String {
@@ -338,5 +369,9 @@ impact = "begrenzt"
             CatalogError::Duplicate("iso27001:2022/A.8.20".into())
         );
         assert!(matches!(Catalog::from_toml("not toml [", CHECK), Err(CatalogError::Toml(_))));
+        assert_eq!(
+            Catalog::from_toml(CAT, &CHECK.replace("\"integrity\"", "\"secrecy\"")).unwrap_err(),
+            CatalogError::Goal { check: "firewall".into(), goal: "secrecy".into() }
+        );
     }
 }

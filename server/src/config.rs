@@ -29,6 +29,10 @@ pub struct Config {
     pub agent_cert: AgentCert,
     pub policy: Policy,
     pub evaluation: Evaluation,
+    pub risk: Risk,
+    /// Endpoints told about risk-register events (`[[webhook]]`).
+    #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 /// Limits that keep one client from starving the others.
@@ -79,8 +83,113 @@ pub struct Policy {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Evaluation {
-    /// Evidence older than this counts as missing, never as passing.
+    /// Evidence of a check is stale (never passing) once older than its
+    /// collection interval (`policy.check_interval_seconds`, else
+    /// `policy.interval_seconds`) times this factor...
+    pub stale_factor: f64,
+    /// ...and never before this many hours (sleeping laptops).
     pub stale_after_hours: u64,
+}
+
+/// How the risk register rates and moves entries (`[risk]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Risk {
+    /// `iso27005-5x5` or `bsi-200-3-4x4`.
+    pub matrix: crate::risk::MatrixKind,
+    /// Frameworks whose deviating requirements become entries (the ISMS's
+    /// own); the entries name related requirements of the others.
+    pub frameworks: Vec<String>,
+    /// How long a deviation must last before its entry opens (or reopens).
+    pub grace_minutes: u32,
+    /// Clean evaluations in a row before an evidence entry closes.
+    pub close_after_clean: u32,
+    pub max_acceptance_days: u32,
+    /// Days from opening to the due date, per level.
+    pub sla_days: SlaDays,
+    /// Share of in-scope hosts affected from which the likelihood rises a step.
+    pub wide_share_percent: u32,
+    /// Share below which it falls a step (with at least `narrow_min_hosts` in scope).
+    pub narrow_share_percent: u32,
+    pub narrow_min_hosts: u32,
+    /// Days open after which the likelihood rises a step.
+    pub long_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaDays {
+    pub low: u32,
+    pub medium: u32,
+    pub high: u32,
+    pub very_high: u32,
+}
+
+impl Default for Risk {
+    fn default() -> Self {
+        Risk {
+            matrix: crate::risk::MatrixKind::Iso27005,
+            frameworks: vec!["iso27001:2022".into()],
+            grace_minutes: 30,
+            close_after_clean: 3,
+            max_acceptance_days: 365,
+            sla_days: SlaDays::default(),
+            wide_share_percent: 50,
+            narrow_share_percent: 10,
+            narrow_min_hosts: 10,
+            long_days: 30,
+        }
+    }
+}
+
+impl Default for SlaDays {
+    fn default() -> Self {
+        SlaDays { low: 180, medium: 90, high: 30, very_high: 7 }
+    }
+}
+
+impl Risk {
+    pub fn policy(&self) -> crate::risk::RiskPolicy {
+        const DAY: i64 = 86_400;
+        let d = |days: u32| i64::from(days) * DAY;
+        let sla = &self.sla_days;
+        crate::risk::RiskPolicy {
+            matrix: crate::risk::Matrix::new(self.matrix),
+            grace_seconds: i64::from(self.grace_minutes) * 60,
+            close_after_clean: self.close_after_clean,
+            sla_seconds: [d(sla.low), d(sla.medium), d(sla.high), d(sla.very_high)],
+            max_acceptance_seconds: d(self.max_acceptance_days),
+            wide_share: f64::from(self.wide_share_percent) / 100.0,
+            narrow_share: f64::from(self.narrow_share_percent) / 100.0,
+            narrow_min_hosts: self.narrow_min_hosts,
+            long_seconds: d(self.long_days),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.frameworks.is_empty() {
+            return Err("risk.frameworks must name at least one framework".into());
+        }
+        if self.close_after_clean == 0 {
+            return Err("risk.close_after_clean must be at least 1".into());
+        }
+        let s = &self.sla_days;
+        if [s.low, s.medium, s.high, s.very_high].contains(&0) {
+            return Err("risk.sla_days must be positive for every level".into());
+        }
+        if !(s.very_high <= s.high && s.high <= s.medium && s.medium <= s.low) {
+            return Err(
+                "risk.sla_days must not grow with the level (very_high <= high <= medium <= low)".into()
+            );
+        }
+        if self.max_acceptance_days == 0 {
+            return Err("risk.max_acceptance_days must be positive".into());
+        }
+        if self.wide_share_percent > 100 || self.narrow_share_percent >= self.wide_share_percent {
+            return Err("risk: need narrow_share_percent < wide_share_percent <= 100".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -93,6 +202,8 @@ impl Default for Config {
             agent_cert: AgentCert::default(),
             policy: Policy::default(),
             evaluation: Evaluation::default(),
+            risk: Risk::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -133,7 +244,7 @@ impl Default for Policy {
 
 impl Default for Evaluation {
     fn default() -> Self {
-        Evaluation { stale_after_hours: 48 }
+        Evaluation { stale_factor: 3.0, stale_after_hours: 24 }
     }
 }
 
@@ -164,6 +275,11 @@ impl Config {
         }
         if let Some((check, _)) = self.policy.check_interval_seconds.iter().find(|(_, s)| **s < 10) {
             return Err(format!("policy.check_interval_seconds.{check} must be at least 10"));
+        }
+        self.risk.validate()?;
+        crate::webhook::validate(&self.webhooks).map_err(|e| e.to_string())?;
+        if !(self.evaluation.stale_factor >= 1.0 && self.evaluation.stale_factor <= 100.0) {
+            return Err("evaluation.stale_factor must be between 1 and 100".into());
         }
         if self.policy.jitter_percent > 50 {
             return Err("policy.jitter_percent must be at most 50".into());
@@ -205,6 +321,10 @@ impl DataDir {
     pub fn server_key(&self) -> PathBuf {
         self.0.join("server.key")
     }
+    /// The organisation's policy, merged over the built-in one (optional).
+    pub fn policy(&self) -> PathBuf {
+        self.0.join("policy.toml")
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +342,12 @@ mod tests {
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
         std::fs::write(&path, "[limits]\nmax_message_bytes = 10").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Invalid { .. })));
+        std::fs::write(&path, "[risk]\nframeworks = []").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("risk.frameworks"));
+        std::fs::write(&path, "[risk.sla_days]\nlow = 1\nvery_high = 30").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("must not grow"));
+        std::fs::write(&path, "[risk]\nmatrix = \"bsi-200-3-4x4\"").unwrap();
+        assert_eq!(Config::load(&path).unwrap().risk.policy().matrix.steps(), 4);
         std::fs::write(&path, "unknown_key = 1").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
     }

@@ -1,11 +1,19 @@
 //! Control evaluation: from the latest evidence of every host to the state
 //! of every catalog control. Pure: no I/O, the time is a parameter.
 //!
+//! Per host and requirement the standing is one of: satisfied (`passing`),
+//! not satisfied (`failing`), unknown (the agent could not tell), no
+//! evidence, stale (evidence older than the check's interval times a
+//! factor), excepted (an approved exception in force), or not applicable
+//! (out of the host's scope, or every check reports not applicable).
+//!
 //! Invariants: missing or stale evidence is its own bucket, never passing;
-//! every catalog control is evaluated, so controls without any technical
-//! evidence are visible as `not_assessed`.
+//! an exception is listed as such, never as passing; every catalog control
+//! is evaluated, so controls without any technical evidence are visible as
+//! `not_assessed`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use custos_proto::evidence::CheckStatus;
 use serde::Serialize;
@@ -19,19 +27,79 @@ pub struct CheckEvidence {
     pub status: CheckStatus,
     pub collected_at: OffsetDateTime,
     pub reason: Option<String>,
+    /// The agent's record that carried this result.
+    pub record_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostEvidence {
     pub agent_id: String,
     pub display_name: String,
+    /// Host-group tags (assigned by the server), for scopes.
+    pub tags: Vec<String>,
     pub checks: Vec<CheckEvidence>,
+}
+
+/// Decides whether a control applies to a host with these tags.
+#[derive(Clone)]
+pub struct Scope(pub Arc<AppliesFn>);
+
+/// `(control id, host tags) → applies`.
+pub type AppliesFn = dyn Fn(&str, &[String]) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scope(..)")
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct EvaluationPolicy {
-    /// Evidence older than this counts as missing.
-    pub stale_after: Duration,
+    /// Collection interval of checks without one of their own.
+    pub default_interval: Duration,
+    /// Per-check collection intervals.
+    pub intervals: BTreeMap<String, Duration>,
+    /// Evidence older than interval × factor is stale...
+    pub stale_factor: f64,
+    /// ...but never before this age (laptops sleep).
+    pub stale_floor: Duration,
+    /// Exceptions: (agent id, control id) → when the exception ends.
+    pub exceptions: BTreeMap<(String, String), OffsetDateTime>,
+    /// `None`: every control applies to every host.
+    pub scope: Option<Scope>,
+}
+
+impl EvaluationPolicy {
+    /// A policy where evidence is stale after `after` for every check, with
+    /// no exceptions and no scopes.
+    pub fn stale_after(after: Duration) -> EvaluationPolicy {
+        EvaluationPolicy {
+            default_interval: after,
+            intervals: BTreeMap::new(),
+            stale_factor: 1.0,
+            stale_floor: Duration::ZERO,
+            exceptions: BTreeMap::new(),
+            scope: None,
+        }
+    }
+
+    /// How old evidence of `check` may be before it is stale.
+    pub fn stale_limit(&self, check: &str) -> Duration {
+        let interval = self.intervals.get(check).copied().unwrap_or(self.default_interval);
+        (interval * self.stale_factor).max(self.stale_floor)
+    }
+
+    pub fn is_fresh(&self, e: &CheckEvidence, now: OffsetDateTime) -> bool {
+        now - e.collected_at <= self.stale_limit(&e.check_id)
+    }
+
+    fn excepted(&self, agent: &str, control: &str, now: OffsetDateTime) -> bool {
+        self.exceptions.get(&(agent.to_string(), control.to_string())).is_some_and(|until| now < *until)
+    }
+
+    fn applies(&self, control: &str, tags: &[String]) -> bool {
+        self.scope.as_ref().is_none_or(|s| (s.0)(control, tags))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,9 +127,31 @@ pub struct ControlEvaluation {
     pub passing: Vec<String>,
     pub failing: Vec<String>,
     pub unknown: Vec<String>,
+    /// No evidence from the host for some mapped check.
     pub without_evidence: Vec<String>,
-    /// Hosts where every mapped check is `not_applicable`.
+    /// Evidence older than the check's staleness limit.
+    pub stale: Vec<String>,
+    /// An approved exception is in force for the host.
+    pub excepted: Vec<String>,
+    /// Out of the host's scope, or every mapped check is `not_applicable`.
     pub not_applicable: Vec<String>,
+}
+
+impl ControlEvaluation {
+    /// Hosts the control applies to: every bucket but not-applicable and excepted.
+    pub fn in_scope(&self) -> usize {
+        self.passing.len()
+            + self.failing.len()
+            + self.unknown.len()
+            + self.without_evidence.len()
+            + self.stale.len()
+    }
+
+    /// Satisfied / in scope; `None` when no host is in scope.
+    pub fn effectiveness(&self) -> Option<f64> {
+        let n = self.in_scope();
+        (n > 0).then(|| self.passing.len() as f64 / n as f64)
+    }
 }
 
 /// One deviating (control, check) across the fleet.
@@ -83,6 +173,7 @@ pub struct Evaluation {
 enum Standing {
     NotApplicable,
     Pass,
+    Stale,
     Missing,
     Unknown,
     Fail,
@@ -92,8 +183,8 @@ fn standing(host: &HostEvidence, check: &str, now: OffsetDateTime, policy: &Eval
     let Some(e) = host.checks.iter().find(|c| c.check_id == check) else {
         return Standing::Missing;
     };
-    if now - e.collected_at > policy.stale_after {
-        return Standing::Missing;
+    if !policy.is_fresh(e, now) {
+        return Standing::Stale;
     }
     match e.status {
         CheckStatus::Pass => Standing::Pass,
@@ -123,6 +214,8 @@ pub fn evaluate(
             failing: Vec::new(),
             unknown: Vec::new(),
             without_evidence: Vec::new(),
+            stale: Vec::new(),
+            excepted: Vec::new(),
             not_applicable: Vec::new(),
         };
         if checks.is_empty() || hosts.is_empty() {
@@ -131,6 +224,14 @@ pub fn evaluate(
         }
         let mut failing_by_check: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for host in hosts {
+            if !policy.applies(&control.id, &host.tags) {
+                ev.not_applicable.push(host.agent_id.clone());
+                continue;
+            }
+            if policy.excepted(&host.agent_id, &control.id, now) {
+                ev.excepted.push(host.agent_id.clone());
+                continue;
+            }
             let mut worst = Standing::NotApplicable;
             for check in &checks {
                 let s = standing(host, check, now, policy);
@@ -144,13 +245,14 @@ pub fn evaluate(
                 Standing::Fail => &mut ev.failing,
                 Standing::Unknown => &mut ev.unknown,
                 Standing::Missing => &mut ev.without_evidence,
+                Standing::Stale => &mut ev.stale,
                 Standing::NotApplicable => &mut ev.not_applicable,
             };
             bucket.push(host.agent_id.clone());
         }
         ev.state = if !ev.failing.is_empty() {
             ControlState::Deviating
-        } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() {
+        } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() || !ev.stale.is_empty() {
             ControlState::Unknown
         } else if ev.passing.is_empty() {
             // Every host reports the check as not applicable: nothing was assessed.
@@ -170,6 +272,45 @@ pub fn evaluate(
     Evaluation { controls, deviations }
 }
 
+/// A host's standing on one requirement, for the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequirementStanding {
+    pub state: &'static str,
+    /// The newest record behind the requirement's checks on this host.
+    pub record_seq: Option<u64>,
+}
+
+/// Every host's standing on every requirement that some check supports:
+/// `satisfied`, `not_satisfied`, `unknown`, `no_evidence`, `stale`,
+/// `excepted` or `not_applicable`, keyed by (agent id, control id).
+pub fn requirement_standings(
+    evaluation: &Evaluation,
+    hosts: &[HostEvidence],
+) -> BTreeMap<(String, String), RequirementStanding> {
+    let by_agent: BTreeMap<&str, &HostEvidence> = hosts.iter().map(|h| (h.agent_id.as_str(), h)).collect();
+    let mut out = BTreeMap::new();
+    for c in evaluation.controls.iter().filter(|c| !c.checks.is_empty()) {
+        let buckets: [(&Vec<String>, &'static str); 7] = [
+            (&c.passing, "satisfied"),
+            (&c.failing, "not_satisfied"),
+            (&c.unknown, "unknown"),
+            (&c.without_evidence, "no_evidence"),
+            (&c.stale, "stale"),
+            (&c.excepted, "excepted"),
+            (&c.not_applicable, "not_applicable"),
+        ];
+        for (agents, state) in buckets {
+            for agent in agents {
+                let record_seq = by_agent.get(agent.as_str()).and_then(|h| {
+                    h.checks.iter().filter(|e| c.checks.contains(&e.check_id)).map(|e| e.record_seq).max()
+                });
+                out.insert((agent.clone(), c.control_id.clone()), RequirementStanding { state, record_seq });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +322,7 @@ mod tests {
         HostEvidence {
             agent_id: id.into(),
             display_name: id.into(),
+            tags: Vec::new(),
             checks: checks
                 .iter()
                 .map(|(c, s, hours_ago)| CheckEvidence {
@@ -188,6 +330,7 @@ mod tests {
                     status: *s,
                     collected_at: NOW - Duration::hours(*hours_ago),
                     reason: None,
+                    record_seq: 1,
                 })
                 .collect(),
         }
@@ -198,7 +341,7 @@ mod tests {
     }
 
     fn policy() -> EvaluationPolicy {
-        EvaluationPolicy { stale_after: Duration::hours(48) }
+        EvaluationPolicy::stale_after(Duration::hours(48))
     }
 
     #[test]
@@ -218,18 +361,23 @@ mod tests {
         assert_eq!(a820.passing, ["pass"]);
         assert_eq!(a820.failing, ["fail"]);
         assert_eq!(a820.unknown, ["unknown"]);
-        assert_eq!(a820.without_evidence, ["stale", "silent"]);
+        assert_eq!(a820.without_evidence, ["silent"]);
+        assert_eq!(a820.stale, ["stale"]);
         assert_eq!(a820.state, ControlState::Deviating);
         // A.8.20 is supported by the SSH server check too, which no host reported:
         // the host that passes the firewall check lacks part of the evidence.
         let iso820 = control(&e, "iso27001:2022/A.8.20");
-        assert_eq!(iso820.without_evidence, ["pass", "stale", "silent"]);
+        assert_eq!(
+            iso820.without_evidence,
+            ["pass", "stale", "silent"],
+            "missing SSH evidence is worse than stale"
+        );
         assert_eq!(iso820.unknown, ["unknown"]);
         assert_eq!(iso820.failing, ["fail"]);
         // A.8.1 needs firewall and disk encryption: worst status counts once per host.
         let a81 = control(&e, "iso27001:2022/A.8.1");
         assert_eq!(a81.failing, ["fail"]);
-        assert_eq!(a81.passing.len() + a81.failing.len() + a81.unknown.len() + a81.without_evidence.len(), 5);
+        assert_eq!(a81.in_scope(), 5);
         // No check maps to A.6.3.
         assert_eq!(control(&e, "iso27001:2022/A.6.3").state, ControlState::NotAssessed);
         assert_eq!(e.controls.len(), cat.controls().len());
@@ -253,5 +401,65 @@ mod tests {
         let e = evaluate(&cat, &[host("a", &[("antivirus", NotApplicable, 1)])], NOW, &policy());
         let a87 = control(&e, "iso27001:2022/A.8.7");
         assert_eq!((a87.state, a87.not_applicable.len()), (ControlState::NotAssessed, 1));
+    }
+
+    #[test]
+    fn staleness_follows_each_checks_interval_times_the_factor_with_a_floor() {
+        use CheckStatus::*;
+        let cat = Catalog::builtin().unwrap();
+        let mut p = EvaluationPolicy::stale_after(Duration::hours(1));
+        p.stale_factor = 3.0;
+        p.intervals.insert("software_inventory".into(), Duration::hours(24));
+        assert_eq!(p.stale_limit("firewall"), Duration::hours(3));
+        assert_eq!(p.stale_limit("software_inventory"), Duration::hours(72));
+        // Firewall evidence 4 hours old is stale; 2 hours old is current.
+        let e = evaluate(&cat, &[host("a", &[("firewall", Pass, 4)])], NOW, &p);
+        assert_eq!(control(&e, "bsi-grundschutz:2023/SYS.1.1.A19").stale, ["a"]);
+        assert_eq!(control(&e, "bsi-grundschutz:2023/SYS.1.1.A19").state, ControlState::Unknown);
+        let e = evaluate(&cat, &[host("a", &[("firewall", Pass, 2)])], NOW, &p);
+        assert_eq!(control(&e, "bsi-grundschutz:2023/SYS.1.1.A19").passing, ["a"]);
+        // The floor keeps a sleeping laptop's evidence current for longer.
+        p.stale_floor = Duration::hours(12);
+        assert_eq!(p.stale_limit("firewall"), Duration::hours(12));
+        let e = evaluate(&cat, &[host("a", &[("firewall", Pass, 4)])], NOW, &p);
+        assert_eq!(control(&e, "bsi-grundschutz:2023/SYS.1.1.A19").passing, ["a"]);
+    }
+
+    #[test]
+    fn exceptions_and_scopes_take_hosts_out_of_the_count_but_never_pass_them() {
+        use CheckStatus::*;
+        let cat = Catalog::builtin().unwrap();
+        let id = "bsi-grundschutz:2023/SYS.1.1.A19";
+        let mut p = policy();
+        p.exceptions.insert(("a".into(), id.into()), NOW + Duration::days(1));
+        p.exceptions.insert(("b".into(), id.into()), NOW - Duration::seconds(1));
+        let hosts = [
+            host("a", &[("firewall", Fail, 1)]),
+            host("b", &[("firewall", Fail, 1)]),
+            host("c", &[("firewall", Pass, 1)]),
+        ];
+        let e = evaluate(&cat, &hosts, NOW, &p);
+        let c = control(&e, id);
+        assert_eq!(c.excepted, ["a"]);
+        assert_eq!(c.failing, ["b"], "an expired exception no longer counts");
+        assert_eq!((c.in_scope(), c.effectiveness()), (2, Some(0.5)));
+        assert!(
+            !e.deviations.iter().any(|d| d.control_id == id && d.failing_hosts.contains(&"a".to_string()))
+        );
+        // A scope: SYS.1.1 (servers) applies only to hosts tagged server.
+        p.exceptions.clear();
+        p.scope = Some(Scope(Arc::new(|control: &str, tags: &[String]| {
+            !control.starts_with("bsi-grundschutz:2023/SYS.1.1") || tags.iter().any(|t| t == "server")
+        })));
+        let mut server = host("s", &[("firewall", Fail, 1)]);
+        server.tags = vec!["server".into()];
+        let e = evaluate(&cat, &[server, host("laptop", &[("firewall", Fail, 1)])], NOW, &p);
+        let c = control(&e, id);
+        assert_eq!(
+            (c.failing.as_slice(), c.not_applicable.as_slice()),
+            (["s".to_string()].as_slice(), ["laptop".to_string()].as_slice())
+        );
+        // Other controls still apply to the laptop.
+        assert!(control(&e, "iso27001:2022/A.8.20").failing.contains(&"laptop".to_string()));
     }
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use custos_proto::evidence::{
-    ChainVerdict, Envelope, EvidenceError, StatementError, StatementSummary, payload_digest, verify_envelope,
+    ChainVerdict, Envelope, EvidenceError, StatementError, StatementRaw, payload_digest, verify_envelope,
 };
 use ed25519_dalek::VerifyingKey;
 use time::OffsetDateTime;
@@ -95,7 +95,7 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
         }
         _ => Rejection::new(Malformed, e.to_string()),
     })?;
-    let st = StatementSummary::summary_from_payload(&env.payload).map_err(|e| match e {
+    let st = StatementRaw::raw_from_payload(&env.payload).map_err(|e| match e {
         StatementError::TooLarge(_) => Rejection::new(TooLarge, e.to_string()),
         _ => Rejection::new(Malformed, e.to_string()),
     })?;
@@ -153,7 +153,13 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
         checks: p
             .checks
             .into_iter()
-            .map(|c| CheckRow { id: c.id, status: c.status, backend: c.backend, reason: c.reason })
+            .map(|c| CheckRow {
+                facts: c.facts.get().to_string(),
+                id: c.id,
+                status: c.status,
+                backend: c.backend,
+                reason: c.reason,
+            })
             .collect(),
         clock_skew,
     })

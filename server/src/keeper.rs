@@ -1,81 +1,211 @@
-//! The risk keeper: after evidence is committed (and once a minute, since
-//! evidence goes stale with time) it evaluates the fleet and reconciles the
-//! risk register. Runs off the ingest hot path.
+//! The keeper: after evidence is committed (and once a minute, since
+//! evidence goes stale and grace periods end with time) it takes up a
+//! changed policy file, evaluates the fleet, logs every changed standing
+//! per host and requirement, and reconciles the risk register. Runs off the
+//! ingest hot path.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custos_proto::evidence::CheckStatus;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
 use crate::catalog::Catalog;
-use crate::risk::{RiskChange, RiskEntry, reconcile};
-use crate::store::risks::RiskRow;
+use crate::config::{Config, DataDir};
+use crate::evaluate::{CheckEvidence, Evaluation, HostEvidence, evaluate, requirement_standings};
+use crate::policy::Policy;
+use crate::reload::Reloadable;
+use crate::risk::lifecycle::{Observation, reconcile};
+use crate::risk::profile::profile;
+use crate::risk::{RiskPolicy, Transition};
 use crate::store::{Store, StoreError};
+use crate::views;
+use crate::webhook;
+use custos_proto::evidence::CheckStatus;
 
-/// One reconciliation pass; returns the changes applied.
-pub fn reconcile_once(
-    store: &Store,
+/// The scope of an entry when no host group narrows a requirement.
+pub const FLEET: &str = "fleet";
+
+/// What the evaluation says about each requirement of the register's
+/// frameworks that some check supports.
+pub fn observations(
     catalog: &Catalog,
-    now: OffsetDateTime,
-) -> Result<Vec<RiskChange>, StoreError> {
-    let mut statuses: BTreeMap<String, BTreeMap<String, CheckStatus>> = BTreeMap::new();
-    for c in store.check_states()? {
-        statuses.entry(c.check_id).or_default().insert(c.agent_id, c.status);
+    hosts: &[HostEvidence],
+    evaluation: &Evaluation,
+    frameworks: &[String],
+    policy: &RiskPolicy,
+    fresh: impl Fn(&CheckEvidence) -> bool,
+) -> Vec<Observation> {
+    // Host → checks it passes with current evidence.
+    let passing_checks: BTreeMap<&str, BTreeSet<&str>> = hosts
+        .iter()
+        .map(|h| {
+            let passes = h
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Pass && fresh(c))
+                .map(|c| c.check_id.as_str())
+                .collect();
+            (h.agent_id.as_str(), passes)
+        })
+        .collect();
+    let mut failing: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for d in &evaluation.deviations {
+        let hosts = failing.entry(d.control_id.as_str()).or_default();
+        for h in &d.failing_hosts {
+            hosts.entry(h.clone()).or_default().insert(d.check_id.clone());
+        }
     }
-    let fleet: BTreeSet<String> =
-        store.hosts()?.into_iter().filter(|h| !h.revoked).map(|h| h.agent_id).collect();
-    let open: Vec<RiskEntry> =
-        store.risks(Some(true))?.into_iter().map(to_entry).collect::<Result<_, _>>()?;
-    let changes = reconcile(catalog, &open, &statuses, &fleet, now);
-    store.apply_risk_changes(&changes)?;
-    Ok(changes)
+    evaluation
+        .controls
+        .iter()
+        .filter(|c| !c.checks.is_empty() && frameworks.contains(&c.framework))
+        .map(|c| {
+            let failing = failing.remove(c.control_id.as_str()).unwrap_or_default();
+            let checks: BTreeSet<String> = if failing.is_empty() {
+                c.checks.iter().cloned().collect()
+            } else {
+                failing.values().flatten().cloned().collect()
+            };
+            let in_scope: BTreeSet<String> = c
+                .passing
+                .iter()
+                .chain(&c.failing)
+                .chain(&c.unknown)
+                .chain(&c.without_evidence)
+                .chain(&c.stale)
+                .cloned()
+                .collect();
+            let passing = in_scope
+                .iter()
+                .map(|h| {
+                    let passes = passing_checks.get(h.as_str());
+                    let checks = c
+                        .checks
+                        .iter()
+                        .filter(|chk| passes.is_some_and(|p| p.contains(chk.as_str())))
+                        .cloned()
+                        .collect();
+                    (h.clone(), checks)
+                })
+                .collect();
+            Observation {
+                requirement: c.control_id.clone(),
+                scope: FLEET.into(),
+                in_scope,
+                failing,
+                passing,
+                profile: profile(catalog, &policy.matrix, &c.control_id, &checks),
+            }
+        })
+        .collect()
 }
 
-fn to_entry(r: RiskRow) -> Result<RiskEntry, StoreError> {
-    let t = |secs: i64| {
-        OffsetDateTime::from_unix_timestamp(secs)
-            .map_err(|e| StoreError::Corrupt(format!("risk {}: {e}", r.id)))
-    };
-    Ok(RiskEntry {
-        id: r.id,
-        opened_at: t(r.opened_at)?,
-        updated_at: t(r.updated_at)?,
-        closed_at: r.closed_at.map(t).transpose()?,
-        control_id: r.control_id,
-        check_id: r.check_id,
-        title: r.title,
-        threats: r.threats,
-        likelihood: r.likelihood.parse().map_err(|_| StoreError::Corrupt("risk likelihood".into()))?,
-        impact: r.impact.parse().map_err(|_| StoreError::Corrupt("risk impact".into()))?,
-        affected_hosts: r.affected_hosts.into_iter().collect(),
-    })
+/// What a keeper pass needs besides the store: the catalog, the
+/// configuration and the policy in force.
+pub struct Keeper {
+    pub catalog: Arc<Catalog>,
+    pub config: Config,
+    pub policy: Arc<Reloadable<Policy>>,
+    pub data_dir: PathBuf,
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub transitions: Vec<Transition>,
+    pub requirement_changes: usize,
+}
+
+/// Loads the built-in policy merged with the data dir's `policy.toml`, if any.
+pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, String> {
+    let builtin = Policy::builtin().map_err(|e| e.to_string())?;
+    let path = DataDir(data_dir.to_path_buf()).policy();
+    let text = crate::reload::read_optional(&path).map_err(|e| e.to_string())?;
+    Policy::with_optional_override(&builtin, &path, text.as_deref()).map_err(|e| e.to_string())
+}
+
+impl Keeper {
+    /// Takes up a changed policy file; a bad one is logged, recorded as a
+    /// security event, and the last good policy stays in force.
+    pub fn refresh_policy(&self, store: &Store, now: OffsetDateTime) {
+        match self.policy.refresh(|| load_policy(&self.data_dir)) {
+            Ok(true) => tracing::info!(version = self.policy.current().version(), "policy reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "policy file rejected; the last good policy stays in force");
+                let detail =
+                    format!("policy file rejected, kept version {}: {e}", self.policy.current().version());
+                if let Err(e) =
+                    store.record_security_event(now.unix_timestamp(), None, "policy_rejected", &detail)
+                {
+                    tracing::error!(error = %e, "could not record the rejected policy");
+                }
+            }
+        }
+    }
+
+    /// One pass: evaluate the fleet under the policy in force, log every
+    /// changed standing per host and requirement, reconcile the register and
+    /// queue its notifications, each in its own transaction.
+    pub fn pass(&self, store: &Store, now: OffsetDateTime) -> Result<Pass, StoreError> {
+        let rules = self.policy.current();
+        let hosts = views::fleet_evidence(store, &rules)?;
+        let eval_policy = views::policy_at(&self.config, &rules, &store.exceptions()?, now);
+        let evaluation = evaluate(&self.catalog, &hosts, now, &eval_policy);
+        let standings = requirement_standings(&evaluation, &hosts);
+        let requirement_changes = store.log_requirement_standings(
+            &standings,
+            now.unix_timestamp(),
+            rules.version(),
+            self.catalog.mapping_version(),
+        )?;
+        let policy = self.config.risk.policy();
+        let fresh = |c: &CheckEvidence| eval_policy.is_fresh(c, now);
+        let observations =
+            observations(&self.catalog, &hosts, &evaluation, &self.config.risk.frameworks, &policy, fresh);
+        let hooks = &self.config.webhooks;
+        let transitions = store.reconcile_risks(
+            |entries| reconcile(entries, &observations, &policy, now),
+            |ts| webhook::deliveries_for_transitions(hooks, ts, now.unix_timestamp()),
+        )?;
+        Ok(Pass { transitions, requirement_changes })
+    }
 }
 
 /// Runs the keeper until `shutdown` turns true.
 pub fn spawn(
     store: Arc<Store>,
-    catalog: Arc<Catalog>,
+    keeper: Keeper,
     changed: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let keeper = Arc::new(keeper);
     tokio::spawn(async move {
         loop {
-            let store = Arc::clone(&store);
-            let catalog = Arc::clone(&catalog);
+            let (store, keeper) = (Arc::clone(&store), Arc::clone(&keeper));
             let pass = tokio::task::spawn_blocking(move || {
-                reconcile_once(&store, &catalog, OffsetDateTime::now_utc())
+                let now = OffsetDateTime::now_utc();
+                keeper.refresh_policy(&store, now);
+                keeper.pass(&store, now)
             })
             .await;
             match pass {
-                Ok(Ok(writes)) if !writes.is_empty() => {
-                    tracing::info!(changes = writes.len(), "risk register updated")
+                Ok(Ok(p)) => {
+                    let events: usize = p.transitions.iter().map(|t| t.events.len()).sum();
+                    if events > 0 || p.requirement_changes > 0 {
+                        tracing::info!(
+                            entries = p.transitions.len(),
+                            events,
+                            requirement_changes = p.requirement_changes,
+                            "evaluation recorded"
+                        );
+                    }
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "risk reconciliation failed"),
-                Err(e) => tracing::error!(error = %e, "risk reconciliation panicked"),
+                Ok(Err(e)) => tracing::error!(error = %e, "evaluation pass failed"),
+                Err(e) => tracing::error!(error = %e, "evaluation pass panicked"),
             }
             tokio::select! {
                 _ = changed.notified() => {

@@ -1,4 +1,5 @@
-//! `custos-server` command line: init, run, token create.
+//! `custos-server` command line: init, run, token create, catalog import,
+//! and the risk register commands.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +50,109 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// The risk register: list, export, record, update, accept.
+    Risk {
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct RiskFilterArgs {
+    /// live (default), all, or a comma list of pending, open, in_treatment, accepted, closed.
+    #[arg(long)]
+    status: Option<String>,
+    /// low, medium, high or very_high.
+    #[arg(long)]
+    level: Option<String>,
+    #[arg(long)]
+    owner: Option<String>,
+    /// A requirement id or prefix, e.g. iso27001:2022/A.8.
+    #[arg(long)]
+    requirement: Option<String>,
+    /// evidence or manual.
+    #[arg(long)]
+    origin: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RiskCommand {
+    /// List entries as a table (or --json).
+    List {
+        #[command(flatten)]
+        filter: RiskFilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry with its history.
+    Show { id: i64 },
+    /// Write the register as CSV (RFC 4180) to a file, or to stdout with `-`.
+    Export {
+        #[command(flatten)]
+        filter: RiskFilterArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Record a risk no agent can see.
+    Add {
+        /// Who records it.
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Step number or label of the matrix (e.g. 3 or possible).
+        #[arg(long)]
+        likelihood: String,
+        /// Step number or label of the matrix (e.g. 4 or major).
+        #[arg(long)]
+        impact: String,
+        #[arg(long)]
+        owner: Option<String>,
+        /// confidentiality, integrity or availability (repeatable).
+        #[arg(long = "goal")]
+        goals: Vec<String>,
+        /// A threat, e.g. "G 0.18 Fehlplanung oder fehlende Anpassung" (repeatable).
+        #[arg(long = "threat")]
+        threats: Vec<String>,
+        /// The catalog requirement it concerns, if any.
+        #[arg(long)]
+        requirement: Option<String>,
+    },
+    /// Change owner, treatment, status or ratings.
+    Update {
+        id: i64,
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        owner: Option<String>,
+        /// mitigate, transfer or avoid (accept: use `risk accept`).
+        #[arg(long)]
+        treatment: Option<String>,
+        /// open, in_treatment, or closed (manual entries only).
+        #[arg(long)]
+        status: Option<String>,
+        /// Residual likelihood,impact after treatment, e.g. 1,4 or rare,major.
+        #[arg(long)]
+        residual: Option<String>,
+        /// Likelihood,impact of a manual entry.
+        #[arg(long)]
+        rating: Option<String>,
+    },
+    /// Accept a risk until a date, with the approver and the reason.
+    Accept {
+        id: i64,
+        #[arg(long)]
+        approver: String,
+        #[arg(long)]
+        justification: String,
+        /// RFC 3339 time or a date (YYYY-MM-DD, midnight UTC).
+        #[arg(long)]
+        expires: String,
     },
 }
 
@@ -122,6 +226,10 @@ fn main() -> anyhow::Result<()> {
                 imported.name, imported.controls, imported.framework
             );
         }
+        Command::Risk { data_dir, command } => {
+            let data_dir = data_dir.context("--data-dir is required")?;
+            risk_command(&data_dir, command)?;
+        }
         Command::Token { command: TokenCommand::Create { data_dir, uses, ttl } } => {
             println!("{}", app::create_enrollment_token(&data_dir, uses, ttl)?);
         }
@@ -146,6 +254,106 @@ fn main() -> anyhow::Result<()> {
                 server.shutdown().await;
                 anyhow::Ok(())
             })?;
+        }
+    }
+    Ok(())
+}
+
+fn risk_filter(f: &RiskFilterArgs) -> anyhow::Result<custos_server::store::risks::RiskFilter> {
+    custos_server::store::risks::RiskFilter::parse(
+        f.status.as_deref(),
+        f.level.as_deref(),
+        f.owner.as_deref(),
+        f.requirement.as_deref(),
+        f.origin.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+fn parse_expiry(text: &str) -> anyhow::Result<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .with_context(|| format!("{text:?}: use an RFC 3339 time or a date YYYY-MM-DD"))?;
+    Ok(date.midnight().assume_utc())
+}
+
+fn risk_command(data_dir: &std::path::Path, command: RiskCommand) -> anyhow::Result<()> {
+    use custos_server::risk::lifecycle::{ManualRisk, Patch};
+    let register = custos_server::risk_admin::Register::open(data_dir)?;
+    let now = time::OffsetDateTime::now_utc();
+    let pair = |text: &str| -> anyhow::Result<(u8, u8)> {
+        let (l, i) = text.split_once(',').with_context(|| format!("{text:?}: expected likelihood,impact"))?;
+        Ok((register.step(l.trim(), false)?, register.step(i.trim(), true)?))
+    };
+    let show = |e: &custos_server::risk::RiskEntry| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(e)?);
+        Ok(())
+    };
+    match command {
+        RiskCommand::List { filter, json } => {
+            let entries = register.list(&risk_filter(&filter)?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                print!("{}", custos_server::risk_admin::table(&entries));
+            }
+        }
+        RiskCommand::Show { id } => {
+            let (entry, history) = register.history(id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"entry": entry, "history": history}))?
+            );
+        }
+        RiskCommand::Export { filter, out } => {
+            let bytes = register.csv(&risk_filter(&filter)?)?;
+            if out.as_os_str() == "-" {
+                use std::io::Write as _;
+                std::io::stdout().write_all(&bytes)?;
+            } else {
+                std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+                eprintln!("wrote {}", out.display());
+            }
+        }
+        RiskCommand::Add {
+            actor,
+            title,
+            description,
+            likelihood,
+            impact,
+            owner,
+            goals,
+            threats,
+            requirement,
+        } => {
+            let input = ManualRisk {
+                title,
+                description,
+                likelihood: register.step(&likelihood, false)?,
+                impact: register.step(&impact, true)?,
+                owner,
+                threats,
+                goals,
+                treatment: None,
+                requirement,
+            };
+            show(&register.add(input, &actor, now)?)?;
+        }
+        RiskCommand::Update { id, actor, owner, treatment, status, residual, rating } => {
+            let patch = Patch {
+                owner,
+                treatment: treatment.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+                status: status.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+                residual: residual.as_deref().map(pair).transpose()?,
+                rating: rating.as_deref().map(pair).transpose()?,
+            };
+            show(&register.update(id, patch, &actor, now)?)?;
+        }
+        RiskCommand::Accept { id, approver, justification, expires } => {
+            show(&register.accept(id, &approver, &justification, parse_expiry(&expires)?, now)?)?;
         }
     }
     Ok(())

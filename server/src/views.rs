@@ -2,13 +2,18 @@
 //! evaluation: hosts with their evidence state, and control evaluations.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use custos_proto::evidence::statement::Facts;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::evaluate::{CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, evaluate};
+use crate::evaluate::{CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, Scope, evaluate};
+use crate::exception::{Exception, ExceptionState};
+use crate::policy::{HostFacts, Policy};
 use crate::store::queries::{CheckStateRow, HostRow};
 use crate::store::{Store, StoreError};
 
@@ -22,11 +27,48 @@ pub struct HostView {
     pub checks: Vec<CheckStateRow>,
 }
 
-/// The latest check results, or those in force at `as_of`.
-fn states(store: &Store, as_of: Option<OffsetDateTime>) -> Result<Vec<CheckStateRow>, StoreError> {
-    match as_of {
-        Some(t) => store.check_states_as_of(t.unix_timestamp()),
-        None => store.check_states(),
+/// The latest check results, or those in force at `as_of`, each decided by
+/// the policy (its rules over the result's facts) for the host it came from.
+fn states(
+    store: &Store,
+    rules: &Policy,
+    hosts: &[HostRow],
+    as_of: Option<OffsetDateTime>,
+) -> Result<Vec<CheckStateRow>, StoreError> {
+    let mut rows = match as_of {
+        Some(t) => store.check_states_as_of(t.unix_timestamp())?,
+        None => store.check_states()?,
+    };
+    let facts_of: BTreeMap<&str, HostFacts> = hosts
+        .iter()
+        .map(|h| (h.agent_id.as_str(), HostFacts { os: h.os.clone(), tags: h.tags.clone() }))
+        .collect();
+    let empty = HostFacts { os: String::new(), tags: Vec::new() };
+    for row in &mut rows {
+        decide(rules, row, facts_of.get(row.agent_id.as_str()).unwrap_or(&empty));
+    }
+    Ok(rows)
+}
+
+/// Applies the policy's rule for the row's check to its facts. Facts that
+/// are missing or not an object leave the rule nothing to read: unknown
+/// when a rule exists, never a pass.
+fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
+    if rules.rule(&row.check_id).is_none() {
+        return;
+    }
+    let facts: Facts = match row.facts.as_deref().map(serde_json::from_str::<Facts>) {
+        Some(Ok(f)) => f,
+        _ => Facts::new(),
+    };
+    let d = rules.decide(&row.check_id, row.status, &facts, host);
+    row.by_policy = d.by_rule;
+    if d.status != row.status {
+        row.agent_status = Some(row.status);
+        row.status = d.status;
+    }
+    if let Some(reason) = d.reason {
+        row.reason = Some(reason);
     }
 }
 
@@ -35,17 +77,20 @@ fn states(store: &Store, as_of: Option<OffsetDateTime>) -> Result<Vec<CheckState
 pub fn hosts(
     store: &Store,
     config: &Config,
+    rules: &Policy,
     now: OffsetDateTime,
     as_of: Option<OffsetDateTime>,
 ) -> Result<Vec<HostView>, StoreError> {
+    let all_hosts = store.hosts()?;
     let mut checks: BTreeMap<String, Vec<CheckStateRow>> = BTreeMap::new();
-    for c in states(store, as_of)? {
+    for c in states(store, rules, &all_hosts, as_of)? {
         checks.entry(c.agent_id.clone()).or_default().push(c);
     }
     let at = as_of.unwrap_or(now);
-    let stale_before = at.unix_timestamp() - (config.evaluation.stale_after_hours as i64) * 3600;
+    // A host is stale when even its default collection is overdue.
+    let stale_before = at.unix_timestamp() - policy(config).stale_limit("").whole_seconds();
     let mut views = Vec::new();
-    for mut h in store.hosts()?.into_iter().filter(|h| h.enrolled_at <= at.unix_timestamp()) {
+    for mut h in all_hosts.into_iter().filter(|h| h.enrolled_at <= at.unix_timestamp()) {
         let host_checks = checks.remove(&h.agent_id).unwrap_or_default();
         if as_of.is_some() {
             h.last_collected_at = host_checks.iter().map(|c| c.collected_at).max();
@@ -61,17 +106,19 @@ pub fn hosts(
 }
 
 /// The evidence of every active (not revoked) host, for evaluation.
-pub fn fleet_evidence(store: &Store) -> Result<Vec<HostEvidence>, StoreError> {
-    fleet_evidence_at(store, None)
+pub fn fleet_evidence(store: &Store, rules: &Policy) -> Result<Vec<HostEvidence>, StoreError> {
+    fleet_evidence_at(store, rules, None)
 }
 
 /// [`fleet_evidence`] as it stood at `as_of` (`None`: now).
 pub fn fleet_evidence_at(
     store: &Store,
+    rules: &Policy,
     as_of: Option<OffsetDateTime>,
 ) -> Result<Vec<HostEvidence>, StoreError> {
+    let hosts = store.hosts()?;
     let mut by_agent: BTreeMap<String, Vec<CheckEvidence>> = BTreeMap::new();
-    for c in states(store, as_of)? {
+    for c in states(store, rules, &hosts, as_of)? {
         let collected_at = OffsetDateTime::from_unix_timestamp(c.collected_at)
             .map_err(|e| StoreError::Corrupt(format!("collected_at {}: {e}", c.collected_at)))?;
         by_agent.entry(c.agent_id).or_default().push(CheckEvidence {
@@ -79,9 +126,9 @@ pub fn fleet_evidence_at(
             status: c.status,
             collected_at,
             reason: c.reason,
+            record_seq: c.record_seq,
         });
     }
-    let hosts = store.hosts()?;
     let known: Vec<_> = match as_of {
         // Hosts of that time: enrolled by then and with results then (the
         // query leaves out those revoked by then).
@@ -99,17 +146,63 @@ pub fn fleet_evidence_at(
             checks: by_agent.remove(&h.agent_id).unwrap_or_default(),
             agent_id: h.agent_id,
             display_name: h.display_name,
+            tags: h.tags,
         })
         .collect())
 }
 
+/// The evaluation policy from the configuration: each check's staleness
+/// limit is its collection interval times `evaluation.stale_factor`, at
+/// least `evaluation.stale_after_hours`.
 pub fn policy(config: &Config) -> EvaluationPolicy {
-    EvaluationPolicy { stale_after: time::Duration::hours(config.evaluation.stale_after_hours as i64) }
+    let secs = |s: u32| time::Duration::seconds(i64::from(s));
+    EvaluationPolicy {
+        default_interval: secs(config.policy.interval_seconds),
+        intervals: config.policy.check_interval_seconds.iter().map(|(c, s)| (c.clone(), secs(*s))).collect(),
+        stale_factor: config.evaluation.stale_factor,
+        stale_floor: time::Duration::hours(config.evaluation.stale_after_hours as i64),
+        exceptions: BTreeMap::new(),
+        scope: None,
+    }
+}
+
+/// [`policy`] with the exceptions in force at `at` (as they stood then:
+/// recorded by then, not yet expired or withdrawn).
+pub fn policy_at(
+    config: &Config,
+    rules: &Policy,
+    exceptions: &[Exception],
+    at: OffsetDateTime,
+) -> EvaluationPolicy {
+    let mut p = policy(config);
+    if !rules.scopes().is_empty() {
+        let rules = rules.clone();
+        p.scope = Some(Scope(Arc::new(move |control: &str, tags: &[String]| rules.applies(control, tags))));
+    }
+    let t = at.unix_timestamp();
+    for e in exceptions.iter().filter(|e| e.state(t) == ExceptionState::Active) {
+        let until = OffsetDateTime::from_unix_timestamp(e.expires_at).unwrap_or(at);
+        p.exceptions.insert((e.agent_id.clone(), e.requirement.clone()), until);
+    }
+    p
+}
+
+/// What an evaluation reads: the evidence, the catalog with its mappings,
+/// the configuration and the policy in force.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub store: &'a Store,
+    pub catalog: &'a Catalog,
+    pub config: &'a Config,
+    pub rules: &'a Policy,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ControlsView {
     pub framework: Option<String>,
+    /// The policy and mapping versions that produced this evaluation.
+    pub policy_version: String,
+    pub mapping_version: String,
     /// The time the evaluation describes: now, or the `as_of` asked for.
     pub evaluated_at: i64,
     pub as_of: bool,
@@ -120,9 +213,7 @@ pub struct ControlsView {
 /// Evaluates the catalog (optionally one framework). `Ok(Err(name))` when
 /// the framework is unknown.
 pub fn controls(
-    store: &Store,
-    catalog: &Catalog,
-    config: &Config,
+    Sources { store, catalog, config, rules }: Sources<'_>,
     now: OffsetDateTime,
     framework: Option<&str>,
     as_of: Option<OffsetDateTime>,
@@ -132,15 +223,17 @@ pub fn controls(
     {
         return Ok(Err(fw.to_string()));
     }
-    let hosts = fleet_evidence_at(store, as_of)?;
+    let hosts = fleet_evidence_at(store, rules, as_of)?;
     let at = as_of.unwrap_or(now);
-    let mut evaluation = evaluate(catalog, &hosts, at, &policy(config));
+    let mut evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &store.exceptions()?, at));
     if let Some(fw) = framework {
         evaluation.controls.retain(|c| c.framework == fw);
         evaluation.deviations.retain(|d| d.control_id.starts_with(&format!("{fw}/")));
     }
     Ok(Ok(ControlsView {
         framework: framework.map(String::from),
+        policy_version: rules.version().to_string(),
+        mapping_version: catalog.mapping_version().to_string(),
         evaluated_at: at.unix_timestamp(),
         as_of: as_of.is_some(),
         evaluation,
@@ -166,9 +259,7 @@ pub const MAX_POINTS: u32 = 500;
 /// `to` (both included), each evaluated from the records received by then.
 /// `Ok(Err(id))` when the control is unknown.
 pub fn effectiveness(
-    store: &Store,
-    catalog: &Catalog,
-    config: &Config,
+    Sources { store, catalog, config, rules }: Sources<'_>,
     control: &str,
     from: OffsetDateTime,
     to: OffsetDateTime,
@@ -178,23 +269,23 @@ pub fn effectiveness(
         return Ok(Err(control.to_string()));
     }
     let points = points.clamp(1, MAX_POINTS);
+    let exceptions = store.exceptions()?;
     let span = (to - from).whole_seconds().max(0);
     let mut out = Vec::with_capacity(points as usize);
     for i in 0..points {
         let offset = if points == 1 { span } else { span * i64::from(i) / i64::from(points - 1) };
         let at = from + time::Duration::seconds(offset);
-        let hosts = fleet_evidence_at(store, Some(at))?;
-        let evaluation = evaluate(catalog, &hosts, at, &policy(config));
+        let hosts = fleet_evidence_at(store, rules, Some(at))?;
+        let evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &exceptions, at));
         let Some(c) = evaluation.controls.into_iter().find(|c| c.control_id == control) else {
             continue;
         };
-        let in_scope = c.passing.len() + c.failing.len() + c.unknown.len() + c.without_evidence.len();
         out.push(EffectivenessPoint {
             at: at.unix_timestamp(),
             state: c.state,
             passing: c.passing.len(),
-            in_scope,
-            effectiveness: (in_scope > 0).then(|| c.passing.len() as f64 / in_scope as f64),
+            in_scope: c.in_scope(),
+            effectiveness: c.effectiveness(),
         });
     }
     Ok(Ok(out))

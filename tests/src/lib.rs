@@ -34,10 +34,15 @@ pub struct TestServer {
 
 impl TestServer {
     /// Initialises a fresh data dir in a temp dir and starts the server on
-    /// ephemeral loopback ports.
+    /// ephemeral loopback ports. The risk register reacts at once (no grace
+    /// period, closed after one clean evaluation): the lifecycle's timing is
+    /// tested with an injected clock in the server's own tests.
     pub async fn start() -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut s = Self::start_in(&tmp.path().join("server"), Config::default()).await;
+        let mut config = Config::default();
+        config.risk.grace_minutes = 0;
+        config.risk.close_after_clean = 1;
+        let mut s = Self::start_in(&tmp.path().join("server"), config).await;
         s._tmp = Some(tmp);
         s
     }
@@ -91,6 +96,20 @@ impl TestServer {
         self.handle.as_ref().expect("server is running")
     }
 
+    /// A new read-only API token.
+    pub fn read_token(&self) -> String {
+        let token = custos_server::secrets::new_token("cread");
+        self.handle()
+            .store
+            .create_api_token(
+                &custos_server::secrets::token_hash(&token),
+                custos_server::store::tokens::ApiRole::Read,
+                0,
+            )
+            .expect("read token");
+        token
+    }
+
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(DataDir(self.dir.clone()).ca_cert()).expect("CA PEM")
     }
@@ -126,6 +145,20 @@ impl TestServer {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("HTTP request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Sends `method` with a JSON body and the admin token; returns status and JSON body.
+    pub async fn send(&self, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.http_addr))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -177,12 +210,44 @@ impl TestAgent {
 }
 
 /// A check result with the given status (a reason is added when not pass).
+/// Facts for the core checks in the shape the Linux agent reports them,
+/// agreeing with `status`: the server's policy decides from facts, and a
+/// result without them cannot be judged (it would be unknown).
+fn facts_for(id: &str, status: CheckStatus) -> serde_json::Map<String, serde_json::Value> {
+    let pass = status == CheckStatus::Pass;
+    let v = match id {
+        "firewall" => serde_json::json!({
+            "ipv4_filtered": pass, "ipv6_enabled": false, "ipv6_filtered": false, "input_chains": [], "managers": {}
+        }),
+        "disk_encryption" => serde_json::json!({
+            "luks_headers": [{"device": "sda3", "cipher": "aes-xts-plain64"}],
+            "volumes": [{"kind": "filesystem", "mountpoint": "/", "encrypted": pass}],
+            "exempt": [], "undetermined": []
+        }),
+        "os_patches" => serde_json::json!({
+            "package_manager": "apt", "pending_upgrades": 3,
+            "pending_security_upgrades": if pass { 0 } else { 2 },
+            "security_packages": [], "lists_age_days": 1,
+            "running_kernel": "6.1.0-28-amd64", "newest_kernel": "6.1.0-28-amd64", "reboot_required": false
+        }),
+        "antivirus" => serde_json::json!({
+            "products": [{"name": "ClamAV", "version": "27000", "active": pass, "signatures_age_hours": 5,
+                          "problem": if pass { serde_json::Value::Null } else { "clamd is not running".into() }}]
+        }),
+        _ => serde_json::json!({}),
+    };
+    match v {
+        serde_json::Value::Object(m) if matches!(status, CheckStatus::Pass | CheckStatus::Fail) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
 pub fn result(id: &str, status: CheckStatus) -> CheckResult {
     CheckResult {
         id: id.to_string(),
         status,
         backend: "test".to_string(),
-        facts: serde_json::Map::new(),
+        facts: facts_for(id, status),
         observation: Observation::default(),
         reason: (status != CheckStatus::Pass).then(|| format!("{id} is {status} in this test")),
     }

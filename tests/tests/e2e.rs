@@ -62,7 +62,7 @@ async fn real_collection_is_signed_delivered_stored_and_mapped() {
     assert_eq!(host["evidence"], "current");
     for r in &pass.results {
         let c = host["checks"].as_array().unwrap().iter().find(|c| c["check_id"] == r.id.as_str()).unwrap();
-        assert_eq!(c["status"], r.status.as_str());
+        assert_eq!(c["status"], r.status.as_str(), "{c:#}");
     }
 
     // A control only the firewall check supports counts the host in that check's bucket.
@@ -79,15 +79,23 @@ async fn real_collection_is_signed_delivered_stored_and_mapped() {
     let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
     assert_eq!(control(&controls, "iso27001:2022/A.6.3")["state"], "not_assessed");
 
-    // Each failing check opens a risk naming this host.
+    // Each failing check opens a risk on the ISO 27001:2022 requirements it
+    // supports, naming this host, the check, and the related requirements
+    // of the other frameworks.
+    let names_check =
+        |x: &Value, check: &str| x["checks"].as_array().is_some_and(|c| c.iter().any(|c| c == check));
     for r in pass.results.iter().filter(|r| r.status == CheckStatus::Fail) {
         let risks = server
             .wait_for("/api/v1/risks", |v| {
-                v.as_array().is_some_and(|rs| rs.iter().any(|x| x["check_id"] == r.id.as_str()))
+                v.as_array().is_some_and(|rs| rs.iter().any(|x| names_check(x, &r.id)))
             })
             .await;
-        let risk = risks.as_array().unwrap().iter().find(|x| x["check_id"] == r.id.as_str()).unwrap();
+        let risk = risks.as_array().unwrap().iter().find(|x| names_check(x, &r.id)).unwrap();
         assert!(ids(&risk["affected_hosts"]).contains(&a.id()));
+        assert!(risk["requirement"].as_str().unwrap().starts_with("iso27001:2022/"), "{risk:#}");
+        assert_eq!(risk["status"], "open");
+        assert!(risk["due_at"].as_i64().is_some());
+        assert!(!risk["related"].as_array().unwrap().is_empty());
     }
 }
 
@@ -150,10 +158,7 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     let mut b = TestAgent::enroll(&server, "b", system()).await;
     let fw_fail = [("firewall", CheckStatus::Fail)];
     let firewall_risk = |v: &Value| -> Option<Value> {
-        v.as_array()?
-            .iter()
-            .find(|r| r["check_id"] == "firewall" && r["control_id"] == "iso27001:2022/A.8.20")
-            .cloned()
+        v.as_array()?.iter().find(|r| r["requirement"] == "iso27001:2022/A.8.20").cloned()
     };
 
     // A fails: one risk, affecting A.
@@ -174,11 +179,7 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
             firewall_risk(v).is_some_and(|r| r["affected_hosts"].as_array().unwrap().len() == 2)
         })
         .await;
-    assert_eq!(
-        firewall_risk(&risks).unwrap()["id"],
-        risk_id,
-        "one entry per control and check, not per host"
-    );
+    assert_eq!(firewall_risk(&risks).unwrap()["id"], risk_id, "one entry per requirement, not per host");
 
     // A turns unknown: still affected (only passing clears a host).
     a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[("firewall", CheckStatus::Unknown)])).unwrap();
@@ -201,6 +202,21 @@ async fn risk_register_follows_the_evidence_across_the_fleet() {
     let closed = firewall_risk(&all).expect("closed entry kept");
     assert_eq!(closed["id"], risk_id);
     assert_eq!(closed["status"], "closed");
+
+    // A fails again: the same entry reopens, and its history tells the story.
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &fw_fail)).unwrap();
+    a.agent.deliver().await.unwrap();
+    let risks = server.wait_for("/api/v1/risks", |v| firewall_risk(v).is_some()).await;
+    assert_eq!(firewall_risk(&risks).unwrap()["id"], risk_id, "reopened, not a new entry");
+    let (_, one) = server.api(&format!("/api/v1/risks/{risk_id}")).await;
+    let changes: Vec<&str> =
+        one["history"].as_array().unwrap().iter().map(|h| h["change"].as_str().unwrap()).collect();
+    assert_eq!(changes.first(), Some(&"opened"));
+    assert_eq!(changes.last(), Some(&"reopened"));
+    assert!(changes.contains(&"closed") && changes.contains(&"hosts_changed"), "{changes:?}");
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    a.agent.deliver().await.unwrap();
+    server.wait_for("/api/v1/risks", |v| firewall_risk(v).is_none()).await;
 
     // Controls reflect it: the local packet-filter requirement (supported by
     // the firewall check alone) is effective again with both hosts passing.

@@ -7,10 +7,14 @@
 //! <build time>`). Microsoft Defender for Endpoint: `mdatp health --output
 //! json` (healthy, real-time protection, definitions). CrowdStrike Falcon:
 //! `falconctl -g --rfm-state --version` and the sensor service. SentinelOne:
-//! `sentinelctl version` and the agent service. Sophos Protection for Linux
-//! and ESET Server Security / Endpoint Antivirus: the install directory and
-//! the service (`sophos-spl`, `efs`, `eea`). AppArmor and SELinux are not
-//! anti-malware and are never counted.
+//! `sentinelctl version` and the agent service. Sophos Protection for Linux:
+//! the `sophos-spl` service, on-access scanning from the status SPL reports
+//! to Sophos Central (`base/mcs/status/SAV_status.xml`) and the time of its
+//! last successful update (`ALC_status.xml`). ESET Server Security /
+//! Endpoint Antivirus: the `efs` / `eea` service, activation (`lic -s`) and
+//! the detection engine's date (`upd --list-modules`); ESET prints the
+//! real-time protection state nowhere, so ESET is at best `unknown`.
+//! AppArmor and SELinux are not anti-malware and are never counted.
 //!
 //! Windows: Defender from `Get-MpComputerStatus` (real-time protection,
 //! signature age) and other products from Security Center. macOS: XProtect

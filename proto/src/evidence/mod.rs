@@ -19,7 +19,7 @@ pub use chain::{ChainHead, ChainVerdict, judge};
 pub use dsse::{Envelope, EnvelopeSignature, key_id, pae, payload_digest, sign_envelope, verify_envelope};
 pub use statement::{
     CheckResult, CheckStatus, EvidencePredicate, Gap, HostInfo, MAX_PAYLOAD_BYTES, Observation, PAYLOAD_TYPE,
-    PREDICATE_TYPE, STATEMENT_TYPE, Statement, StatementError, StatementSummary,
+    PREDICATE_TYPE, STATEMENT_TYPE, Statement, StatementError, StatementRaw, StatementSummary,
 };
 
 /// Errors from building, parsing or verifying evidence.

@@ -28,6 +28,9 @@ pub type Facts = serde_json::Map<String, serde_json::Value>;
 /// A statement parsed without materialising the facts (they are checked to
 /// be well-formed JSON and skipped): what the server's ingest path needs.
 pub type StatementSummary = Statement<serde::de::IgnoredAny>;
+/// A statement whose facts are kept as their JSON text, unparsed: what the
+/// server stores for its policy without building every map.
+pub type StatementRaw = Statement<Box<serde_json::value::RawValue>>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Statement<F = Facts> {
@@ -200,6 +203,19 @@ impl StatementSummary {
     /// skips over the facts instead of building them.
     pub fn summary_from_payload(payload: &[u8]) -> Result<Self, StatementError> {
         parse(payload)
+    }
+}
+
+impl StatementRaw {
+    /// Parses and validates a payload like [`Statement::from_payload`],
+    /// keeping each result's facts as JSON text; facts that are not a JSON
+    /// object are refused.
+    pub fn raw_from_payload(payload: &[u8]) -> Result<Self, StatementError> {
+        let st: StatementRaw = parse(payload)?;
+        if let Some(c) = st.predicate.checks.iter().find(|c| !c.facts.get().trim_start().starts_with('{')) {
+            return Err(StatementError::Invalid(format!("facts of check {:?} must be a JSON object", c.id)));
+        }
+        Ok(st)
     }
 }
 

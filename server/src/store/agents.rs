@@ -106,6 +106,15 @@ impl Store {
             .optional()?
             .transpose()
     }
+
+    /// Replaces the server-assigned tags of an agent; `false` when there is no such agent.
+    pub fn set_tags(&self, agent_id: &str, tags: &[String]) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(tags).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?;
+        let n = self
+            .conn()
+            .execute("UPDATE agents SET tags = ?2 WHERE agent_id = ?1", params![agent_id, json])?;
+        Ok(n == 1)
+    }
 }
 
 fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AgentKey, StoreError>> {

@@ -9,9 +9,11 @@ use super::StoreError;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_collect_requests.sql")),
+    (3, include_str!("migrations/0003_register.sql")),
+    (4, include_str!("migrations/0004_webhooks.sql")),
 ];
 
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 4;
 
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -9,11 +9,14 @@
 //! acknowledge only after [`records::RecordWriter::append`] returned.
 
 pub mod agents;
+pub mod exceptions;
 pub mod migrations;
 pub mod queries;
 pub mod records;
+pub mod requirements;
 pub mod risks;
 pub mod tokens;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

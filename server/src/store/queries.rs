@@ -20,6 +20,8 @@ pub struct HostRow {
     pub agent_version: String,
     pub revoked: bool,
     pub cert_not_after: i64,
+    /// Host-group tags assigned on the server.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +34,14 @@ pub struct CheckStateRow {
     pub collected_at: i64,
     pub record_seq: u64,
     pub since: i64,
+    /// The result's facts as stored (JSON object text), for the policy.
+    #[serde(skip)]
+    pub facts: Option<String>,
+    /// The agent's own status when the policy decided otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<CheckStatus>,
+    /// Whether a policy rule decided this status.
+    pub by_policy: bool,
 }
 
 /// A stored record exactly as accepted.
@@ -71,11 +81,13 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT agent_id, display_name, enrolled_at, last_seen_at, last_collected_at, head_seq,
-                    os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after
+                    os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after, tags
              FROM agents ORDER BY display_name, agent_id",
         )?;
         let rows = stmt.query_map([], |r| {
+            let tags: String = r.get(12)?;
             Ok(HostRow {
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
                 agent_id: r.get(0)?,
                 display_name: r.get(1)?,
                 enrolled_at: r.get(2)?,
@@ -97,7 +109,7 @@ impl Store {
     pub fn check_states(&self) -> Result<Vec<CheckStateRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT s.agent_id, s.check_id, s.status, s.backend, s.reason, s.collected_at, s.record_seq, s.since
+            "SELECT s.agent_id, s.check_id, s.status, s.backend, s.reason, s.collected_at, s.record_seq, s.since, s.facts
              FROM check_state s JOIN agents a USING (agent_id)
              WHERE a.revoked_at IS NULL ORDER BY s.agent_id, s.check_id",
         )?;
@@ -111,11 +123,12 @@ impl Store {
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, i64>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (agent_id, check_id, status, backend, reason, collected_at, seq, since) = row?;
+            let (agent_id, check_id, status, backend, reason, collected_at, seq, since, facts) = row?;
             let status = CheckStatus::parse(&status)
                 .ok_or_else(|| StoreError::Corrupt(format!("check_state status {status:?}")))?;
             out.push(CheckStateRow {
@@ -127,6 +140,9 @@ impl Store {
                 collected_at,
                 record_seq: seq as u64,
                 since,
+                facts,
+                agent_status: None,
+                by_policy: false,
             });
         }
         Ok(out)
@@ -143,7 +159,9 @@ impl Store {
             "SELECT r.agent_id, j.value ->> 'id', j.value ->> 'status', j.value ->> 'backend',
                     j.value ->> 'reason', MAX(r.collected_at * 4294967296 + r.seq), r.collected_at, r.seq,
                     (SELECT MAX(c.collected_at) FROM check_changes c
-                      WHERE c.agent_id = r.agent_id AND c.check_id = j.value ->> 'id' AND c.collected_at <= ?1)
+                      WHERE c.agent_id = r.agent_id AND c.check_id = j.value ->> 'id' AND c.collected_at <= ?1),
+                    (SELECT p.value -> 'facts' FROM json_each(CAST(r.payload AS TEXT), '$.predicate.checks') p
+                      WHERE p.value ->> 'id' = j.value ->> 'id')
              FROM records r JOIN agents a USING (agent_id), json_each(r.results) j
              WHERE r.collected_at <= ?1 AND a.enrolled_at <= ?1 AND (a.revoked_at IS NULL OR a.revoked_at > ?1)
              GROUP BY r.agent_id, j.value ->> 'id'
@@ -159,11 +177,12 @@ impl Store {
                 r.get::<_, i64>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (agent_id, check_id, status, backend, reason, collected_at, seq, since) = row?;
+            let (agent_id, check_id, status, backend, reason, collected_at, seq, since, facts) = row?;
             let (Some(check_id), Some(status)) = (check_id, status) else {
                 return Err(StoreError::Corrupt(format!(
                     "record {agent_id}/{seq}: a result without id or status"
@@ -180,6 +199,9 @@ impl Store {
                 collected_at,
                 record_seq: seq as u64,
                 since: since.unwrap_or(collected_at),
+                facts,
+                agent_status: None,
+                by_policy: false,
             });
         }
         Ok(out)

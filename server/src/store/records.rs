@@ -44,6 +44,11 @@ pub struct CheckRow {
     pub backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The result's facts as JSON text: kept with the latest state for the
+    /// policy, not copied into each record's results (the signed payload
+    /// holds them).
+    #[serde(skip)]
+    pub facts: String,
 }
 
 #[derive(Debug, Clone)]
@@ -211,12 +216,12 @@ impl RecordWriter {
                  WHERE agent_id = ?1",
             )?;
             let mut upsert_state = tx.prepare_cached(
-                "INSERT INTO check_state (agent_id, check_id, status, backend, reason, collected_at, record_seq, since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)
+                "INSERT INTO check_state (agent_id, check_id, status, backend, reason, collected_at, record_seq, since, facts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)
                  ON CONFLICT (agent_id, check_id) DO UPDATE SET
                     since = CASE WHEN check_state.status = excluded.status THEN check_state.since ELSE excluded.since END,
                     status = excluded.status, backend = excluded.backend, reason = excluded.reason,
-                    collected_at = excluded.collected_at, record_seq = excluded.record_seq",
+                    collected_at = excluded.collected_at, record_seq = excluded.record_seq, facts = excluded.facts",
             )?;
             for (agent_id, last) in &touched {
                 update_agent.execute(params![
@@ -238,7 +243,8 @@ impl RecordWriter {
                         c.backend,
                         c.reason,
                         last.collected_at,
-                        last.seq as i64
+                        last.seq as i64,
+                        c.facts
                     ])?;
                 }
             }

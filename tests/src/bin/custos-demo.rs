@@ -20,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data_dir = tmp.path().join("server");
     let mut config = Config::default();
+    // One collection, shown at once: no grace period before risks open.
+    config.risk.grace_minutes = 0;
     // Prefer the standard loopback ports; fall back to free ones if taken.
     for (addr, port) in [(&mut config.grpc_listen, 7443), (&mut config.http_listen, 8080)] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -91,32 +93,38 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let risks: serde_json::Value = get("/api/v1/risks").await?.json().await?;
-    let risks = risks.as_array().cloned().unwrap_or_default();
+    let mut risks = risks.as_array().cloned().unwrap_or_default();
+    // Worst first: what a CISO reads first.
+    let rank = |r: &serde_json::Value| match r["current"]["level"].as_str() {
+        Some("very_high") => 0,
+        Some("high") => 1,
+        Some("medium") => 2,
+        _ => 3,
+    };
+    risks.sort_by_key(rank);
     println!(
-        "\nRisk register: {} open entries (one per deviating control and check, across the fleet)",
+        "\nRisk register: {} open entries (one per deviating ISO/IEC 27001:2022 requirement, across the fleet)",
         risks.len()
     );
-    let mut by_check: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     for r in &risks {
-        by_check
-            .entry(r["check_id"].as_str().unwrap_or("").to_string())
-            .or_default()
-            .push(r["control_id"].as_str().unwrap_or("").to_string());
-    }
-    for (check, controls) in &by_check {
-        let sample = risks.iter().find(|r| r["check_id"] == check.as_str());
-        let threats = sample
-            .and_then(|r| r["threats"].as_array())
-            .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
-            .unwrap_or_default();
-        // The deviation in words first: what a CISO reads; the check id is for lookups.
-        // An entry's title is "<deviation> (<control>)": the group shows the deviation.
-        let title = sample
-            .and_then(|r| r["title"].as_str())
-            .and_then(|t| t.split(" (").next())
-            .unwrap_or(check.as_str());
-        println!("  {title} ({check}): {} controls; threats: {threats}", controls.len());
-        println!("    {}", controls.join(", "));
+        let list = |key: &str| {
+            r[key]
+                .as_array()
+                .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        println!(
+            "  [{:<9}] {}  (due {}; checks: {})",
+            r["current"]["level"].as_str().unwrap_or("?"),
+            r["title"].as_str().unwrap_or(""),
+            r["due_at"]
+                .as_i64()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                .map(|t| t.date().to_string())
+                .unwrap_or_default(),
+            list("checks"),
+        );
+        println!("      threats: {}; also: {}", list("threats"), list("related"));
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
     println!("Dashboard: http://{http}/#token={}", init.admin_token);

@@ -147,22 +147,265 @@ pub fn parse_sophos_version(text: &str) -> Option<String> {
     })
 }
 
-/// A product known by its install directory and service. A stopped service
-/// fails; a running one is not counted as protecting either, because its
-/// real-time protection and signature age are not read yet: `unknown`, never
-/// a pass on the service alone.
-pub fn installed_product(name: &'static str, version: Option<String>, running: Option<bool>) -> Product {
-    let (active, problem) = match running {
-        Some(true) => (
-            None,
-            format!(
-                "the {name} service runs, but its real-time protection and signature age are not read by this agent version"
-            ),
-        ),
-        Some(false) => (Some(false), format!("the {name} service is not running")),
-        None => (None, format!("whether the {name} service runs could not be determined")),
+/// Text of the first `<name>` element (attributes allowed) in a small XML
+/// status file; `None` when absent. Enough for the flat status files SPL
+/// writes; entities are not expected in the values read here.
+fn xml_element<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}");
+    let mut from = 0;
+    while let Some(i) = text[from..].find(&open) {
+        let at = from + i + open.len();
+        let rest = &text[at..];
+        // `<on-access>` must not match `<on-accessible>`.
+        match rest.chars().next() {
+            Some('>') | Some(' ') | Some('\t') | Some('\n') | Some('\r') => {}
+            Some('/') => return Some(""),
+            _ => {
+                from = at;
+                continue;
+            }
+        }
+        let body_at = rest.find('>')? + 1;
+        if rest[..body_at].ends_with("/>") {
+            return Some("");
+        }
+        let body = &rest[body_at..];
+        let end = body.find(&format!("</{name}>"))?;
+        return Some(body[..end].trim());
+    }
+    None
+}
+
+/// Unix seconds of a calendar date and time of day, taken as UTC.
+fn utc_seconds(y: i32, m: u8, d: u8, hh: u8, mm: u8, ss: u8) -> Option<i64> {
+    let month = time::Month::try_from(m).ok()?;
+    let date = time::Date::from_calendar_date(y, month, d).ok()?;
+    let clock = time::Time::from_hms(hh, mm, ss).ok()?;
+    Some(date.with_time(clock).assume_utc().unix_timestamp())
+}
+
+/// `YYYYMMDD` (at midnight) or `YYYYMMDD HHMMSS` / `YYYYMMDD HH:MM:SS`, the
+/// forms SPL and ESET print. Both write local time without a zone; it is
+/// taken as UTC, at most a few hours off a 72-hour limit.
+pub fn parse_compact_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (date, clock) = text.split_once(' ').unwrap_or((text, "000000"));
+    let clock: String = clock.trim().chars().filter(|c| *c != ':').collect();
+    if date.len() != 8 || clock.len() != 6 || !date.bytes().chain(clock.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |s: &str| s.parse::<u32>().ok();
+    utc_seconds(
+        i32::try_from(n(&date[..4])?).ok()?,
+        u8::try_from(n(&date[4..6])?).ok()?,
+        u8::try_from(n(&date[6..])?).ok()?,
+        u8::try_from(n(&clock[..2])?).ok()?,
+        u8::try_from(n(&clock[2..4])?).ok()?,
+        u8::try_from(n(&clock[4..])?).ok()?,
+    )
+}
+
+/// Whether on-access scanning is on, from SPL's anti-virus status
+/// (`base/mcs/status/SAV_status.xml`, `<on-access>true|false</on-access>`),
+/// the state SPL reports to Sophos Central.
+pub fn parse_sav_status(text: &str) -> Result<bool, String> {
+    if !text.contains("EESavStatus") {
+        return Err("not an SPL anti-virus status (no EESavStatus namespace)".into());
+    }
+    match xml_element(text, "on-access") {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(format!("unexpected <on-access> value {other:?}")),
+        None => Err("no <on-access> element".into()),
+    }
+}
+
+/// What SPL's update status (`base/mcs/status/ALC_status.xml`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplUpdate {
+    /// Time of the last successful update (`<lastSyncTime>`), Unix seconds.
+    pub last_success: Option<i64>,
+    /// Result code of the last attempt (`<lastResult>`, 0 = success).
+    pub last_result: Option<i64>,
+}
+
+/// Parses `ALC_status.xml`: `<lastSyncTime>` is when SPL last completed an
+/// update of its components and threat data; `<lastResult>` the code of the
+/// last attempt.
+pub fn parse_alc_status(text: &str) -> Result<SplUpdate, String> {
+    if !text.contains("<autoUpdate") {
+        return Err("not an SPL update status (no <autoUpdate> element)".into());
+    }
+    let last_result = match xml_element(text, "lastResult") {
+        Some(r) => Some(r.parse::<i64>().map_err(|_| format!("<lastResult> {r:?} is not a number"))?),
+        None => None,
     };
-    Product { version, active, problem: Some(problem), ..Product::named(name) }
+    let last_success = match xml_element(text, "lastSyncTime").filter(|t| !t.is_empty()) {
+        Some(t) => Some(parse_compact_time(t).ok_or_else(|| format!("<lastSyncTime> {t:?} is not a time"))?),
+        None => None,
+    };
+    Ok(SplUpdate { last_success, last_result })
+}
+
+const SPL_NAME: &str = "Sophos Protection for Linux";
+const SPL_SAV_STATUS: &str = "/opt/sophos-spl/base/mcs/status/SAV_status.xml";
+const SPL_ALC_STATUS: &str = "/opt/sophos-spl/base/mcs/status/ALC_status.xml";
+
+/// Evaluates Sophos Protection for Linux: the `sophos-spl` service, on-access
+/// scanning from `SAV_status.xml` and the age of the last successful update
+/// (threat data included) from `ALC_status.xml`. Never a pass on the running
+/// service alone: a status that cannot be read leaves the product unknown.
+pub fn sophos_spl(
+    version: Option<String>,
+    running: Option<bool>,
+    sav: Result<String, String>,
+    alc: Result<String, String>,
+    now: i64,
+) -> Product {
+    let mut p = Product { version, ..Product::named(SPL_NAME) };
+    match running {
+        Some(false) => {
+            p.active = Some(false);
+            p.problem = Some(format!("the {SPL_NAME} service is not running"));
+            return p;
+        }
+        None => {
+            p.problem = Some(format!("whether the {SPL_NAME} service runs could not be determined"));
+            return p;
+        }
+        Some(true) => {}
+    }
+    // Kept for the reason: the service runs, but without these nothing is known.
+    let unreadable = |why: String| {
+        format!(
+            "the {SPL_NAME} service runs, but its real-time protection and signature age are not readable: {why}"
+        )
+    };
+    match sav.and_then(|t| parse_sav_status(&t).map_err(|e| format!("{SPL_SAV_STATUS}: {e}"))) {
+        Err(e) => {
+            p.problem = Some(unreadable(e));
+            return p;
+        }
+        Ok(false) => {
+            p.active = Some(false);
+            p.problem = Some("on-access scanning is off".into());
+            return p;
+        }
+        Ok(true) => p.active = Some(true),
+    }
+    let update = match alc.and_then(|t| parse_alc_status(&t).map_err(|e| format!("{SPL_ALC_STATUS}: {e}"))) {
+        Ok(u) => u,
+        Err(e) => {
+            p.problem = Some(format!("on-access scanning is on, but the threat data age is unreadable: {e}"));
+            return p;
+        }
+    };
+    p.problem = match update.last_success {
+        Some(t) => {
+            let age = (now - t).max(0) / 3600;
+            p.signatures_age_hours = Some(age);
+            (age > MAX_SIGNATURE_AGE_HOURS).then(|| {
+                let failing = match update.last_result {
+                    Some(code) if code != 0 => format!("; the last update attempt failed with code {code}"),
+                    _ => String::new(),
+                };
+                format!("threat data last updated {age} h ago (limit {MAX_SIGNATURE_AGE_HOURS} h){failing}")
+            })
+        }
+        None => Some(match update.last_result {
+            Some(code) if code != 0 => format!("no update has succeeded yet (last result code {code})"),
+            _ => "no successful update is recorded".to_string(),
+        }),
+    };
+    p
+}
+
+/// Whether `lic -s` says the ESET product is activated (`Status: Activated`).
+pub fn parse_eset_licence(text: &str) -> Result<bool, String> {
+    let status = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Status:"))
+        .map(str::trim)
+        .ok_or("lic -s printed no Status line")?;
+    Ok(status.eq_ignore_ascii_case("Activated"))
+}
+
+/// The detection engine in `upd --list-modules` output (`EM002\t 31832
+/// (20250909)\tDetection engine`): its version and build date (Unix seconds,
+/// midnight UTC of that day, so the age is never understated by more than the
+/// time zone).
+pub fn parse_eset_modules(text: &str) -> Result<(String, i64), String> {
+    let line = text
+        .lines()
+        .find(|l| l.split('\t').nth(2).is_some_and(|n| n.trim().eq_ignore_ascii_case("Detection engine")))
+        .ok_or("upd --list-modules lists no Detection engine module")?;
+    let middle = line.split('\t').nth(1).unwrap_or("").trim();
+    let (version, date) = middle
+        .split_once('(')
+        .and_then(|(v, d)| Some((v.trim(), d.strip_suffix(')')?.trim())))
+        .ok_or_else(|| format!("detection engine line {line:?} is not `version (YYYYMMDD)`"))?;
+    let built =
+        parse_compact_time(date).ok_or_else(|| format!("detection engine date {date:?} is not YYYYMMDD"))?;
+    Ok((version.to_string(), built))
+}
+
+/// Evaluates ESET Server Security or Endpoint Antivirus for Linux: the
+/// service, activation (`lic -s`) and the detection engine's age (`upd
+/// --list-modules`). ESET documents no command whose output states whether
+/// real-time file system protection is on, so a running, activated and
+/// current product is still `unknown`, never a pass; a stopped service, a
+/// missing activation or an outdated engine fail.
+pub fn eset(
+    name: &'static str,
+    running: Option<bool>,
+    licence: Result<String, String>,
+    modules: Result<String, String>,
+    now: i64,
+) -> Product {
+    let mut p = Product::named(name);
+    match running {
+        Some(false) => {
+            p.active = Some(false);
+            p.problem = Some(format!("the {name} service is not running"));
+            return p;
+        }
+        None => {
+            p.problem = Some(format!("whether the {name} service runs could not be determined"));
+            return p;
+        }
+        Some(true) => {}
+    }
+    let mut failures = Vec::new();
+    let mut unread = Vec::new();
+    match licence.and_then(|t| parse_eset_licence(&t)) {
+        Ok(true) => {}
+        Ok(false) => failures.push("the product is not activated (no module updates)".to_string()),
+        Err(e) => unread.push(format!("activation unreadable: {e}")),
+    }
+    match modules.and_then(|t| parse_eset_modules(&t)) {
+        Ok((version, built)) => {
+            let age = (now - built).max(0) / 3600;
+            p.version = Some(version.clone());
+            p.signatures_age_hours = Some(age);
+            if age > MAX_SIGNATURE_AGE_HOURS {
+                failures.push(format!(
+                    "detection engine {version} is {age} h old (limit {MAX_SIGNATURE_AGE_HOURS} h)"
+                ));
+            }
+        }
+        Err(e) => unread.push(format!("detection engine age unreadable: {e}")),
+    }
+    if !failures.is_empty() {
+        // Off or outdated whatever real-time protection does: a failure.
+        p.active = Some(true);
+        p.problem = Some(failures.join("; "));
+        return p;
+    }
+    unread.push(format!(
+        "the {name} service runs, but whether real-time file system protection is on is not readable (no ESET command prints it)"
+    ));
+    p.problem = Some(unread.join("; "));
+    p
 }
 
 fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
@@ -220,30 +463,56 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
             Box::new(|out| parse_sentinelctl(out, service_active(host, "sentinelone"))),
         ),
     ];
-    // Products found by their install directory: Sophos Protection for
-    // Linux, ESET Server Security and ESET Endpoint Antivirus.
-    let installs: [(&'static str, &str, Option<&str>, &str); 3] = [
-        (
-            "Sophos Protection for Linux",
-            "/opt/sophos-spl",
-            Some("/opt/sophos-spl/base/VERSION.ini"),
-            "sophos-spl",
-        ),
-        ("ESET Server Security", "/opt/eset/efs", None, "efs"),
-        ("ESET Endpoint Antivirus", "/opt/eset/eea", None, "eea"),
-    ];
-    for (name, dir, version_file, unit) in installs {
-        if host.exists(dir) {
-            let version = version_file.and_then(|f| host.read_text(f).ok());
-            if let Some(v) = &version {
-                raw.push_str(v);
+    // Sophos Protection for Linux: its service and the status files SPL
+    // keeps for Sophos Central.
+    if host.exists("/opt/sophos-spl") {
+        let version = host.read_text("/opt/sophos-spl/base/VERSION.ini").ok();
+        let mut read = |path: &str| match host.read_text(path) {
+            Ok(t) => {
+                raw.push_str(&t);
+                Ok(t)
             }
-            products.push(installed_product(
-                name,
-                version.as_deref().and_then(parse_sophos_version),
-                service_active(host, unit),
-            ));
+            Err(e) => Err(e.to_string()),
+        };
+        let sav = read(SPL_SAV_STATUS);
+        let alc = read(SPL_ALC_STATUS);
+        if let Some(v) = &version {
+            raw.push_str(v);
         }
+        products.push(sophos_spl(
+            version.as_deref().and_then(parse_sophos_version),
+            service_active(host, "sophos-spl"),
+            sav,
+            alc,
+            now,
+        ));
+    }
+    // ESET Server Security and ESET Endpoint Antivirus: service, activation
+    // and detection engine, through ESET's own command-line tools.
+    for (name, dir, unit) in [
+        ("ESET Server Security", "/opt/eset/efs", "efs"),
+        ("ESET Endpoint Antivirus", "/opt/eset/eea", "eea"),
+    ] {
+        if !host.exists(dir) {
+            continue;
+        }
+        let mut ask = |program: String, args: &[&str]| match host.run(&program, args) {
+            Ok(out) if out.success() => {
+                raw.push_str(&out.stdout);
+                Ok(out.stdout)
+            }
+            Ok(out) => {
+                Err(format!("{program} {} exited with {:?}: {}", args.join(" "), out.code, out.stderr.trim()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let running = service_active(host, unit);
+        let (licence, modules) = if running == Some(true) {
+            (ask(format!("{dir}/sbin/lic"), &["-s"]), ask(format!("{dir}/bin/upd"), &["--list-modules"]))
+        } else {
+            (Err("not asked".into()), Err("not asked".into()))
+        };
+        products.push(eset(name, running, licence, modules, now));
     }
     for (name, program, args, parse) in probes {
         match host.run(program, args) {
@@ -264,4 +533,99 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let (products, raw) = observe(host, ctx.now);
     evaluate(&products, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-23 09:00 UTC.
+    const NOW: i64 = 1_795_424_400;
+
+    const SAV_ON: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<status xmlns=\"http://www.sophos.com/EE/EESavStatus\">\n  <csc:CompRes xmlns:csc=\"com.sophos\\msys\\csc\" Res=\"Same\" RevID=\"ab12\" policyType=\"2\"/>\n  <upToDateState>1</upToDateState>\n  <on-access>true</on-access>\n</status>\n";
+
+    fn alc(last_sync: &str, result: u32) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<status xmlns=\"com.sophos\\mansys\\status\" type=\"sau\">\n  <autoUpdate xmlns=\"http://www.sophos.com/xml/mansys/AutoUpdateStatus.xsd\" version=\"1.2.7\">\n    <lastSyncTime>{last_sync}</lastSyncTime>\n    <lastResult>{result}</lastResult>\n  </autoUpdate>\n</status>\n"
+        )
+    }
+
+    #[test]
+    fn spl_times_with_and_without_colons() {
+        assert_eq!(parse_compact_time("20261123 080000"), Some(NOW - 3600));
+        assert_eq!(parse_compact_time("20261123 08:00:00"), Some(NOW - 3600));
+        assert_eq!(parse_compact_time("20261123"), Some(NOW - 9 * 3600));
+        assert_eq!(parse_compact_time("20261323 080000"), None, "month 13");
+        assert_eq!(parse_compact_time("2026-11-23"), None);
+        assert_eq!(parse_compact_time(""), None);
+    }
+
+    #[test]
+    fn spl_on_access_and_update_age_decide() {
+        let p = sophos_spl(None, Some(true), Ok(SAV_ON.into()), Ok(alc("20261123 063000", 0)), NOW);
+        assert_eq!((p.active, p.signatures_age_hours, p.problem.as_deref()), (Some(true), Some(2), None));
+
+        let off = SAV_ON.replace("<on-access>true", "<on-access>false");
+        let p = sophos_spl(None, Some(true), Ok(off), Ok(alc("20261123 063000", 0)), NOW);
+        assert_eq!((p.active, p.problem.as_deref()), (Some(false), Some("on-access scanning is off")));
+
+        let p = sophos_spl(None, Some(true), Ok(SAV_ON.into()), Ok(alc("20261110 063000", 112)), NOW);
+        let why = p.problem.unwrap();
+        assert!(why.contains("314 h ago") && why.contains("failed with code 112"), "{why}");
+
+        let never = "<status><autoUpdate><lastResult>112</lastResult></autoUpdate></status>";
+        let p = sophos_spl(None, Some(true), Ok(SAV_ON.into()), Ok(never.into()), NOW);
+        assert_eq!(p.problem.as_deref(), Some("no update has succeeded yet (last result code 112)"));
+    }
+
+    #[test]
+    fn spl_never_passes_on_the_service_alone() {
+        let p = sophos_spl(None, Some(true), Err("no such file".into()), Err("no such file".into()), NOW);
+        assert_eq!(p.active, None);
+        assert!(p.problem.unwrap().contains("are not readable: no such file"));
+        // Hostile or foreign content is unreadable, not "off".
+        for bad in
+            ["<on-access>true</on-access>", "<status xmlns=\"x/EESavStatus\"><on-access>maybe</on-access>"]
+        {
+            let p = sophos_spl(None, Some(true), Ok(bad.into()), Ok(alc("20261123 063000", 0)), NOW);
+            assert_eq!(p.active, None, "{bad}");
+        }
+        let p = sophos_spl(None, Some(true), Ok(SAV_ON.into()), Ok(alc("yesterday", 0)), NOW);
+        assert!(p.problem.unwrap().contains("unreadable"));
+        let p = sophos_spl(None, Some(false), Ok(SAV_ON.into()), Ok(alc("20261123 063000", 0)), NOW);
+        assert_eq!(p.active, Some(false));
+        assert!(xml_element("<on-accessible>x</on-accessible>", "on-access").is_none());
+    }
+
+    const MODULES: &str = "EM000\t  1088 (20261120)\tUpdate module\nEM002\t 31832 (20261122)\tDetection engine\nEM023\t 26932 (20261122)\tRapid Response module\n";
+
+    #[test]
+    fn eset_activation_and_engine_age() {
+        assert_eq!(parse_eset_modules(MODULES), Ok(("31832".to_string(), NOW - 33 * 3600)));
+        assert!(parse_eset_modules("EM000\t  1088 (20261120)\tUpdate module\n").is_err());
+        assert!(parse_eset_modules("EM002\t 31832 20261122\tDetection engine\n").is_err());
+        let lic = "Product name: ESET Server Security for Linux\nStatus: Activated\nPublic ID: 3AB-XXX-XXX\n";
+        assert_eq!(parse_eset_licence(lic), Ok(true));
+        assert_eq!(parse_eset_licence("Status: Not activated\n"), Ok(false));
+        assert!(parse_eset_licence("garbage").is_err());
+
+        // Current and activated: still unknown, real-time protection is not read.
+        let p = eset("ESET Server Security", Some(true), Ok(lic.into()), Ok(MODULES.into()), NOW);
+        assert_eq!((p.active, p.signatures_age_hours), (None, Some(33)));
+        assert!(p.problem.unwrap().contains("real-time file system protection is on is not readable"));
+
+        let old = MODULES.replace("(20261122)\tDetection", "(20261101)\tDetection");
+        let p = eset("ESET Server Security", Some(true), Ok(lic.into()), Ok(old), NOW);
+        assert_eq!(p.active, Some(true));
+        assert!(p.problem.unwrap().contains("detection engine 31832 is 537 h old"));
+
+        let p = eset(
+            "ESET Server Security",
+            Some(true),
+            Ok("Status: Not activated\n".into()),
+            Ok(MODULES.into()),
+            NOW,
+        );
+        assert!(p.problem.unwrap().contains("not activated"));
+    }
 }

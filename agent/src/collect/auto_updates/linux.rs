@@ -14,6 +14,14 @@
 //!   (always installs), `dnf-automatic.timer` / `dnf5-automatic.timer` (install
 //!   only with `apply_updates = yes` in `/etc/dnf/automatic.conf`), and
 //!   `upgrade_type` (`default` or `security`; both include security updates).
+//! - RHEL/CentOS 7: yum-cron. `/etc/yum/yum-cron.conf` (daily) and
+//!   `/etc/yum/yum-cron-hourly.conf`, section `[commands]`: `apply_updates`
+//!   (shipped `no`), `download_updates`, `update_cmd` (`default`, `security`
+//!   and `minimal-security` include every security update; `minimal` is
+//!   bug fixes only and the `*-severity:Critical` forms leave Important ones
+//!   out); and the `yum-cron` service, `systemctl is-enabled` and
+//!   `is-active`: its cron jobs do nothing unless the service has been
+//!   started (they test its lock file).
 //! - SUSE: `systemctl is-enabled` of `transactional-update.timer` and
 //!   `os-update.timer`, and YaST's automatic online update:
 //!   `/etc/sysconfig/automatic_online_update` `AOU_ENABLE_CRONJOB="true"` with
@@ -255,6 +263,133 @@ pub fn evaluate_dnf(o: &DnfObserved) -> Finding {
     f(CheckStatus::Fail).with_reason(reason)
 }
 
+/// Whether a systemd unit is active now, from `systemctl is-active`:
+/// `Ok(true)` active, `Ok(false)` inactive or failed, `Err` when systemd
+/// cannot be asked or prints something else.
+pub fn parse_is_active(code: Option<i32>, stdout: &str, stderr: &str) -> Result<bool, String> {
+    match stdout.lines().next().unwrap_or("").trim() {
+        "active" | "reloading" | "refreshing" => Ok(true),
+        "inactive" | "failed" | "deactivating" | "dead" => Ok(false),
+        other => Err(format!("systemctl is-active exited with {code:?}: {} {}", other, stderr.trim())),
+    }
+}
+
+fn unit_active(host: &dyn Host, unit: &str) -> Result<bool, String> {
+    match host.run("systemctl", &["is-active", unit]) {
+        Ok(out) => parse_is_active(out.code, &out.stdout, &out.stderr),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What a RHEL/CentOS 7 host showed of yum-cron.
+#[derive(Debug, Clone)]
+pub struct YumCronObserved {
+    /// `/etc/yum/yum-cron.conf`, or why it could not be read (`None`: absent).
+    pub daily: Option<Result<String, String>>,
+    /// `/etc/yum/yum-cron-hourly.conf`, likewise.
+    pub hourly: Option<Result<String, String>>,
+    /// `systemctl is-enabled yum-cron.service`, see [`parse_is_enabled`].
+    pub enabled: Result<Option<bool>, String>,
+    /// `systemctl is-active yum-cron.service`, see [`parse_is_active`].
+    pub active: Result<bool, String>,
+}
+
+/// The `[commands]` settings of one yum-cron configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YumCronCommands {
+    pub apply_updates: bool,
+    pub download_updates: bool,
+    pub update_cmd: String,
+}
+
+/// Reads `[commands]` of a yum-cron configuration, with yum-cron's own
+/// defaults for what is not set (`update_cmd = default`, nothing applied
+/// or downloaded).
+pub fn parse_yum_cron(text: &str) -> YumCronCommands {
+    let flag = |key: &str| ini_value(text, "commands", key).is_some_and(|v| truthy(&v));
+    YumCronCommands {
+        apply_updates: flag("apply_updates"),
+        download_updates: flag("download_updates"),
+        update_cmd: ini_value(text, "commands", "update_cmd").unwrap_or_else(|| "default".into()),
+    }
+}
+
+/// Whether a yum-cron `update_cmd` installs every security update:
+/// `default` (all updates), `security`, `minimal-security`. `minimal` takes
+/// bug-fix advisories only and the `-severity:Critical` forms only Critical
+/// ones.
+pub fn yum_cmd_covers_security(cmd: &str) -> bool {
+    matches!(cmd.trim(), "default" | "security" | "minimal-security")
+}
+
+/// Decides the check for a yum-cron host.
+pub fn evaluate_yum_cron(o: &YumCronObserved) -> Finding {
+    let read = |c: &Option<Result<String, String>>| {
+        c.as_ref().and_then(|r| r.as_ref().ok()).map(|t| parse_yum_cron(t))
+    };
+    let (daily, hourly) = (read(&o.daily), read(&o.hourly));
+    let raw: String = [&o.daily, &o.hourly]
+        .iter()
+        .filter_map(|c| c.as_ref().and_then(|r| r.as_ref().ok()).cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let commands_fact = |c: &Option<YumCronCommands>| match c {
+        Some(c) => json!({"apply_updates": c.apply_updates, "download_updates": c.download_updates,
+                          "update_cmd": c.update_cmd}),
+        None => json!(null),
+    };
+    let f = |status| {
+        Finding::new(status, "yum-cron")
+            .fact("mechanism", "yum-cron")
+            .fact("daily", commands_fact(&daily))
+            .fact("hourly", commands_fact(&hourly))
+            .fact("service_enabled", o.enabled.clone().ok().flatten())
+            .fact("service_active", o.active.clone().ok())
+            .with_raw(raw.clone())
+    };
+    for (path, c) in [("/etc/yum/yum-cron.conf", &o.daily), ("/etc/yum/yum-cron-hourly.conf", &o.hourly)] {
+        if let Some(Err(e)) = c {
+            return f(CheckStatus::Unknown).with_reason(format!("{path} could not be read: {e}"));
+        }
+    }
+    if daily.is_none() && hourly.is_none() {
+        return f(CheckStatus::Fail).with_reason("no automatic update mechanism: yum-cron is not installed");
+    }
+    let runs = [("yum-cron.conf", &daily), ("yum-cron-hourly.conf", &hourly)];
+    let installing: Vec<(&str, &YumCronCommands)> =
+        runs.iter().filter_map(|(n, c)| c.as_ref().filter(|c| c.apply_updates).map(|c| (*n, c))).collect();
+    if installing.is_empty() {
+        let downloads = runs.iter().any(|(_, c)| c.as_ref().is_some_and(|c| c.download_updates));
+        return f(CheckStatus::Fail).with_reason(if downloads {
+            "yum-cron only downloads updates (apply_updates = no): a person must install them"
+        } else {
+            "yum-cron only checks for updates (apply_updates = no, download_updates = no)"
+        });
+    }
+    let Some((file, cmd)) = installing.iter().find(|(_, c)| yum_cmd_covers_security(&c.update_cmd)) else {
+        let (file, c) = installing[0];
+        return f(CheckStatus::Fail).with_reason(format!(
+            "{file} installs updates with update_cmd = {}, which leaves security updates out",
+            c.update_cmd
+        ));
+    };
+    // The cron jobs exit at once unless the service has been started.
+    match (&o.enabled, &o.active) {
+        (Ok(Some(true)), Ok(true)) => f(CheckStatus::Pass).with_reason(format!(
+            "yum-cron installs updates (update_cmd = {} in {file}) and its service is enabled and active",
+            cmd.update_cmd
+        )),
+        (Ok(Some(false)), _) | (Ok(None), _) => f(CheckStatus::Fail)
+            .with_reason("yum-cron is configured to install updates, but the yum-cron service is disabled"),
+        (Ok(Some(true)), Ok(false)) => f(CheckStatus::Fail).with_reason(
+            "the yum-cron service is enabled but not started: its cron jobs install nothing until it runs",
+        ),
+        (Err(e), _) | (_, Err(e)) => f(CheckStatus::Unknown).with_reason(format!(
+            "whether the yum-cron service is enabled and active could not be read: {e}"
+        )),
+    }
+}
+
 /// What a SUSE host showed.
 #[derive(Debug, Clone)]
 pub struct ZypperObserved {
@@ -332,6 +467,25 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         Err(HostError::NotFound { .. }) => {}
         Err(e) => return Finding::unknown("unattended-upgrades", format!("apt-config dump: {e}")),
     }
+    let read_optional = |path: &str| match host.read_text(path) {
+        Ok(t) => Some(Ok(t)),
+        Err(HostError::NoFile { .. }) => None,
+        Err(e) => Some(Err(e.to_string())),
+    };
+    let yum_cron = |daily, hourly| {
+        evaluate_yum_cron(&YumCronObserved {
+            daily,
+            hourly,
+            enabled: unit_enabled(host, "yum-cron.service"),
+            active: unit_active(host, "yum-cron.service"),
+        })
+    };
+    // RHEL/CentOS 7: yum-cron, unless dnf-automatic is configured as well.
+    let (daily, hourly) =
+        (read_optional("/etc/yum/yum-cron.conf"), read_optional("/etc/yum/yum-cron-hourly.conf"));
+    if (daily.is_some() || hourly.is_some()) && !host.exists("/etc/dnf/automatic.conf") {
+        return yum_cron(daily, hourly);
+    }
     if host.exists("/etc/dnf") {
         let config = match host.read_text("/etc/dnf/automatic.conf") {
             Ok(t) => Some(Ok(t)),
@@ -343,6 +497,10 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
             .map(|t| (t.to_string(), unit_enabled(host, t)))
             .collect();
         return evaluate_dnf(&DnfObserved { config, timers });
+    }
+    if host.exists("/etc/yum.conf") || host.exists("/etc/yum") {
+        // yum without dnf and without yum-cron: nothing installs updates.
+        return yum_cron(None, None);
     }
     if host.exists("/etc/zypp") {
         let aou_cron = ["cron.daily", "cron.weekly", "cron.monthly"]
@@ -356,5 +514,63 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
             aou_cron,
         });
     }
-    Finding::unknown("none", "no supported package tooling found (apt, dnf, zypper)")
+    Finding::unknown("none", "no supported package tooling found (apt, dnf, yum, zypper)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = "[commands]\n#  default                            = yum upgrade\nupdate_cmd = default\nupdate_messages = yes\ndownload_updates = yes\napply_updates = no\nrandom_sleep = 360\n\n[emitters]\nsystem_name = None\n";
+
+    fn observed(
+        daily: &str,
+        enabled: Result<Option<bool>, String>,
+        active: Result<bool, String>,
+    ) -> YumCronObserved {
+        YumCronObserved { daily: Some(Ok(daily.to_string())), hourly: None, enabled, active }
+    }
+
+    #[test]
+    fn yum_cron_must_apply_security_updates_and_run() {
+        let applying = SHIPPED.replace("apply_updates = no", "apply_updates = yes");
+        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(true)), Ok(true)));
+        assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
+
+        let f = evaluate_yum_cron(&observed(SHIPPED, Ok(Some(true)), Ok(true)));
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert!(f.reason.unwrap().contains("only downloads"));
+
+        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(false)), Ok(false)));
+        assert!(f.reason.unwrap().contains("service is disabled"));
+        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(true)), Ok(false)));
+        assert!(f.reason.unwrap().contains("not started"));
+        let f = evaluate_yum_cron(&observed(&applying, Err("timeout".into()), Ok(true)));
+        assert_eq!(f.status, CheckStatus::Unknown);
+
+        let critical = applying.replace("update_cmd = default", "update_cmd = security-severity:Critical");
+        let f = evaluate_yum_cron(&observed(&critical, Ok(Some(true)), Ok(true)));
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert!(f.reason.unwrap().contains("security-severity:Critical"));
+        assert!(yum_cmd_covers_security("minimal-security") && !yum_cmd_covers_security("minimal"));
+    }
+
+    #[test]
+    fn yum_cron_hourly_counts_and_unreadable_is_unknown() {
+        let o = YumCronObserved {
+            daily: Some(Ok(SHIPPED.into())),
+            hourly: Some(Ok("[commands]\nupdate_cmd = security\napply_updates = yes\n".into())),
+            enabled: Ok(Some(true)),
+            active: Ok(true),
+        };
+        let f = evaluate_yum_cron(&o);
+        assert_eq!(f.status, CheckStatus::Pass);
+        assert!(f.reason.unwrap().contains("yum-cron-hourly.conf"));
+        let o = YumCronObserved { daily: Some(Err("permission denied".into())), ..o };
+        assert_eq!(evaluate_yum_cron(&o).status, CheckStatus::Unknown);
+        let none = YumCronObserved { daily: None, hourly: None, enabled: Ok(None), active: Ok(false) };
+        assert!(evaluate_yum_cron(&none).reason.unwrap().contains("not installed"));
+        assert_eq!(parse_is_active(Some(3), "inactive\n", ""), Ok(false));
+        assert!(parse_is_active(Some(1), "", "Failed to connect to bus").is_err());
+    }
 }

@@ -13,8 +13,16 @@
 //!   (`idleTime`, `askForPassword`, `askForPasswordDelay`), which overrides
 //!   the user's settings.
 //!
-//! `sysadminctl` and `defaults -currentHost` answer for the user the agent
-//! runs as; the profile and `pmset` hold for every user.
+//! `sysadminctl` and `defaults -currentHost` answer for the user they run
+//! as, while the agent normally runs as root (a launchd daemon) and the
+//! settings that count are those of the user at the console. So, unless the
+//! profile settles both lock and idle time, the agent finds the console user
+//! (`stat -f "%Su %u" /dev/console`) and itself (`id -u`): when it is that
+//! user it asks as it is; when it is root it asks as the console user with
+//! `launchctl asuser UID sudo -u USER ...`; at the login window (console
+//! owned by root) only the profile can say, and without one the check is
+//! `unknown`. The profile and `pmset` hold for every user. The user name
+//! never enters the facts.
 //!
 //! Status rule: pass when the screen locks (password asked) within
 //! `super::MAX_LOCK_DELAY_SECONDS` of the screen saver or display sleep, and
@@ -25,7 +33,8 @@
 use super::{MAX_IDLE_SECONDS, MAX_LOCK_DELAY_SECONDS};
 use crate::collect::macos::{parse_bool, read_domain};
 use crate::collect::{Context, Finding};
-use crate::host::Host;
+use crate::host::{CommandOutput, Host, HostError};
+use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
 
 /// macOS default screen saver idle time when `idleTime` is not set.
@@ -64,6 +73,101 @@ pub fn parse_pmset_displaysleep(text: &str) -> Option<u64> {
         let mut words = l.split_whitespace();
         (words.next() == Some("displaysleep")).then(|| words.next()?.parse().ok()).flatten()
     })
+}
+
+/// Whose screen-saver settings the user-level commands read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsUser {
+    /// The agent runs as the console user: the commands as they are.
+    Agent,
+    /// The agent is root and someone else is at the console.
+    Console { name: String, uid: u32 },
+    /// Nobody is logged in at the console (the login window owns it).
+    Nobody,
+}
+
+impl SettingsUser {
+    fn fact(&self) -> &'static str {
+        match self {
+            SettingsUser::Agent => "agent user (at the console)",
+            SettingsUser::Console { .. } => "console user",
+            SettingsUser::Nobody => "nobody at the console",
+        }
+    }
+}
+
+/// Parses `stat -f "%Su %u" /dev/console` (`alice 501`): the console
+/// owner's name and uid. The name is checked, since it goes on to a
+/// command line.
+pub fn parse_console_owner(text: &str) -> Result<(String, u32), String> {
+    let mut words = text.split_whitespace();
+    let (Some(name), Some(uid), None) = (words.next(), words.next(), words.next()) else {
+        return Err(format!("stat printed {:?}, not `user uid`", text.trim()));
+    };
+    let uid = uid.parse::<u32>().map_err(|_| format!("console owner uid {uid:?} is not a number"))?;
+    let valid = !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'));
+    if !valid {
+        return Err("the console owner's name has characters a user name cannot have".into());
+    }
+    Ok((name.to_string(), uid))
+}
+
+/// Decides whose settings can be read, from the console owner and the
+/// agent's own uid (`id -u`).
+pub fn settings_user(
+    console: Result<(String, u32), String>,
+    agent_uid: Result<u32, String>,
+) -> Result<SettingsUser, String> {
+    let (name, uid) = console.map_err(|e| format!("the console user could not be determined: {e}"))?;
+    if uid == 0 {
+        // The login window owns the console as root.
+        return Ok(SettingsUser::Nobody);
+    }
+    match agent_uid.map_err(|e| format!("the agent's own uid could not be determined: {e}"))? {
+        a if a == uid => Ok(SettingsUser::Agent),
+        0 => Ok(SettingsUser::Console { name, uid }),
+        a => Err(format!(
+            "the agent runs as uid {a}, neither root nor the console user (uid {uid}), so the console user's settings cannot be read"
+        )),
+    }
+}
+
+fn console_owner(host: &dyn Host) -> Result<(String, u32), String> {
+    match host.run("stat", &["-f", "%Su %u", "/dev/console"]) {
+        Ok(out) if out.success() => parse_console_owner(&out.stdout),
+        Ok(out) => Err(format!("stat /dev/console exited with {:?}: {}", out.code, out.stderr.trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn agent_uid(host: &dyn Host) -> Result<u32, String> {
+    match host.run("id", &["-u"]) {
+        Ok(out) if out.success() => {
+            out.stdout.trim().parse().map_err(|_| format!("id -u printed {:?}", out.stdout.trim()))
+        }
+        Ok(out) => Err(format!("id -u exited with {:?}: {}", out.code, out.stderr.trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs a user-level command for `who`: as it is, or in the console user's
+/// session through `launchctl asuser UID sudo -u USER`.
+fn run_as(
+    host: &dyn Host,
+    who: &SettingsUser,
+    program: &str,
+    args: &[&str],
+) -> Result<CommandOutput, HostError> {
+    match who {
+        SettingsUser::Console { name, uid } => {
+            let uid = uid.to_string();
+            let mut full = vec!["asuser", uid.as_str(), "sudo", "-u", name.as_str(), program];
+            full.extend_from_slice(args);
+            host.run("launchctl", &full)
+        }
+        _ => host.run(program, args),
+    }
 }
 
 /// What was read.
@@ -133,7 +237,7 @@ pub fn evaluate(o: &Observed, raw: &str) -> Finding {
 }
 
 /// Gathers and evaluates on a macOS host.
-pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let mut raw = String::new();
     let managed = read_domain(host, MANAGED_DOMAIN, &mut raw).ok().flatten().unwrap_or_default();
     let mut o = Observed::default();
@@ -145,8 +249,42 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         (Some(true), Some(d)) => Some(Ok(Some(d.max(0.0) as u64))),
         _ => None,
     };
+    let managed_idle = managed.get("idleTime").and_then(|v| v.trim().parse::<u64>().ok());
+    // Whose settings the rest reads: asked only when the profile leaves something open.
+    let who = if o.lock.is_none() || managed_idle.is_none() {
+        let who = settings_user(console_owner(host), agent_uid(host));
+        if let Ok(SettingsUser::Console { name, .. }) = &who {
+            // Scrubbed from the raw excerpt like any user name; never a fact.
+            ctx.register(Personal::UserName, name);
+        }
+        Some(who)
+    } else {
+        None
+    };
+    let who = match who {
+        Some(Ok(w)) => Some(w),
+        Some(Err(why)) => {
+            // A profile that turns the lock off turns it off for everyone.
+            if o.lock != Some(Ok(None)) {
+                o.lock = Some(Err(why));
+            }
+            let mut f = evaluate(&o, &raw);
+            f.facts.insert("settings_of".into(), serde_json::Value::Null);
+            return f;
+        }
+        None => None,
+    };
+    if o.lock.is_none()
+        && let Some(SettingsUser::Nobody) = &who
+    {
+        o.lock = Some(Err(
+            "nobody is logged in at the console and no managed profile sets askForPassword and askForPasswordDelay"
+                .into(),
+        ));
+    }
+    let user = who.clone().unwrap_or(SettingsUser::Agent);
     if o.lock.is_none() {
-        o.lock = Some(match host.run("sysadminctl", &["-screenLock", "status"]) {
+        o.lock = Some(match run_as(host, &user, "sysadminctl", &["-screenLock", "status"]) {
             Ok(out) => {
                 // The answer is a log line on stderr.
                 let text = format!("{}{}", out.stderr, out.stdout);
@@ -160,9 +298,16 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         });
     }
 
-    o.idle = match managed.get("idleTime").and_then(|v| v.trim().parse::<u64>().ok()) {
+    o.idle = match managed_idle {
         Some(s) => Some((s, "managed")),
-        None => match host.run("defaults", &["-currentHost", "read", "com.apple.screensaver", "idleTime"]) {
+        // At the login window there is no user whose idle time counts.
+        None if who == Some(SettingsUser::Nobody) => None,
+        None => match run_as(
+            host,
+            &user,
+            "defaults",
+            &["-currentHost", "read", "com.apple.screensaver", "idleTime"],
+        ) {
             Ok(out) if out.success() => {
                 raw.push_str(&out.stdout);
                 out.stdout.trim().parse::<u64>().ok().map(|s| (s, "user"))
@@ -179,12 +324,42 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         }
         _ => None,
     };
-    evaluate(&o, &raw)
+    if who == Some(SettingsUser::Nobody)
+        && o.idle.is_none()
+        && matches!(o.lock, Some(Ok(Some(_))))
+        && !o.display_sleep_minutes.is_some_and(|m| m > 0 && m * 60 <= MAX_IDLE_SECONDS)
+    {
+        // The next user's own idle time is unknown; only a display sleep within the limit settles it.
+        o.lock = Some(Err(
+            "nobody is logged in at the console, no managed profile sets idleTime, and display sleep alone does not lock in time"
+                .into(),
+        ));
+    }
+    let mut f = evaluate(&o, &raw);
+    f.facts.insert("settings_of".into(), who.as_ref().map_or(serde_json::Value::Null, |w| w.fact().into()));
+    f
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_user_decides_whose_settings_count() {
+        assert_eq!(parse_console_owner("alice 501\n"), Ok(("alice".into(), 501)));
+        assert!(parse_console_owner("-u 501\n").is_err(), "would be read as a sudo option");
+        assert!(parse_console_owner("alice\n").is_err());
+        assert!(parse_console_owner("al ice 501\n").is_err());
+        let alice = || Ok(("alice".to_string(), 501));
+        assert_eq!(settings_user(alice(), Ok(501)), Ok(SettingsUser::Agent));
+        assert_eq!(
+            settings_user(alice(), Ok(0)),
+            Ok(SettingsUser::Console { name: "alice".into(), uid: 501 })
+        );
+        assert_eq!(settings_user(Ok(("root".into(), 0)), Ok(0)), Ok(SettingsUser::Nobody));
+        assert!(settings_user(alice(), Ok(502)).unwrap_err().contains("neither root nor the console user"));
+        assert!(settings_user(Err("stat: not installed".into()), Ok(0)).is_err());
+    }
 
     #[test]
     fn screenlock_wordings() {

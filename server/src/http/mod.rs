@@ -5,7 +5,13 @@
 //! `GET hosts`, `hosts/{id}`, `controls` (both with `as_of=<RFC 3339>` for
 //! the state at a past time, read from the signed records), `risks`,
 //! `effectiveness?control=ID&from=T1[&to=T2][&points=N]` (a control's
-//! effectiveness over time), `gaps`, `security-events`, and
+//! effectiveness over time), `gaps`, `security-events`; the risk register
+//! (`risks` with filters and `format=csv`, `risks/{id}` with its history,
+//! `risks/matrix`; admin: `POST risks`, `PATCH risks/{id}`,
+//! `POST risks/{id}/accept`, see [`risks`]); per-host exceptions
+//! (`exceptions`; admin: `POST exceptions`, `POST exceptions/{id}/withdraw`);
+//! `policy` (the rules in force), `changes` (the per-requirement change
+//! log), `webhooks/deliveries`; admin `PUT hosts/{id}/tags`; and
 //! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
@@ -35,12 +41,23 @@ use crate::store::Store;
 use crate::store::tokens::ApiRole;
 use crate::views;
 
+mod changes;
+mod exceptions;
+mod policy;
+mod risks;
+mod tags;
+mod webhooks;
+
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Arc<Store>,
     pub config: Config,
     pub catalog: Arc<Catalog>,
     pub agents: Arc<AgentRegistry>,
+    /// Wakes the risk keeper after a change that moves the evaluation.
+    pub reevaluate: Arc<tokio::sync::Notify>,
+    /// The policy in force (the keeper takes up changes to its file).
+    pub policy: Arc<crate::reload::Reloadable<crate::policy::Policy>>,
 }
 
 /// Every read route; the authentication test enumerates this list.
@@ -50,6 +67,12 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/controls",
     "/api/v1/effectiveness?control=iso27001:2022/A.8.20&from=2026-01-01T00:00:00Z&points=2",
     "/api/v1/risks",
+    "/api/v1/risks?status=all&format=csv",
+    "/api/v1/risks/matrix",
+    "/api/v1/exceptions",
+    "/api/v1/policy",
+    "/api/v1/changes",
+    "/api/v1/webhooks/deliveries",
     "/api/v1/gaps",
     "/api/v1/security-events",
 ];
@@ -57,15 +80,26 @@ pub const API_ROUTES: &[&str] = &[
 pub const ADMIN_ROUTES: &[&str] = &[
     "/api/v1/agents/0123456789abcdef0123456789abcdef/revoke",
     "/api/v1/agents/0123456789abcdef0123456789abcdef/collect",
+    "/api/v1/risks/999999999/accept",
+    "/api/v1/exceptions/999999999/withdraw",
 ];
 
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{agent_id}", get(host))
+        .route("/api/v1/hosts/{agent_id}/tags", axum::routing::put(tags::put))
+        .route("/api/v1/policy", get(policy::show))
+        .route("/api/v1/changes", get(changes::list))
+        .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/api/v1/controls", get(controls))
         .route("/api/v1/effectiveness", get(effectiveness))
-        .route("/api/v1/risks", get(risks))
+        .route("/api/v1/risks", get(risks::list).post(risks::create))
+        .route("/api/v1/risks/matrix", get(risks::matrix))
+        .route("/api/v1/risks/{id}", get(risks::one).patch(risks::patch))
+        .route("/api/v1/risks/{id}/accept", post(risks::accept_risk))
+        .route("/api/v1/exceptions", get(exceptions::list).post(exceptions::create))
+        .route("/api/v1/exceptions/{id}/withdraw", post(exceptions::withdraw))
         .route("/api/v1/gaps", get(gaps))
         .route("/api/v1/security-events", get(security_events))
         .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
@@ -161,7 +195,7 @@ async fn hosts(
         Ok(t) => t,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of)?)).await {
         Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
@@ -183,7 +217,7 @@ async fn host(
         Ok(t) => t,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, now, as_of)?)).await {
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of)?)).await {
         Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
             Some(h) => Json(h).into_response(),
             None => error(StatusCode::NOT_FOUND, "no such host (at that time)"),
@@ -212,7 +246,17 @@ async fn controls(
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     match blocking(move || {
-        Ok(views::controls(&s.store, &s.catalog, &s.config, now, q.framework.as_deref(), as_of)?)
+        Ok(views::controls(
+            views::Sources {
+                store: &s.store,
+                catalog: &s.catalog,
+                config: &s.config,
+                rules: &s.policy.current(),
+            },
+            now,
+            q.framework.as_deref(),
+            as_of,
+        )?)
     })
     .await
     {
@@ -255,39 +299,23 @@ async fn effectiveness(
     }
     let control = q.control.clone();
     match blocking(move || {
-        Ok(views::effectiveness(&s.store, &s.catalog, &s.config, &control, from, to, points)?)
+        Ok(views::effectiveness(
+            views::Sources {
+                store: &s.store,
+                catalog: &s.catalog,
+                config: &s.config,
+                rules: &s.policy.current(),
+            },
+            &control,
+            from,
+            to,
+            points,
+        )?)
     })
     .await
     {
         Ok(Ok(series)) => Json(json!({"control_id": q.control, "points": series})).into_response(),
         Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown control {unknown:?}")),
-        Err(r) => r,
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RisksQuery {
-    status: Option<String>,
-}
-
-async fn risks(
-    State(s): State<HttpState>,
-    q: Result<Query<RisksQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: status");
-    };
-    let filter = match q.status.as_deref() {
-        None | Some("open") => Some(true),
-        Some("closed") => Some(false),
-        Some("all") => None,
-        Some(other) => {
-            return error(StatusCode::BAD_REQUEST, &format!("status {other:?}: use open, closed or all"));
-        }
-    };
-    match blocking(move || Ok(s.store.risks(filter)?)).await {
-        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
 }

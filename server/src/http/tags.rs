@@ -1,0 +1,60 @@
+//! `PUT hosts/{id}/tags` (admin): the host-group tags the server assigns to
+//! a host; the policy's scopes decide by them which controls apply.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{HttpState, blocking, error};
+
+pub const MAX_TAGS: usize = 32;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TagsBody {
+    tags: Vec<String>,
+}
+
+/// A tag: 1 to 64 of lowercase letters, digits, `-`, `_` and `.`.
+pub fn is_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+pub(super) async fn put(
+    State(s): State<HttpState>,
+    Path(agent_id): Path<String>,
+    body: Result<Json<TagsBody>, JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("request body: {}", e.body_text())),
+    };
+    if b.tags.len() > MAX_TAGS {
+        return error(StatusCode::BAD_REQUEST, &format!("at most {MAX_TAGS} tags"));
+    }
+    if let Some(bad) = b.tags.iter().find(|t| !is_tag(t)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("tag {bad:?}: use 1 to 64 lowercase letters, digits, '-', '_' or '.'"),
+        );
+    }
+    let mut tags = b.tags;
+    tags.sort();
+    tags.dedup();
+    let wake = s.reevaluate.clone();
+    let stored = tags.clone();
+    match blocking(move || Ok(s.store.set_tags(&agent_id, &stored)?)).await {
+        Ok(true) => {
+            wake.notify_one();
+            Json(json!({"tags": tags})).into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such host"),
+        Err(r) => r,
+    }
+}
