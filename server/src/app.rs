@@ -15,6 +15,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DataDir};
 use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
+use crate::mapping_import::Derived;
 use crate::registry::AgentRegistry;
 use crate::reload::Reloadable;
 use crate::store::tokens::ApiRole;
@@ -222,6 +223,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         agents,
         reevaluate: ingest.changed.clone(),
         policy: Arc::clone(&policy),
+        data_dir: dir.to_path_buf(),
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -262,10 +264,68 @@ pub struct ImportedCatalog {
     pub controls: usize,
 }
 
+/// One imported mapping (of an OSCAL mapping collection) as listed in
+/// `catalogs/index.toml`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ImportedMapping {
+    /// Framework the map's sources belong to, e.g. iso27001:2022.
+    pub source: String,
+    /// Framework the map's targets belong to (an imported catalog).
+    pub target: String,
+    /// The mapping's `target-resource` href inside the collection.
+    pub target_href: String,
+    /// Title and version of the collection.
+    pub label: String,
+    /// File name inside `catalogs/`, the collection as imported.
+    pub file: String,
+    /// Check → target rows it gives, targets it leaves without a catalog control.
+    pub rows: usize,
+    pub dangling: Vec<String>,
+}
+
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CatalogIndex {
     #[serde(default)]
     catalog: Vec<ImportedCatalog>,
+    #[serde(default)]
+    mapping: Vec<ImportedMapping>,
+}
+
+fn write_index(dir: &Path, index: &CatalogIndex) -> Result<(), AppError> {
+    let folder = DataDir(dir.to_path_buf()).catalogs();
+    let text = toml::to_string(index).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let index_path = folder.join("index.toml");
+    std::fs::write(&index_path, text).map_err(|source| AppError::Io { path: index_path, source })
+}
+
+/// Applies one stored mapping to `catalog`.
+fn apply_mapping(
+    catalog: Catalog,
+    folder: &Path,
+    m: &ImportedMapping,
+) -> Result<(Catalog, Derived), AppError> {
+    let path = folder.join(&m.file);
+    let bytes = std::fs::read(&path).map_err(|source| AppError::Io { path: path.clone(), source })?;
+    let collection = crate::oscal::parse_mapping_collection(&path, &bytes)
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
+    let Some(mapping) = collection.mappings.iter().find(|x| href_matches(&x.target, &m.target_href)) else {
+        return Err(AppError::Invalid(format!(
+            "{}: no mapping with target {:?} (there are: {})",
+            path.display(),
+            m.target_href,
+            collection.mappings.iter().map(|x| x.target.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let derived = crate::mapping_import::derive(&catalog, mapping, &m.source, &m.target, &m.label);
+    let catalog = catalog
+        .with_mappings(derived.rows.clone(), &m.label)
+        .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
+    Ok((catalog, derived))
+}
+
+/// A mapping's target href matches when equal or when its file name is.
+fn href_matches(href: &str, wanted: &str) -> bool {
+    href == wanted || href.rsplit('/').next() == Some(wanted)
 }
 
 fn catalog_index(dir: &Path) -> Result<CatalogIndex, AppError> {
@@ -290,7 +350,75 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, AppError> {
             .with_oscal(&entry.framework, &entry.name, &oscal)
             .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
     }
+    for m in catalog_index(dir)?.mapping {
+        catalog = apply_mapping(catalog, &folder, &m)?.0;
+    }
     Ok(catalog)
+}
+
+/// Validates one mapping of an OSCAL mapping collection against the loaded
+/// frameworks and keeps it in `dir`; the server applies it at its next
+/// start: the checks that support a source control then support the
+/// target controls too. Targets the target catalog lacks are reported and
+/// skipped. A file that does not parse, an unknown framework or a
+/// collection without the named mapping changes nothing.
+pub fn import_mapping(
+    dir: &Path,
+    file: &Path,
+    source: &str,
+    target: &str,
+    target_href: &str,
+) -> Result<ImportedMapping, AppError> {
+    let catalog = load_catalog(dir)?;
+    for fw in [source, target] {
+        if !catalog.frameworks().iter().any(|f| f == fw) {
+            return Err(AppError::Invalid(format!(
+                "framework {fw:?} is not loaded (import its catalog first); loaded: {}",
+                catalog.frameworks().join(", ")
+            )));
+        }
+    }
+    let bytes = std::fs::read(file).map_err(|source| AppError::Io { path: file.to_path_buf(), source })?;
+    let collection =
+        crate::oscal::parse_mapping_collection(file, &bytes).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let folder = DataDir(dir.to_path_buf()).catalogs();
+    std::fs::create_dir_all(&folder).map_err(|source| AppError::Io { path: folder.clone(), source })?;
+    let stored = format!(
+        "mapping-{}-{}.json",
+        &collection.uuid.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>(),
+        target.replace(':', "@")
+    );
+    let path = folder.join(&stored);
+    std::fs::write(&path, &bytes).map_err(|source| AppError::Io { path: path.clone(), source })?;
+    let mut entry = ImportedMapping {
+        source: source.to_string(),
+        target: target.to_string(),
+        target_href: target_href.to_string(),
+        label: format!("{} {}", collection.title, collection.version).trim().to_string(),
+        file: stored,
+        rows: 0,
+        dangling: Vec::new(),
+    };
+    let derived = match apply_mapping(catalog, &folder, &entry) {
+        Ok((_, d)) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    if derived.rows.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        return Err(AppError::Invalid(format!(
+            "the mapping gives no check any target control (unknown source ids: {})",
+            derived.unknown_sources.join(", ")
+        )));
+    }
+    entry.rows = derived.rows.len();
+    entry.dangling = derived.dangling;
+    let mut index = catalog_index(dir)?;
+    index.mapping.push(entry.clone());
+    write_index(dir, &index)?;
+    Ok(entry)
 }
 
 /// Validates an OSCAL catalog and keeps it in `dir` as framework
@@ -317,8 +445,6 @@ pub fn import_catalog(dir: &Path, file: &Path, framework: &str) -> Result<Import
     };
     let mut index = catalog_index(dir)?;
     index.catalog.push(entry.clone());
-    let text = toml::to_string(&index).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let index_path = folder.join("index.toml");
-    std::fs::write(&index_path, text).map_err(|source| AppError::Io { path: index_path, source })?;
+    write_index(dir, &index)?;
     Ok(entry)
 }

@@ -5,6 +5,11 @@
 //! Invariants: every control id is edition-qualified (`framework/edition`
 //! prefix of a known framework), unique, and every mapping resolves to a
 //! catalog control and a declared check. Mapping is data, not code.
+//!
+//! ISO/IEC 27001:2013 Annex A is kept as a framework of its own so that
+//! auditors who still speak 2013 numbers get an answer: its controls carry
+//! no check mappings; each is answered through its 2022 successors, the 2022
+//! controls that name it in `predecessors` (ISO/IEC 27002:2022 Annex B).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,7 +43,16 @@ pub enum CatalogError {
     Goal { check: String, goal: String },
     #[error("predecessor id {0:?} must be qualified with iso27001:2013/")]
     Predecessor(String),
+    #[error("control {control:?} names predecessor {predecessor:?}, which is not a control of iso27001:2013")]
+    UnknownPredecessor { control: String, predecessor: String },
+    #[error(
+        "control {control:?} names predecessor {predecessor:?}; only controls of a later ISO/IEC 27001 edition have 2013 predecessors"
+    )]
+    NotLaterEdition { control: String, predecessor: String },
 }
+
+/// The ISO/IEC 27001 edition that predecessor ids name.
+pub const ISO_2013: &str = "iso27001:2013";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +71,8 @@ pub struct Control {
     /// BSI requirement level: B (Basis), S (Standard), H (erhöht).
     #[serde(default)]
     pub level: Option<String>,
-    /// Ids of the same control in an earlier edition.
+    /// Ids of the controls in the earlier edition (`iso27001:2013/...`) this
+    /// control replaces, per the published correspondence.
     #[serde(default)]
     pub predecessors: Vec<String>,
 }
@@ -128,6 +143,8 @@ pub struct Catalog {
     checks: BTreeMap<String, CheckInfo>,
     by_check: BTreeMap<String, Vec<(String, Relationship)>>,
     by_control: BTreeMap<String, Vec<String>>,
+    /// 2013 control id → the controls naming it as predecessor, in catalog order.
+    successors: BTreeMap<String, Vec<String>>,
 }
 
 /// `name:edition`: lowercase letters, digits and `-`, a colon, then an
@@ -162,8 +179,36 @@ impl Catalog {
             if !ids.insert(control.id.clone()) {
                 return Err(CatalogError::Duplicate(control.id.clone()));
             }
-            if let Some(p) = control.predecessors.iter().find(|p| !p.starts_with("iso27001:2013/")) {
+            if let Some(p) = control.predecessors.iter().find(|p| !is_iso_2013(p)) {
                 return Err(CatalogError::Predecessor(p.clone()));
+            }
+            // Only a later ISO edition replaces 2013 controls, so `successors`
+            // never answers with a BSI, CIS or NIST id, nor a 2013 id itself.
+            let later_iso = control.framework().starts_with("iso27001:") && control.framework() != ISO_2013;
+            if !later_iso && let Some(p) = control.predecessors.first() {
+                return Err(CatalogError::NotLaterEdition {
+                    control: control.id.clone(),
+                    predecessor: p.clone(),
+                });
+            }
+        }
+        // Predecessor ids are resolved only when the 2013 edition is loaded: a
+        // catalog without it keeps them as plain references.
+        let mut successors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if known.contains(ISO_2013) {
+            for control in &c.control {
+                for p in &control.predecessors {
+                    if !ids.contains(p) {
+                        return Err(CatalogError::UnknownPredecessor {
+                            control: control.id.clone(),
+                            predecessor: p.clone(),
+                        });
+                    }
+                    let list = successors.entry(p.clone()).or_default();
+                    if !list.contains(&control.id) {
+                        list.push(control.id.clone());
+                    }
+                }
             }
         }
         for c in &m.check {
@@ -200,6 +245,23 @@ impl Catalog {
         if m.version.trim().is_empty() {
             return Err(CatalogError::Toml("mappings: version must not be empty".into()));
         }
+        // A 2013 control is assessed through its 2022 successors: the checks
+        // that support them support it, as an intersection (the editions
+        // regrouped the controls). No mapping row names a 2013 id directly.
+        for (old, new) in &successors {
+            let mut derived: Vec<String> = Vec::new();
+            for check in new.iter().flat_map(|n| by_control.get(n).into_iter().flatten()) {
+                if !derived.contains(check) {
+                    derived.push(check.clone());
+                }
+            }
+            for check in &derived {
+                by_check.entry(check.clone()).or_default().push((old.clone(), Relationship::Intersect));
+            }
+            if !derived.is_empty() {
+                by_control.insert(old.clone(), derived);
+            }
+        }
         Ok(Catalog {
             mapping_version: m.version,
             frameworks: c.framework,
@@ -207,6 +269,7 @@ impl Catalog {
             checks,
             by_check,
             by_control,
+            successors,
         })
     }
 
@@ -236,6 +299,33 @@ impl Catalog {
                 predecessors: Vec::new(),
             });
         }
+        Ok(self)
+    }
+
+    /// Adds check → control rows derived from an imported mapping
+    /// collection (see [`crate::mapping_import`]); `label` names the
+    /// collection in the mapping version results carry.
+    pub fn with_mappings(mut self, rows: Vec<Mapping>, label: &str) -> Result<Catalog, CatalogError> {
+        for map in rows {
+            if !self.checks.contains_key(&map.check) {
+                return Err(CatalogError::UnknownCheck(map.check));
+            }
+            if self.control(&map.control).is_none() {
+                return Err(CatalogError::UnknownControl { check: map.check, control: map.control });
+            }
+            let rel = match map.relationship.as_str() {
+                "equal" => Relationship::Equal,
+                "subset" => Relationship::Subset,
+                "superset" => Relationship::Superset,
+                _ => Relationship::Intersect,
+            };
+            let checks = self.by_control.entry(map.control.clone()).or_default();
+            if !checks.contains(&map.check) {
+                checks.push(map.check.clone());
+                self.by_check.entry(map.check).or_default().push((map.control, rel));
+            }
+        }
+        self.mapping_version = format!("{} + {label}", self.mapping_version);
         Ok(self)
     }
 
@@ -269,6 +359,27 @@ impl Catalog {
     pub fn control(&self, id: &str) -> Option<&Control> {
         self.controls.iter().find(|c| c.id == id)
     }
+
+    /// The controls that replace the 2013 control `id_2013` (qualified, e.g.
+    /// `iso27001:2013/A.12.6.1` → `iso27001:2022/A.8.8`). Empty when the id is
+    /// not a 2013 control of this catalog, or the 2013 edition is not loaded.
+    pub fn successors(&self, id_2013: &str) -> Vec<&str> {
+        self.successors.get(id_2013).map_or_else(Vec::new, |s| s.iter().map(String::as_str).collect())
+    }
+
+    /// Every 2013 control, in catalog order, with the controls that replace
+    /// it: the whole 2013 → 2022 crosswalk.
+    pub fn crosswalk(&self) -> Vec<(String, Vec<String>)> {
+        self.controls
+            .iter()
+            .filter(|c| c.framework() == ISO_2013)
+            .map(|c| (c.id.clone(), self.successors.get(&c.id).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn is_iso_2013(id: &str) -> bool {
+    id.split_once('/').is_some_and(|(fw, rest)| fw == ISO_2013 && !rest.is_empty())
 }
 
 #[cfg(test)]
@@ -296,7 +407,7 @@ mod tests {
                 .iter()
                 .map(|(c, _)| c.split('/').next().unwrap_or(""))
                 .collect();
-            assert_eq!(fws.len(), 4, "{check} maps to every framework: {fws:?}");
+            assert_eq!(fws.len(), 5, "{check} maps to every framework (2013 through the crosswalk): {fws:?}");
             assert!(!cat.check(check).unwrap().threats.is_empty());
         }
         for check in cat.checks.keys() {
@@ -372,6 +483,144 @@ goals = ["integrity"]
         assert_eq!(
             Catalog::from_toml(CAT, &CHECK.replace("\"integrity\"", "\"secrecy\"")).unwrap_err(),
             CatalogError::Goal { check: "firewall".into(), goal: "secrecy".into() }
+        );
+    }
+
+    /// A 2022 control replacing two 2013 controls, a 2013 control nothing
+    /// replaces yet, and the 2013 edition declared.
+    const CAT_2013: &str = r#"
+[[framework]]
+id = "iso27001:2022"
+name = "ISO 2022"
+[[framework]]
+id = "iso27001:2013"
+name = "ISO 2013"
+[[framework]]
+id = "bsi-grundschutz:2023"
+name = "BSI"
+[[control]]
+id = "iso27001:2022/A.8.24"
+title = "Use of cryptography"
+predecessors = ["iso27001:2013/A.10.1.1", "iso27001:2013/A.10.1.2"]
+[[control]]
+id = "iso27001:2022/A.5.1"
+title = "Policies for information security"
+predecessors = ["iso27001:2013/A.10.1.1"]
+[[control]]
+id = "iso27001:2013/A.10.1.1"
+title = "Policy on the use of cryptographic controls"
+[[control]]
+id = "iso27001:2013/A.10.1.2"
+title = "Key management"
+[[control]]
+id = "iso27001:2013/A.12.6.1"
+title = "Management of technical vulnerabilities"
+[[control]]
+id = "bsi-grundschutz:2023/CON.1.A1"
+title = "Auswahl geeigneter kryptografischer Verfahren"
+"#;
+
+    #[test]
+    fn predecessors_resolve_to_successors_both_ways() {
+        let cat = Catalog::from_toml(CAT_2013, CHECK).unwrap();
+        assert_eq!(cat.successors("iso27001:2013/A.10.1.1"), ["iso27001:2022/A.8.24", "iso27001:2022/A.5.1"]);
+        assert_eq!(cat.successors("iso27001:2013/A.10.1.2"), ["iso27001:2022/A.8.24"]);
+        // Known but not (yet) replaced, unknown, unqualified and 2022 ids have none.
+        assert!(cat.successors("iso27001:2013/A.12.6.1").is_empty());
+        assert!(cat.successors("iso27001:2013/A.99.1.1").is_empty());
+        assert!(cat.successors("A.10.1.1").is_empty());
+        assert!(cat.successors("iso27001:2022/A.8.24").is_empty());
+        assert_eq!(
+            cat.crosswalk(),
+            vec![
+                (
+                    "iso27001:2013/A.10.1.1".to_string(),
+                    vec!["iso27001:2022/A.8.24".to_string(), "iso27001:2022/A.5.1".to_string()]
+                ),
+                ("iso27001:2013/A.10.1.2".to_string(), vec!["iso27001:2022/A.8.24".to_string()]),
+                ("iso27001:2013/A.12.6.1".to_string(), vec![]),
+            ]
+        );
+        // A repeated predecessor does not list its successor twice.
+        let twice = CAT_2013.replace(
+            r#"["iso27001:2013/A.10.1.1", "iso27001:2013/A.10.1.2"]"#,
+            r#"["iso27001:2013/A.10.1.2", "iso27001:2013/A.10.1.2"]"#,
+        );
+        let cat = Catalog::from_toml(&twice, CHECK).unwrap();
+        assert_eq!(cat.successors("iso27001:2013/A.10.1.2"), ["iso27001:2022/A.8.24"]);
+    }
+
+    #[test]
+    fn bad_predecessors_are_refused_naming_control_and_predecessor() {
+        let unknown = CAT_2013.replace(r#""iso27001:2013/A.10.1.2"]"#, r#""iso27001:2013/A.10.1.9"]"#);
+        let err = Catalog::from_toml(&unknown, CHECK).unwrap_err();
+        assert_eq!(
+            err,
+            CatalogError::UnknownPredecessor {
+                control: "iso27001:2022/A.8.24".into(),
+                predecessor: "iso27001:2013/A.10.1.9".into()
+            }
+        );
+        assert!(err.to_string().contains("\"iso27001:2013/A.10.1.9\""), "{err}");
+        // A 2022 id named as predecessor is not a 2013 control.
+        let wrong_edition = CAT_2013.replace(r#"["iso27001:2013/A.10.1.1"]"#, r#"["iso27001:2022/A.8.24"]"#);
+        assert_eq!(
+            Catalog::from_toml(&wrong_edition, CHECK).unwrap_err(),
+            CatalogError::Predecessor("iso27001:2022/A.8.24".into())
+        );
+        for bad in ["A.10.1.1", "iso27001:2013/", "iso27001:2013"] {
+            let text = CAT_2013.replace(r#"["iso27001:2013/A.10.1.1"]"#, &format!("[{bad:?}]"));
+            assert_eq!(Catalog::from_toml(&text, CHECK).unwrap_err(), CatalogError::Predecessor(bad.into()));
+        }
+        // Only a later ISO edition replaces 2013 controls.
+        for (control, title) in [
+            ("iso27001:2013/A.12.6.1", "Management of technical vulnerabilities"),
+            ("bsi-grundschutz:2023/CON.1.A1", "Auswahl geeigneter kryptografischer Verfahren"),
+        ] {
+            let text = CAT_2013.replace(
+                &format!("title = {title:?}\n"),
+                &format!("title = {title:?}\npredecessors = [\"iso27001:2013/A.10.1.2\"]\n"),
+            );
+            assert_eq!(
+                Catalog::from_toml(&text, CHECK).unwrap_err(),
+                CatalogError::NotLaterEdition {
+                    control: control.into(),
+                    predecessor: "iso27001:2013/A.10.1.2".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_2013_edition_predecessors_stay_unresolved_references() {
+        let cat = format!("{CAT}predecessors = [\"iso27001:2013/A.13.1.1\"]\n");
+        let cat = Catalog::from_toml(&cat, CHECK).unwrap();
+        assert_eq!(cat.control("iso27001:2022/A.8.20").unwrap().predecessors, ["iso27001:2013/A.13.1.1"]);
+        assert!(cat.successors("iso27001:2013/A.13.1.1").is_empty());
+        assert!(cat.crosswalk().is_empty());
+    }
+
+    #[test]
+    fn builtin_2013_and_2022_ids_of_the_same_number_are_different_controls() {
+        let cat = Catalog::builtin().unwrap();
+        let old = cat.control("iso27001:2013/A.8.1.1").unwrap();
+        let new = cat.control("iso27001:2022/A.8.1").unwrap();
+        assert_eq!((old.title.as_str(), old.framework()), ("Inventory of assets", ISO_2013));
+        assert_eq!((new.title.as_str(), new.framework()), ("User endpoint devices", "iso27001:2022"));
+        assert!(cat.control("iso27001:2013/A.8.1").is_none(), "2013 A.8.1 is an objective, not a control");
+        assert_eq!(cat.successors("iso27001:2013/A.8.1.1"), ["iso27001:2022/A.5.9"]);
+        // 2013 controls are assessed through their successors' checks.
+        let succ = cat.successors("iso27001:2013/A.12.6.1");
+        let mut via: Vec<&String> = succ.iter().flat_map(|s| cat.checks_for_control(s)).collect();
+        via.sort();
+        via.dedup();
+        let mut direct: Vec<&String> = cat.checks_for_control("iso27001:2013/A.12.6.1").iter().collect();
+        direct.sort();
+        assert_eq!(direct, via);
+        assert!(direct.iter().any(|c| *c == "os_patches"));
+        assert!(
+            cat.controls_for_check("os_patches")
+                .contains(&("iso27001:2013/A.12.6.1".to_string(), Relationship::Intersect))
         );
     }
 }

@@ -127,24 +127,38 @@ pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, String> {
     Policy::with_optional_override(&builtin, &path, text.as_deref()).map_err(|e| e.to_string())
 }
 
-impl Keeper {
-    /// Takes up a changed policy file; a bad one is logged, recorded as a
-    /// security event, and the last good policy stays in force.
-    pub fn refresh_policy(&self, store: &Store, now: OffsetDateTime) {
-        match self.policy.refresh(|| load_policy(&self.data_dir)) {
-            Ok(true) => tracing::info!(version = self.policy.current().version(), "policy reloaded"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "policy file rejected; the last good policy stays in force");
-                let detail =
-                    format!("policy file rejected, kept version {}: {e}", self.policy.current().version());
-                if let Err(e) =
-                    store.record_security_event(now.unix_timestamp(), None, "policy_rejected", &detail)
-                {
-                    tracing::error!(error = %e, "could not record the rejected policy");
-                }
-            }
+/// Takes up a changed policy file. A bad one is logged and recorded as a
+/// security event, and the last good policy stays in force. `Ok(true)`: a
+/// new policy is in force; `Ok(false)`: nothing changed.
+pub fn refresh_policy(
+    policy: &Reloadable<Policy>,
+    data_dir: &std::path::Path,
+    store: &Store,
+    now: OffsetDateTime,
+) -> Result<bool, String> {
+    match policy.refresh(|| load_policy(data_dir)) {
+        Ok(true) => {
+            tracing::info!(version = policy.current().version(), "policy reloaded");
+            Ok(true)
         }
+        Ok(false) => Ok(false),
+        Err(e) => {
+            tracing::error!(error = %e, "policy file rejected; the last good policy stays in force");
+            let detail = format!("policy file rejected, kept version {}: {e}", policy.current().version());
+            if let Err(e) =
+                store.record_security_event(now.unix_timestamp(), None, "policy_rejected", &detail)
+            {
+                tracing::error!(error = %e, "could not record the rejected policy");
+            }
+            Err(e)
+        }
+    }
+}
+
+impl Keeper {
+    /// Takes up a changed policy file (see [`refresh_policy`]).
+    pub fn refresh_policy(&self, store: &Store, now: OffsetDateTime) {
+        let _ = refresh_policy(&self.policy, &self.data_dir, store, now);
     }
 
     /// One pass: evaluate the fleet under the policy in force, log every

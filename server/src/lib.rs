@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod keeper;
+pub mod mapping_import;
 pub mod oscal;
 pub mod policy;
 pub mod registry;

@@ -168,6 +168,23 @@ enum CatalogCommand {
         framework: String,
         file: PathBuf,
     },
+    /// Apply one mapping of an OSCAL mapping collection (e.g. ISO/IEC
+    /// 27001:2022 → Grundschutz++): the checks supporting a source control
+    /// then support its targets; the server applies it at its next start.
+    Map {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Framework of the sources, e.g. iso27001:2022.
+        #[arg(long)]
+        source: String,
+        /// Framework of the targets (an imported catalog).
+        #[arg(long)]
+        target: String,
+        /// Which mapping of the collection: its target-resource href or file name.
+        #[arg(long)]
+        target_href: String,
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +242,14 @@ fn main() -> anyhow::Result<()> {
                 "imported {} ({} controls) as framework {}; restart the server to use it",
                 imported.name, imported.controls, imported.framework
             );
+        }
+        Command::Catalog { command: CatalogCommand::Map { data_dir, source, target, target_href, file } } => {
+            let m = app::import_mapping(&data_dir, &file, &source, &target, &target_href)?;
+            println!("imported {} ({} → {}): {} check mappings derived", m.label, m.source, m.target, m.rows);
+            if !m.dangling.is_empty() {
+                println!("targets not in {} (skipped): {}", m.target, m.dangling.join(", "));
+            }
+            println!("restart the server to use it");
         }
         Command::Risk { data_dir, command } => {
             let data_dir = data_dir.context("--data-dir is required")?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use custos_server::app::import_catalog;
+use custos_server::app::{import_catalog, import_mapping};
 use custos_tests::TestServer;
 
 const OWN: &str = r#"{"catalog": {
@@ -39,9 +39,29 @@ async fn imported_catalogs_are_listed_and_bad_ones_change_nothing() {
     let bsi = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data/BSI-Stand-der-Technik-Kernel-catalog.json");
     let with_bsi = bsi.exists();
+    let mapping = bsi.with_file_name("ISO27001-AnnexA-to-GS++-mapping_collection.json");
     if with_bsi {
         let k = import_catalog(&server.dir, &bsi, "bsi-gspp-kernel:2026-07-29").unwrap();
         assert_eq!(k.controls, 901);
+        // The BSI's own ISO → GS++ mapping: the checks behind ISO controls now
+        // support the kernel's requirements; targets the catalog lacks are reported.
+        let kernel = "BSI-Stand-der-Technik-Kernel-catalog.json";
+        let e = import_mapping(&server.dir, &mapping, "iso27001:2022", "bsi-gspp-kernel:2099", kernel)
+            .unwrap_err();
+        assert!(e.to_string().contains("not loaded"), "{e}");
+        let e = import_mapping(
+            &server.dir,
+            &mapping,
+            "iso27001:2022",
+            "bsi-gspp-kernel:2026-07-29",
+            "other.json",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no mapping with target"), "{e}");
+        let m = import_mapping(&server.dir, &mapping, "iso27001:2022", "bsi-gspp-kernel:2026-07-29", kernel)
+            .unwrap();
+        assert!(m.rows > 10, "{m:?}");
+        assert_eq!(m.dangling, ["BER.5.1.2", "BER.6.8", "DET.3.1.13", "GEB.5.4"]);
     }
 
     server.restart().await;
@@ -57,6 +77,10 @@ async fn imported_catalogs_are_listed_and_bad_ones_change_nothing() {
         let ks = k["controls"].as_array().unwrap();
         assert_eq!(ks.len(), 901);
         assert!(ks.iter().any(|c| c["control_id"] == "bsi-gspp-kernel:2026-07-29/KONF.7.15"));
+        // Mapped kernel requirements now carry checks, and results name the collection.
+        let with_checks = ks.iter().filter(|c| !c["checks"].as_array().unwrap().is_empty()).count();
+        assert!(with_checks > 5, "{with_checks} kernel requirements with checks");
+        assert!(k["mapping_version"].as_str().unwrap().contains("GS++"), "{}", k["mapping_version"]);
     }
     // The built-in frameworks are all still there.
     let (_, iso) = server.api("/api/v1/controls?framework=iso27001:2022").await;

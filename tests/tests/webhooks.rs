@@ -541,3 +541,54 @@ async fn the_worker_sends_and_stops_on_shutdown() {
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), worker).await.expect("worker stops").unwrap();
 }
+
+/// The whole path: failing evidence opens a risk, the keeper queues the
+/// notice in the same transaction, the server's worker signs and sends it,
+/// and the delivery log shows it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risk_opened_by_evidence_reaches_the_receiver_signed() {
+    use custos_proto::evidence::CheckStatus;
+    let receiver = Receiver::start(vec![Answer(204, vec![], "")]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("server");
+    let mut config = custos_server::config::Config::default();
+    config.risk.grace_minutes = 0;
+    let mut h = hook("soc", format!("http://{}/hook", receiver.addr));
+    h.secret_file = Some("webhook.key".into());
+    h.events = vec![RiskEventKind::Opened];
+    config.webhooks = vec![h];
+    let server = custos_tests::TestServer::start_in(&dir, config).await;
+    let secret = "0123456789abcdef0123456789abcdef-e2e";
+    write_secret(&dir, "webhook.key", secret);
+
+    let host: Arc<dyn custos_agent::host::Host> = Arc::new(custos_agent::host::SystemHost::default());
+    let mut a = custos_tests::TestAgent::enroll(&server, "a", host).await;
+    let results = custos_tests::core_results(CheckStatus::Pass, &[("disk_encryption", CheckStatus::Fail)]);
+    a.agent.sign_into_spool(results).unwrap();
+    a.agent.deliver().await.unwrap();
+
+    let mut got = None;
+    for _ in 0..100 {
+        if let Some(r) = receiver.requests.lock().unwrap().first().cloned() {
+            got = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let req = got.expect("the receiver got the notice");
+    assert_eq!(req.header("x-custos-event"), Some("risk.opened"));
+    let ts = req.header("x-custos-timestamp").unwrap();
+    assert!(webhook::verify(secret.as_bytes(), ts, &req.body, req.header("x-custos-signature").unwrap()));
+    let body = req.json();
+    assert_eq!(body["type"], "risk.opened");
+    assert!(body["risk"]["requirement"].as_str().unwrap().starts_with("iso27001:2022/"), "{body:#}");
+    // Only opened events were asked for, one per opened requirement.
+    let (_, risks) = server.api("/api/v1/risks").await;
+    let opened = risks.as_array().unwrap().len();
+    let log = server
+        .wait_for("/api/v1/webhooks/deliveries?status=delivered", |v| {
+            v.as_array().is_some_and(|d| d.len() == opened)
+        })
+        .await;
+    assert_eq!(log[0]["webhook"], "soc");
+}

@@ -58,6 +58,7 @@ pub struct HttpState {
     pub reevaluate: Arc<tokio::sync::Notify>,
     /// The policy in force (the keeper takes up changes to its file).
     pub policy: Arc<crate::reload::Reloadable<crate::policy::Policy>>,
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Every read route; the authentication test enumerates this list.
@@ -90,6 +91,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/hosts/{agent_id}", get(host))
         .route("/api/v1/hosts/{agent_id}/tags", axum::routing::put(tags::put))
         .route("/api/v1/policy", get(policy::show))
+        .route("/api/v1/policy/reload", post(policy::reload))
         .route("/api/v1/changes", get(changes::list))
         .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/api/v1/controls", get(controls))

@@ -1,13 +1,19 @@
 //! `GET policy`: the policy in force (version, parameters, rules with the
 //! file and line they come from, scopes), the mapping version, and why the
-//! policy file on disk was rejected, if it was.
+//! policy file on disk was rejected, if it was. `POST policy/reload`
+//! (admin): take up the data dir's `policy.toml` now rather than at the
+//! keeper's next pass.
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::HttpState;
+use axum::http::StatusCode;
+use time::OffsetDateTime;
+
+use super::{HttpState, blocking};
+use crate::keeper;
 
 pub(super) async fn show(State(s): State<HttpState>) -> Response {
     let p = s.policy.current();
@@ -32,4 +38,24 @@ pub(super) async fn show(State(s): State<HttpState>) -> Response {
         "rejected_file_error": s.policy.last_error(),
     }))
     .into_response()
+}
+
+pub(super) async fn reload(State(s): State<HttpState>) -> Response {
+    let (policy, dir, store) = (s.policy.clone(), s.data_dir.clone(), s.store.clone());
+    let outcome =
+        blocking(move || Ok(keeper::refresh_policy(&policy, &dir, &store, OffsetDateTime::now_utc()))).await;
+    let version = s.policy.current().version().to_string();
+    match outcome {
+        Ok(Ok(changed)) => {
+            if changed {
+                s.reevaluate.notify_one();
+            }
+            Json(json!({"version": version, "changed": changed})).into_response()
+        }
+        Ok(Err(why)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": why, "version_in_force": version})))
+                .into_response()
+        }
+        Err(r) => r,
+    }
 }

@@ -1,0 +1,184 @@
+//! The organisation's policy at run time: a `policy.toml` in the data dir
+//! changes what passes without code; a malformed one is refused with file,
+//! line and reason while the last good policy stays in force; scopes take
+//! controls off hosts by their tags; every changed standing lands in the
+//! change log with its record digest and the policy version.
+
+use std::sync::Arc;
+
+use custos_agent::host::{Host, SystemHost};
+use custos_proto::evidence::{CheckResult, CheckStatus, Observation};
+use custos_server::config::DataDir;
+use custos_tests::{TestAgent, TestServer, core_results};
+use serde_json::{Value, json};
+
+fn system() -> Arc<dyn Host> {
+    Arc::new(SystemHost::default())
+}
+
+/// ClamAV running with signatures 100 hours old: the agent fails it (72 h limit).
+fn old_signatures() -> CheckResult {
+    let facts = json!({"products": [{"name": "ClamAV", "version": "27000", "active": true,
+        "signatures_age_hours": 100, "problem": "signatures are 100 h old (limit 72 h)"}]});
+    CheckResult {
+        id: "antivirus".into(),
+        status: CheckStatus::Fail,
+        backend: "clamav".into(),
+        facts: facts.as_object().unwrap().clone(),
+        observation: Observation::default(),
+        reason: Some("signatures are 100 h old (limit 72 h)".into()),
+    }
+}
+
+fn antivirus(hosts: &Value) -> Value {
+    hosts[0]["checks"].as_array().unwrap().iter().find(|c| c["check_id"] == "antivirus").unwrap().clone()
+}
+
+fn control<'a>(controls: &'a Value, id: &str) -> &'a Value {
+    controls["controls"].as_array().unwrap().iter().find(|c| c["control_id"] == id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_file_changes_what_passes_and_a_bad_one_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut a = TestAgent::enroll(&server, "a", system()).await;
+    let mut results = core_results(CheckStatus::Pass, &[]);
+    results.retain(|r| r.id != "antivirus");
+    results.push(old_signatures());
+    a.agent.sign_into_spool(results).unwrap();
+    a.agent.deliver().await.unwrap();
+
+    // The built-in policy agrees with the agent.
+    let (_, hosts) = server.api("/api/v1/hosts").await;
+    let av = antivirus(&hosts);
+    assert_eq!((av["status"].as_str(), av["by_policy"].as_bool()), (Some("fail"), Some(true)), "{av:#}");
+    let (_, policy) = server.api("/api/v1/policy").await;
+    let builtin_version = policy["version"].as_str().unwrap().to_string();
+    assert_eq!(policy["params"]["max_signature_age_hours"], 72);
+    assert!(
+        policy["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["check"] == "antivirus" && r["line"].as_u64() > Some(0))
+    );
+
+    let changes_path = format!("/api/v1/changes?agent={}&requirement=iso27001:2022/A.8.7", a.id());
+    server.wait_for(&changes_path, |v| v.as_array().is_some_and(|c| c.len() == 1)).await;
+
+    // The organisation allows a week: the same evidence now passes, decided by the policy.
+    let path = DataDir(server.dir.clone()).policy();
+    std::fs::write(&path, "version = \"acme-2026-11\"\n[params]\nmax_signature_age_hours = 168\n").unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(
+        (status, r["version"].as_str(), r["changed"].as_bool()),
+        (200, Some("acme-2026-11"), Some(true)),
+        "{r}"
+    );
+    let (_, hosts) = server.api("/api/v1/hosts").await;
+    let av = antivirus(&hosts);
+    assert_eq!((av["status"].as_str(), av["agent_status"].as_str()), (Some("pass"), Some("fail")), "{av:#}");
+    let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    assert_eq!(controls["policy_version"], "acme-2026-11");
+    assert!(controls["mapping_version"].as_str().unwrap().starts_with("custos-mappings-"));
+    assert_eq!(control(&controls, "iso27001:2022/A.8.7")["state"], "effective");
+    // The keeper logs the change under the new policy at its next pass.
+    server
+        .wait_for(&changes_path, |v| {
+            v.as_array().is_some_and(|c| {
+                c.iter().any(|c| c["to"] == "satisfied" && c["policy_version"] == "acme-2026-11")
+            })
+        })
+        .await;
+
+    // A malformed file: refused with file, line and reason; the last good policy stays.
+    std::fs::write(&path, "version = \"acme-broken\"\n\n[[rule]]\ncheck = \"antivirus\"\nmessage = \"m\"\nexpr = 'facts.products.all(p, p.active &&'\n").unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(status, 422, "{r}");
+    let err = r["error"].as_str().unwrap();
+    assert!(err.contains("policy.toml:6"), "{err}");
+    assert_eq!(r["version_in_force"], "acme-2026-11");
+    let (_, policy) = server.api("/api/v1/policy").await;
+    assert_eq!(policy["version"], "acme-2026-11");
+    assert!(policy["rejected_file_error"].as_str().unwrap().contains("policy.toml:6"));
+    let (_, events) = server.api("/api/v1/security-events").await;
+    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "policy_rejected"), "{events:#}");
+    let (_, hosts) = server.api("/api/v1/hosts").await;
+    assert_eq!(antivirus(&hosts)["status"], "pass", "still decided by the last good policy");
+
+    // Unknown keys are refused too, naming the line.
+    std::fs::write(
+        &path,
+        "version = \"x\"\n[params]\nmax_signature_age_hours = 168\ncolour = \"red\"\n[oops]\n",
+    )
+    .unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(status, 422, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("policy.toml:5"), "{r}");
+
+    // The file removed: back to the built-in policy.
+    std::fs::remove_file(&path).unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!((status, r["version"].as_str()), (200, Some(builtin_version.as_str())), "{r}");
+    let (_, hosts) = server.api("/api/v1/hosts").await;
+    assert_eq!(antivirus(&hosts)["status"], "fail");
+
+    // The change log holds each standing change with the deciding record and the policy version.
+    let changes = server.wait_for(&changes_path, |v| v.as_array().is_some_and(|c| c.len() >= 3)).await;
+    let log = changes.as_array().unwrap();
+    assert_eq!(log[0]["from"], Value::Null);
+    assert_eq!(log[0]["to"], "not_satisfied");
+    assert!(log[0]["record_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(log[1]["to"], "satisfied");
+    assert_eq!(log[2]["to"], "not_satisfied", "back under the built-in policy: {changes:#}");
+    let (status, _) = server.api("/api/v1/changes?limit=0").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_apply_controls_by_host_tags() {
+    let server = TestServer::start().await;
+    let path = DataDir(server.dir.clone()).policy();
+    std::fs::write(
+        &path,
+        "version = \"scoped\"\n[[scope]]\ncontrols = [\"bsi-grundschutz:2023/SYS.3.1\"]\ntags_any = [\"laptop\"]\n",
+    )
+    .unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    let mut a = TestAgent::enroll(&server, "a", system()).await;
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    a.agent.deliver().await.unwrap();
+    let req = "bsi-grundschutz:2023/SYS.3.1.A3";
+    let (_, controls) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
+    assert_eq!(
+        control(&controls, req)["not_applicable"],
+        json!([a.id()]),
+        "untagged: a laptop control does not apply"
+    );
+    assert_eq!(control(&controls, "bsi-grundschutz:2023/SYS.1.1.A19")["passing"], json!([a.id()]));
+
+    let (status, r) = server
+        .send(
+            "PUT",
+            &format!("/api/v1/hosts/{}/tags", a.id()),
+            json!({"tags": ["laptop", "laptop", "berlin"]}),
+        )
+        .await;
+    assert_eq!((status, &r["tags"]), (200, &json!(["berlin", "laptop"])), "{r}");
+    let (_, controls) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
+    assert_eq!(control(&controls, req)["passing"], json!([a.id()]));
+    let (_, host) = server.api(&format!("/api/v1/hosts/{}", a.id())).await;
+    assert_eq!(host["tags"], json!(["berlin", "laptop"]));
+
+    for (body, want) in [
+        (json!({"tags": ["Laptop"]}), 400),
+        (json!({"tags": ["a b"]}), 400),
+        (json!({"tags": "laptop"}), 400),
+    ] {
+        let (status, _) = server.send("PUT", &format!("/api/v1/hosts/{}/tags", a.id()), body.clone()).await;
+        assert_eq!(status, want, "{body}");
+    }
+    let (status, _) = server.send("PUT", "/api/v1/hosts/nobody/tags", json!({"tags": []})).await;
+    assert_eq!(status, 404);
+}
