@@ -159,13 +159,15 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         &read(data.server_key())?,
         Arc::clone(&agents),
     )?;
-    let catalog = Arc::new(load_catalog(dir)?);
-    if let Some(fw) = config.risk.frameworks.iter().find(|f| !catalog.frameworks().contains(f)) {
+    let loaded = load_catalog(dir)?;
+    if let Some(fw) = config.risk.frameworks.iter().find(|f| !loaded.frameworks().contains(f)) {
         return Err(AppError::Invalid(format!(
             "config risk.frameworks names {fw:?}, which is not a loaded framework ({})",
-            catalog.frameworks().join(", ")
+            loaded.frameworks().join(", ")
         )));
     }
+    // Mappings can change at run time; a bad file keeps the last good catalog.
+    let catalog = Arc::new(Reloadable::new(loaded, catalog_files(dir)));
     // A policy that does not load stops the start: there is no last good one yet.
     let policy =
         Arc::new(Reloadable::new(keeper::load_policy(dir).map_err(AppError::Invalid)?, vec![data.policy()]));
@@ -254,6 +256,12 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
 }
 
+/// The files the catalog is loaded from and reloaded when they change.
+pub fn catalog_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let data = DataDir(dir.to_path_buf());
+    vec![data.mappings(), data.catalogs().join("index.toml")]
+}
+
 /// One imported catalog as listed in `catalogs/index.toml`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct ImportedCatalog {
@@ -337,9 +345,18 @@ fn catalog_index(dir: &Path) -> Result<CatalogIndex, AppError> {
     }
 }
 
-/// The built-in catalog plus every OSCAL catalog imported into `dir`.
+/// The built-in catalog with the data dir's `mappings.toml` if there is one
+/// (else the built-in mappings), plus every OSCAL catalog and mapping
+/// imported into `dir`.
 pub fn load_catalog(dir: &Path) -> Result<Catalog, AppError> {
-    let mut catalog = Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?;
+    let path = DataDir(dir.to_path_buf()).mappings();
+    let own = crate::reload::read_optional(&path).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let mut catalog = match own {
+        Some(text) => {
+            Catalog::with_mapping_file(&path, &text).map_err(|e| AppError::Invalid(e.to_string()))?
+        }
+        None => Catalog::builtin().map_err(|e| AppError::Invalid(format!("built-in catalog: {e}")))?,
+    };
     let folder = DataDir(dir.to_path_buf()).catalogs();
     for entry in catalog_index(dir)?.catalog {
         let path = folder.join(&entry.file);

@@ -157,12 +157,51 @@ pub fn is_framework_id(id: &str) -> bool {
         && edition.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
+/// A mapping file that did not load: the file, the line where known, why.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct MappingFileError {
+    pub path: std::path::PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|at| text[..at].matches('\n').count() + 1)
+}
+
 const BUILTIN_CATALOG: &str = include_str!("../data/catalog.toml");
 const BUILTIN_MAPPINGS: &str = include_str!("../data/mappings.toml");
 
 impl Catalog {
     pub fn builtin() -> Result<Catalog, CatalogError> {
         Self::from_toml(BUILTIN_CATALOG, BUILTIN_MAPPINGS)
+    }
+
+    /// The built-in catalog with an organisation's mapping file (which
+    /// replaces the built-in mappings); errors name the file and the line.
+    pub fn with_mapping_file(path: &std::path::Path, text: &str) -> Result<Catalog, MappingFileError> {
+        let fail = |line: Option<usize>, message: String| MappingFileError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        if let Err(e) = toml::from_str::<MappingFile>(text) {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            return Err(fail(line, e.message().to_string()));
+        }
+        Self::from_toml(BUILTIN_CATALOG, text).map_err(|e| {
+            let needle = match &e {
+                CatalogError::UnknownControl { control, .. } => format!("\"{control}\""),
+                CatalogError::UnknownCheck(check) => format!("check = \"{check}\""),
+                CatalogError::Relationship { found, .. } => format!("\"{found}\""),
+                CatalogError::Goal { goal, .. } => format!("\"{goal}\""),
+                CatalogError::Toml(_) => "version".to_string(),
+                other => format!("{other}"),
+            };
+            fail(line_of(text, &needle), e.to_string())
+        })
     }
 
     pub fn from_toml(catalog: &str, mappings: &str) -> Result<Catalog, CatalogError> {
@@ -598,6 +637,27 @@ title = "Auswahl geeigneter kryptografischer Verfahren"
         assert_eq!(cat.control("iso27001:2022/A.8.20").unwrap().predecessors, ["iso27001:2013/A.13.1.1"]);
         assert!(cat.successors("iso27001:2013/A.13.1.1").is_empty());
         assert!(cat.crosswalk().is_empty());
+    }
+
+    #[test]
+    fn a_bad_mapping_file_names_file_and_line() {
+        let path = std::path::Path::new("mappings.toml");
+        assert!(Catalog::with_mapping_file(path, BUILTIN_MAPPINGS).is_ok());
+        let bad = BUILTIN_MAPPINGS.replacen(
+            "control = \"iso27001:2022/A.8.20\"",
+            "control = \"iso27001:2022/A.8.99\"",
+            1,
+        );
+        let e = Catalog::with_mapping_file(path, &bad).unwrap_err();
+        assert_eq!(e.line, line_of(&bad, "A.8.99"));
+        assert!(e.to_string().starts_with("mappings.toml:") && e.to_string().contains("A.8.99"), "{e}");
+        let bad = BUILTIN_MAPPINGS.replacen("relationship = \"subset\"", "relationship = \"related\"", 1);
+        let e = Catalog::with_mapping_file(path, &bad).unwrap_err();
+        assert_eq!(e.line, line_of(&bad, "\"related\""));
+        let bad = format!("{BUILTIN_MAPPINGS}\n[[mapping]]\ncheck = \"firewall\"\ncolour = 1\n");
+        let e = Catalog::with_mapping_file(path, &bad).unwrap_err();
+        assert!(e.line.is_some_and(|l| l > 100), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
     }
 
     #[test]

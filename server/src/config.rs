@@ -321,6 +321,11 @@ impl DataDir {
     pub fn server_key(&self) -> PathBuf {
         self.0.join("server.key")
     }
+    /// The organisation's check → control mappings, replacing the built-in
+    /// ones (optional; start from `server/data/mappings.toml`).
+    pub fn mappings(&self) -> PathBuf {
+        self.0.join("mappings.toml")
+    }
     /// The organisation's policy, merged over the built-in one (optional).
     pub fn policy(&self) -> PathBuf {
         self.0.join("policy.toml")

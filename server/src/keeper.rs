@@ -106,7 +106,7 @@ pub fn observations(
 /// What a keeper pass needs besides the store: the catalog, the
 /// configuration and the policy in force.
 pub struct Keeper {
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<Reloadable<Catalog>>,
     pub config: Config,
     pub policy: Arc<Reloadable<Policy>>,
     pub data_dir: PathBuf,
@@ -155,10 +155,39 @@ pub fn refresh_policy(
     }
 }
 
+/// Takes up changed mapping files like [`refresh_policy`] does the policy:
+/// a bad one is logged and recorded, the last good catalog stays.
+pub fn refresh_catalog(
+    catalog: &Reloadable<Catalog>,
+    data_dir: &std::path::Path,
+    store: &Store,
+    now: OffsetDateTime,
+) -> Result<bool, String> {
+    match catalog.refresh(|| crate::app::load_catalog(data_dir).map_err(|e| e.to_string())) {
+        Ok(true) => {
+            tracing::info!(version = catalog.current().mapping_version(), "mappings reloaded");
+            Ok(true)
+        }
+        Ok(false) => Ok(false),
+        Err(e) => {
+            tracing::error!(error = %e, "mapping file rejected; the last good mappings stay in force");
+            let detail = format!("mappings rejected, kept {}: {e}", catalog.current().mapping_version());
+            if let Err(e) =
+                store.record_security_event(now.unix_timestamp(), None, "mappings_rejected", &detail)
+            {
+                tracing::error!(error = %e, "could not record the rejected mappings");
+            }
+            Err(e)
+        }
+    }
+}
+
 impl Keeper {
-    /// Takes up a changed policy file (see [`refresh_policy`]).
-    pub fn refresh_policy(&self, store: &Store, now: OffsetDateTime) {
+    /// Takes up changed policy and mapping files (see [`refresh_policy`],
+    /// [`refresh_catalog`]).
+    pub fn refresh(&self, store: &Store, now: OffsetDateTime) {
         let _ = refresh_policy(&self.policy, &self.data_dir, store, now);
+        let _ = refresh_catalog(&self.catalog, &self.data_dir, store, now);
     }
 
     /// One pass: evaluate the fleet under the policy in force, log every
@@ -166,20 +195,21 @@ impl Keeper {
     /// queue its notifications, each in its own transaction.
     pub fn pass(&self, store: &Store, now: OffsetDateTime) -> Result<Pass, StoreError> {
         let rules = self.policy.current();
+        let catalog = self.catalog.current();
         let hosts = views::fleet_evidence(store, &rules)?;
         let eval_policy = views::policy_at(&self.config, &rules, &store.exceptions()?, now);
-        let evaluation = evaluate(&self.catalog, &hosts, now, &eval_policy);
+        let evaluation = evaluate(&catalog, &hosts, now, &eval_policy);
         let standings = requirement_standings(&evaluation, &hosts);
         let requirement_changes = store.log_requirement_standings(
             &standings,
             now.unix_timestamp(),
             rules.version(),
-            self.catalog.mapping_version(),
+            catalog.mapping_version(),
         )?;
         let policy = self.config.risk.policy();
         let fresh = |c: &CheckEvidence| eval_policy.is_fresh(c, now);
         let observations =
-            observations(&self.catalog, &hosts, &evaluation, &self.config.risk.frameworks, &policy, fresh);
+            observations(&catalog, &hosts, &evaluation, &self.config.risk.frameworks, &policy, fresh);
         let hooks = &self.config.webhooks;
         let transitions = store.reconcile_risks(
             |entries| reconcile(entries, &observations, &policy, now),
@@ -202,7 +232,7 @@ pub fn spawn(
             let (store, keeper) = (Arc::clone(&store), Arc::clone(&keeper));
             let pass = tokio::task::spawn_blocking(move || {
                 let now = OffsetDateTime::now_utc();
-                keeper.refresh_policy(&store, now);
+                keeper.refresh(&store, now);
                 keeper.pass(&store, now)
             })
             .await;

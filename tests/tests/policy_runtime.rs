@@ -136,6 +136,50 @@ async fn the_policy_file_changes_what_passes_and_a_bad_one_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mapping_file_is_the_organisations_and_a_bad_one_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut a = TestAgent::enroll(&server, "a", system()).await;
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    a.agent.deliver().await.unwrap();
+    let builtin = include_str!("../../server/data/mappings.toml");
+    let path = DataDir(server.dir.clone()).mappings();
+
+    // The organisation also counts the antivirus check towards A.5.10.
+    let own = format!(
+        "{}\n[[mapping]]\ncheck = \"antivirus\"\ncontrol = \"iso27001:2022/A.5.10\"\nrelationship = \"intersect\"\nrationale = \"our reading\"\n",
+        builtin.replacen("version = \"custos-mappings-", "version = \"acme-mappings-", 1)
+    );
+    std::fs::write(&path, &own).unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["mapping_version"].as_str().unwrap().starts_with("acme-mappings-"), "{r}");
+    let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    let c = control(&controls, "iso27001:2022/A.5.10");
+    assert_eq!(
+        (c["checks"].clone(), c["state"].clone()),
+        (json!(["antivirus"]), json!("effective")),
+        "{c:#}"
+    );
+
+    // A mapping to a control that does not exist: refused naming file and line.
+    let bad = own.replace("iso27001:2022/A.5.10", "iso27001:2022/A.5.99");
+    std::fs::write(&path, &bad).unwrap();
+    let line = bad[..bad.find("A.5.99").unwrap()].matches('\n').count() + 1;
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", json!({})).await;
+    assert_eq!(status, 422, "{r}");
+    assert!(r["error"].as_str().unwrap().contains(&format!("mappings.toml:{line}:")), "{r}");
+    assert!(r["mapping_version_in_force"].as_str().unwrap().starts_with("acme-mappings-"));
+    let (_, controls) = server.api("/api/v1/controls?framework=iso27001:2022").await;
+    assert_eq!(
+        control(&controls, "iso27001:2022/A.5.10")["checks"],
+        json!(["antivirus"]),
+        "last good mappings stay"
+    );
+    let (_, events) = server.api("/api/v1/security-events").await;
+    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "mappings_rejected"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_apply_controls_by_host_tags() {
     let server = TestServer::start().await;
     let path = DataDir(server.dir.clone()).policy();

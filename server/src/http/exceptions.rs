@@ -68,7 +68,7 @@ pub(super) async fn create(
         actor: b.actor,
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    if let Err(why) = request.validate(&s.catalog, now, s.config.risk.max_acceptance_days) {
+    if let Err(why) = request.validate(&s.catalog.current(), now, s.config.risk.max_acceptance_days) {
         return error(StatusCode::BAD_REQUEST, &why);
     }
     let wake = s.reevaluate.clone();

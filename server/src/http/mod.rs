@@ -52,7 +52,8 @@ mod webhooks;
 pub struct HttpState {
     pub store: Arc<Store>,
     pub config: Config,
-    pub catalog: Arc<Catalog>,
+    /// The catalog with its mappings (the keeper takes up changed files).
+    pub catalog: Arc<crate::reload::Reloadable<Catalog>>,
     pub agents: Arc<AgentRegistry>,
     /// Wakes the risk keeper after a change that moves the evaluation.
     pub reevaluate: Arc<tokio::sync::Notify>,
@@ -251,7 +252,7 @@ async fn controls(
         Ok(views::controls(
             views::Sources {
                 store: &s.store,
-                catalog: &s.catalog,
+                catalog: &s.catalog.current(),
                 config: &s.config,
                 rules: &s.policy.current(),
             },
@@ -304,7 +305,7 @@ async fn effectiveness(
         Ok(views::effectiveness(
             views::Sources {
                 store: &s.store,
-                catalog: &s.catalog,
+                catalog: &s.catalog.current(),
                 config: &s.config,
                 rules: &s.policy.current(),
             },

@@ -1,8 +1,8 @@
 //! `GET policy`: the policy in force (version, parameters, rules with the
 //! file and line they come from, scopes), the mapping version, and why the
 //! policy file on disk was rejected, if it was. `POST policy/reload`
-//! (admin): take up the data dir's `policy.toml` now rather than at the
-//! keeper's next pass.
+//! (admin): take up the data dir's `policy.toml` and `mappings.toml` now
+//! rather than at the keeper's next pass.
 
 use axum::Json;
 use axum::extract::State;
@@ -31,7 +31,8 @@ pub(super) async fn show(State(s): State<HttpState>) -> Response {
         .collect();
     Json(json!({
         "version": p.version(),
-        "mapping_version": s.catalog.mapping_version(),
+        "mapping_version": s.catalog.current().mapping_version(),
+        "rejected_mappings_error": s.catalog.last_error(),
         "params": p.params(),
         "rules": rules,
         "scopes": p.scopes(),
@@ -41,19 +42,36 @@ pub(super) async fn show(State(s): State<HttpState>) -> Response {
 }
 
 pub(super) async fn reload(State(s): State<HttpState>) -> Response {
-    let (policy, dir, store) = (s.policy.clone(), s.data_dir.clone(), s.store.clone());
-    let outcome =
-        blocking(move || Ok(keeper::refresh_policy(&policy, &dir, &store, OffsetDateTime::now_utc()))).await;
+    let (policy, catalog, dir, store) =
+        (s.policy.clone(), s.catalog.clone(), s.data_dir.clone(), s.store.clone());
+    let outcome = blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        Ok((
+            keeper::refresh_policy(&policy, &dir, &store, now),
+            keeper::refresh_catalog(&catalog, &dir, &store, now),
+        ))
+    })
+    .await;
     let version = s.policy.current().version().to_string();
+    let mapping_version = s.catalog.current().mapping_version().to_string();
     match outcome {
-        Ok(Ok(changed)) => {
-            if changed {
+        Ok((Ok(p), Ok(m))) => {
+            if p || m {
                 s.reevaluate.notify_one();
             }
-            Json(json!({"version": version, "changed": changed})).into_response()
+            Json(json!({"version": version, "mapping_version": mapping_version, "changed": p || m}))
+                .into_response()
         }
-        Ok(Err(why)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": why, "version_in_force": version})))
+        Ok((p, m)) => {
+            let errors: Vec<String> = [p.err(), m.err()].into_iter().flatten().collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": errors.join("; "),
+                    "version_in_force": version,
+                    "mapping_version_in_force": mapping_version,
+                })),
+            )
                 .into_response()
         }
         Err(r) => r,

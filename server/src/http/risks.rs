@@ -181,7 +181,7 @@ pub(super) async fn create(
         (Err(why), _) | (_, Err(why)) => return error(StatusCode::BAD_REQUEST, &why),
     };
     if let Some(req) = &b.requirement
-        && s.catalog.control(req).is_none()
+        && s.catalog.current().control(req).is_none()
     {
         return error(StatusCode::BAD_REQUEST, &format!("requirement {req:?} is not in the catalog"));
     }
