@@ -2,6 +2,8 @@
 //! decides for all its hosts, as opposed to the per-host state directory.
 //!
 //! ```toml
+//! tags = ["laptop", "berlin"]   # host groups the server's scopes read
+//!
 //! [privacy]
 //! user_names = "pseudonymise"   # collect | pseudonymise | omit
 //! host_names = "collect"
@@ -18,6 +20,9 @@ use crate::privacy::{Privacy, PrivacyConfig, PrivacyError};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Host-group tags sent with every record.
+    #[serde(default)]
+    pub tags: Vec<String>,
     #[serde(default)]
     pub privacy: PrivacyConfig,
 }
@@ -48,7 +53,15 @@ impl AgentConfig {
 
     /// Parses the TOML text; the error names the line and the field.
     pub fn parse(text: &str) -> Result<AgentConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+        let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        use custos_proto::evidence::statement::{MAX_TAGS, is_tag};
+        if config.tags.len() > MAX_TAGS {
+            return Err(format!("tags: at most {MAX_TAGS}"));
+        }
+        if let Some(t) = config.tags.iter().find(|t| !is_tag(t)) {
+            return Err(format!("tags: {t:?} is not 1 to 64 lowercase letters, digits, '-', '_' or '.'"));
+        }
+        Ok(config)
     }
 
     /// The privacy settings, with the key read.
@@ -59,6 +72,15 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tags_are_read_and_bad_ones_refused() {
+        let c = AgentConfig::parse("tags = [\"laptop\", \"berlin-2\"]").unwrap();
+        assert_eq!(c.tags, ["laptop", "berlin-2"]);
+        assert!(AgentConfig::parse("tags = [\"Laptop\"]").unwrap_err().contains("Laptop"));
+        assert!(AgentConfig::parse("tags = [\"\"]").is_err());
+    }
+
     use super::*;
     use crate::privacy::Handling;
 

@@ -143,8 +143,9 @@ fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }),
         Command::Run { state_dir, once, spool_max_records, config } => rt.block_on(async {
-            let privacy = config.load()?.privacy()?;
-            let settings = Settings { spool_max_records, privacy, ..Settings::default() };
+            let loaded = config.load()?;
+            let privacy = loaded.privacy()?;
+            let settings = Settings { spool_max_records, privacy, tags: loaded.tags, ..Settings::default() };
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let mut agent = Agent::open(StateDir(state_dir), &settings, host)?;
             if once {
@@ -173,7 +174,9 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         Command::Collect { json, checks, timeout, config, footprint } => {
-            let privacy = config.load()?.privacy()?;
+            let loaded = config.load()?;
+            let privacy = loaded.privacy()?;
+            let tags = loaded.tags;
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let host_name = hostname(host.as_ref());
             let name = host_name.as_deref().and_then(|h| privacy.apply(Personal::HostName, h));
@@ -184,7 +187,7 @@ fn main() -> anyhow::Result<()> {
                 let out = serde_json::json!({
                     "collected_at": time::OffsetDateTime::now_utc()
                         .format(&time::format_description::well_known::Rfc3339)?,
-                    "host": describe_host(host.as_ref(), name),
+                    "host": describe_host(host.as_ref(), name, &tags),
                     "checks": results,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);

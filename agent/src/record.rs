@@ -9,8 +9,8 @@ use crate::spool::ChainTip;
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// OS name, version and kernel, read through the host.
-pub fn describe_host(host: &dyn Host, display_name: Option<String>) -> HostInfo {
+/// OS name, version and kernel, read through the host, with the configured tags.
+pub fn describe_host(host: &dyn Host, display_name: Option<String>, tags: &[String]) -> HostInfo {
     let os_release = host.read_text("/etc/os-release").unwrap_or_default();
     let field = |key: &str| {
         os_release.lines().find_map(|l| {
@@ -28,6 +28,7 @@ pub fn describe_host(host: &dyn Host, display_name: Option<String>) -> HostInfo 
             .unwrap_or_default(),
         arch: std::env::consts::ARCH.to_string(),
         display_name,
+        tags: tags.to_vec(),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Settings {
     pub default_collector_timeout: Duration,
     /// What happens to personal data before signing.
     pub privacy: Privacy,
+    /// Host-group tags reported with every record (`tags` in agent.toml).
+    pub tags: Vec<String>,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             default_interval: Duration::from_secs(3600),
             default_collector_timeout: Duration::from_secs(120),
             privacy: Privacy::default(),
+            tags: Vec::new(),
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct Agent {
     host: Arc<dyn Host>,
     os: Os,
     privacy: Privacy,
+    tags: Vec<String>,
     pub policy: ActivePolicy,
     schedule: Schedule,
 }
@@ -127,6 +131,7 @@ impl Agent {
             host,
             os,
             privacy: settings.privacy.clone(),
+            tags: settings.tags.clone(),
             policy: ActivePolicy {
                 interval: settings.default_interval,
                 collector_timeout: settings.default_collector_timeout,
@@ -177,7 +182,7 @@ impl Agent {
         let now = OffsetDateTime::now_utc();
         let at = now.format(&Rfc3339).unwrap_or_default();
         let name = hostname(self.host.as_ref()).and_then(|h| self.privacy.apply(Personal::HostName, &h));
-        let info = describe_host(self.host.as_ref(), name);
+        let info = describe_host(self.host.as_ref(), name, &self.tags);
         let (key, agent_id) = (&self.key, self.identity.agent_id.as_str());
         let appended = self.spool.append_with(now.unix_timestamp(), &at, |tip| {
             sign_record(key, agent_id, tip, &at, info, results)

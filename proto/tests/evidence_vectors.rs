@@ -182,6 +182,22 @@ fn malformed_statements_are_refused_with_a_reason() {
             },
             "does not name agent",
         ),
+        (
+            {
+                let mut p = sample_predicate(1, None);
+                p.host.tags = vec!["laptop".into(), "Not A Tag".into()];
+                Statement::new(p, &key).to_payload()
+            },
+            "host tag \"Not A Tag\"",
+        ),
+        (
+            {
+                let mut p = sample_predicate(1, None);
+                p.host.tags = (0..33).map(|i| format!("t{i}")).collect();
+                Statement::new(p, &key).to_payload()
+            },
+            "33 host tags",
+        ),
     ];
     for (payload, want) in cases {
         let err = Statement::from_payload(&payload).unwrap_err().to_string();

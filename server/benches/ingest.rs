@@ -60,6 +60,7 @@ fn presign(key: &SigningKey, agent_id: &str, n: usize) -> Vec<Envelope> {
                 kernel: "6.1.0-27-amd64".into(),
                 arch: "x86_64".into(),
                 display_name: Some(format!("bench-{agent_id}")),
+                tags: Vec::new(),
             };
             let env = custos_agent::record::sign_record(
                 key,

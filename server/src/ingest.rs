@@ -142,6 +142,7 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
         received_at,
         os: p.host.os,
         os_version: p.host.os_version,
+        reported_tags: serde_json::to_string(&p.host.tags).unwrap_or_else(|_| "[]".into()),
         kernel: p.host.kernel,
         agent_version: p.agent_version,
         gap: p.gap.map(|g| GapRow {

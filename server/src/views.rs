@@ -41,7 +41,7 @@ fn states(
     };
     let facts_of: BTreeMap<&str, HostFacts> = hosts
         .iter()
-        .map(|h| (h.agent_id.as_str(), HostFacts { os: h.os.clone(), tags: h.tags.clone() }))
+        .map(|h| (h.agent_id.as_str(), HostFacts { os: h.os.clone(), tags: h.all_tags() }))
         .collect();
     let empty = HostFacts { os: String::new(), tags: Vec::new() };
     for row in &mut rows {
@@ -144,9 +144,9 @@ pub fn fleet_evidence_at(
         .into_iter()
         .map(|h| HostEvidence {
             checks: by_agent.remove(&h.agent_id).unwrap_or_default(),
+            tags: h.all_tags(),
             agent_id: h.agent_id,
             display_name: h.display_name,
-            tags: h.tags,
         })
         .collect())
 }

@@ -225,4 +225,14 @@ async fn scopes_apply_controls_by_host_tags() {
     }
     let (status, _) = server.send("PUT", "/api/v1/hosts/nobody/tags", json!({"tags": []})).await;
     assert_eq!(status, 404);
+
+    // Tags the agent reports (its agent.toml) count the same way.
+    let settings = custos_agent::runner::Settings { tags: vec!["laptop".into()], ..Default::default() };
+    let mut b = TestAgent::enroll_with(&server, "b", system(), settings).await;
+    b.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    b.agent.deliver().await.unwrap();
+    let (_, controls) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
+    assert!(control(&controls, req)["passing"].as_array().unwrap().contains(&json!(b.id())), "{controls:#}");
+    let (_, host) = server.api(&format!("/api/v1/hosts/{}", b.id())).await;
+    assert_eq!((host["tags"].clone(), host["reported_tags"].clone()), (json!([]), json!(["laptop"])));
 }

@@ -81,6 +81,10 @@ pub struct HostInfo {
     /// Display name as configured on the agent (may be pseudonymised or absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// Host-group tags from the agent's configuration (e.g. `laptop`),
+    /// which the server's scopes read next to the tags it assigns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// An explicit declaration that evidence is missing for a period.
@@ -267,6 +271,14 @@ impl<F> Statement<F> {
             }
             _ => {}
         }
+        if p.host.tags.len() > MAX_TAGS {
+            return invalid(format!("{} host tags, limit {MAX_TAGS}", p.host.tags.len()));
+        }
+        if let Some(t) = p.host.tags.iter().find(|t| !is_tag(t)) {
+            return invalid(format!(
+                "host tag {t:?} is not 1 to 64 lowercase letters, digits, '-', '_' or '.'"
+            ));
+        }
         if p.checks.len() > MAX_CHECKS {
             return invalid(format!("{} checks, limit {MAX_CHECKS}", p.checks.len()));
         }
@@ -302,6 +314,16 @@ pub fn subject_name(agent_id: &str) -> String {
 }
 
 /// Letters, digits, `-`, `_`, `.`; 1..=max bytes.
+/// Most host tags one record may carry.
+pub const MAX_TAGS: usize = 32;
+
+/// A host tag: 1 to 64 lowercase letters, digits, `-`, `_` or `.`.
+pub fn is_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 pub fn is_token(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max

@@ -1,5 +1,6 @@
 //! `PUT hosts/{id}/tags` (admin): the host-group tags the server assigns to
-//! a host; the policy's scopes decide by them which controls apply.
+//! a host; the policy's scopes decide by them, and by the tags the agent
+//! reports, which controls apply.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -11,19 +12,12 @@ use serde_json::json;
 
 use super::{HttpState, blocking, error};
 
-pub const MAX_TAGS: usize = 32;
+use custos_proto::evidence::statement::{MAX_TAGS, is_tag};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TagsBody {
     tags: Vec<String>,
-}
-
-/// A tag: 1 to 64 of lowercase letters, digits, `-`, `_` and `.`.
-pub fn is_tag(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 64
-        && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 pub(super) async fn put(

@@ -22,6 +22,18 @@ pub struct HostRow {
     pub cert_not_after: i64,
     /// Host-group tags assigned on the server.
     pub tags: Vec<String>,
+    /// Tags the agent reports (agent.toml).
+    pub reported_tags: Vec<String>,
+}
+
+impl HostRow {
+    /// Every tag of the host, assigned or reported, sorted and unique.
+    pub fn all_tags(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.tags.iter().chain(&self.reported_tags).cloned().collect();
+        t.sort();
+        t.dedup();
+        t
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,13 +93,15 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT agent_id, display_name, enrolled_at, last_seen_at, last_collected_at, head_seq,
-                    os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after, tags
+                    os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after, tags, reported_tags
              FROM agents ORDER BY display_name, agent_id",
         )?;
         let rows = stmt.query_map([], |r| {
             let tags: String = r.get(12)?;
+            let reported: String = r.get(13)?;
             Ok(HostRow {
                 tags: serde_json::from_str(&tags).unwrap_or_default(),
+                reported_tags: serde_json::from_str(&reported).unwrap_or_default(),
                 agent_id: r.get(0)?,
                 display_name: r.get(1)?,
                 enrolled_at: r.get(2)?,

@@ -27,6 +27,8 @@ pub struct NewRecord {
     pub collected_at: i64,
     pub received_at: i64,
     pub os: String,
+    /// Tags the agent reports (JSON array text).
+    pub reported_tags: String,
     pub os_version: String,
     pub kernel: String,
     pub agent_version: String,
@@ -212,7 +214,7 @@ impl RecordWriter {
             // latest state of each check.
             let mut update_agent = tx.prepare_cached(
                 "UPDATE agents SET head_seq = ?2, head_digest = ?3, last_seen_at = ?4, last_collected_at = ?5,
-                        os = ?6, os_version = ?7, kernel = ?8, agent_version = ?9
+                        os = ?6, os_version = ?7, kernel = ?8, agent_version = ?9, reported_tags = ?10
                  WHERE agent_id = ?1",
             )?;
             let mut upsert_state = tx.prepare_cached(
@@ -233,7 +235,8 @@ impl RecordWriter {
                     last.os,
                     last.os_version,
                     last.kernel,
-                    last.agent_version
+                    last.agent_version,
+                    last.reported_tags
                 ])?;
                 for c in &last.checks {
                     upsert_state.execute(params![

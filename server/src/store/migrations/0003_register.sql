@@ -44,8 +44,10 @@ CREATE INDEX risk_history_by_risk ON risk_history (risk_id, at);
 -- the evaluation reads). NULL for states stored before version 3.
 ALTER TABLE check_state ADD COLUMN facts TEXT;
 
--- Tags the server assigns to a host (JSON array), next to those it reports.
+-- Tags the server assigns to a host (JSON array), and those its agent
+-- reports with its latest record; scopes read both.
 ALTER TABLE agents ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE agents ADD COLUMN reported_tags TEXT NOT NULL DEFAULT '[]';
 
 -- A requirement that does not apply to one host, approved for a time. Kept
 -- after expiry or withdrawal so the list stays complete.
