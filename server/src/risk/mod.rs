@@ -110,7 +110,7 @@ pub struct RiskEntry {
     pub description: String,
     /// Checks whose failure makes the deviation.
     pub checks: BTreeSet<String>,
-    /// Requirements of other frameworks that the same checks support.
+    /// Requirements of the other frameworks that the same checks support.
     pub related: Vec<String>,
     /// BSI 200-3 elementary threats.
     pub threats: Vec<String>,

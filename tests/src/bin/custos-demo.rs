@@ -124,7 +124,13 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_default(),
             list("checks"),
         );
-        println!("      threats: {}; also: {}", list("threats"), list("related"));
+        // The same deviation elsewhere, counted per framework.
+        let mut per_fw: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for r in r["related"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
+            *per_fw.entry(r.split('/').next().unwrap_or("").to_string()).or_default() += 1;
+        }
+        let also: Vec<String> = per_fw.iter().map(|(fw, n)| format!("{n} {fw}")).collect();
+        println!("      threats: {}; same deviation in: {}", list("threats"), also.join(", "));
     }
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
     println!("Dashboard: http://{http}/#token={}", init.admin_token);
