@@ -135,6 +135,8 @@ pub struct ControlEvaluation {
     pub excepted: Vec<String>,
     /// Out of the host's scope, or every mapped check is `not_applicable`.
     pub not_applicable: Vec<String>,
+    /// Satisfied / in scope (`None`: no host in scope).
+    pub effectiveness: Option<f64>,
 }
 
 impl ControlEvaluation {
@@ -217,6 +219,7 @@ pub fn evaluate(
             stale: Vec::new(),
             excepted: Vec::new(),
             not_applicable: Vec::new(),
+            effectiveness: None,
         };
         if checks.is_empty() || hosts.is_empty() {
             controls.push(ev);
@@ -260,6 +263,7 @@ pub fn evaluate(
         } else {
             ControlState::Effective
         };
+        ev.effectiveness = ev.effectiveness();
         for (check, failing_hosts) in failing_by_check {
             deviations.push(Deviation {
                 control_id: control.id.clone(),
@@ -278,6 +282,9 @@ pub struct RequirementStanding {
     pub state: &'static str,
     /// The newest record behind the requirement's checks on this host.
     pub record_seq: Option<u64>,
+    /// Each of the requirement's checks with its status on this host
+    /// (`missing` when the host never reported it).
+    pub checks: BTreeMap<String, &'static str>,
 }
 
 /// Every host's standing on every requirement that some check supports:
@@ -301,10 +308,24 @@ pub fn requirement_standings(
         ];
         for (agents, state) in buckets {
             for agent in agents {
-                let record_seq = by_agent.get(agent.as_str()).and_then(|h| {
+                let host = by_agent.get(agent.as_str());
+                let record_seq = host.and_then(|h| {
                     h.checks.iter().filter(|e| c.checks.contains(&e.check_id)).map(|e| e.record_seq).max()
                 });
-                out.insert((agent.clone(), c.control_id.clone()), RequirementStanding { state, record_seq });
+                let checks = c
+                    .checks
+                    .iter()
+                    .map(|check| {
+                        let status = host
+                            .and_then(|h| h.checks.iter().find(|e| e.check_id == *check))
+                            .map_or("missing", |e| e.status.as_str());
+                        (check.clone(), status)
+                    })
+                    .collect();
+                out.insert(
+                    (agent.clone(), c.control_id.clone()),
+                    RequirementStanding { state, record_seq, checks },
+                );
             }
         }
     }

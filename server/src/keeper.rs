@@ -91,7 +91,22 @@ pub fn observations(
                     (h.clone(), checks)
                 })
                 .collect();
+            // Each failing host's newest record among the checks it fails.
+            let evidence = failing
+                .iter()
+                .filter_map(|(host, checks)| {
+                    let h = hosts.iter().find(|h| h.agent_id == *host)?;
+                    let seq = h
+                        .checks
+                        .iter()
+                        .filter(|e| checks.contains(&e.check_id))
+                        .map(|e| e.record_seq)
+                        .max()?;
+                    Some((host.clone(), format!("/api/v1/records/{host}/{seq}")))
+                })
+                .collect();
             Observation {
+                evidence,
                 requirement: c.control_id.clone(),
                 scope: FLEET.into(),
                 in_scope,

@@ -197,9 +197,48 @@ pub struct Sources<'a> {
     pub rules: &'a Policy,
 }
 
+/// A framework's (or the whole catalog's) standing at a glance.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// Controls with at least one host in scope.
+    pub controls_assessed: usize,
+    pub effective: usize,
+    pub deviating: usize,
+    pub unknown: usize,
+    pub not_assessed: usize,
+    /// Satisfied / in scope over every (host, control) pair assessed.
+    pub effectiveness: Option<f64>,
+}
+
+pub fn summary(controls: &[crate::evaluate::ControlEvaluation]) -> Summary {
+    use crate::evaluate::ControlState::*;
+    let count = |s| controls.iter().filter(|c| c.state == s).count();
+    let (passing, in_scope) =
+        controls.iter().fold((0, 0), |(p, n), c| (p + c.passing.len(), n + c.in_scope()));
+    Summary {
+        controls_assessed: controls.iter().filter(|c| c.in_scope() > 0).count(),
+        effective: count(Effective),
+        deviating: count(Deviating),
+        unknown: count(Unknown),
+        not_assessed: count(NotAssessed),
+        effectiveness: (in_scope > 0).then(|| passing as f64 / in_scope as f64),
+    }
+}
+
+/// Keeps the hosts of a host group (a tag), when one is asked for.
+fn in_group(hosts: Vec<HostEvidence>, group: Option<&str>) -> Vec<HostEvidence> {
+    match group {
+        Some(g) => hosts.into_iter().filter(|h| h.tags.iter().any(|t| t == g)).collect(),
+        None => hosts,
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ControlsView {
     pub framework: Option<String>,
+    /// The host group (tag) the evaluation is limited to.
+    pub group: Option<String>,
+    pub summary: Summary,
     /// The policy and mapping versions that produced this evaluation.
     pub policy_version: String,
     pub mapping_version: String,
@@ -216,6 +255,7 @@ pub fn controls(
     Sources { store, catalog, config, rules }: Sources<'_>,
     now: OffsetDateTime,
     framework: Option<&str>,
+    group: Option<&str>,
     as_of: Option<OffsetDateTime>,
 ) -> Result<Result<ControlsView, String>, StoreError> {
     if let Some(fw) = framework
@@ -223,7 +263,7 @@ pub fn controls(
     {
         return Ok(Err(fw.to_string()));
     }
-    let hosts = fleet_evidence_at(store, rules, as_of)?;
+    let hosts = in_group(fleet_evidence_at(store, rules, as_of)?, group);
     let at = as_of.unwrap_or(now);
     let mut evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &store.exceptions()?, at));
     if let Some(fw) = framework {
@@ -232,6 +272,8 @@ pub fn controls(
     }
     Ok(Ok(ControlsView {
         framework: framework.map(String::from),
+        group: group.map(String::from),
+        summary: summary(&evaluation.controls),
         policy_version: rules.version().to_string(),
         mapping_version: catalog.mapping_version().to_string(),
         evaluated_at: at.unix_timestamp(),
@@ -260,6 +302,7 @@ pub const MAX_POINTS: u32 = 500;
 /// `Ok(Err(id))` when the control is unknown.
 pub fn effectiveness(
     Sources { store, catalog, config, rules }: Sources<'_>,
+    group: Option<&str>,
     control: &str,
     from: OffsetDateTime,
     to: OffsetDateTime,
@@ -275,7 +318,7 @@ pub fn effectiveness(
     for i in 0..points {
         let offset = if points == 1 { span } else { span * i64::from(i) / i64::from(points - 1) };
         let at = from + time::Duration::seconds(offset);
-        let hosts = fleet_evidence_at(store, rules, Some(at))?;
+        let hosts = in_group(fleet_evidence_at(store, rules, Some(at))?, group);
         let evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &exceptions, at));
         let Some(c) = evaluation.controls.into_iter().find(|c| c.control_id == control) else {
             continue;

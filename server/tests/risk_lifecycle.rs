@@ -177,6 +177,7 @@ fn run(path: &Path) -> Result<(), String> {
                     requirement: REQUIREMENT.into(),
                     scope: "fleet".into(),
                     in_scope: in_scope.clone(),
+                    evidence: failing.keys().map(|h| (h.clone(), format!("/api/v1/records/{h}/1"))).collect(),
                     failing,
                     passing,
                     profile: profile.clone(),
@@ -288,6 +289,9 @@ fn run(path: &Path) -> Result<(), String> {
             && Some(want) != e.owner.as_ref()
         {
             return Err(ctx(format!("owner {:?}, expected {want}", e.owner)));
+        }
+        if let Some(h) = e.affected_hosts.iter().find(|h| !e.evidence.contains_key(*h)) {
+            return Err(ctx(format!("affected host {h} has no evidence link")));
         }
         if e.status == Status::Pending && e.opened_at.is_some() {
             return Err(ctx("a pending entry was never opened".into()));

@@ -129,6 +129,7 @@ async fn the_policy_file_changes_what_passes_and_a_bad_one_changes_nothing() {
     assert_eq!(log[0]["from"], Value::Null);
     assert_eq!(log[0]["to"], "not_satisfied");
     assert!(log[0]["record_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(log[0]["checks"]["antivirus"], "fail", "{changes:#}");
     assert_eq!(log[1]["to"], "satisfied");
     assert_eq!(log[2]["to"], "not_satisfied", "back under the built-in policy: {changes:#}");
     let (status, _) = server.api("/api/v1/changes?limit=0").await;
@@ -235,4 +236,22 @@ async fn scopes_apply_controls_by_host_tags() {
     assert!(control(&controls, req)["passing"].as_array().unwrap().contains(&json!(b.id())), "{controls:#}");
     let (_, host) = server.api(&format!("/api/v1/hosts/{}", b.id())).await;
     assert_eq!((host["tags"].clone(), host["reported_tags"].clone()), (json!([]), json!(["laptop"])));
+
+    // Effectiveness per host group: only the hosts with the tag count.
+    let (_, berlin) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023&group=berlin").await;
+    assert_eq!(berlin["group"], "berlin");
+    assert_eq!(control(&berlin, req)["passing"], json!([a.id()]));
+    assert_eq!(control(&berlin, req)["effectiveness"], 1.0);
+    // The framework's figure pools every (host, control) pair in scope.
+    let (mut passing, mut in_scope) = (0, 0);
+    for c in berlin["controls"].as_array().unwrap() {
+        let n = |k: &str| c[k].as_array().unwrap().len();
+        passing += n("passing");
+        in_scope += n("passing") + n("failing") + n("unknown") + n("without_evidence") + n("stale");
+    }
+    let pooled = berlin["summary"]["effectiveness"].as_f64().unwrap();
+    assert!((pooled - passing as f64 / in_scope as f64).abs() < 1e-9, "{pooled} vs {passing}/{in_scope}");
+    let (_, nobody) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023&group=no-such-group").await;
+    assert_eq!(nobody["summary"]["controls_assessed"], 0);
+    assert_eq!(nobody["summary"]["effectiveness"], json!(null));
 }

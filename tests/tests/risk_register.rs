@@ -32,6 +32,12 @@ async fn the_ciso_works_the_register_through_the_api() {
     let id = r["id"].as_i64().unwrap();
     assert_eq!(r["origin"], "evidence");
     assert_eq!(r["goals"], json!(["confidentiality"]));
+    // The evidence behind it: the signed record, fetched as a DSSE envelope.
+    let link = r["evidence"][a.id()].as_str().unwrap().to_string();
+    let (status, env) = server.api(&link).await;
+    assert_eq!(status, 200, "{link}");
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    assert_eq!(env["signatures"].as_array().unwrap().len(), 1);
     assert!(r["title"].as_str().unwrap().starts_with("A.8.24 Use of cryptography: "), "{r:#}");
     // One host in scope and affected: a wide deviation, one step above the inherent rating.
     assert!(r["current"]["likelihood"].as_u64() > r["inherent"]["likelihood"].as_u64(), "{r:#}");

@@ -11,7 +11,8 @@
 //! `POST risks/{id}/accept`, see [`risks`]); per-host exceptions
 //! (`exceptions`; admin: `POST exceptions`, `POST exceptions/{id}/withdraw`);
 //! `policy` (the rules in force), `changes` (the per-requirement change
-//! log), `webhooks/deliveries`; admin `PUT hosts/{id}/tags`; and
+//! log), `records/{agent}/{seq}` (a signed record as a DSSE envelope),
+//! `webhooks/deliveries`; admin `PUT hosts/{id}/tags`; and
 //! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
@@ -44,6 +45,7 @@ use crate::views;
 mod changes;
 mod exceptions;
 mod policy;
+mod records;
 mod risks;
 mod tags;
 mod webhooks;
@@ -74,6 +76,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/exceptions",
     "/api/v1/policy",
     "/api/v1/changes",
+    "/api/v1/records/0123456789abcdef0123456789abcdef/1",
     "/api/v1/webhooks/deliveries",
     "/api/v1/gaps",
     "/api/v1/security-events",
@@ -94,6 +97,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/policy", get(policy::show))
         .route("/api/v1/policy/reload", post(policy::reload))
         .route("/api/v1/changes", get(changes::list))
+        .route("/api/v1/records/{agent_id}/{seq}", get(records::one))
         .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/api/v1/controls", get(controls))
         .route("/api/v1/effectiveness", get(effectiveness))
@@ -233,6 +237,8 @@ async fn host(
 #[serde(deny_unknown_fields)]
 struct ControlsQuery {
     framework: Option<String>,
+    /// A host group: only hosts with this tag.
+    group: Option<String>,
     as_of: Option<String>,
 }
 
@@ -241,7 +247,10 @@ async fn controls(
     q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: framework, as_of");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unknown query parameter; allowed: framework, group (a host tag), as_of",
+        );
     };
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
@@ -258,6 +267,7 @@ async fn controls(
             },
             now,
             q.framework.as_deref(),
+            q.group.as_deref(),
             as_of,
         )?)
     })
@@ -276,6 +286,7 @@ struct EffectivenessQuery {
     from: String,
     to: Option<String>,
     points: Option<u32>,
+    group: Option<String>,
 }
 
 /// `GET /api/v1/effectiveness?control=ID&from=T1[&to=T2][&points=N]`: the
@@ -285,7 +296,10 @@ async fn effectiveness(
     q: Result<Query<EffectivenessQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "parameters: control (required), from (required), to, points");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "parameters: control (required), from (required), to, points, group (a host tag)",
+        );
     };
     let now = OffsetDateTime::now_utc();
     let (from, to) = match (parse_time("from", Some(&q.from), now), parse_time("to", q.to.as_deref(), now)) {
@@ -309,6 +323,7 @@ async fn effectiveness(
                 config: &s.config,
                 rules: &s.policy.current(),
             },
+            q.group.as_deref(),
             &control,
             from,
             to,

@@ -50,6 +50,8 @@ pub struct Observation {
     /// For each host, the checks of the requirement it passes with current
     /// evidence: a host leaves an entry once it passes the checks it failed.
     pub passing: BTreeMap<String, BTreeSet<String>>,
+    /// For failing hosts, a link to the record that shows the failure.
+    pub evidence: BTreeMap<String, String>,
     pub profile: Profile,
 }
 
@@ -103,6 +105,7 @@ fn new_entry(obs: &Observation, now: i64) -> RiskEntry {
         goals: obs.profile.goals.clone(),
         affected_hosts: BTreeSet::new(),
         host_checks: BTreeMap::new(),
+        evidence: BTreeMap::new(),
         in_scope_hosts: 0,
         inherent: obs.profile.inherent,
         current: obs.profile.inherent,
@@ -161,6 +164,7 @@ pub fn reconcile(
                 in_scope: BTreeSet::new(),
                 failing: BTreeMap::new(),
                 passing: BTreeMap::new(),
+                evidence: BTreeMap::new(),
                 profile: Profile {
                     title: e.title.clone(),
                     description: e.description.clone(),
@@ -193,6 +197,7 @@ fn step(e: &RiskEntry, obs: &Observation, policy: &RiskPolicy, now: i64) -> Opti
                 let since = *n.pending_since.get_or_insert(now);
                 n.affected_hosts = failing;
                 n.host_checks = obs.failing.clone();
+                n.evidence = obs.evidence.clone();
                 n.checks = failing_checks;
                 n.in_scope_hosts = obs.in_scope.len() as u32;
                 if now - since >= policy.grace_seconds {
@@ -243,6 +248,10 @@ fn step(e: &RiskEntry, obs: &Observation, policy: &RiskPolicy, now: i64) -> Opti
             }
             let affected: BTreeSet<String> = host_checks.keys().cloned().collect();
             n.host_checks = host_checks;
+            n.evidence = affected
+                .iter()
+                .filter_map(|h| obs.evidence.get(h).or(e.evidence.get(h)).map(|l| (h.clone(), l.clone())))
+                .collect();
             n.in_scope_hosts = obs.in_scope.len() as u32;
             if affected != e.affected_hosts {
                 events.push(event(Change::HostsChanged, now, host_diff(&e.affected_hosts, &affected)));
@@ -391,6 +400,7 @@ pub fn create_manual(
         goals: input.goals,
         affected_hosts: BTreeSet::new(),
         host_checks: BTreeMap::new(),
+        evidence: BTreeMap::new(),
         in_scope_hosts: 0,
         inherent: rating,
         current: rating,

@@ -121,6 +121,10 @@ pub struct RiskEntry {
     /// passed since: it leaves when it passes them all.
     #[serde(default)]
     pub host_checks: BTreeMap<String, BTreeSet<String>>,
+    /// For each affected host, a link to the signed record that last showed
+    /// the failure (`/api/v1/records/{agent}/{seq}`).
+    #[serde(default)]
+    pub evidence: BTreeMap<String, String>,
     /// Hosts the requirement applies to, for the share affected.
     pub in_scope_hosts: u32,
     /// The rating of the deviation itself.

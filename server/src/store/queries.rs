@@ -243,6 +243,31 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One stored record, if there is one.
+    pub fn record(&self, agent_id: &str, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
+                 FROM records WHERE agent_id = ?1 AND seq = ?2",
+                params![agent_id, seq as i64],
+                |r| {
+                    Ok(StoredRecord {
+                        agent_id: r.get(0)?,
+                        seq: r.get::<_, i64>(1)? as u64,
+                        digest: r.get(2)?,
+                        payload: r.get(3)?,
+                        payload_type: r.get(4)?,
+                        keyid: r.get(5)?,
+                        sig: r.get(6)?,
+                        received_at: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     pub fn record_count(&self) -> Result<u64, StoreError> {
         Ok(self.conn().query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
     }

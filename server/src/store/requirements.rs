@@ -19,6 +19,8 @@ pub struct RequirementChange {
     pub from: Option<String>,
     pub to: String,
     pub at: i64,
+    /// The requirement's checks with their statuses at the change.
+    pub checks: serde_json::Value,
     /// `sha256:<hex>` of the record that decided it, when there is one.
     pub record_digest: Option<String>,
     pub policy_version: String,
@@ -62,10 +64,10 @@ impl Store {
         let mut changes = 0;
         {
             let mut log = tx.prepare_cached(
-                "INSERT INTO requirement_changes (agent_id, requirement, from_state, to_state, at, record_digest, policy_version, mapping_version)
+                "INSERT INTO requirement_changes (agent_id, requirement, from_state, to_state, at, record_digest, policy_version, mapping_version, checks)
                  VALUES (?1, ?2, ?3, ?4, ?5,
                          (SELECT 'sha256:' || lower(hex(digest)) FROM records WHERE agent_id = ?1 AND seq = ?6),
-                         ?7, ?8)",
+                         ?7, ?8, ?9)",
             )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO requirement_state (agent_id, requirement, state, since, record_digest)
@@ -79,7 +81,18 @@ impl Store {
                     continue;
                 }
                 let seq = s.record_seq.map(|q| q as i64);
-                log.execute(params![agent, req, before, s.state, at, seq, policy_version, mapping_version])?;
+                let checks = serde_json::to_string(&s.checks).unwrap_or_else(|_| "{}".into());
+                log.execute(params![
+                    agent,
+                    req,
+                    before,
+                    s.state,
+                    at,
+                    seq,
+                    policy_version,
+                    mapping_version,
+                    checks
+                ])?;
                 upsert.execute(params![agent, req, s.state, at, seq])?;
                 changes += 1;
             }
@@ -107,7 +120,7 @@ impl Store {
     pub fn requirement_changes(&self, f: &ChangeFilter) -> Result<Vec<RequirementChange>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, requirement, from_state, to_state, at, record_digest, policy_version, mapping_version
+            "SELECT agent_id, requirement, from_state, to_state, at, record_digest, policy_version, mapping_version, checks
              FROM requirement_changes
              WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR substr(requirement, 1, length(?2)) = ?2)
                AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at <= ?4)
@@ -123,6 +136,7 @@ impl Store {
                 record_digest: r.get(5)?,
                 policy_version: r.get(6)?,
                 mapping_version: r.get(7)?,
+                checks: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(serde_json::Value::Null),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

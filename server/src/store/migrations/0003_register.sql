@@ -72,6 +72,8 @@ CREATE TABLE requirement_changes (
     from_state       TEXT,
     to_state         TEXT    NOT NULL,
     at               INTEGER NOT NULL,
+    -- The requirement's checks with their statuses then (JSON object).
+    checks           TEXT    NOT NULL DEFAULT '{}',
     record_digest    TEXT,
     policy_version   TEXT    NOT NULL,
     mapping_version  TEXT    NOT NULL

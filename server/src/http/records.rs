@@ -1,0 +1,36 @@
+//! `GET records/{agent}/{seq}`: one signed record exactly as received, as
+//! the standard DSSE JSON envelope, so the evidence behind a state or a
+//! risk can be fetched and verified with any DSSE tool.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use custos_proto::evidence::{Envelope, EnvelopeSignature};
+
+use super::{HttpState, blocking, error};
+
+pub(super) async fn one(State(s): State<HttpState>, Path((agent_id, seq)): Path<(String, u64)>) -> Response {
+    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
+        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
+    }
+    match blocking(move || Ok(s.store.record(&agent_id, seq)?)).await {
+        Ok(Some(r)) => {
+            let env = Envelope {
+                payload: r.payload,
+                payload_type: r.payload_type,
+                signatures: vec![EnvelopeSignature { keyid: r.keyid, sig: r.sig }],
+            };
+            let digest = format!("sha256:{}", hex::encode(&r.digest));
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json".to_string()),
+                    (header::ETAG, format!("\"{digest}\"")),
+                ],
+                env.to_json(),
+            )
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such record"),
+        Err(r) => r,
+    }
+}
