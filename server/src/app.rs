@@ -18,7 +18,7 @@ use crate::ingest::Ingest;
 use crate::mapping_import::Derived;
 use crate::registry::AgentRegistry;
 use crate::reload::Reloadable;
-use crate::store::tokens::ApiRole;
+use crate::store::tokens::{ApiRole, NewApiToken};
 use crate::store::{Store, StoreError};
 use crate::{keeper, secrets, tls};
 
@@ -96,7 +96,11 @@ pub fn init(dir: &Path, extra_names: &[String], config: Option<Config>) -> Resul
     write_private(&data.config(), config.to_toml().as_bytes())?;
     let store = Store::open(&data.database())?;
     let admin_token = secrets::new_token("cadm");
-    store.create_api_token(&secrets::token_hash(&admin_token), ApiRole::Admin, now.unix_timestamp())?;
+    store.create_api_token(
+        &secrets::token_hash(&admin_token),
+        &NewApiToken::new(ApiRole::Admin, "admin (from init)"),
+        now.unix_timestamp(),
+    )?;
     Ok(InitOutput { admin_token, ca_cert_path: data.ca_cert() })
 }
 
@@ -117,6 +121,39 @@ pub fn create_enrollment_token(dir: &Path, uses: u32, ttl: Duration) -> Result<S
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let ttl = i64::try_from(ttl.as_secs()).map_err(|_| AppError::Invalid("--ttl too long".into()))?;
     store.create_enrollment_token(&secrets::token_hash(&token), uses, now.saturating_add(ttl), now)?;
+    Ok(token)
+}
+
+/// Creates an API token in an initialised data dir and returns it (shown
+/// once; only its hash is kept). The name says who holds it, for the audit
+/// trail; an auditor's window must be a real interval.
+pub fn create_api_token(dir: &Path, t: &NewApiToken) -> Result<String, AppError> {
+    let data = DataDir(dir.to_path_buf());
+    if !data.database().exists() {
+        return Err(AppError::Invalid(format!(
+            "{} is not initialised: run `custos-server init` first",
+            dir.display()
+        )));
+    }
+    if t.name.trim().is_empty() || t.name.chars().count() > 200 || t.name.chars().any(char::is_control) {
+        return Err(AppError::Invalid("--name must say who holds the token (1 to 200 characters)".into()));
+    }
+    if let Some((from, to)) = t.window
+        && from > to
+    {
+        return Err(AppError::Invalid("the window's start lies after its end".into()));
+    }
+    if t.role != ApiRole::Auditor && (t.window.is_some() || !t.controls.is_empty()) {
+        return Err(AppError::Invalid("a window and controls limit auditor tokens only".into()));
+    }
+    let store = Store::open(&data.database())?;
+    let prefix = match t.role {
+        ApiRole::Admin => "cadm",
+        ApiRole::Auditor => "caud",
+        ApiRole::Viewer => "cview",
+    };
+    let token = secrets::new_token(prefix);
+    store.create_api_token(&secrets::token_hash(&token), t, OffsetDateTime::now_utc().unix_timestamp())?;
     Ok(token)
 }
 

@@ -20,6 +20,7 @@ pub mod risk;
 pub mod risk_admin;
 pub mod secrets;
 pub mod store;
+pub mod tlog;
 pub mod tls;
 pub mod views;
 pub mod webhook;

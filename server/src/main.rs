@@ -189,6 +189,29 @@ enum CatalogCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
+    /// Print a new API token (shown once; only its hash is kept).
+    Api {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// admin, auditor (read-only, every read kept in the audit trail) or viewer (read-only).
+        #[arg(long)]
+        role: String,
+        /// Who holds it, e.g. "Jane Doe, Example Audit GmbH": named in the audit trail.
+        #[arg(long)]
+        name: String,
+        /// Lifetime, e.g. 30d; none: until revoked.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Auditors: the evidence time they may see, from (RFC 3339 or YYYY-MM-DD)...
+        #[arg(long)]
+        from: Option<String>,
+        /// ...to (RFC 3339 or YYYY-MM-DD, end of that day).
+        #[arg(long)]
+        to: Option<String>,
+        /// Auditors: a control id or prefix they may see (repeatable), e.g. iso27001:2022/A.8.
+        #[arg(long = "control")]
+        controls: Vec<String>,
+    },
     /// Print a new enrollment token.
     Create {
         #[arg(long)]
@@ -254,6 +277,27 @@ fn main() -> anyhow::Result<()> {
         Command::Risk { data_dir, command } => {
             let data_dir = data_dir.context("--data-dir is required")?;
             risk_command(&data_dir, command)?;
+        }
+        Command::Token { command: TokenCommand::Api { data_dir, role, name, ttl, from, to, controls } } => {
+            use custos_server::store::tokens::NewApiToken;
+            let role = role.parse().map_err(anyhow::Error::msg)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let window = match (from, to) {
+                (None, None) => None,
+                (Some(f), Some(t)) => Some((
+                    parse_expiry(&f)?.unix_timestamp(),
+                    parse_expiry(&t)?.unix_timestamp() + if t.len() == 10 { 86_399 } else { 0 },
+                )),
+                _ => anyhow::bail!("--from and --to go together"),
+            };
+            let t = NewApiToken {
+                role,
+                name,
+                expires_at: ttl.map(|d| now + d.as_secs() as i64),
+                window,
+                controls,
+            };
+            println!("{}", app::create_api_token(&data_dir, &t)?);
         }
         Command::Token { command: TokenCommand::Create { data_dir, uses, ttl } } => {
             println!("{}", app::create_enrollment_token(&data_dir, uses, ttl)?);

@@ -103,7 +103,10 @@ impl TestServer {
             .store
             .create_api_token(
                 &custos_server::secrets::token_hash(&token),
-                custos_server::store::tokens::ApiRole::Read,
+                &custos_server::store::tokens::NewApiToken::new(
+                    custos_server::store::tokens::ApiRole::Viewer,
+                    "viewer",
+                ),
                 0,
             )
             .expect("read token");

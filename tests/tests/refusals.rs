@@ -266,7 +266,10 @@ async fn every_api_route_requires_a_valid_token() {
         .store
         .create_api_token(
             &custos_server::secrets::token_hash(&read_token),
-            custos_server::store::tokens::ApiRole::Read,
+            &custos_server::store::tokens::NewApiToken::new(
+                custos_server::store::tokens::ApiRole::Viewer,
+                "viewer",
+            ),
             0,
         )
         .unwrap();

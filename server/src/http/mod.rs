@@ -17,16 +17,17 @@
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
 //!
-//! Invariants: every `/api/` route answers 401 without a valid token; tokens
+//! Invariants: every `/api/` route answers 401 without a valid token, and
+//! roles and auditor limits are enforced in one place ([`access`]); tokens
 //! are compared by hash; query parameters are allow-listed, never spliced
 //! into SQL.
 
 use std::sync::Arc;
 
 use axum::extract::Path;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,11 +38,10 @@ use time::OffsetDateTime;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::registry::AgentRegistry;
-use crate::secrets::token_hash;
 use crate::store::Store;
-use crate::store::tokens::ApiRole;
 use crate::views;
 
+mod access;
 mod changes;
 mod exceptions;
 mod policy;
@@ -78,6 +78,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/changes",
     "/api/v1/records/0123456789abcdef0123456789abcdef/1",
     "/api/v1/webhooks/deliveries",
+    "/api/v1/audit-trail",
     "/api/v1/gaps",
     "/api/v1/security-events",
 ];
@@ -111,7 +112,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/security-events", get(security_events))
         .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
         .route("/api/v1/agents/{agent_id}/collect", post(collect_now))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/api/v1/audit-trail", get(audit_trail))
+        .route_layer(middleware::from_fn_with_state(state.clone(), access::require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/", get(dashboard))
@@ -127,34 +129,6 @@ fn error(status: StatusCode, message: &str) -> Response {
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "API request failed");
     error(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
-}
-
-async fn require_token(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = presented else {
-        return unauthorized("missing bearer token");
-    };
-    let store = Arc::clone(&state.store);
-    let hash = token_hash(token);
-    let write = req.method() != axum::http::Method::GET;
-    match tokio::task::spawn_blocking(move || store.api_token_role(&hash)).await {
-        Ok(Ok(Some(ApiRole::Read))) if write => error(StatusCode::FORBIDDEN, "this token may only read"),
-        Ok(Ok(Some(_))) => next.run(req).await,
-        Ok(Ok(None)) => unauthorized("invalid token"),
-        Ok(Err(e)) => internal(e),
-        Err(e) => internal(e),
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut r = error(StatusCode::UNAUTHORIZED, message);
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
 }
 
 /// Runs a blocking store read off the async workers.
@@ -334,6 +308,20 @@ async fn effectiveness(
     {
         Ok(Ok(series)) => Json(json!({"control_id": q.control, "points": series})).into_response(),
         Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown control {unknown:?}")),
+        Err(r) => r,
+    }
+}
+
+/// `GET audit-trail` (admin only): who read what, newest first.
+async fn audit_trail(
+    State(s): State<HttpState>,
+    caller: axum::Extension<crate::store::tokens::Caller>,
+) -> Response {
+    if caller.role != crate::store::tokens::ApiRole::Admin {
+        return error(StatusCode::FORBIDDEN, "the audit trail is for admin tokens");
+    }
+    match blocking(move || Ok(s.store.audit_trail(1000)?)).await {
+        Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
 }

@@ -1,0 +1,242 @@
+//! Who may see what, enforced for every `/api/` route in one place.
+//!
+//! - Every route needs a valid, unexpired bearer token (401 otherwise).
+//! - Writes (any method but GET) need the admin role (403 otherwise).
+//! - Auditors read only the routes in [`AUDITOR_ROUTES`]; when their token
+//!   is limited to a window of evidence time, every time a request names
+//!   (`as_of`, `from`, `to`) must lie inside it, and a request naming none
+//!   is answered as of the window's end; when limited to a set of controls,
+//!   answers are cut down to those controls (other controls, risks and
+//!   change-log rows are left out; naming one directly is 403).
+//! - Every request an auditor makes is kept in the audit trail (who, when,
+//!   what, and the answer's status).
+//!
+//! Invariant: a route added to the API is refused to auditors until it is
+//! listed here.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{HttpState, error, internal};
+use crate::secrets::token_hash;
+use crate::store::tokens::{ApiRole, Caller, TrailRow};
+
+/// Route prefixes (under `/api/v1/`) auditors may read.
+pub const AUDITOR_ROUTES: &[&str] =
+    &["hosts", "controls", "effectiveness", "risks", "exceptions", "policy", "changes", "records"];
+
+/// The largest answer body that is cut down to an auditor's controls.
+const MAX_FILTERED_BODY: usize = 64 * 1024 * 1024;
+
+pub(super) async fn require_token(State(state): State<HttpState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = presented else {
+        return unauthorized("missing bearer token");
+    };
+    let store = Arc::clone(&state.store);
+    let hash = token_hash(token);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let caller = match tokio::task::spawn_blocking(move || store.api_caller(&hash, now)).await {
+        Ok(Ok(Some(c))) => c,
+        Ok(Ok(None)) => return unauthorized("invalid or expired token"),
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    if req.method() != axum::http::Method::GET && caller.role != ApiRole::Admin {
+        return error(StatusCode::FORBIDDEN, "this token may only read");
+    }
+    req.extensions_mut().insert(caller.clone());
+    if caller.role != ApiRole::Auditor {
+        return next.run(req).await;
+    }
+    let action = req.method().to_string();
+    let target = req.uri().path_and_query().map_or_else(String::new, |p| p.as_str().to_string());
+    let response = match auditor_request(&caller, req.uri(), now) {
+        Err((status, why)) => error(status, &why),
+        Ok(uri) => {
+            *req.uri_mut() = uri;
+            let path = req.uri().path().to_string();
+            let response = next.run(req).await;
+            cut_to_controls(&caller, &path, response).await
+        }
+    };
+    let row = TrailRow {
+        at: now,
+        token_id: caller.token_id,
+        name: caller.name.clone(),
+        action,
+        target,
+        status: response.status().as_u16(),
+    };
+    let store = Arc::clone(&state.store);
+    match tokio::task::spawn_blocking(move || store.record_audit(&row)).await {
+        Ok(Ok(())) => response,
+        // An auditor's read that cannot be recorded is not served.
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+fn rfc3339(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+}
+
+/// Checks an auditor's request against the token's limits and returns the
+/// URI to serve (with the window's end filled in where no time is named).
+fn auditor_request(caller: &Caller, uri: &Uri, now: i64) -> Result<Uri, (StatusCode, String)> {
+    let path = uri.path();
+    let route = path.strip_prefix("/api/v1/").unwrap_or("");
+    let first = route.split('/').next().unwrap_or("");
+    if !AUDITOR_ROUTES.contains(&first) {
+        return Err((StatusCode::FORBIDDEN, "auditor tokens may not read this route".to_string()));
+    }
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    // A control named directly must be one the auditor may see.
+    if let Some((_, c)) = pairs.iter().find(|(k, _)| k == "control")
+        && !caller.may_see_control(c)
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "this control is outside the auditor token's controls".to_string(),
+        ));
+    }
+    if let Some((from, to)) = caller.window {
+        for (k, v) in &pairs {
+            if matches!(k.as_str(), "as_of" | "from" | "to") {
+                let t = OffsetDateTime::parse(v, &Rfc3339)
+                    .map_err(|_| (StatusCode::BAD_REQUEST, format!("{k} must be an RFC 3339 time")))?
+                    .unix_timestamp();
+                if t < from || t > to {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "{k} lies outside the auditor token's window ({} to {})",
+                            rfc3339(from),
+                            rfc3339(to)
+                        ),
+                    ));
+                }
+            }
+        }
+        let end = to.min(now);
+        let named: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
+        let has = |k: &str| named.iter().any(|n| n == k);
+        match first {
+            "hosts" | "controls" if !has("as_of") => pairs.push(("as_of".into(), rfc3339(end))),
+            "effectiveness" | "changes" => {
+                if !has("from") {
+                    pairs.push(("from".into(), rfc3339(from.min(end))));
+                }
+                if !has("to") {
+                    pairs.push(("to".into(), rfc3339(end)));
+                }
+            }
+            // Risks, exceptions and the policy describe now: outside a window.
+            "risks" | "exceptions" | "policy" => {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    "this route shows the present; a token limited to a window reads controls, hosts, effectiveness, changes and records".to_string(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+    let pq = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
+    pq.parse().map_err(|_| (StatusCode::BAD_REQUEST, "malformed request target".to_string()))
+}
+
+/// The collection time a DSSE envelope's statement states.
+fn collected_at(envelope: &Value) -> Option<i64> {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str()?).ok()?;
+    let st: Value = serde_json::from_slice(&payload).ok()?;
+    OffsetDateTime::parse(st["predicate"]["collected_at"].as_str()?, &Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Leaves out of an answer what lies outside the auditor's controls, and
+/// refuses a record collected outside the auditor's window.
+async fn cut_to_controls(caller: &Caller, path: &str, response: Response) -> Response {
+    let route = path.strip_prefix("/api/v1/").unwrap_or("");
+    let needs_window = caller.window.is_some() && route.starts_with("records/");
+    if (caller.controls.is_empty() && !needs_window) || !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, MAX_FILTERED_BODY).await {
+        Ok(b) => b,
+        Err(e) => return internal(e),
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        // Not JSON (the CSV export): refused rather than served unfiltered.
+        return error(StatusCode::FORBIDDEN, "a token limited to controls reads JSON answers only");
+    };
+    if needs_window {
+        let (from, to) = caller.window.unwrap_or((i64::MIN, i64::MAX));
+        if !collected_at(&v).is_some_and(|t| t >= from && t <= to) {
+            return error(StatusCode::FORBIDDEN, "this record lies outside the auditor token's window");
+        }
+    }
+    let allowed = |id: Option<&str>| id.is_some_and(|i| caller.may_see_control(i));
+    let first = route.split('/').next().unwrap_or("");
+    match first {
+        "controls" => {
+            if let Some(list) = v.get_mut("controls").and_then(Value::as_array_mut) {
+                list.retain(|c| allowed(c["control_id"].as_str()));
+            }
+            if let Some(list) = v.get_mut("deviations").and_then(Value::as_array_mut) {
+                list.retain(|d| allowed(d["control_id"].as_str()));
+            }
+            if let Some(s) = v.get_mut("summary") {
+                *s = Value::Null;
+            }
+        }
+        "risks" if route == "risks" => {
+            if let Some(list) = v.as_array_mut() {
+                list.retain(|r| allowed(r["requirement"].as_str()));
+            }
+        }
+        "risks" if route != "risks/matrix" && !allowed(v["entry"]["requirement"].as_str()) => {
+            return error(StatusCode::FORBIDDEN, "this risk is outside the auditor token's controls");
+        }
+        "changes" => {
+            if let Some(list) = v.as_array_mut() {
+                list.retain(|c| allowed(c["requirement"].as_str()));
+            }
+        }
+        "exceptions" => {
+            if let Some(list) = v.as_array_mut() {
+                list.retain(|e| allowed(e["requirement"].as_str()));
+            }
+        }
+        _ => {}
+    }
+    let mut r = (parts.status, serde_json::to_vec(&v).unwrap_or_default()).into_response();
+    *r.headers_mut() = parts.headers;
+    r.headers_mut().remove(header::CONTENT_LENGTH);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.map(Body::new)
+}
