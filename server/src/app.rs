@@ -94,6 +94,7 @@ pub fn init(dir: &Path, extra_names: &[String], config: Option<Config>) -> Resul
     write_private(&data.server_key(), server.key_pem.as_bytes())?;
     write_private(&data.server_cert(), server.cert_pem.as_bytes())?;
     write_private(&data.config(), config.to_toml().as_bytes())?;
+    log_signer(dir, &config)?;
     let store = Store::open(&data.database())?;
     let admin_token = secrets::new_token("cadm");
     store.create_api_token(
@@ -155,6 +156,74 @@ pub fn create_api_token(dir: &Path, t: &NewApiToken) -> Result<String, AppError>
     let token = secrets::new_token(prefix);
     store.create_api_token(&secrets::token_hash(&token), t, OffsetDateTime::now_utc().unix_timestamp())?;
     Ok(token)
+}
+
+/// The log's signing key, created (mode 0600) when the data dir has none:
+/// a key of its own, never the CA's. Its name is the log origin.
+pub fn log_signer(dir: &Path, config: &Config) -> Result<crate::tlog::NoteSigner, AppError> {
+    let path = DataDir(dir.to_path_buf()).log_key();
+    let origin = config.log_origin();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let signer = crate::tlog::NoteSigner::from_private_key_string(text.trim())
+                .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
+            if signer.name() != origin {
+                return Err(AppError::Invalid(format!(
+                    "{}: the key is named {:?} but the log origin is {origin:?}; a log keeps its origin",
+                    path.display(),
+                    signer.name()
+                )));
+            }
+            Ok(signer)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed = secrets::random::<32>();
+            let signer = crate::tlog::NoteSigner::new(&origin, ed25519_dalek::SigningKey::from_bytes(&seed))
+                .map_err(|e| AppError::Invalid(format!("log origin {origin:?}: {e}")))?;
+            write_private(&path, format!("{}\n", signer.private_key_string()).as_bytes())?;
+            Ok(signer)
+        }
+        Err(source) => Err(AppError::Io { path, source }),
+    }
+}
+
+/// Signs checkpoints at the configured cadence while the log grows.
+fn spawn_checkpointer(
+    store: Arc<Store>,
+    signer: crate::tlog::NoteSigner,
+    origin: String,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let signer = Arc::new(signer);
+    tokio::spawn(async move {
+        loop {
+            let (st, signer, origin) = (Arc::clone(&store), Arc::clone(&signer), origin.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                st.sign_checkpoint(&signer, &origin, OffsetDateTime::now_utc().unix_timestamp())
+            })
+            .await;
+            match done {
+                Ok(Ok(crate::store::tlog::Signed::New(c))) => {
+                    tracing::info!(size = c.size, "checkpoint signed")
+                }
+                Ok(Ok(crate::store::tlog::Signed::Unchanged)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "checkpoint not signed");
+                    let detail = format!("checkpoint not signed: {e}");
+                    let now = OffsetDateTime::now_utc().unix_timestamp();
+                    if let Err(e) = store.record_security_event(now, None, "checkpoint_refused", &detail) {
+                        tracing::error!(error = %e, "could not record the refused checkpoint");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "checkpoint signing panicked"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+        }
+    })
 }
 
 /// Resolves once the shutdown flag turns true (or its sender is gone).
@@ -263,6 +332,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         reevaluate: ingest.changed.clone(),
         policy: Arc::clone(&policy),
         data_dir: dir.to_path_buf(),
+        log_key: log_signer(dir, &config)?.verifier_key().to_string(),
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -281,6 +351,13 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
             data_dir: dir.to_path_buf(),
         },
         ingest.changed.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.push(spawn_checkpointer(
+        Arc::clone(&store),
+        log_signer(dir, &config)?,
+        config.log_origin(),
+        Duration::from_secs(config.log.checkpoint_seconds),
         shutdown_rx.clone(),
     ));
     tasks.push(crate::webhook::spawn(

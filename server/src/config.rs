@@ -30,6 +30,7 @@ pub struct Config {
     pub policy: Policy,
     pub evaluation: Evaluation,
     pub risk: Risk,
+    pub log: Log,
     /// Endpoints told about risk-register events (`[[webhook]]`).
     #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
@@ -89,6 +90,34 @@ pub struct Evaluation {
     pub stale_factor: f64,
     /// ...and never before this many hours (sleeping laptops).
     pub stale_after_hours: u64,
+}
+
+/// The transparency log (`[log]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// The log's origin line in checkpoints (C2SP: a schema-less URL, no
+    /// spaces or `+`), also the log key's name. Empty: `<first server name>/custos-log`.
+    pub origin: String,
+    /// How often a new checkpoint is signed when the log grew.
+    pub checkpoint_seconds: u64,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { origin: String::new(), checkpoint_seconds: 60 }
+    }
+}
+
+impl Config {
+    /// The log origin in force.
+    pub fn log_origin(&self) -> String {
+        if !self.log.origin.is_empty() {
+            return self.log.origin.clone();
+        }
+        let host = self.server_names.first().map_or("localhost", String::as_str);
+        format!("{host}/custos-log")
+    }
 }
 
 /// How the risk register rates and moves entries (`[risk]`).
@@ -203,6 +232,7 @@ impl Default for Config {
             policy: Policy::default(),
             evaluation: Evaluation::default(),
             risk: Risk::default(),
+            log: Log::default(),
             webhooks: Vec::new(),
         }
     }
@@ -277,6 +307,11 @@ impl Config {
             return Err(format!("policy.check_interval_seconds.{check} must be at least 10"));
         }
         self.risk.validate()?;
+        if self.log.checkpoint_seconds == 0 {
+            return Err("log.checkpoint_seconds must be positive".into());
+        }
+        crate::tlog::note::check_key_name(&self.log_origin())
+            .map_err(|e| format!("log.origin {:?}: {e}", self.log_origin()))?;
         crate::webhook::validate(&self.webhooks).map_err(|e| e.to_string())?;
         if !(self.evaluation.stale_factor >= 1.0 && self.evaluation.stale_factor <= 100.0) {
             return Err("evaluation.stale_factor must be between 1 and 100".into());
@@ -320,6 +355,10 @@ impl DataDir {
     }
     pub fn server_key(&self) -> PathBuf {
         self.0.join("server.key")
+    }
+    /// The transparency log's signing key (Go note private-key string), apart from the CA key.
+    pub fn log_key(&self) -> PathBuf {
+        self.0.join("log.key")
     }
     /// The organisation's check → control mappings, replacing the built-in
     /// ones (optional; start from `server/data/mappings.toml`).

@@ -167,7 +167,12 @@ impl v1::agent_service_server::AgentService for AgentService {
             s.ca.issue_agent(&agent.agent_id, &req.get_ref().csr_der, now, s.lifetime())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         s.store
-            .record_renewal(&agent.agent_id, &cert.serial_hex, cert.not_after.unix_timestamp())
+            .record_renewal(
+                &agent.agent_id,
+                &cert.serial_hex,
+                cert.not_after.unix_timestamp(),
+                now.unix_timestamp(),
+            )
             .map_err(|e| internal("renewal", e))?;
         tracing::info!(agent_id = agent.agent_id, "client certificate renewed");
         Ok(Response::new(v1::RenewResponse {

@@ -31,7 +31,7 @@ use crate::store::tokens::{ApiRole, Caller, TrailRow};
 
 /// Route prefixes (under `/api/v1/`) auditors may read.
 pub const AUDITOR_ROUTES: &[&str] =
-    &["hosts", "controls", "effectiveness", "risks", "exceptions", "policy", "changes", "records"];
+    &["hosts", "controls", "effectiveness", "risks", "exceptions", "policy", "changes", "records", "log"];
 
 /// The largest answer body that is cut down to an auditor's controls.
 const MAX_FILTERED_BODY: usize = 64 * 1024 * 1024;

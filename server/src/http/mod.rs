@@ -12,7 +12,8 @@
 //! (`exceptions`; admin: `POST exceptions`, `POST exceptions/{id}/withdraw`);
 //! `policy` (the rules in force), `changes` (the per-requirement change
 //! log), `records/{agent}/{seq}` (a signed record as a DSSE envelope),
-//! `webhooks/deliveries`; admin `PUT hosts/{id}/tags`; and
+//! `webhooks/deliveries`; the transparency log (`log/checkpoint`,
+//! `log/key`, `log/inclusion`, `log/consistency`, see [`log`]); admin `PUT hosts/{id}/tags`; and
 //! `POST agents/{id}/revoke` and `POST agents/{id}/collect` (ask the agent
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
@@ -44,6 +45,7 @@ use crate::views;
 mod access;
 mod changes;
 mod exceptions;
+mod log;
 mod policy;
 mod records;
 mod risks;
@@ -62,6 +64,8 @@ pub struct HttpState {
     /// The policy in force (the keeper takes up changes to its file).
     pub policy: Arc<crate::reload::Reloadable<crate::policy::Policy>>,
     pub data_dir: std::path::PathBuf,
+    /// The transparency log's verifier key (Go note format).
+    pub log_key: String,
 }
 
 /// Every read route; the authentication test enumerates this list.
@@ -79,6 +83,8 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/records/0123456789abcdef0123456789abcdef/1",
     "/api/v1/webhooks/deliveries",
     "/api/v1/audit-trail",
+    "/api/v1/log/key",
+    "/api/v1/log/consistency?from=0&to=0",
     "/api/v1/gaps",
     "/api/v1/security-events",
 ];
@@ -98,6 +104,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/policy", get(policy::show))
         .route("/api/v1/policy/reload", post(policy::reload))
         .route("/api/v1/changes", get(changes::list))
+        .route("/api/v1/log/checkpoint", get(log::checkpoint))
+        .route("/api/v1/log/key", get(log::key))
+        .route("/api/v1/log/inclusion", get(log::inclusion))
+        .route("/api/v1/log/consistency", get(log::consistency))
         .route("/api/v1/records/{agent_id}/{seq}", get(records::one))
         .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/api/v1/controls", get(controls))

@@ -50,23 +50,51 @@ impl Store {
                 agent.agent_version
             ],
         )?;
+        super::tlog::log_key_binding(&tx, "enrolled", agent.agent_id, agent.evidence_key, now)?;
         tx.commit()?;
         Ok(Ok(()))
     }
 
-    pub fn record_renewal(&self, agent_id: &str, serial: &str, not_after: i64) -> Result<(), StoreError> {
-        self.conn().execute(
+    /// Records a renewed client certificate; the log notes that the agent's
+    /// evidence key still speaks for it.
+    pub fn record_renewal(
+        &self,
+        agent_id: &str,
+        serial: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE agent_id = ?1",
             params![agent_id, serial, not_after],
         )?;
+        let key: Option<Vec<u8>> = tx
+            .query_row("SELECT evidence_key FROM agents WHERE agent_id = ?1", [agent_id], |r| r.get(0))
+            .optional()?;
+        if let Some(key) = key {
+            super::tlog::log_key_binding(&tx, "renewed", agent_id, &key, now)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     pub fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE agents SET revoked_at = ?2 WHERE agent_id = ?1 AND revoked_at IS NULL",
             params![agent_id, now],
         )?;
+        if n == 1 {
+            let key: Vec<u8> =
+                tx.query_row("SELECT evidence_key FROM agents WHERE agent_id = ?1", [agent_id], |r| {
+                    r.get(0)
+                })?;
+            super::tlog::log_key_binding(&tx, "revoked", agent_id, &key, now)?;
+        }
+        tx.commit()?;
         Ok(n == 1)
     }
 

@@ -12,9 +12,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_register.sql")),
     (4, include_str!("migrations/0004_webhooks.sql")),
     (5, include_str!("migrations/0005_roles.sql")),
+    (6, include_str!("migrations/0006_tlog.sql")),
 ];
 
-pub const LATEST: u32 = 5;
+pub const LATEST: u32 = 6;
 
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -9,12 +9,14 @@
 //! acknowledge only after [`records::RecordWriter::append`] returned.
 
 pub mod agents;
+pub mod bulk;
 pub mod exceptions;
 pub mod migrations;
 pub mod queries;
 pub mod records;
 pub mod requirements;
 pub mod risks;
+pub mod tlog;
 pub mod tokens;
 pub mod webhooks;
 

@@ -39,6 +39,20 @@ pub struct NewRecord {
     pub clock_skew: Option<String>,
 }
 
+/// A record's DSSE envelope as JSON, the bytes its log leaf hashes and an
+/// export holds.
+pub fn envelope_json(rec: &NewRecord) -> String {
+    custos_proto::evidence::Envelope {
+        payload: rec.payload.clone(),
+        payload_type: rec.payload_type.clone(),
+        signatures: vec![custos_proto::evidence::EnvelopeSignature {
+            keyid: rec.keyid.clone(),
+            sig: rec.sig.clone(),
+        }],
+    }
+    .to_json()
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckRow {
     pub id: String,
@@ -167,6 +181,17 @@ impl RecordWriter {
                     rec.received_at,
                     results
                 ])?;
+                // Its leaf in the transparency log, in the same transaction.
+                let leaf = super::tlog::append_leaf(
+                    &tx,
+                    super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
+                    envelope_json(rec).as_bytes(),
+                    now,
+                )?;
+                tx.execute(
+                    "UPDATE records SET leaf_index = ?3 WHERE agent_id = ?1 AND seq = ?2",
+                    params![rec.agent_id, rec.seq as i64, leaf as i64],
+                )?;
                 if !states.contains_key(&rec.agent_id) {
                     let loaded = load_states(&tx, &rec.agent_id)?;
                     states.insert(rec.agent_id.clone(), loaded);
