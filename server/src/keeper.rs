@@ -245,6 +245,7 @@ pub fn spawn(
     tokio::spawn(async move {
         loop {
             let (store, keeper) = (Arc::clone(&store), Arc::clone(&keeper));
+            let started = std::time::Instant::now();
             let pass = tokio::task::spawn_blocking(move || {
                 let now = OffsetDateTime::now_utc();
                 keeper.refresh(&store, now);
@@ -266,10 +267,13 @@ pub fn spawn(
                 Ok(Err(e)) => tracing::error!(error = %e, "evaluation pass failed"),
                 Err(e) => tracing::error!(error = %e, "evaluation pass panicked"),
             }
+            // Under a stream of commits, passes take at most a third of the
+            // time: a large fleet's evaluation must not crowd out ingest.
+            let settle = (started.elapsed() * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
             tokio::select! {
                 _ = changed.notified() => {
                     // Let a burst of commits settle into one pass.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(settle).await;
                 }
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 _ = crate::app::stopped(&mut shutdown) => return,

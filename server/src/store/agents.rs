@@ -33,7 +33,7 @@ impl Store {
         now: i64,
     ) -> Result<Result<(), TokenRefusal>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Err(refusal) = consume(&tx, token_hash, now)? {
             return Ok(Err(refusal));
         }
@@ -65,7 +65,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE agent_id = ?1",
             params![agent_id, serial, not_after],
@@ -82,7 +82,7 @@ impl Store {
 
     pub fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE agents SET revoked_at = ?2 WHERE agent_id = ?1 AND revoked_at IS NULL",
             params![agent_id, now],

@@ -4,6 +4,10 @@
 //! so an acknowledged record survives a crash or power loss. The schema is
 //! versioned by `PRAGMA user_version`; [`migrations`] applies what is missing.
 //!
+//! Write transactions begin `IMMEDIATE`: a read snapshot that later wants
+//! to write would fail at once when another writer committed in between
+//! (WAL), where an immediate one waits its turn under the busy timeout.
+//!
 //! Invariants: every write that belongs together (a record, its parsed
 //! results, the agent's chain head) happens in one transaction; callers
 //! acknowledge only after [`records::RecordWriter::append`] returned.

@@ -121,17 +121,18 @@ impl RecordWriter {
     }
 
     fn append_inner(&mut self, batch: &[NewRecord], now: i64) -> Result<Vec<AppendOutcome>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Chain heads changed or loaded inside this transaction (merged into
         // the cache only after commit).
         let mut heads: HashMap<String, Option<ChainHead>> = HashMap::new();
         let mut states = std::mem::take(&mut self.states);
         let mut touched: HashMap<String, &NewRecord> = HashMap::new();
+        let mut log: Option<super::tlog::LogAppender> = None;
         {
             let mut insert_record = tx.prepare_cached(
-                "INSERT INTO records (agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, results)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO records (agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, results, leaf_index)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut insert_change = tx.prepare_cached(
                 "INSERT INTO check_changes (agent_id, check_id, status, reason, collected_at, record_seq)
@@ -169,6 +170,19 @@ impl RecordWriter {
                 }
                 let results = serde_json::to_string(&rec.checks)
                     .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+                // Its leaf in the transparency log, in the same transaction.
+                if log.is_none() {
+                    log = Some(super::tlog::LogAppender::open(&tx)?);
+                }
+                let leaf = log.as_mut().map(|l| {
+                    l.append(
+                        &tx,
+                        super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
+                        envelope_json(rec).as_bytes(),
+                        now,
+                    )
+                });
+                let leaf = leaf.transpose()?;
                 insert_record.execute(params![
                     rec.agent_id,
                     rec.seq as i64,
@@ -179,19 +193,9 @@ impl RecordWriter {
                     rec.sig,
                     rec.collected_at,
                     rec.received_at,
-                    results
+                    results,
+                    leaf.map(|l| l as i64)
                 ])?;
-                // Its leaf in the transparency log, in the same transaction.
-                let leaf = super::tlog::append_leaf(
-                    &tx,
-                    super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
-                    envelope_json(rec).as_bytes(),
-                    now,
-                )?;
-                tx.execute(
-                    "UPDATE records SET leaf_index = ?3 WHERE agent_id = ?1 AND seq = ?2",
-                    params![rec.agent_id, rec.seq as i64, leaf as i64],
-                )?;
                 if !states.contains_key(&rec.agent_id) {
                     let loaded = load_states(&tx, &rec.agent_id)?;
                     states.insert(rec.agent_id.clone(), loaded);

@@ -51,7 +51,7 @@ impl Store {
         mapping_version: &str,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut stored: BTreeMap<(String, String), String> = BTreeMap::new();
         {
             let mut stmt = tx.prepare_cached("SELECT agent_id, requirement, state FROM requirement_state")?;

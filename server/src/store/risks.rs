@@ -171,7 +171,7 @@ impl Store {
         notify: impl FnOnce(&[Transition]) -> Vec<NewDelivery>,
     ) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let all = RiskFilter {
             statuses: Some(vec![
                 Status::Pending,
@@ -200,7 +200,7 @@ impl Store {
         notify: impl FnOnce(&[Transition]) -> Vec<NewDelivery>,
     ) -> Result<Option<Result<Transition, E>>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let Some(entry) = load_one(&tx, id)? else { return Ok(None) };
         let mut t = match change(&entry) {
             Ok(t) => t,
@@ -219,7 +219,7 @@ impl Store {
         notify: impl FnOnce(&[Transition]) -> Vec<NewDelivery>,
     ) -> Result<Transition, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         apply(&tx, std::slice::from_mut(&mut t))?;
         insert_deliveries(&tx, &notify(std::slice::from_ref(&t)))?;
         tx.commit()?;

@@ -66,29 +66,68 @@ pub(crate) enum LeafKind<'a> {
     KeyBinding { agent_id: &'a str },
 }
 
-/// Appends one leaf with `data` inside the caller's transaction; returns its index.
-pub(crate) fn append_leaf(
-    conn: &Connection,
-    kind: LeafKind<'_>,
-    data: &[u8],
-    at: i64,
-) -> Result<u64, StoreError> {
-    let tree = SqlTree::open(conn)?;
-    let index = tree.size;
-    let rows = hashes_to_append(&tree, leaf_hash(data)).map_err(tree_err)?;
-    let mut insert = conn.prepare_cached("INSERT INTO tlog_hashes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-    for r in rows {
-        insert.execute(params![r.level, r.index as i64, r.hash.as_slice()])?;
+/// Appends leaves inside one transaction, keeping the hashes it wrote in
+/// memory: the left siblings a new leaf needs are nearly always among them,
+/// so a batch reads the table once for its size and rarely after.
+pub(crate) struct LogAppender {
+    size: u64,
+    written: std::collections::HashMap<(u8, u64), Hash>,
+}
+
+/// The stored hashes as seen through an appender.
+struct Overlay<'a> {
+    conn: &'a Connection,
+    size: u64,
+    written: &'a std::collections::HashMap<(u8, u64), Hash>,
+}
+
+impl TreeStore for Overlay<'_> {
+    fn size(&self) -> u64 {
+        self.size
     }
-    let (k, agent, seq, stored) = match kind {
-        LeafKind::Record { agent_id, seq } => ("record", agent_id, Some(seq as i64), None),
-        LeafKind::KeyBinding { agent_id } => ("key_binding", agent_id, None, Some(data)),
-    };
-    conn.execute(
-        "INSERT INTO tlog_leaves (idx, kind, agent_id, record_seq, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![index as i64, k, agent, seq, stored, at],
-    )?;
-    Ok(index)
+
+    fn subtree(&self, level: u8, index: u64) -> Result<Hash, TreeError> {
+        match self.written.get(&(level, index)) {
+            Some(h) => Ok(*h),
+            None => SqlTree { conn: self.conn, size: self.size }.subtree(level, index),
+        }
+    }
+}
+
+impl LogAppender {
+    pub(crate) fn open(conn: &Connection) -> Result<LogAppender, StoreError> {
+        Ok(LogAppender { size: SqlTree::open(conn)?.size, written: std::collections::HashMap::new() })
+    }
+
+    /// Appends one leaf with `data`; returns its index.
+    pub(crate) fn append(
+        &mut self,
+        conn: &Connection,
+        kind: LeafKind<'_>,
+        data: &[u8],
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let index = self.size;
+        let rows =
+            hashes_to_append(&Overlay { conn, size: self.size, written: &self.written }, leaf_hash(data))
+                .map_err(tree_err)?;
+        let mut insert =
+            conn.prepare_cached("INSERT INTO tlog_hashes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+        for r in rows {
+            insert.execute(params![r.level, r.index as i64, r.hash.as_slice()])?;
+            self.written.insert((r.level, r.index), r.hash);
+        }
+        let (k, agent, seq, stored) = match kind {
+            LeafKind::Record { agent_id, seq } => ("record", agent_id, Some(seq as i64), None),
+            LeafKind::KeyBinding { agent_id } => ("key_binding", agent_id, None, Some(data)),
+        };
+        conn.prepare_cached(
+            "INSERT INTO tlog_leaves (idx, kind, agent_id, record_seq, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![index as i64, k, agent, seq, stored, at])?;
+        self.size += 1;
+        Ok(index)
+    }
 }
 
 /// A key-binding event as logged: which evidence key spoke for which agent from when.
@@ -122,7 +161,7 @@ pub(crate) fn log_key_binding(
         at,
     };
     let data = serde_json::to_vec(&b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    append_leaf(conn, LeafKind::KeyBinding { agent_id }, &data, at)
+    LogAppender::open(conn)?.append(conn, LeafKind::KeyBinding { agent_id }, &data, at)
 }
 
 /// A stored signed checkpoint.
@@ -173,7 +212,7 @@ impl Store {
     /// stored hashes were altered) is refused: nothing is signed.
     pub fn sign_checkpoint(&self, signer: &NoteSigner, origin: &str, now: i64) -> Result<Signed, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let tree = SqlTree::open(&tx)?;
         let last: Option<(u64, String)> = tx
             .query_row("SELECT size, note FROM tlog_checkpoints ORDER BY size DESC LIMIT 1", [], |r| {

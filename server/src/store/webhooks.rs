@@ -165,7 +165,7 @@ impl Store {
     /// Queues deliveries in one transaction: all or none.
     pub fn enqueue_webhook_deliveries(&self, rows: &[NewDelivery]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         insert_deliveries(&tx, rows)?;
         tx.commit()?;
         Ok(())
@@ -206,7 +206,7 @@ impl Store {
             return Err(StoreError::Corrupt(format!("webhook delivery {delivery}: a retry needs a time")));
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let delivered_at = (attempt.outcome == AttemptOutcome::Delivered).then_some(attempt.at);
         let changed = tx.execute(
             "UPDATE webhook_deliveries
