@@ -3,6 +3,9 @@
 //! and age), the evaluation policy (staleness, exceptions, scopes) and what
 //! each named control must show. A new case is a new file.
 
+#[path = "support/cases.rs"]
+mod cases;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -190,19 +193,5 @@ fn run(path: &Path, catalog: &Catalog) -> Result<(), String> {
 #[test]
 fn every_evaluation_case_holds() {
     let catalog = Catalog::builtin().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/evaluation");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "{} cases", files.len());
-    let failures: Vec<String> = files
-        .iter()
-        .filter_map(|f| {
-            run(f, &catalog).err().map(|e| format!("{}: {e}", f.file_name().unwrap().to_string_lossy()))
-        })
-        .collect();
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    cases::run_all("evaluation", 5, |f| run(f, &catalog));
 }

@@ -3,6 +3,9 @@
 //! on one requirement at injected times, with what the entry must look like
 //! after each step. A new case is a new file.
 
+#[path = "support/cases.rs"]
+mod cases;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -302,17 +305,5 @@ fn run(path: &Path) -> Result<(), String> {
 
 #[test]
 fn every_lifecycle_scenario_holds() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/risk_lifecycle");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "{} scenarios", files.len());
-    let failures: Vec<String> = files
-        .iter()
-        .filter_map(|f| run(f).err().map(|e| format!("{}: {e}", f.file_name().unwrap().to_string_lossy())))
-        .collect();
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    cases::run_all("risk_lifecycle", 8, run);
 }

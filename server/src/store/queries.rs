@@ -69,6 +69,21 @@ pub struct StoredRecord {
     pub received_at: i64,
 }
 
+/// A `records` row selected as `agent_id, seq, digest, payload,
+/// payload_type, keyid, sig, received_at`.
+fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    Ok(StoredRecord {
+        agent_id: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        digest: r.get(2)?,
+        payload: r.get(3)?,
+        payload_type: r.get(4)?,
+        keyid: r.get(5)?,
+        sig: r.get(6)?,
+        received_at: r.get(7)?,
+    })
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SecurityEvent {
     pub at: i64,
@@ -228,18 +243,7 @@ impl Store {
             "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
              FROM records WHERE agent_id = ?1 ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![agent_id], |r| {
-            Ok(StoredRecord {
-                agent_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                digest: r.get(2)?,
-                payload: r.get(3)?,
-                payload_type: r.get(4)?,
-                keyid: r.get(5)?,
-                sig: r.get(6)?,
-                received_at: r.get(7)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![agent_id], stored_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -252,18 +256,7 @@ impl Store {
                 "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
                  FROM records WHERE agent_id = ?1 AND seq = ?2",
                 params![agent_id, seq as i64],
-                |r| {
-                    Ok(StoredRecord {
-                        agent_id: r.get(0)?,
-                        seq: r.get::<_, i64>(1)? as u64,
-                        digest: r.get(2)?,
-                        payload: r.get(3)?,
-                        payload_type: r.get(4)?,
-                        keyid: r.get(5)?,
-                        sig: r.get(6)?,
-                        received_at: r.get(7)?,
-                    })
-                },
+                stored_record,
             )
             .optional()?)
     }
