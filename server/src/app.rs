@@ -324,6 +324,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         .await
         .map_err(|source| AppError::Listen { addr: config.http_listen, source })?;
     let http_addr = http_listener.local_addr().map_err(io_err(dir))?;
+    // The log key, read once: it signs checkpoints and is published to verifiers.
+    let signer = log_signer(dir, &config)?;
     let app = crate::http::router(crate::http::HttpState {
         store: Arc::clone(&store),
         config: config.clone(),
@@ -332,7 +334,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         reevaluate: ingest.changed.clone(),
         policy: Arc::clone(&policy),
         data_dir: dir.to_path_buf(),
-        log_key: log_signer(dir, &config)?.verifier_key().to_string(),
+        log_key: signer.verifier_key().to_string(),
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -355,7 +357,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     ));
     tasks.push(spawn_checkpointer(
         Arc::clone(&store),
-        log_signer(dir, &config)?,
+        signer,
         config.log_origin(),
         Duration::from_secs(config.log.checkpoint_seconds),
         shutdown_rx.clone(),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{HttpState, blocking, error};
+use super::{HttpState, blocking, error, rfc3339};
 use crate::exception::NewException;
 
 pub(super) async fn list(State(s): State<HttpState>) -> Response {
@@ -52,12 +52,9 @@ pub(super) async fn create(
         Ok(Json(b)) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("request body: {}", e.body_text())),
     };
-    let Ok(expires) = OffsetDateTime::parse(&b.expires_at, &time::format_description::well_known::Rfc3339)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expires_at must be an RFC 3339 time such as 2027-03-31T00:00:00Z",
-        );
+    let expires = match rfc3339("expires_at", &b.expires_at) {
+        Ok(t) => t,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     let request = NewException {
         agent_id: b.agent_id,

@@ -160,14 +160,19 @@ struct AsOfQuery {
 
 /// Query parameter `name` as an RFC 3339 time, not in the future; the error
 /// says why not.
+/// Field `name` as an RFC 3339 time; the error says what is expected.
+fn rfc3339(name: &str, text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-11-23T12:00:00Z"))
+}
+
 fn parse_time(
     name: &str,
     value: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Option<OffsetDateTime>, String> {
     let Some(text) = value else { return Ok(None) };
-    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-11-23T12:00:00Z"))?;
+    let t = rfc3339(name, text)?;
     if t > now {
         return Err(format!("{name} lies in the future"));
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{HttpState, blocking, error, internal};
+use super::{HttpState, blocking, error, internal, rfc3339};
 use crate::risk::lifecycle::{ManualRisk, Patch, accept, create_manual, update};
 use crate::risk::{Level, RiskError, Status, Transition, Treatment, export};
 use crate::store::risks::RiskFilter;
@@ -273,12 +273,9 @@ pub(super) async fn accept_risk(
         Ok(Json(b)) => b,
         Err(e) => return body_error(e),
     };
-    let Ok(expires) = OffsetDateTime::parse(&b.expires_at, &time::format_description::well_known::Rfc3339)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expires_at must be an RFC 3339 time such as 2027-03-31T00:00:00Z",
-        );
+    let expires = match rfc3339("expires_at", &b.expires_at) {
+        Ok(t) => t,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     let policy = s.config.risk.policy();
     let now = OffsetDateTime::now_utc();
