@@ -1,11 +1,14 @@
 //! Evaluation benchmark at fleet scale: seeds a fresh store with N hosts ×
 //! 20 checks (the 14 real checks and 6 mapped nowhere) through the real
 //! ingest path, then times what the API and the keeper do with it:
-//! `views::fleet_evidence` (store read + policy decisions), the pure
-//! `evaluate`, `views::controls` for one framework, `views::effectiveness`
-//! for one control, and `Keeper::pass` (first and unchanged). Each figure
-//! is printed next to a ceiling measured in the same run: one bare SELECT of
-//! the same rows and the pure evaluation of pre-built evidence.
+//! `views::fleet_evidence` uncached (store read + policy decisions), the
+//! fleet cache (first and unchanged refresh), the pure `evaluate`,
+//! `views::controls` for one framework now, `Keeper::pass` (first, nothing
+//! changed, 1 % of hosts with new records), and the as-of answers from the
+//! change log: `views::effectiveness` for one control (1 and 30 points) and
+//! `views::controls` as of a past time. Each figure is printed next to a
+//! ceiling measured in the same run: one bare SELECT of the same rows plus
+//! the pure evaluation of pre-built evidence.
 //!
 //! The seeded facts are the built-in policy's own examples
 //! (`server/data/policy.toml`), so the CEL rules evaluate them and their
@@ -18,6 +21,7 @@
 //! each software inventory, default 100).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use custos_agent::spool::ChainTip;
@@ -25,7 +29,8 @@ use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::catalog::Catalog;
 use custos_server::config::Config;
-use custos_server::evaluate::{HostEvidence, evaluate, requirement_standings};
+use custos_server::evaluate::{HostEvidence, Standings, evaluate, standings};
+use custos_server::fleet::Fleet;
 use custos_server::keeper::Keeper;
 use custos_server::policy::{AGENT_CHECKS, HostFacts, Policy};
 use custos_server::reload::Reloadable;
@@ -38,6 +43,10 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// The server binary's allocator, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EXTRA_CHECKS: [&str; 6] = ["extra_01", "extra_02", "extra_03", "extra_04", "extra_05", "extra_06"];
 const FRAMEWORK: &str = "iso27001:2022";
@@ -233,6 +242,53 @@ fn record(i: usize, h: &Host, cat: &Catalogue, now: OffsetDateTime) -> NewRecord
     custos_server::ingest::verify_record(env, &key, now.unix_timestamp()).expect("seeded record verifies")
 }
 
+/// Host `i`'s second record, every check failing with the policy's failing
+/// facts, chained to its first.
+fn failing_record(store: &Store, i: usize, cat: &Catalogue, at: OffsetDateTime) -> NewRecord {
+    let h = host(i, at);
+    let first = store.record(&h.agent_id, 1).expect("read").expect("the seeded record");
+    let prev: [u8; 32] = first.digest.as_slice().try_into().expect("a SHA-256 digest");
+    let checks = cat
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(c, id)| CheckResult {
+            id: id.clone(),
+            status: CheckStatus::Fail,
+            backend: "bench".into(),
+            facts: cat.shapes[c].fail[0].clone(),
+            observation: Observation {
+                sha256: hex::encode(payload_digest(id.as_bytes())),
+                excerpt: String::new(),
+            },
+            reason: Some(format!("{id}: not compliant (see facts)")),
+        })
+        .collect();
+    let host_info = HostInfo {
+        os: h.os.into(),
+        os_version: "Debian GNU/Linux 12 (bookworm)".into(),
+        kernel: "6.1.0-27-amd64".into(),
+        arch: "x86_64".into(),
+        display_name: Some(h.display_name.clone()),
+        tags: Vec::new(),
+    };
+    let collected_at = at.format(&Rfc3339).expect("formats");
+    let env = custos_agent::record::sign_record(
+        &h.key,
+        &h.agent_id,
+        &ChainTip { seq: 2, prev: Some(prev), gap: None },
+        &collected_at,
+        host_info,
+        checks,
+    );
+    let key = AgentKey {
+        agent_id: h.agent_id.clone(),
+        evidence_key: h.key.verifying_key().to_bytes(),
+        revoked: false,
+    };
+    custos_server::ingest::verify_record(env, &key, at.unix_timestamp()).expect("second record verifies")
+}
+
 /// Seeding times, seconds.
 #[derive(Default)]
 struct SeedTimes {
@@ -411,35 +467,6 @@ fn status_counts(hosts: &[HostEvidence]) -> BTreeMap<&'static str, usize> {
     out
 }
 
-/// Where SQLite puts its temporary files (sorters of large queries): the
-/// unix VFS takes the first of these that is a directory.
-fn sqlite_temp_dir() -> std::path::PathBuf {
-    let from_env = ["SQLITE_TMPDIR", "TMPDIR"].into_iter().filter_map(std::env::var_os);
-    from_env
-        .map(std::path::PathBuf::from)
-        .chain(["/var/tmp", "/usr/tmp", "/tmp"].map(std::path::PathBuf::from))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| ".".into())
-}
-
-/// Free bytes on the file system holding `dir`, from `df`.
-fn free_bytes(dir: &std::path::Path) -> Result<u64, String> {
-    let out = std::process::Command::new("df")
-        .arg("-Pk")
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("df {}: {e}", dir.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|k| k.parse::<u64>().ok())
-        .map(|k| k * 1024)
-        .ok_or_else(|| format!("df {}: unexpected output {text:?}", dir.display()))
-}
-
-const GIB: f64 = (1u64 << 30) as f64;
-
 fn main() {
     let n = env_or("CUSTOS_BENCH_HOSTS", 100_000).max(1);
     let packages = env_or("CUSTOS_BENCH_PACKAGES", 100);
@@ -450,7 +477,7 @@ fn main() {
     let store = Store::open(&db).expect("store");
     let catalog = Catalog::builtin().expect("built-in catalog");
     let config = Config::default();
-    let rules = Policy::builtin().expect("built-in policy");
+    let rules = Arc::new(Policy::builtin().expect("built-in policy"));
     let cat = facts_catalogue(packages);
     let checks = cat.checks.len();
     let results = n * checks;
@@ -472,7 +499,6 @@ fn main() {
     let db_mib = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
 
     let mut rows = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
 
     // ------------------------------------------------------------ ceiling
     eprintln!("ceiling: bare SELECT");
@@ -497,9 +523,9 @@ fn main() {
     rows.push(Row::new("ceiling: SELECT 4 cols FROM check_state", select_times).items(results, "rows"));
 
     // ---------------------------------------------------- fleet_evidence
-    eprintln!("fleet_evidence");
+    eprintln!("fleet_evidence (uncached)");
     let (times, states) =
-        measure(3, 3, Duration::from_secs(60), || store.check_states().expect("check_states"));
+        measure(3, 1, Duration::from_secs(30), || store.check_states().expect("check_states"));
     assert_eq!(states.len(), results);
     rows.push(
         Row::new("  of which Store::check_states (9 cols)", times)
@@ -529,22 +555,42 @@ fn main() {
     rows.push(Row::new("  of which policy decide (JSON + CEL)", times).items(decided, "rules"));
     drop(states);
 
-    let (times, hosts) =
-        measure(3, 3, Duration::ZERO, || views::fleet_evidence(&store, &rules).expect("fleet_evidence"));
+    let (times, hosts) = measure(3, 1, Duration::from_secs(30), || {
+        views::fleet_evidence(&store, &rules).expect("fleet_evidence")
+    });
     assert_eq!(hosts.len(), n, "every host is evaluated");
     let counts = status_counts(&hosts);
     assert_eq!(counts, expected, "the policy decided the seeded mix (seeded {expected:?})");
     rows.push(
-        Row::new("views::fleet_evidence", times).items(results, "results").against(select, "SELECT").note(
-            format!(
+        Row::new("views::fleet_evidence (uncached)", times)
+            .items(results, "results")
+            .against(select, "SELECT")
+            .note(format!(
                 "pass {} fail {} unknown {}",
                 counts.get("pass").unwrap_or(&0),
                 counts.get("fail").unwrap_or(&0),
                 counts.get("unknown").unwrap_or(&0)
-            ),
-        ),
+            )),
     );
-    let fleet_evidence_median = stats(&rows.last().expect("row").times).0;
+
+    // ------------------------------------------------------- fleet cache
+    eprintln!("fleet cache");
+    let fleet = Arc::new(Fleet::new());
+    let t = Instant::now();
+    let (cached, refresh) = fleet.refresh(&store, &rules).expect("first refresh");
+    let first_refresh = t.elapsed();
+    assert!(refresh.full);
+    assert_eq!(*cached, hosts, "the cache decides what the uncached path decides");
+    drop(cached);
+    rows.push(
+        Row::new("Fleet::refresh, first (reads + decides all)", vec![first_refresh])
+            .items(results, "results"),
+    );
+    let (times, _) = measure(10, 3, Duration::from_secs(20), || {
+        let (_, r) = fleet.refresh(&store, &rules).expect("refresh");
+        assert_eq!(r.hosts_decided, 0);
+    });
+    rows.push(Row::new("Fleet::refresh, nothing new", times).note("hosts table + high-water mark"));
 
     // ----------------------------------------------------- evaluate (pure)
     eprintln!("evaluate");
@@ -563,185 +609,112 @@ fn main() {
     );
     let ceiling = select + eval_median;
     rows.push(Row::new("ceiling: SELECT + evaluate", vec![ceiling]).note("sum of the two medians"));
+    let (times, compact) = measure(3, 1, Duration::ZERO, || {
+        let s = standings(&evaluation, &hosts);
+        s.codes.iter().map(|h| h.iter().filter(|c| **c != Standings::NONE).count()).sum::<usize>()
+    });
+    let with_checks =
+        catalog.controls().iter().filter(|c| !catalog.checks_for_control(&c.id).is_empty()).count();
+    let pairs = n * with_checks;
+    assert_eq!(compact, pairs, "one standing per host and supported requirement");
+    rows.push(Row::new("  standings (pure, compact, every pair)", times).items(pairs, "pairs"));
     drop(evaluation);
 
     // ------------------------------------------------------------- controls
     eprintln!("views::controls");
-    let sources = Sources { store: &store, catalog: &catalog, config: &config, rules: &rules };
+    let sources = Sources { store: &store, fleet: &fleet, catalog: &catalog, config: &config, rules: &rules };
     let call = || {
         views::controls(sources, now, Some(FRAMEWORK), None, None)
             .expect("controls")
             .expect("known framework")
     };
-    let first = Instant::now();
-    let view = call();
-    let first = first.elapsed();
-    let slow = first > Duration::from_secs(10);
-    let (mut times, view) = if slow {
-        drop(view);
-        measure(2, 2, Duration::ZERO, call)
-    } else {
-        measure(19, 19, Duration::ZERO, call)
-    };
-    times.insert(0, first);
+    let (times, view) = measure(20, 5, Duration::from_secs(120), call);
     let view_a820 = view.evaluation.controls.iter().find(|c| c.control_id == CONTROL).expect("in the view");
     assert_eq!(view_a820.passing, a820_passing, "the API's view is the evaluation's");
     let json_started = Instant::now();
     let body = serde_json::to_vec(&view).expect("serialises");
     let json_time = json_started.elapsed();
-    rows.push(
-        Row::new(&format!("views::controls ({FRAMEWORK})"), times).against(ceiling, "ceiling").note(
-            if slow { format!("first run {} > 10 s: 3 runs only", secs(first)) } else { String::new() },
-        ),
-    );
+    rows.push(Row::new(&format!("views::controls ({FRAMEWORK}), now"), times).against(ceiling, "ceiling"));
     rows.push(
         Row::new("  + JSON body as the API sends it", vec![json_time])
             .note(format!("{:.1} MiB", body.len() as f64 / (1 << 20) as f64)),
     );
     drop((view, body));
 
-    // -------------------------------------------------------- effectiveness
-    eprintln!("views::effectiveness");
-    // Measured behaviour of the current `check_states_as_of`: its GROUP BY
-    // sorter carries each record's whole payload once per result, in
-    // SQLite's temporary files. On a shared disk that can run full for
-    // everyone, so the query runs only when that much space is free twice over.
-    let payload_bytes: f64 =
-        raw.query_row("SELECT total(length(payload)) FROM records", [], |r| r.get(0)).expect("payload size");
-    let temp_need = payload_bytes * checks as f64;
-    let temp_dir = sqlite_temp_dir();
-    let room = match free_bytes(&temp_dir) {
-        Ok(free) if free as f64 >= 2.0 * temp_need => Ok(()),
-        Ok(free) => Err(format!(
-            "not run: its as_of query would sort ~{:.1} GiB in SQLite temp files, {:.1} GiB free in {}",
-            temp_need / GIB,
-            free as f64 / GIB,
-            temp_dir.display()
-        )),
-        Err(e) => Err(format!("not run: free space for SQLite temp files unknown ({e})")),
-    };
-    let call = || views::effectiveness(sources, None, CONTROL, now - time::Duration::days(1), now, 1);
-    let name = format!("views::effectiveness ({CONTROL}, points=1)");
-    match room {
-        Err(why) => notes.push(format!("{name}: {why}")),
-        Ok(()) => {
-            let first = Instant::now();
-            let series = call();
-            let first = first.elapsed();
-            match series {
-                Err(e) => notes.push(format!("{name}: FAILED after {}: {e}", secs(first))),
-                Ok(series) => {
-                    // One run of minutes says what there is to say; a fast one is repeated.
-                    let (mut times, series) = if first > Duration::from_secs(10) {
-                        (Vec::new(), series)
-                    } else {
-                        drop(series);
-                        measure(4, 1, Duration::from_secs(60), || call().expect("effectiveness, again"))
-                    };
-                    times.insert(0, first);
-                    let series = series.expect("known control");
-                    let [point] = series.as_slice() else {
-                        panic!("one point asked, {} given", series.len())
-                    };
-                    assert_eq!(point.in_scope, n);
-                    assert_eq!(
-                        point.passing,
-                        a820_passing.len(),
-                        "the records at now say what the latest state says"
-                    );
-                    let once = times.len() == 1;
-                    rows.push(Row::new(&name, times).against(ceiling, "ceiling").note(format!(
-                        "passing {:.1} %{}; SQLite temp ~{:.1} GiB",
-                        point.effectiveness.unwrap_or(0.0) * 100.0,
-                        if once { "; one run > 10 s" } else { "" },
-                        temp_need / GIB
-                    )));
-                    if first < Duration::from_secs(30) {
-                        let (times, as_of_rows) = measure(1, 1, Duration::ZERO, || {
-                            store.check_states_as_of(now.unix_timestamp()).expect("as_of").len()
-                        });
-                        assert_eq!(as_of_rows, results, "the records rebuild every result");
-                        rows.push(
-                            Row::new("  of which Store::check_states_as_of", times)
-                                .items(results, "results")
-                                .against(select, "SELECT"),
-                        );
-                    } else {
-                        notes.push(format!(
-                            "Store::check_states_as_of was not timed on its own: effectiveness took {} (> 30 s)",
-                            secs(first)
-                        ));
-                    }
-                }
-            }
-        }
-    }
-
     // --------------------------------------------------------------- keeper
     eprintln!("keeper");
-    let keeper = Keeper {
-        catalog: std::sync::Arc::new(Reloadable::new(catalog.clone(), Vec::new())),
-        config: config.clone(),
-        policy: std::sync::Arc::new(Reloadable::new(rules.clone(), Vec::new())),
-        data_dir: tmp.path().to_path_buf(),
-    };
-    let evaluation = evaluate(&catalog, &hosts, now, &eval_policy);
-    let (times, standings) = measure(1, 1, Duration::ZERO, || requirement_standings(&evaluation, &hosts));
-    let standings_time = times[0];
-    let with_checks =
-        catalog.controls().iter().filter(|c| !catalog.checks_for_control(&c.id).is_empty()).count();
-    assert_eq!(standings.len(), n * with_checks, "one standing per host and supported requirement");
-    rows.push(Row::new("  of which requirement_standings (pure)", times).items(standings.len(), "pairs"));
-    drop((evaluation, hosts));
-
+    let keeper = Keeper::new(
+        Arc::new(Reloadable::new(catalog.clone(), Vec::new())),
+        config.clone(),
+        Arc::new(Reloadable::new((*rules).clone(), Vec::new())),
+        tmp.path().to_path_buf(),
+        Arc::clone(&fleet),
+    );
     let t = Instant::now();
     let pass1 = keeper.pass(&store, now).expect("first pass");
     let pass1_time = t.elapsed();
-    assert_eq!(pass1.requirement_changes, standings.len(), "the first pass logs every pair");
+    assert_eq!(pass1.requirement_changes, pairs, "the first pass logs every pair");
     rows.push(
-        Row::new("Keeper::pass, first", vec![pass1_time])
+        Row::new("Keeper::pass, first (logs every pair)", vec![pass1_time])
             .items(pass1.requirement_changes, "changes")
             .against(ceiling, "ceiling")
             .note(format!("{} register entries", pass1.transitions.len())),
     );
-    let t = Instant::now();
-    let pass2 = keeper.pass(&store, now).expect("second pass");
-    let pass2_time = t.elapsed();
+    let later = now + time::Duration::seconds(1);
+    let (times, pass2) = measure(3, 1, Duration::from_secs(60), || keeper.pass(&store, later).expect("pass"));
     assert_eq!(pass2.requirement_changes, 0, "nothing changed");
+    rows.push(Row::new("Keeper::pass, nothing changed", times).against(ceiling, "ceiling"));
+
+    // One host in a hundred sends a new record in which every check fails.
+    let movers: Vec<usize> = (0..n).step_by(100).collect();
+    let moved_at = now + time::Duration::seconds(2);
+    let mut writer = store.record_writer().expect("record writer");
+    let fresh: Vec<NewRecord> = movers.iter().map(|&i| failing_record(&store, i, &cat, moved_at)).collect();
+    writer.append(&fresh, moved_at.unix_timestamp()).expect("append");
+    let after = moved_at + time::Duration::seconds(1);
+    let t = Instant::now();
+    let pass3 = keeper.pass(&store, after).expect("incremental pass");
+    let pass3_time = t.elapsed();
+    assert!(pass3.requirement_changes > 0);
     rows.push(
-        Row::new("Keeper::pass, nothing changed", vec![pass2_time])
+        Row::new(&format!("Keeper::pass, {} hosts with new records", movers.len()), vec![pass3_time])
+            .items(pass3.requirement_changes, "changes")
+            .against(ceiling, "ceiling"),
+    );
+
+    // ------------------------------------------ as of, from the change log
+    eprintln!("effectiveness and as_of");
+    let call =
+        || views::effectiveness(sources, None, CONTROL, now, now, 1).expect("effectiveness").expect("known");
+    let (times, series) = measure(20, 5, Duration::from_secs(120), call);
+    let [point] = series.as_slice() else { panic!("one point asked, {} given", series.len()) };
+    assert_eq!(point.in_scope, n);
+    assert_eq!(point.passing, a820_passing.len(), "the log at `now` says what the evaluation said");
+    rows.push(
+        Row::new(&format!("views::effectiveness ({CONTROL}, 1 point)"), times)
             .against(ceiling, "ceiling")
-            .note(format!("{} register transitions", pass2.transitions.len())),
+            .note(format!("passing {:.1} %", point.effectiveness.unwrap_or(0.0) * 100.0)),
     );
-    let (times, unchanged) = measure(1, 1, Duration::ZERO, || {
-        store
-            .log_requirement_standings(
-                &standings,
-                now.unix_timestamp(),
-                rules.version(),
-                catalog.mapping_version(),
-            )
-            .expect("log")
-    });
-    assert_eq!(unchanged, 0);
-    let log_unchanged = times[0];
+    let call = || {
+        views::effectiveness(sources, None, CONTROL, now, after, 30).expect("effectiveness").expect("known")
+    };
+    let (times, series) = measure(3, 1, Duration::from_secs(60), call);
+    assert_eq!(series.len(), 30);
+    let last = series.last().expect("a point");
+    assert!(last.passing < point.passing, "the movers' failures show at the end of the series");
     rows.push(
-        Row::new("  of which log_requirement_standings (no change)", times).items(standings.len(), "pairs"),
+        Row::new(&format!("views::effectiveness ({CONTROL}, 30 points)"), times).against(ceiling, "ceiling"),
     );
-    // The two passes differ only in what the change log writes (and the
-    // register's first entries), so the difference is the cost of writing.
-    let written = (pass1_time + log_unchanged).saturating_sub(pass2_time);
-    rows.push(
-        Row::new("  derived: log writing every pair (pass 1)", vec![written])
-            .items(standings.len(), "pairs")
-            .note("pass 1 − pass 2 + unchanged log"),
-    );
-    let rest =
-        pass2_time.saturating_sub(fleet_evidence_median + eval_median + standings_time + log_unchanged);
-    rows.push(
-        Row::new("  derived: observations + register (pass 2)", vec![rest])
-            .note("pass 2 − fleet_evidence − evaluate − standings − log"),
-    );
+    let call = || {
+        views::controls(sources, after, Some(FRAMEWORK), None, Some(now))
+            .expect("controls")
+            .expect("known framework")
+    };
+    let (times, view) = measure(5, 1, Duration::from_secs(60), call);
+    let then = view.evaluation.controls.iter().find(|c| c.control_id == CONTROL).expect("in the view");
+    assert_eq!(then.passing, a820_passing, "as of `now` the log says what the evaluation said then");
+    rows.push(Row::new(&format!("views::controls ({FRAMEWORK}), as_of"), times).against(ceiling, "ceiling"));
+    drop(view);
 
     // ---------------------------------------------------------------- table
     println!();
@@ -768,12 +741,8 @@ fn main() {
     for r in &rows {
         r.print();
     }
-    for note in &notes {
-        println!("{note}");
-    }
     println!(
-        "fleet_evidence spends {:.0} % over the bare SELECT; peak memory {:.0} MiB; total run {}",
-        (fleet_evidence_median.as_secs_f64() / select.as_secs_f64() - 1.0) * 100.0,
+        "peak memory {:.0} MiB; total run {}",
         peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
         secs(bench_started.elapsed())
     );

@@ -326,6 +326,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let http_addr = http_listener.local_addr().map_err(io_err(dir))?;
     // The log key, read once: it signs checkpoints and is published to verifiers.
     let signer = log_signer(dir, &config)?;
+    // The fleet's decided evidence, shared by the keeper and the API.
+    let fleet = Arc::new(crate::fleet::Fleet::new());
     let app = crate::http::router(crate::http::HttpState {
         store: Arc::clone(&store),
         config: config.clone(),
@@ -335,6 +337,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         policy: Arc::clone(&policy),
         data_dir: dir.to_path_buf(),
         log_key: signer.verifier_key().to_string(),
+        fleet: Arc::clone(&fleet),
     });
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -346,12 +349,13 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
 
     tasks.push(keeper::spawn(
         Arc::clone(&store),
-        keeper::Keeper {
-            catalog: Arc::clone(&catalog),
-            config: config.clone(),
-            policy: Arc::clone(&policy),
-            data_dir: dir.to_path_buf(),
-        },
+        keeper::Keeper::new(
+            Arc::clone(&catalog),
+            config.clone(),
+            Arc::clone(&policy),
+            dir.to_path_buf(),
+            fleet,
+        ),
         ingest.changed.clone(),
         shutdown_rx.clone(),
     ));

@@ -12,7 +12,7 @@
 //! is evaluated, so controls without any technical evidence are visible as
 //! `not_assessed`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use custos_proto::evidence::CheckStatus;
@@ -91,10 +91,6 @@ impl EvaluationPolicy {
 
     pub fn is_fresh(&self, e: &CheckEvidence, now: OffsetDateTime) -> bool {
         now - e.collected_at <= self.stale_limit(&e.check_id)
-    }
-
-    fn excepted(&self, agent: &str, control: &str, now: OffsetDateTime) -> bool {
-        self.exceptions.get(&(agent.to_string(), control.to_string())).is_some_and(|until| now < *until)
     }
 
     fn applies(&self, control: &str, tags: &[String]) -> bool {
@@ -181,10 +177,8 @@ enum Standing {
     Fail,
 }
 
-fn standing(host: &HostEvidence, check: &str, now: OffsetDateTime, policy: &EvaluationPolicy) -> Standing {
-    let Some(e) = host.checks.iter().find(|c| c.check_id == check) else {
-        return Standing::Missing;
-    };
+/// A result's standing at `now`: stale evidence is stale whatever it said.
+fn standing(e: &CheckEvidence, now: OffsetDateTime, policy: &EvaluationPolicy) -> Standing {
     if !policy.is_fresh(e, now) {
         return Standing::Stale;
     }
@@ -196,15 +190,75 @@ fn standing(host: &HostEvidence, check: &str, now: OffsetDateTime, policy: &Eval
     }
 }
 
+/// The catalog's mapped checks as dense indices, and each control's checks
+/// as indices into them: evaluation then reads a host's standing on a check
+/// from an array instead of searching its results by name.
+struct CheckIndex<'c> {
+    index: HashMap<&'c str, usize>,
+    /// Per catalog control (same order), its checks' indices.
+    controls: Vec<Vec<usize>>,
+}
+
+impl<'c> CheckIndex<'c> {
+    fn new(catalog: &'c Catalog) -> Self {
+        let mut index: HashMap<&'c str, usize> = HashMap::new();
+        let controls = catalog
+            .controls()
+            .iter()
+            .map(|control| {
+                catalog
+                    .checks_for_control(&control.id)
+                    .iter()
+                    .map(|check| {
+                        let next = index.len();
+                        *index.entry(check.as_str()).or_insert(next)
+                    })
+                    .collect()
+            })
+            .collect();
+        CheckIndex { index, controls }
+    }
+
+    /// A host's standing on every indexed check (missing where it sent none;
+    /// the first result counts when a check appears twice).
+    fn standings(
+        &self,
+        host: &HostEvidence,
+        now: OffsetDateTime,
+        policy: &EvaluationPolicy,
+    ) -> Vec<Standing> {
+        let mut out = vec![Standing::Missing; self.index.len()];
+        let mut seen = vec![false; self.index.len()];
+        for e in &host.checks {
+            if let Some(&i) = self.index.get(e.check_id.as_str())
+                && !seen[i]
+            {
+                seen[i] = true;
+                out[i] = standing(e, now, policy);
+            }
+        }
+        out
+    }
+}
+
 pub fn evaluate(
     catalog: &Catalog,
     hosts: &[HostEvidence],
     now: OffsetDateTime,
     policy: &EvaluationPolicy,
 ) -> Evaluation {
+    let index = CheckIndex::new(catalog);
+    let standings: Vec<Vec<Standing>> = hosts.iter().map(|h| index.standings(h, now, policy)).collect();
+    // Exceptions in force now, looked up without building owned keys.
+    let excepted: HashSet<(&str, &str)> = policy
+        .exceptions
+        .iter()
+        .filter(|(_, until)| now < **until)
+        .map(|((agent, control), _)| (agent.as_str(), control.as_str()))
+        .collect();
     let mut controls = Vec::with_capacity(catalog.controls().len());
     let mut deviations = Vec::new();
-    for control in catalog.controls() {
+    for (control, check_idx) in catalog.controls().iter().zip(&index.controls) {
         let checks = catalog.checks_for_control(&control.id).to_vec();
         let mut ev = ControlEvaluation {
             control_id: control.id.clone(),
@@ -225,21 +279,21 @@ pub fn evaluate(
             controls.push(ev);
             continue;
         }
-        let mut failing_by_check: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for host in hosts {
+        let mut failing_by_check: Vec<Vec<String>> = vec![Vec::new(); checks.len()];
+        for (host, host_standings) in hosts.iter().zip(&standings) {
             if !policy.applies(&control.id, &host.tags) {
                 ev.not_applicable.push(host.agent_id.clone());
                 continue;
             }
-            if policy.excepted(&host.agent_id, &control.id, now) {
+            if !excepted.is_empty() && excepted.contains(&(host.agent_id.as_str(), control.id.as_str())) {
                 ev.excepted.push(host.agent_id.clone());
                 continue;
             }
             let mut worst = Standing::NotApplicable;
-            for check in &checks {
-                let s = standing(host, check, now, policy);
+            for (k, &i) in check_idx.iter().enumerate() {
+                let s = host_standings[i];
                 if s == Standing::Fail {
-                    failing_by_check.entry(check).or_default().push(host.agent_id.clone());
+                    failing_by_check[k].push(host.agent_id.clone());
                 }
                 worst = worst.max(s);
             }
@@ -264,10 +318,14 @@ pub fn evaluate(
             ControlState::Effective
         };
         ev.effectiveness = ev.effectiveness();
-        for (check, failing_hosts) in failing_by_check {
+        // Checks in name order, as the deviations have always been listed.
+        let mut by_check: Vec<(&String, Vec<String>)> =
+            checks.iter().zip(failing_by_check).filter(|(_, h)| !h.is_empty()).collect();
+        by_check.sort_by(|a, b| a.0.cmp(b.0));
+        for (check, failing_hosts) in by_check {
             deviations.push(Deviation {
                 control_id: control.id.clone(),
-                check_id: check.to_string(),
+                check_id: check.clone(),
                 failing_hosts,
             });
         }
@@ -287,49 +345,188 @@ pub struct RequirementStanding {
     pub checks: BTreeMap<String, &'static str>,
 }
 
-/// Every host's standing on every requirement that some check supports:
-/// `satisfied`, `not_satisfied`, `unknown`, `no_evidence`, `stale`,
-/// `excepted` or `not_applicable`, keyed by (agent id, control id).
+/// The standings a host can have on a requirement, by code.
+pub const REQUIREMENT_STATES: [&str; 7] =
+    ["satisfied", "not_satisfied", "unknown", "no_evidence", "stale", "excepted", "not_applicable"];
+
+/// The code of a standing named in [`REQUIREMENT_STATES`].
+pub fn requirement_state_code(state: &str) -> Option<u8> {
+    REQUIREMENT_STATES.iter().position(|s| *s == state).map(|p| p as u8)
+}
+
+/// Every host's standing on every requirement that some check supports, in
+/// compact form: `codes[h][r]` is the index into [`REQUIREMENT_STATES`] of
+/// host `h` (in the order of the evaluated hosts) on `requirements[r]`.
+#[derive(Debug)]
+pub struct Standings<'e> {
+    pub requirements: Vec<&'e str>,
+    /// Per requirement, its checks (the evaluation's own lists).
+    pub checks: Vec<&'e [String]>,
+    pub codes: Vec<Vec<u8>>,
+}
+
+impl Standings<'_> {
+    /// No standing: the host was not in the evaluation of that requirement.
+    pub const NONE: u8 = u8::MAX;
+}
+
+/// [`Standings`] of `hosts` from their evaluation.
+pub fn standings<'e>(evaluation: &'e Evaluation, hosts: &[HostEvidence]) -> Standings<'e> {
+    let position: HashMap<&str, usize> =
+        hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), i)).collect();
+    let supported: Vec<&ControlEvaluation> =
+        evaluation.controls.iter().filter(|c| !c.checks.is_empty()).collect();
+    let mut codes = vec![vec![Standings::NONE; supported.len()]; hosts.len()];
+    for (r, c) in supported.iter().enumerate() {
+        let buckets: [&Vec<String>; 7] = [
+            &c.passing,
+            &c.failing,
+            &c.unknown,
+            &c.without_evidence,
+            &c.stale,
+            &c.excepted,
+            &c.not_applicable,
+        ];
+        for (code, agents) in buckets.into_iter().enumerate() {
+            for agent in agents {
+                if let Some(&h) = position.get(agent.as_str()) {
+                    codes[h][r] = code as u8;
+                }
+            }
+        }
+    }
+    Standings {
+        requirements: supported.iter().map(|c| c.control_id.as_str()).collect(),
+        checks: supported.iter().map(|c| c.checks.as_slice()).collect(),
+        codes,
+    }
+}
+
+/// What a host's evidence says on a requirement's checks: the newest record
+/// behind them and each check's status (`missing` when never reported).
+pub fn standing_detail(host: &HostEvidence, checks: &[String], state: &'static str) -> RequirementStanding {
+    let record_seq = host.checks.iter().filter(|e| checks.contains(&e.check_id)).map(|e| e.record_seq).max();
+    let checks = checks
+        .iter()
+        .map(|check| {
+            let status =
+                host.checks.iter().find(|e| e.check_id == *check).map_or("missing", |e| e.status.as_str());
+            (check.clone(), status)
+        })
+        .collect();
+    RequirementStanding { state, record_seq, checks }
+}
+
+/// Every host's standing on every requirement that some check supports,
+/// keyed by (agent id, control id), with its detail. Meant for tests and
+/// small fleets: the keeper diffs the compact [`Standings`] instead.
 pub fn requirement_standings(
     evaluation: &Evaluation,
     hosts: &[HostEvidence],
 ) -> BTreeMap<(String, String), RequirementStanding> {
-    let by_agent: BTreeMap<&str, &HostEvidence> = hosts.iter().map(|h| (h.agent_id.as_str(), h)).collect();
+    let s = standings(evaluation, hosts);
     let mut out = BTreeMap::new();
-    for c in evaluation.controls.iter().filter(|c| !c.checks.is_empty()) {
-        let buckets: [(&Vec<String>, &'static str); 7] = [
-            (&c.passing, "satisfied"),
-            (&c.failing, "not_satisfied"),
-            (&c.unknown, "unknown"),
-            (&c.without_evidence, "no_evidence"),
-            (&c.stale, "stale"),
-            (&c.excepted, "excepted"),
-            (&c.not_applicable, "not_applicable"),
-        ];
-        for (agents, state) in buckets {
-            for agent in agents {
-                let host = by_agent.get(agent.as_str());
-                let record_seq = host.and_then(|h| {
-                    h.checks.iter().filter(|e| c.checks.contains(&e.check_id)).map(|e| e.record_seq).max()
-                });
-                let checks = c
-                    .checks
-                    .iter()
-                    .map(|check| {
-                        let status = host
-                            .and_then(|h| h.checks.iter().find(|e| e.check_id == *check))
-                            .map_or("missing", |e| e.status.as_str());
-                        (check.clone(), status)
-                    })
-                    .collect();
-                out.insert(
-                    (agent.clone(), c.control_id.clone()),
-                    RequirementStanding { state, record_seq, checks },
-                );
+    for (h, host) in hosts.iter().enumerate() {
+        for (r, &code) in s.codes[h].iter().enumerate() {
+            if code == Standings::NONE {
+                continue;
             }
+            let detail = standing_detail(host, s.checks[r], REQUIREMENT_STATES[code as usize]);
+            out.insert((host.agent_id.clone(), s.requirements[r].to_string()), detail);
         }
     }
     out
+}
+
+/// The change log's latest word on one host and requirement at some time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedStanding {
+    pub agent_id: String,
+    pub requirement: String,
+    /// One of [`REQUIREMENT_STATES`].
+    pub state: String,
+    /// For `not_satisfied`: the checks the host failed then.
+    pub failing_checks: Vec<String>,
+}
+
+/// The evaluation as the change log had it: every catalog control (or only
+/// `only`), each host in the bucket of its logged standing. `position`
+/// orders the hosts and leaves out those it does not know (`None`), e.g.
+/// hosts outside a host group. Pure, like [`evaluate`]: what was decided
+/// then under the policy and mappings of then, not evaluated again.
+pub fn evaluation_from_log(
+    catalog: &Catalog,
+    logged: &[LoggedStanding],
+    position: impl Fn(&str) -> Option<usize>,
+    only: Option<&str>,
+) -> Evaluation {
+    let mut by_requirement: HashMap<&str, Vec<(usize, &LoggedStanding)>> = HashMap::new();
+    for l in logged {
+        if let Some(p) = position(&l.agent_id) {
+            by_requirement.entry(l.requirement.as_str()).or_default().push((p, l));
+        }
+    }
+    let mut controls = Vec::new();
+    let mut deviations = Vec::new();
+    for control in catalog.controls().iter().filter(|c| only.is_none_or(|o| o == c.id)) {
+        let checks = catalog.checks_for_control(&control.id).to_vec();
+        let mut ev = ControlEvaluation {
+            control_id: control.id.clone(),
+            framework: control.framework().to_string(),
+            title: control.title.clone(),
+            checks,
+            state: ControlState::NotAssessed,
+            passing: Vec::new(),
+            failing: Vec::new(),
+            unknown: Vec::new(),
+            without_evidence: Vec::new(),
+            stale: Vec::new(),
+            excepted: Vec::new(),
+            not_applicable: Vec::new(),
+            effectiveness: None,
+        };
+        let mut rows = by_requirement.remove(control.id.as_str()).unwrap_or_default();
+        rows.sort_by_key(|(p, _)| *p);
+        let mut failing_by_check: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (_, l) in rows {
+            let bucket = match l.state.as_str() {
+                "satisfied" => &mut ev.passing,
+                "not_satisfied" => {
+                    for c in &l.failing_checks {
+                        failing_by_check.entry(c.as_str()).or_default().push(l.agent_id.clone());
+                    }
+                    &mut ev.failing
+                }
+                "unknown" => &mut ev.unknown,
+                "no_evidence" => &mut ev.without_evidence,
+                "stale" => &mut ev.stale,
+                "excepted" => &mut ev.excepted,
+                "not_applicable" => &mut ev.not_applicable,
+                // `removed` and anything unknown: the host was not evaluated then.
+                _ => continue,
+            };
+            bucket.push(l.agent_id.clone());
+        }
+        ev.state = if !ev.failing.is_empty() {
+            ControlState::Deviating
+        } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() || !ev.stale.is_empty() {
+            ControlState::Unknown
+        } else if ev.passing.is_empty() {
+            ControlState::NotAssessed
+        } else {
+            ControlState::Effective
+        };
+        ev.effectiveness = ev.effectiveness();
+        for (check, failing_hosts) in failing_by_check {
+            deviations.push(Deviation {
+                control_id: control.id.clone(),
+                check_id: check.to_string(),
+                failing_hosts,
+            });
+        }
+        controls.push(ev);
+    }
+    Evaluation { controls, deviations }
 }
 
 #[cfg(test)]

@@ -3,10 +3,15 @@
 //! changed policy file, evaluates the fleet, logs every changed standing
 //! per host and requirement, and reconciles the risk register. Runs off the
 //! ingest hot path.
+//!
+//! It keeps what it last logged in memory (compactly) and writes only the
+//! pairs whose standing changed; the change log's `at` is the pass's time,
+//! so an as-of answer is what Custos had decided by then and never changes
+//! afterwards.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -14,12 +19,17 @@ use tokio::sync::{Notify, watch};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, DataDir};
-use crate::evaluate::{CheckEvidence, Evaluation, HostEvidence, evaluate, requirement_standings};
+use crate::evaluate::{
+    CheckEvidence, Evaluation, HostEvidence, REQUIREMENT_STATES, Standings, evaluate, requirement_state_code,
+    standing_detail, standings,
+};
+use crate::fleet::Fleet;
 use crate::policy::Policy;
 use crate::reload::Reloadable;
 use crate::risk::lifecycle::{Observation, reconcile};
 use crate::risk::profile::profile;
 use crate::risk::{RiskPolicy, Transition};
+use crate::store::requirements::{RequirementChangeRow, Requirements};
 use crate::store::{Store, StoreError};
 use crate::views;
 use crate::webhook;
@@ -29,18 +39,26 @@ use custos_proto::evidence::CheckStatus;
 pub const FLEET: &str = "fleet";
 
 /// What the evaluation says about each requirement of the register's
-/// frameworks that some check supports.
+/// frameworks that some check supports. `named` are the hosts each
+/// requirement's entries name: only for them (when in scope) does an
+/// observation list the checks they pass, which is all the lifecycle asks of
+/// passing hosts; at fleet scale listing every passing host per requirement
+/// cost minutes.
 pub fn observations(
     catalog: &Catalog,
     hosts: &[HostEvidence],
     evaluation: &Evaluation,
     frameworks: &[String],
     policy: &RiskPolicy,
+    named: &HashMap<&str, HashSet<&str>>,
     fresh: impl Fn(&CheckEvidence) -> bool,
 ) -> Vec<Observation> {
-    // Host → checks it passes with current evidence.
-    let passing_checks: BTreeMap<&str, BTreeSet<&str>> = hosts
-        .iter()
+    let by_agent: HashMap<&str, &HostEvidence> = hosts.iter().map(|h| (h.agent_id.as_str(), h)).collect();
+    // Named host → checks it passes with current evidence.
+    let passing_checks: HashMap<&str, BTreeSet<&str>> = named
+        .values()
+        .flatten()
+        .filter_map(|a| by_agent.get(a))
         .map(|h| {
             let passes = h
                 .checks
@@ -69,33 +87,30 @@ pub fn observations(
             } else {
                 failing.values().flatten().cloned().collect()
             };
-            let in_scope: BTreeSet<String> = c
-                .passing
-                .iter()
-                .chain(&c.failing)
-                .chain(&c.unknown)
-                .chain(&c.without_evidence)
-                .chain(&c.stale)
-                .cloned()
-                .collect();
-            let passing = in_scope
-                .iter()
-                .map(|h| {
-                    let passes = passing_checks.get(h.as_str());
-                    let checks = c
-                        .checks
-                        .iter()
-                        .filter(|chk| passes.is_some_and(|p| p.contains(chk.as_str())))
-                        .cloned()
-                        .collect();
-                    (h.clone(), checks)
-                })
-                .collect();
+            let in_scope = [&c.passing, &c.failing, &c.unknown, &c.without_evidence, &c.stale];
+            let passing = match named.get(c.control_id.as_str()) {
+                None => BTreeMap::new(),
+                Some(named) => in_scope
+                    .iter()
+                    .flat_map(|b| b.iter())
+                    .filter(|h| named.contains(h.as_str()))
+                    .map(|h| {
+                        let passes = passing_checks.get(h.as_str());
+                        let checks = c
+                            .checks
+                            .iter()
+                            .filter(|chk| passes.is_some_and(|p| p.contains(chk.as_str())))
+                            .cloned()
+                            .collect();
+                        (h.clone(), checks)
+                    })
+                    .collect(),
+            };
             // Each failing host's newest record among the checks it fails.
             let evidence = failing
                 .iter()
                 .filter_map(|(host, checks)| {
-                    let h = hosts.iter().find(|h| h.agent_id == *host)?;
+                    let h = by_agent.get(host.as_str())?;
                     let seq = h
                         .checks
                         .iter()
@@ -109,7 +124,7 @@ pub fn observations(
                 evidence,
                 requirement: c.control_id.clone(),
                 scope: FLEET.into(),
-                in_scope,
+                in_scope: in_scope.iter().map(|b| b.len()).sum::<usize>() as u32,
                 failing,
                 passing,
                 profile: profile(catalog, &policy.matrix, &c.control_id, &checks),
@@ -119,12 +134,155 @@ pub fn observations(
 }
 
 /// What a keeper pass needs besides the store: the catalog, the
-/// configuration and the policy in force.
+/// configuration, the policy in force, the fleet's cached evidence, and
+/// what it last logged.
 pub struct Keeper {
     pub catalog: Arc<Reloadable<Catalog>>,
     pub config: Config,
     pub policy: Arc<Reloadable<Policy>>,
     pub data_dir: PathBuf,
+    pub fleet: Arc<Fleet>,
+    /// The standings last logged, read from the store on the first pass.
+    logged: Mutex<Option<Logged>>,
+}
+
+/// The standings last logged per host and requirement, compactly: the
+/// requirement ids interned, each host's (requirement, state code) pairs
+/// sorted by requirement. A fleet of 100,000 hosts × 80 requirements fits
+/// in tens of MiB this way, where owned string pairs took gigabytes.
+#[derive(Default)]
+struct Logged {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    by_agent: HashMap<String, Vec<(u32, u8)>>,
+}
+
+impl Logged {
+    fn id(&mut self, requirement: &str) -> u32 {
+        if let Some(&id) = self.ids.get(requirement) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(requirement.to_string());
+        self.ids.insert(requirement.to_string(), id);
+        id
+    }
+
+    fn from_store(store: &Store) -> Result<Logged, StoreError> {
+        let mut logged = Logged::default();
+        for s in store.requirement_states_at(i64::MAX, Requirements::All, false)? {
+            let Some(code) = requirement_state_code(&s.state) else {
+                return Err(StoreError::Corrupt(format!(
+                    "requirement_changes row {}: unknown state {:?}",
+                    s.row, s.state
+                )));
+            };
+            let id = logged.id(&s.requirement);
+            logged.by_agent.entry(s.agent_id).or_default().push((id, code));
+        }
+        for pairs in logged.by_agent.values_mut() {
+            pairs.sort_unstable();
+        }
+        Ok(logged)
+    }
+}
+
+/// The changes between what was logged and the new standings, and the
+/// standings to remember once they are logged.
+struct Diff {
+    changes: Vec<RequirementChangeRow>,
+    next: HashMap<String, Vec<(u32, u8)>>,
+}
+
+/// [`Diff`] of `standings` against `logged`; only changed pairs get their
+/// detail worked out.
+fn diff(logged: &mut Logged, hosts: &[HostEvidence], standings: &Standings<'_>) -> Diff {
+    let ids: Vec<u32> = standings.requirements.iter().map(|r| logged.id(r)).collect();
+    let mut changes = Vec::new();
+    let mut next: HashMap<String, Vec<(u32, u8)>> = HashMap::with_capacity(hosts.len());
+    for (h, host) in hosts.iter().enumerate() {
+        let mut now: Vec<(u32, u8, usize)> = standings.codes[h]
+            .iter()
+            .enumerate()
+            .filter(|(_, code)| **code != Standings::NONE)
+            .map(|(r, code)| (ids[r], *code, r))
+            .collect();
+        now.sort_unstable();
+        let before = logged.by_agent.get(&host.agent_id).map_or(&[][..], Vec::as_slice);
+        let (mut i, mut j) = (0, 0);
+        while i < before.len() || j < now.len() {
+            let old = before.get(i).copied();
+            let new = now.get(j).copied();
+            match (old, new) {
+                (Some((oid, ocode)), Some((nid, ncode, r))) if oid == nid => {
+                    if ocode != ncode {
+                        changes.push(change(host, standings, r, Some(ocode), ncode));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some((oid, ocode)), Some((nid, _, _))) if oid < nid => {
+                    changes.push(removed(&host.agent_id, &logged.names[oid as usize], ocode));
+                    i += 1;
+                }
+                (Some((oid, ocode)), None) => {
+                    changes.push(removed(&host.agent_id, &logged.names[oid as usize], ocode));
+                    i += 1;
+                }
+                (_, Some((_, ncode, r))) => {
+                    changes.push(change(host, standings, r, None, ncode));
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        next.insert(host.agent_id.clone(), now.into_iter().map(|(id, code, _)| (id, code)).collect());
+    }
+    // Hosts no longer evaluated (revoked): every pair removed.
+    let present: HashSet<&str> = hosts.iter().map(|h| h.agent_id.as_str()).collect();
+    let mut gone: Vec<(&String, &Vec<(u32, u8)>)> =
+        logged.by_agent.iter().filter(|(a, _)| !present.contains(a.as_str())).collect();
+    gone.sort();
+    for (agent, pairs) in gone {
+        for &(id, code) in pairs {
+            changes.push(removed(agent, &logged.names[id as usize], code));
+        }
+    }
+    // In agent order, each agent's in requirement order: the change log's
+    // indexes ((agent, at) and (requirement, agent, ...)) then take the rows
+    // at a few advancing positions instead of all over, which keeps large
+    // first passes from turning into random page writes.
+    changes.sort_by(|a, b| (&a.agent_id, &a.requirement).cmp(&(&b.agent_id, &b.requirement)));
+    Diff { changes, next }
+}
+
+fn change(
+    host: &HostEvidence,
+    s: &Standings<'_>,
+    r: usize,
+    from: Option<u8>,
+    to: u8,
+) -> RequirementChangeRow {
+    let detail = standing_detail(host, s.checks[r], REQUIREMENT_STATES[to as usize]);
+    RequirementChangeRow {
+        agent_id: host.agent_id.clone(),
+        requirement: s.requirements[r].to_string(),
+        from: from.map(|c| REQUIREMENT_STATES[c as usize]),
+        to: detail.state,
+        record_seq: detail.record_seq,
+        checks: detail.checks,
+    }
+}
+
+fn removed(agent: &str, requirement: &str, from: u8) -> RequirementChangeRow {
+    RequirementChangeRow {
+        agent_id: agent.to_string(),
+        requirement: requirement.to_string(),
+        from: Some(REQUIREMENT_STATES[from as usize]),
+        to: "removed",
+        record_seq: None,
+        checks: BTreeMap::new(),
+    }
 }
 
 /// What one pass did.
@@ -198,6 +356,16 @@ pub fn refresh_catalog(
 }
 
 impl Keeper {
+    pub fn new(
+        catalog: Arc<Reloadable<Catalog>>,
+        config: Config,
+        policy: Arc<Reloadable<Policy>>,
+        data_dir: PathBuf,
+        fleet: Arc<Fleet>,
+    ) -> Keeper {
+        Keeper { catalog, config, policy, data_dir, fleet, logged: Mutex::new(None) }
+    }
+
     /// Takes up changed policy and mapping files (see [`refresh_policy`],
     /// [`refresh_catalog`]).
     pub fn refresh(&self, store: &Store, now: OffsetDateTime) {
@@ -211,23 +379,47 @@ impl Keeper {
     pub fn pass(&self, store: &Store, now: OffsetDateTime) -> Result<Pass, StoreError> {
         let rules = self.policy.current();
         let catalog = self.catalog.current();
-        let hosts = views::fleet_evidence(store, &rules)?;
+        let hosts = self.fleet.evidence(store, &rules)?;
         let eval_policy = views::policy_at(&self.config, &rules, &store.exceptions()?, now);
         let evaluation = evaluate(&catalog, &hosts, now, &eval_policy);
-        let standings = requirement_standings(&evaluation, &hosts);
-        let requirement_changes = store.log_requirement_standings(
-            &standings,
-            now.unix_timestamp(),
-            rules.version(),
-            catalog.mapping_version(),
-        )?;
+        let requirement_changes = {
+            let mut guard = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut logged = match guard.take() {
+                Some(l) => l,
+                None => Logged::from_store(store)?,
+            };
+            let Diff { changes, next } = diff(&mut logged, &hosts, &standings(&evaluation, &hosts));
+            // Only what the store took is remembered: on failure the next
+            // pass starts again from the store.
+            store.log_requirement_changes(
+                &changes,
+                now.unix_timestamp(),
+                rules.version(),
+                catalog.mapping_version(),
+            )?;
+            logged.by_agent = next;
+            *guard = Some(logged);
+            changes.len()
+        };
         let policy = self.config.risk.policy();
         let fresh = |c: &CheckEvidence| eval_policy.is_fresh(c, now);
-        let observations =
-            observations(&catalog, &hosts, &evaluation, &self.config.risk.frameworks, &policy, fresh);
+        let frameworks = &self.config.risk.frameworks;
         let hooks = &self.config.webhooks;
         let transitions = store.reconcile_risks(
-            |entries| reconcile(entries, &observations, &policy, now),
+            |entries| {
+                let mut named: HashMap<&str, HashSet<&str>> = HashMap::new();
+                for e in entries {
+                    if let Some(req) = &e.requirement {
+                        named
+                            .entry(req.as_str())
+                            .or_default()
+                            .extend(e.affected_hosts.iter().map(String::as_str));
+                    }
+                }
+                let observations =
+                    observations(&catalog, &hosts, &evaluation, frameworks, &policy, &named, fresh);
+                reconcile(entries, &observations, &policy, now)
+            },
             |ts| webhook::deliveries_for_transitions(hooks, ts, now.unix_timestamp()),
         )?;
         Ok(Pass { transitions, requirement_changes })

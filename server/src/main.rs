@@ -1,5 +1,5 @@
 //! `custos-server` command line: init, run, token create, catalog import,
-//! and the risk register commands.
+//! the risk register commands, and evidence export and offline verification.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use custos_server::app;
 use custos_server::config::{Config, DataDir};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,42 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Write an evidence bundle (tar.gz) an auditor verifies offline.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Start of the collection window (RFC 3339, or YYYY-MM-DD: midnight UTC).
+        #[arg(long)]
+        from: String,
+        /// End of the window, included (RFC 3339, or YYYY-MM-DD: the end of that day).
+        #[arg(long)]
+        to: String,
+        /// A control id or prefix (repeatable), e.g. iso27001:2022/A.8.20.
+        #[arg(long = "control")]
+        controls: Vec<String>,
+        /// An agent id (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Export a deterministic sample of N hosts (with --seed).
+        #[arg(long, requires = "seed")]
+        sample: Option<usize>,
+        /// The seed of the sample, named in the manifest.
+        #[arg(long, requires = "sample")]
+        seed: Option<String>,
+        /// Who exports, named in the manifest (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an export bundle offline; exits non-zero on any failure.
+    Verify {
+        file: PathBuf,
+        /// The log's verifier key you hold (as GET /api/v1/log/key serves it);
+        /// without it the bundle's own key is used and the summary says so.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
     },
     /// The risk register: list, export, record, update, accept.
     Risk {
@@ -273,6 +312,41 @@ fn main() -> anyhow::Result<()> {
                 println!("targets not in {} (skipped): {}", m.target, m.dangling.join(", "));
             }
             println!("restart the server to use it");
+        }
+        Command::Export { data_dir, from, to, controls, hosts, sample, seed, by, out } => {
+            let end_of_day = if to.len() == 10 { 86_399 } else { 0 };
+            let opts = custos_server::export::ExportOptions {
+                data_dir,
+                from: parse_expiry(&from)?,
+                to: parse_expiry(&to)? + time::Duration::seconds(end_of_day),
+                controls,
+                hosts,
+                sample: sample.zip(seed),
+                by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into()),
+                out,
+                now: time::OffsetDateTime::now_utc(),
+                progress: true,
+            };
+            let done = custos_server::export::export(&opts)?;
+            let c = &done.manifest.counts;
+            println!(
+                "wrote {} ({} bytes): {} records of {} agents, {} key bindings, {} CSV rows, checkpoint at tree size {}",
+                opts.out.display(),
+                done.bytes,
+                c.records,
+                c.agents,
+                c.key_bindings,
+                c.csv_rows,
+                done.manifest.log.tree_size
+            );
+        }
+        Command::Verify { file, log_key } => {
+            let pinned = log_key.as_deref().map(custos_server::verify::load_pinned_key).transpose()?;
+            let report = custos_server::verify::verify_bundle(&file, pinned.as_ref())?;
+            print!("{report}");
+            if !report.ok() {
+                std::process::exit(1);
+            }
         }
         Command::Risk { data_dir, command } => {
             let data_dir = data_dir.context("--data-dir is required")?;

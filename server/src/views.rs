@@ -1,7 +1,7 @@
 //! Assembles what the API and the keeper need from the store and the pure
 //! evaluation: hosts with their evidence state, and control evaluations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use custos_proto::evidence::statement::Facts;
@@ -11,10 +11,15 @@ use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::evaluate::{CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, Scope, evaluate};
+use crate::evaluate::{
+    CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, LoggedStanding, Scope, evaluate,
+    evaluation_from_log,
+};
 use crate::exception::{Exception, ExceptionState};
+use crate::fleet::Fleet;
 use crate::policy::{HostFacts, Policy};
 use crate::store::queries::{CheckStateRow, HostRow};
+use crate::store::requirements::{Requirements, StateAt};
 use crate::store::{Store, StoreError};
 
 /// A host as the API shows it.
@@ -27,17 +32,20 @@ pub struct HostView {
     pub checks: Vec<CheckStateRow>,
 }
 
-/// The latest check results, or those in force at `as_of`, each decided by
-/// the policy (its rules over the result's facts) for the host it came from.
+/// The latest check results, or those in force at `as_of`, of every agent
+/// or `only` one, each decided by the policy (its rules over the result's
+/// facts) for the host it came from.
 fn states(
     store: &Store,
     rules: &Policy,
     hosts: &[HostRow],
     as_of: Option<OffsetDateTime>,
+    only: Option<&str>,
 ) -> Result<Vec<CheckStateRow>, StoreError> {
-    let mut rows = match as_of {
-        Some(t) => store.check_states_as_of(t.unix_timestamp())?,
-        None => store.check_states()?,
+    let mut rows = match (as_of, only) {
+        (Some(t), _) => store.check_states_as_of(t.unix_timestamp(), only)?,
+        (None, Some(agent)) => store.check_states_of(agent)?,
+        (None, None) => store.check_states()?,
     };
     let facts_of: BTreeMap<&str, HostFacts> = hosts
         .iter()
@@ -53,7 +61,7 @@ fn states(
 /// Applies the policy's rule for the row's check to its facts. Facts that
 /// are missing or not an object leave the rule nothing to read: unknown
 /// when a rule exists, never a pass.
-fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
+pub(crate) fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
     if rules.rule(&row.check_id).is_none() {
         return;
     }
@@ -72,18 +80,23 @@ fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
     }
 }
 
-/// The hosts with their check results, now or as they stood at `as_of`
-/// (then only hosts enrolled by that time, with the evidence they had sent).
+/// The hosts (every one, or `only` one) with their check results, now or
+/// as they stood at `as_of` (then only hosts enrolled by that time, with the
+/// evidence they had sent).
 pub fn hosts(
     store: &Store,
     config: &Config,
     rules: &Policy,
     now: OffsetDateTime,
     as_of: Option<OffsetDateTime>,
+    only: Option<&str>,
 ) -> Result<Vec<HostView>, StoreError> {
-    let all_hosts = store.hosts()?;
+    let all_hosts = match only {
+        Some(agent) => store.host(agent)?.into_iter().collect(),
+        None => store.hosts()?,
+    };
     let mut checks: BTreeMap<String, Vec<CheckStateRow>> = BTreeMap::new();
-    for c in states(store, rules, &all_hosts, as_of)? {
+    for c in states(store, rules, &all_hosts, as_of, only)? {
         checks.entry(c.agent_id.clone()).or_default().push(c);
     }
     let at = as_of.unwrap_or(now);
@@ -105,6 +118,19 @@ pub fn hosts(
     Ok(views)
 }
 
+/// A decided result as evaluation reads it.
+pub(crate) fn check_evidence(c: CheckStateRow) -> Result<CheckEvidence, StoreError> {
+    let collected_at = OffsetDateTime::from_unix_timestamp(c.collected_at)
+        .map_err(|e| StoreError::Corrupt(format!("collected_at {}: {e}", c.collected_at)))?;
+    Ok(CheckEvidence {
+        check_id: c.check_id,
+        status: c.status,
+        collected_at,
+        reason: c.reason,
+        record_seq: c.record_seq,
+    })
+}
+
 /// The evidence of every active (not revoked) host, for evaluation.
 pub fn fleet_evidence(store: &Store, rules: &Policy) -> Result<Vec<HostEvidence>, StoreError> {
     fleet_evidence_at(store, rules, None)
@@ -118,16 +144,9 @@ pub fn fleet_evidence_at(
 ) -> Result<Vec<HostEvidence>, StoreError> {
     let hosts = store.hosts()?;
     let mut by_agent: BTreeMap<String, Vec<CheckEvidence>> = BTreeMap::new();
-    for c in states(store, rules, &hosts, as_of)? {
-        let collected_at = OffsetDateTime::from_unix_timestamp(c.collected_at)
-            .map_err(|e| StoreError::Corrupt(format!("collected_at {}: {e}", c.collected_at)))?;
-        by_agent.entry(c.agent_id).or_default().push(CheckEvidence {
-            check_id: c.check_id,
-            status: c.status,
-            collected_at,
-            reason: c.reason,
-            record_seq: c.record_seq,
-        });
+    for c in states(store, rules, &hosts, as_of, None)? {
+        let agent = c.agent_id.clone();
+        by_agent.entry(agent).or_default().push(check_evidence(c)?);
     }
     let known: Vec<_> = match as_of {
         // Hosts of that time: enrolled by then and with results then (the
@@ -187,14 +206,16 @@ pub fn policy_at(
     p
 }
 
-/// What an evaluation reads: the evidence, the catalog with its mappings,
-/// the configuration and the policy in force.
+/// What an evaluation reads: the evidence (the store, and the fleet's
+/// decided evidence kept from it), the catalog with its mappings, the
+/// configuration and the policy in force.
 #[derive(Clone, Copy)]
 pub struct Sources<'a> {
     pub store: &'a Store,
+    pub fleet: &'a Fleet,
     pub catalog: &'a Catalog,
     pub config: &'a Config,
-    pub rules: &'a Policy,
+    pub rules: &'a Arc<Policy>,
 }
 
 /// A framework's (or the whole catalog's) standing at a glance.
@@ -225,14 +246,6 @@ pub fn summary(controls: &[crate::evaluate::ControlEvaluation]) -> Summary {
     }
 }
 
-/// Keeps the hosts of a host group (a tag), when one is asked for.
-fn in_group(hosts: Vec<HostEvidence>, group: Option<&str>) -> Vec<HostEvidence> {
-    match group {
-        Some(g) => hosts.into_iter().filter(|h| h.tags.iter().any(|t| t == g)).collect(),
-        None => hosts,
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub struct ControlsView {
     pub framework: Option<String>,
@@ -249,10 +262,11 @@ pub struct ControlsView {
     pub evaluation: Evaluation,
 }
 
-/// Evaluates the catalog (optionally one framework). `Ok(Err(name))` when
-/// the framework is unknown.
+/// Evaluates the catalog (optionally one framework) now, or answers as the
+/// change log had it at `as_of`. `Ok(Err(name))` when the framework is
+/// unknown.
 pub fn controls(
-    Sources { store, catalog, config, rules }: Sources<'_>,
+    Sources { store, fleet, catalog, config, rules }: Sources<'_>,
     now: OffsetDateTime,
     framework: Option<&str>,
     group: Option<&str>,
@@ -263,9 +277,25 @@ pub fn controls(
     {
         return Ok(Err(fw.to_string()));
     }
-    let hosts = in_group(fleet_evidence_at(store, rules, as_of)?, group);
     let at = as_of.unwrap_or(now);
-    let mut evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &store.exceptions()?, at));
+    let mut evaluation = match as_of {
+        Some(t) => {
+            let only = framework.map_or(Only::All, Only::Framework);
+            logged_evaluation(store, catalog, &host_positions(store, group)?, t.unix_timestamp(), only)?
+        }
+        None => {
+            let all = fleet.evidence(store, rules)?;
+            let policy = policy_at(config, rules, &store.exceptions()?, at);
+            match group {
+                Some(g) => {
+                    let hosts: Vec<HostEvidence> =
+                        all.iter().filter(|h| h.tags.iter().any(|t| t == g)).cloned().collect();
+                    evaluate(catalog, &hosts, at, &policy)
+                }
+                None => evaluate(catalog, &all, at, &policy),
+            }
+        }
+    };
     if let Some(fw) = framework {
         evaluation.controls.retain(|c| c.framework == fw);
         evaluation.deviations.retain(|d| d.control_id.starts_with(&format!("{fw}/")));
@@ -280,6 +310,69 @@ pub fn controls(
         as_of: as_of.is_some(),
         evaluation,
     }))
+}
+
+/// Positions of the hosts of `group` (current tags), or of all, in the
+/// store's order (display name, agent id).
+fn host_positions(store: &Store, group: Option<&str>) -> Result<HashMap<String, usize>, StoreError> {
+    Ok(store
+        .hosts()?
+        .into_iter()
+        .filter(|h| group.is_none_or(|g| h.all_tags().iter().any(|t| t == g)))
+        .enumerate()
+        .map(|(i, h)| (h.agent_id, i))
+        .collect())
+}
+
+/// Which controls a logged evaluation answers for.
+#[derive(Clone, Copy)]
+enum Only<'a> {
+    All,
+    Framework(&'a str),
+    /// One control; its counts only (no deviations).
+    Control(&'a str),
+}
+
+impl<'a> Only<'a> {
+    fn requirements(self) -> Requirements<'a> {
+        match self {
+            Only::All => Requirements::All,
+            Only::Framework(fw) => Requirements::Framework(fw),
+            Only::Control(id) => Requirements::One(id),
+        }
+    }
+
+    fn control(self) -> Option<&'a str> {
+        match self {
+            Only::Control(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The evaluation as the change log had it at `at` (Unix seconds), for the
+/// hosts `position` knows.
+fn logged_evaluation(
+    store: &Store,
+    catalog: &Catalog,
+    position: &HashMap<String, usize>,
+    at: i64,
+    only: Only<'_>,
+) -> Result<Evaluation, StoreError> {
+    // Deviations name failing checks: not needed for one control's counts.
+    let with_checks = matches!(only, Only::Framework(_) | Only::All);
+    let logged: Vec<LoggedStanding> = store
+        .requirement_states_at(at, only.requirements(), with_checks)?
+        .into_iter()
+        .map(|StateAt { agent_id, requirement, state, checks, .. }| {
+            let failing_checks = checks
+                .and_then(|c| serde_json::from_str::<BTreeMap<String, String>>(&c).ok())
+                .map(|m| m.into_iter().filter(|(_, s)| s == "fail").map(|(c, _)| c).collect())
+                .unwrap_or_default();
+            LoggedStanding { agent_id, requirement, state, failing_checks }
+        })
+        .collect();
+    Ok(evaluation_from_log(catalog, &logged, |a| position.get(a).copied(), only.control()))
 }
 
 /// One point of a control's effectiveness over time.
@@ -298,10 +391,10 @@ pub struct EffectivenessPoint {
 pub const MAX_POINTS: u32 = 500;
 
 /// A control's effectiveness at `points` evenly spaced times from `from` to
-/// `to` (both included), each evaluated from the records received by then.
+/// `to` (both included), each as the change log had it then.
 /// `Ok(Err(id))` when the control is unknown.
 pub fn effectiveness(
-    Sources { store, catalog, config, rules }: Sources<'_>,
+    Sources { store, catalog, .. }: Sources<'_>,
     group: Option<&str>,
     control: &str,
     from: OffsetDateTime,
@@ -312,15 +405,15 @@ pub fn effectiveness(
         return Ok(Err(control.to_string()));
     }
     let points = points.clamp(1, MAX_POINTS);
-    let exceptions = store.exceptions()?;
     let span = (to - from).whole_seconds().max(0);
+    let position = host_positions(store, group)?;
     let mut out = Vec::with_capacity(points as usize);
     for i in 0..points {
         let offset = if points == 1 { span } else { span * i64::from(i) / i64::from(points - 1) };
         let at = from + time::Duration::seconds(offset);
-        let hosts = in_group(fleet_evidence_at(store, rules, Some(at))?, group);
-        let evaluation = evaluate(catalog, &hosts, at, &policy_at(config, rules, &exceptions, at));
-        let Some(c) = evaluation.controls.into_iter().find(|c| c.control_id == control) else {
+        let evaluation =
+            logged_evaluation(store, catalog, &position, at.unix_timestamp(), Only::Control(control))?;
+        let Some(c) = evaluation.controls.into_iter().next() else {
             continue;
         };
         out.push(EffectivenessPoint {

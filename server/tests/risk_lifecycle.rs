@@ -176,10 +176,14 @@ fn run(path: &Path) -> Result<(), String> {
                 let mut passing: BTreeMap<String, BTreeSet<String>> =
                     cleared.iter().map(|h| (h.clone(), all_checks.clone())).collect();
                 passing.extend(step.passing.iter().map(|(h, c)| (h.clone(), set(c))));
+                // In scope, neither failing nor passing anything (unknown, stale).
+                for h in in_scope.iter().filter(|h| !failing.contains_key(*h)) {
+                    passing.entry(h.clone()).or_default();
+                }
                 let obs = Observation {
                     requirement: REQUIREMENT.into(),
                     scope: "fleet".into(),
-                    in_scope: in_scope.clone(),
+                    in_scope: in_scope.len() as u32,
                     evidence: failing.keys().map(|h| (h.clone(), format!("/api/v1/records/{h}/1"))).collect(),
                     failing,
                     passing,

@@ -1,6 +1,7 @@
-//! The state on a past date, as an auditor asks for it: hosts and controls
-//! `as_of` a time are rebuilt from the signed records received by then, over
-//! the real API.
+//! The state on a past date, as an auditor asks for it, over the real API:
+//! hosts `as_of` a time are rebuilt from the signed records received by then;
+//! controls and effectiveness `as_of` a time are what the change log had
+//! decided by then (so the answer about a past time never changes later).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,6 +28,20 @@ fn control<'a>(controls: &'a Value, id: &str) -> &'a Value {
 
 fn ids(v: &Value) -> BTreeSet<String> {
     v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// Waits until the change log has `agent` at `state` on `requirement` and
+/// returns when that change was logged.
+async fn logged(server: &TestServer, agent: &str, requirement: &str, state: &str) -> i64 {
+    for _ in 0..100 {
+        let (_, changes) =
+            server.api(&format!("/api/v1/changes?agent={agent}&requirement={requirement}")).await;
+        if let Some(change) = changes.as_array().and_then(|c| c.iter().rev().find(|c| c["to"] == state)) {
+            return change["at"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{agent} never logged {state} on {requirement}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,13 +73,18 @@ async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
     assert_eq!(then["last_collected_at"], failing_at);
 
     let fw_only = "bsi-grundschutz:2023/SYS.1.1.A19";
+    let decided_failing = logged(&server, &id, fw_only, "not_satisfied").await;
+    let decided_passing = logged(&server, &id, fw_only, "satisfied").await;
+    assert!(decided_failing >= failing_at && decided_passing > decided_failing);
     let q = |at: i64| format!("/api/v1/controls?framework=bsi-grundschutz:2023&as_of={}", rfc3339(at));
-    let (_, c) = server.api(&q(failing_at)).await;
-    assert_eq!((c["as_of"].as_bool(), c["evaluated_at"].as_i64()), (Some(true), Some(failing_at)));
+    let (_, c) = server.api(&q(decided_failing)).await;
+    assert_eq!((c["as_of"].as_bool(), c["evaluated_at"].as_i64()), (Some(true), Some(decided_failing)));
     assert_eq!(ids(&control(&c, fw_only)["failing"]), BTreeSet::from([id.clone()]));
     assert_eq!(control(&c, fw_only)["state"], "deviating");
     let (_, c) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
     assert_eq!(control(&c, fw_only)["state"], "effective");
+    let (_, c) = server.api(&q(decided_passing)).await;
+    assert_eq!(control(&c, fw_only)["state"], "effective", "as of the fix the log says passing");
 
     // Before any evidence the host had none: never counted as compliant.
     let (_, c) = server.api(&q(before_any)).await;
@@ -77,11 +97,10 @@ async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
 
     // Effectiveness over time: nothing in scope before any evidence, 0 while
     // failing, 1 once fixed.
-    let now_ts = OffsetDateTime::now_utc().unix_timestamp();
     let url = format!(
         "/api/v1/effectiveness?control={fw_only}&from={}&to={}&points=2",
-        rfc3339(failing_at),
-        rfc3339(now_ts)
+        rfc3339(decided_failing),
+        rfc3339(decided_passing)
     );
     let (status, series) = server.api(&url).await;
     assert_eq!(status, 200, "{series}");
@@ -89,10 +108,18 @@ async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
     assert_eq!(points.len(), 2);
     assert_eq!(
         (points[0]["at"].as_i64(), points[0]["effectiveness"].as_f64()),
-        (Some(failing_at), Some(0.0))
+        (Some(decided_failing), Some(0.0))
     );
     assert_eq!(points[0]["state"], "deviating");
     assert_eq!(points[1]["effectiveness"].as_f64(), Some(1.0), "{series:#}");
+    let url = format!(
+        "/api/v1/effectiveness?control={fw_only}&from={}&to={}&points=1",
+        rfc3339(before_any),
+        rfc3339(before_any)
+    );
+    let (_, series) = server.api(&url).await;
+    assert_eq!(series["points"][0]["in_scope"], 0, "no host before any evidence: {series:#}");
+    assert_eq!(series["points"][0]["effectiveness"], Value::Null);
     let (status, body) =
         server.api("/api/v1/effectiveness?control=iso27001:2022/A.99&from=2026-01-01T00:00:00Z").await;
     assert_eq!(status, 400, "{body}");

@@ -66,6 +66,8 @@ pub struct HttpState {
     pub data_dir: std::path::PathBuf,
     /// The transparency log's verifier key (Go note format).
     pub log_key: String,
+    /// The fleet's decided evidence, shared with the keeper.
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// Every read route; the authentication test enumerates this list.
@@ -191,7 +193,9 @@ async fn hosts(
         Ok(t) => t,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of)?)).await {
+    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, None)?))
+        .await
+    {
         Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }
@@ -213,7 +217,9 @@ async fn host(
         Ok(t) => t,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of)?)).await {
+    let only = agent_id.clone();
+    let read = move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, Some(&only))?);
+    match blocking(read).await {
         Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
             Some(h) => Json(h).into_response(),
             None => error(StatusCode::NOT_FOUND, "no such host (at that time)"),
@@ -250,6 +256,7 @@ async fn controls(
         Ok(views::controls(
             views::Sources {
                 store: &s.store,
+                fleet: &s.fleet,
                 catalog: &s.catalog.current(),
                 config: &s.config,
                 rules: &s.policy.current(),
@@ -308,6 +315,7 @@ async fn effectiveness(
         Ok(views::effectiveness(
             views::Sources {
                 store: &s.store,
+                fleet: &s.fleet,
                 catalog: &s.catalog.current(),
                 config: &s.config,
                 rules: &s.policy.current(),

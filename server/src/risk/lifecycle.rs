@@ -43,12 +43,15 @@ pub struct Profile {
 pub struct Observation {
     pub requirement: String,
     pub scope: String,
-    /// Hosts the requirement applies to (not `not_applicable`).
-    pub in_scope: BTreeSet<String>,
+    /// How many hosts the requirement applies to (not `not_applicable`,
+    /// not excepted).
+    pub in_scope: u32,
     /// Failing hosts with the checks they fail.
     pub failing: BTreeMap<String, BTreeSet<String>>,
-    /// For each host, the checks of the requirement it passes with current
-    /// evidence: a host leaves an entry once it passes the checks it failed.
+    /// For hosts in scope (at least each one the entry names, failing or
+    /// not), the checks of the requirement it passes with current evidence:
+    /// a host leaves an entry once it passes the checks it failed, or once
+    /// it is out of scope (in neither `failing` nor `passing`).
     pub passing: BTreeMap<String, BTreeSet<String>>,
     /// For failing hosts, a link to the record that shows the failure.
     pub evidence: BTreeMap<String, String>,
@@ -161,7 +164,7 @@ pub fn reconcile(
             let empty = Observation {
                 requirement: key.0.to_string(),
                 scope: key.1.to_string(),
-                in_scope: BTreeSet::new(),
+                in_scope: 0,
                 failing: BTreeMap::new(),
                 passing: BTreeMap::new(),
                 evidence: BTreeMap::new(),
@@ -199,7 +202,7 @@ fn step(e: &RiskEntry, obs: &Observation, policy: &RiskPolicy, now: i64) -> Opti
                 n.host_checks = obs.failing.clone();
                 n.evidence = obs.evidence.clone();
                 n.checks = failing_checks;
-                n.in_scope_hosts = obs.in_scope.len() as u32;
+                n.in_scope_hosts = obs.in_scope;
                 if now - since >= policy.grace_seconds {
                     let reopening = e.status == Status::Closed;
                     n.status = Status::Open;
@@ -234,7 +237,11 @@ fn step(e: &RiskEntry, obs: &Observation, policy: &RiskPolicy, now: i64) -> Opti
         Status::Open | Status::InTreatment | Status::Accepted => {
             // Each host keeps the checks it failed and has not passed since.
             let mut host_checks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for h in e.affected_hosts.iter().filter(|h| obs.in_scope.contains(*h)) {
+            for h in e
+                .affected_hosts
+                .iter()
+                .filter(|h| obs.failing.contains_key(*h) || obs.passing.contains_key(*h))
+            {
                 let failed = e.host_checks.get(h).unwrap_or(&e.checks);
                 let passes = obs.passing.get(h);
                 let open: BTreeSet<String> =
@@ -252,7 +259,7 @@ fn step(e: &RiskEntry, obs: &Observation, policy: &RiskPolicy, now: i64) -> Opti
                 .iter()
                 .filter_map(|h| obs.evidence.get(h).or(e.evidence.get(h)).map(|l| (h.clone(), l.clone())))
                 .collect();
-            n.in_scope_hosts = obs.in_scope.len() as u32;
+            n.in_scope_hosts = obs.in_scope;
             if affected != e.affected_hosts {
                 events.push(event(Change::HostsChanged, now, host_diff(&e.affected_hosts, &affected)));
                 n.affected_hosts = affected;

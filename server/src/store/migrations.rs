@@ -13,9 +13,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_webhooks.sql")),
     (5, include_str!("migrations/0005_roles.sql")),
     (6, include_str!("migrations/0006_tlog.sql")),
+    (7, include_str!("migrations/0007_as_of.sql")),
 ];
 
-pub const LATEST: u32 = 6;
+pub const LATEST: u32 = 7;
 
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

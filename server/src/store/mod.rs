@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod bulk;
 pub mod exceptions;
+pub mod export;
 pub mod migrations;
 pub mod queries;
 pub mod records;
@@ -52,6 +53,10 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(open)?;
+    // 64 MiB of page cache instead of SQLite's 2 MiB: the change log's
+    // indexes and the fleet's states are read and written in bulk, and a
+    // small cache turns that into disk reads.
+    conn.pragma_update(None, "cache_size", -65_536).map_err(open)?;
     Ok(conn)
 }
 

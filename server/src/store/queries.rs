@@ -1,5 +1,7 @@
 //! Read-side queries for the HTTP API, evaluation and tests.
 
+use std::collections::HashMap;
+
 use custos_proto::evidence::CheckStatus;
 use rusqlite::params;
 use serde::Serialize;
@@ -69,6 +71,32 @@ pub struct StoredRecord {
     pub received_at: i64,
 }
 
+/// Each result's facts (JSON object text) in a record's statement, by check
+/// id; empty when the payload is not a statement with results.
+fn facts_by_check(payload: &[u8]) -> HashMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Statement {
+        predicate: Predicate,
+    }
+    #[derive(serde::Deserialize)]
+    struct Predicate {
+        #[serde(default)]
+        checks: Vec<Check>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Check {
+        id: String,
+        #[serde(default)]
+        facts: Option<Box<serde_json::value::RawValue>>,
+    }
+    match serde_json::from_slice::<Statement>(payload) {
+        Ok(s) => {
+            s.predicate.checks.into_iter().filter_map(|c| Some((c.id, c.facts?.get().to_string()))).collect()
+        }
+        Err(_) => HashMap::new(),
+    }
+}
+
 /// A `records` row selected as `agent_id, seq, digest, payload,
 /// payload_type, keyid, sig, received_at`.
 fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
@@ -105,13 +133,22 @@ pub struct GapEntry {
 
 impl Store {
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        self.hosts_where("ORDER BY display_name, agent_id", [])
+    }
+
+    /// One host, if enrolled.
+    pub fn host(&self, agent_id: &str) -> Result<Option<HostRow>, StoreError> {
+        Ok(self.hosts_where("WHERE agent_id = ?1", [agent_id])?.pop())
+    }
+
+    fn hosts_where(&self, tail: &str, params: impl rusqlite::Params) -> Result<Vec<HostRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT agent_id, display_name, enrolled_at, last_seen_at, last_collected_at, head_seq,
                     os, os_version, kernel, agent_version, revoked_at IS NOT NULL, cert_not_after, tags, reported_tags
-             FROM agents ORDER BY display_name, agent_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+             FROM agents {tail}"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             let tags: String = r.get(12)?;
             let reported: String = r.get(13)?;
             Ok(HostRow {
@@ -136,13 +173,34 @@ impl Store {
 
     /// The latest result of every check on every agent that is not revoked.
     pub fn check_states(&self) -> Result<Vec<CheckStateRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.agent_id, s.check_id, s.status, s.backend, s.reason, s.collected_at, s.record_seq, s.since, s.facts
-             FROM check_state s JOIN agents a USING (agent_id)
+        self.states_where(
+            "FROM check_state s JOIN agents a USING (agent_id)
              WHERE a.revoked_at IS NULL ORDER BY s.agent_id, s.check_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+            [],
+        )
+    }
+
+    /// The latest result of every check on every agent, revoked or not.
+    pub fn check_states_all(&self) -> Result<Vec<CheckStateRow>, StoreError> {
+        self.states_where("FROM check_state s ORDER BY s.agent_id, s.check_id", [])
+    }
+
+    /// The latest result of every check of one agent.
+    pub fn check_states_of(&self, agent_id: &str) -> Result<Vec<CheckStateRow>, StoreError> {
+        self.states_where("FROM check_state s WHERE s.agent_id = ?1 ORDER BY s.check_id", [agent_id])
+    }
+
+    /// `check_state` rows selected by `tail` (a FROM clause naming the table `s`).
+    fn states_where(
+        &self,
+        tail: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<CheckStateRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT s.agent_id, s.check_id, s.status, s.backend, s.reason, s.collected_at, s.record_seq, s.since, s.facts {tail}"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -177,26 +235,40 @@ impl Store {
         Ok(out)
     }
 
-    /// What [`Store::check_states`] would have answered at `at` (Unix
-    /// seconds): per agent enrolled and not revoked by then, the result of
-    /// each check in its newest record collected at or before `at`. Read from
-    /// the signed records themselves, so the past is what the evidence says.
-    pub fn check_states_as_of(&self, at: i64) -> Result<Vec<CheckStateRow>, StoreError> {
+    /// The highest record id (acceptance order); 0 when there is none.
+    pub fn records_high_water(&self) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM records", [], |r| r.get(0))?)
+    }
+
+    /// Agents with a record accepted after record id `mark`.
+    pub fn agents_with_records_after(&self, mark: i64) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        // SQLite returns the bare columns of the row holding MAX(...).
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT agent_id FROM records WHERE id > ?1")?;
+        let rows = stmt.query_map([mark], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What [`Store::check_states`] would have answered at `at` (Unix
+    /// seconds), for every agent or `only` one: per agent enrolled and not
+    /// revoked by then, the result of each check in its newest record
+    /// collected at or before `at`. Read from the signed records themselves,
+    /// so the past is what the evidence says.
+    pub fn check_states_as_of(&self, at: i64, only: Option<&str>) -> Result<Vec<CheckStateRow>, StoreError> {
+        let conn = self.conn();
+        // SQLite returns the bare columns of the row holding MAX(...). The
+        // facts are read afterwards, once per record, not once per result.
         let mut stmt = conn.prepare_cached(
             "SELECT r.agent_id, j.value ->> 'id', j.value ->> 'status', j.value ->> 'backend',
                     j.value ->> 'reason', MAX(r.collected_at * 4294967296 + r.seq), r.collected_at, r.seq,
                     (SELECT MAX(c.collected_at) FROM check_changes c
-                      WHERE c.agent_id = r.agent_id AND c.check_id = j.value ->> 'id' AND c.collected_at <= ?1),
-                    (SELECT p.value -> 'facts' FROM json_each(CAST(r.payload AS TEXT), '$.predicate.checks') p
-                      WHERE p.value ->> 'id' = j.value ->> 'id')
+                      WHERE c.agent_id = r.agent_id AND c.check_id = j.value ->> 'id' AND c.collected_at <= ?1)
              FROM records r JOIN agents a USING (agent_id), json_each(r.results) j
              WHERE r.collected_at <= ?1 AND a.enrolled_at <= ?1 AND (a.revoked_at IS NULL OR a.revoked_at > ?1)
+               AND (?2 IS NULL OR r.agent_id = ?2)
              GROUP BY r.agent_id, j.value ->> 'id'
              ORDER BY r.agent_id, 2",
         )?;
-        let rows = stmt.query_map([at], |r| {
+        let rows = stmt.query_map(params![at, only], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,
@@ -206,12 +278,11 @@ impl Store {
                 r.get::<_, i64>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, Option<i64>>(8)?,
-                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (agent_id, check_id, status, backend, reason, collected_at, seq, since, facts) = row?;
+            let (agent_id, check_id, status, backend, reason, collected_at, seq, since) = row?;
             let (Some(check_id), Some(status)) = (check_id, status) else {
                 return Err(StoreError::Corrupt(format!(
                     "record {agent_id}/{seq}: a result without id or status"
@@ -228,10 +299,28 @@ impl Store {
                 collected_at,
                 record_seq: seq as u64,
                 since: since.unwrap_or(collected_at),
-                facts,
+                facts: None,
                 agent_status: None,
                 by_policy: false,
             });
+        }
+        drop(stmt);
+        // The facts, from each record's payload, parsed once per record.
+        let mut payload_of =
+            conn.prepare_cached("SELECT payload FROM records WHERE agent_id = ?1 AND seq = ?2")?;
+        let mut facts: HashMap<(String, u64), HashMap<String, String>> = HashMap::new();
+        for row in &mut out {
+            let key = (row.agent_id.clone(), row.record_seq);
+            if !facts.contains_key(&key) {
+                let payload: Vec<u8> =
+                    payload_of.query_row(params![row.agent_id, row.record_seq as i64], |r| r.get(0))?;
+                facts.insert(key.clone(), facts_by_check(&payload));
+            }
+            row.facts = facts.get(&key).and_then(|f| f.get(&row.check_id)).cloned();
+            if facts.len() > 1024 {
+                // Rows come per agent: earlier agents' records are done.
+                facts.retain(|k, _| k.0 == row.agent_id);
+            }
         }
         Ok(out)
     }

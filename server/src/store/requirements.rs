@@ -1,6 +1,7 @@
 //! The change log of every host's standing on every requirement: one row
 //! per change with the record that decided it and the policy and mapping
-//! versions in force, plus the latest standing per host and requirement.
+//! versions in force. The latest standing of each pair, now or at any past
+//! time, is read from the log itself.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,6 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::evaluate::RequirementStanding;
 
 /// One logged change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -38,83 +38,161 @@ pub struct ChangeFilter {
     pub limit: u32,
 }
 
+/// A pair's standing as the change log had it at some time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateAt {
+    pub agent_id: String,
+    pub requirement: String,
+    pub state: String,
+    /// The checks JSON of a `not_satisfied` standing, when asked for.
+    pub checks: Option<String>,
+    /// The change log row it comes from.
+    pub row: i64,
+}
+
+/// Which requirements an as-of question is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Requirements<'a> {
+    All,
+    /// Those of one framework (ids `<framework>/...`).
+    Framework(&'a str),
+    One(&'a str),
+}
+
+/// One change to log, as the keeper found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequirementChangeRow {
+    pub agent_id: String,
+    pub requirement: String,
+    /// `None` for the first evaluation of the pair.
+    pub from: Option<&'static str>,
+    /// A standing, or `removed` when the pair is no longer evaluated.
+    pub to: &'static str,
+    /// The newest record behind the requirement's checks on the host.
+    pub record_seq: Option<u64>,
+    pub checks: BTreeMap<String, &'static str>,
+}
+
 impl Store {
-    /// Logs every pair whose standing differs from the stored one and
-    /// updates the stored standings, in one transaction. Pairs no longer
-    /// evaluated (a host left) are logged as `removed`. Returns the number
-    /// of changes.
-    pub fn log_requirement_standings(
+    /// Appends `changes` to the change log in one transaction. The record
+    /// digest is looked up once per record, not once per pair.
+    pub fn log_requirement_changes(
         &self,
-        standings: &BTreeMap<(String, String), RequirementStanding>,
+        changes: &[RequirementChangeRow],
         at: i64,
         policy_version: &str,
         mapping_version: &str,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut stored: BTreeMap<(String, String), String> = BTreeMap::new();
         {
-            let mut stmt = tx.prepare_cached("SELECT agent_id, requirement, state FROM requirement_state")?;
-            let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
-            for row in rows {
-                let (k, v) = row?;
-                stored.insert(k, v);
-            }
-        }
-        let mut changes = 0;
-        {
+            let mut digest_of = tx.prepare_cached(
+                "SELECT 'sha256:' || lower(hex(digest)) FROM records WHERE agent_id = ?1 AND seq = ?2",
+            )?;
             let mut log = tx.prepare_cached(
                 "INSERT INTO requirement_changes (agent_id, requirement, from_state, to_state, at, record_digest, policy_version, mapping_version, checks)
-                 VALUES (?1, ?2, ?3, ?4, ?5,
-                         (SELECT 'sha256:' || lower(hex(digest)) FROM records WHERE agent_id = ?1 AND seq = ?6),
-                         ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO requirement_state (agent_id, requirement, state, since, record_digest)
-                 VALUES (?1, ?2, ?3, ?4, (SELECT 'sha256:' || lower(hex(digest)) FROM records WHERE agent_id = ?1 AND seq = ?5))
-                 ON CONFLICT (agent_id, requirement) DO UPDATE SET state = excluded.state, since = excluded.since,
-                     record_digest = excluded.record_digest",
-            )?;
-            for ((agent, req), s) in standings {
-                let before = stored.remove(&(agent.clone(), req.clone()));
-                if before.as_deref() == Some(s.state) {
-                    continue;
-                }
-                let seq = s.record_seq.map(|q| q as i64);
-                let checks = serde_json::to_string(&s.checks).unwrap_or_else(|_| "{}".into());
+            let mut last: Option<((&str, u64), Option<String>)> = None;
+            for c in changes {
+                let digest = match c.record_seq {
+                    None => None,
+                    Some(seq) => match &last {
+                        Some((key, d)) if *key == (c.agent_id.as_str(), seq) => d.clone(),
+                        _ => {
+                            use rusqlite::OptionalExtension as _;
+                            let d: Option<String> = digest_of
+                                .query_row(params![c.agent_id, seq as i64], |r| r.get(0))
+                                .optional()?;
+                            last = Some(((c.agent_id.as_str(), seq), d.clone()));
+                            d
+                        }
+                    },
+                };
+                let checks = serde_json::to_string(&c.checks).unwrap_or_else(|_| "{}".into());
                 log.execute(params![
-                    agent,
-                    req,
-                    before,
-                    s.state,
+                    c.agent_id,
+                    c.requirement,
+                    c.from,
+                    c.to,
                     at,
-                    seq,
+                    digest,
                     policy_version,
                     mapping_version,
                     checks
                 ])?;
-                upsert.execute(params![agent, req, s.state, at, seq])?;
-                changes += 1;
-            }
-            let mut delete =
-                tx.prepare_cached("DELETE FROM requirement_state WHERE agent_id = ?1 AND requirement = ?2")?;
-            for ((agent, req), before) in stored {
-                log.execute(params![
-                    agent,
-                    req,
-                    before,
-                    "removed",
-                    at,
-                    None::<i64>,
-                    policy_version,
-                    mapping_version
-                ])?;
-                delete.execute(params![agent, req])?;
-                changes += 1;
             }
         }
         tx.commit()?;
-        Ok(changes)
+        Ok(())
+    }
+
+    /// Each pair's standing as the change log had it at `at` (its latest
+    /// change at or before then; pairs removed by then left out), for the
+    /// `requirements` asked for. `with_checks`: read the checks of
+    /// `not_satisfied` standings too (the rest is answered from the index
+    /// alone).
+    pub fn requirement_states_at(
+        &self,
+        at: i64,
+        requirements: Requirements<'_>,
+        with_checks: bool,
+    ) -> Result<Vec<StateAt>, StoreError> {
+        let conn = self.conn();
+        // The bare columns come from the row holding MAX(rowid), the pair's
+        // latest change by then; the index (requirement, agent_id, at,
+        // to_state) covers the query, and a framework is a range of it.
+        let mut stmt = match requirements {
+            Requirements::One(_) => conn.prepare_cached(
+                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                 WHERE requirement = ?2 AND at <= ?1 GROUP BY agent_id",
+            )?,
+            Requirements::Framework(_) => conn.prepare_cached(
+                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                 WHERE requirement >= ?2 AND requirement < ?3 AND at <= ?1 GROUP BY requirement, agent_id",
+            )?,
+            Requirements::All => conn.prepare_cached(
+                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                 WHERE at <= ?1 GROUP BY requirement, agent_id",
+            )?,
+        };
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok(StateAt {
+                agent_id: r.get(0)?,
+                requirement: r.get(1)?,
+                state: r.get(2)?,
+                checks: None,
+                row: r.get(3)?,
+            })
+        };
+        let rows = match requirements {
+            Requirements::One(id) => stmt.query_map(params![at, id], map)?,
+            // Ids of a framework run from "fw/" up to (not including) "fw0",
+            // '0' being the character after '/'.
+            Requirements::Framework(fw) => {
+                stmt.query_map(params![at, format!("{fw}/"), format!("{fw}0")], map)?
+            }
+            Requirements::All => stmt.query_map(params![at], map)?,
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if row.state != "removed" {
+                out.push(row);
+            }
+        }
+        drop(stmt);
+        if with_checks {
+            let mut checks_of =
+                conn.prepare_cached("SELECT checks FROM requirement_changes WHERE rowid = ?1")?;
+            for s in out.iter_mut().filter(|s| s.state == "not_satisfied") {
+                s.checks = Some(checks_of.query_row([s.row], |r| r.get(0))?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn requirement_changes(&self, f: &ChangeFilter) -> Result<Vec<RequirementChange>, StoreError> {

@@ -1,0 +1,256 @@
+//! What a verification found: failures (each naming the file inside the
+//! bundle and the reason), findings that are not forgeries (gaps in an
+//! agent's chain), and a summary a person can read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One check that did not hold. Every variant names the file it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("{file}: listed in the manifest but missing from the bundle")]
+    Missing { file: String },
+    #[error("{file}: in the bundle but not listed in the manifest")]
+    NotListed { file: String },
+    #[error("{file}: appears twice in the bundle")]
+    Duplicate { file: String },
+    #[error("{file}: SHA-256 is {found}, the manifest says {expected}")]
+    Digest { file: String, expected: String, found: String },
+    #[error("{file}: not a file of the bundle format")]
+    Unknown { file: String },
+    #[error("{file}: {reason}")]
+    Manifest { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Checkpoint { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    LogKey { file: String, reason: String },
+    #[error("{file}: not a valid key binding: {reason}")]
+    KeyBinding { file: String, reason: String },
+    #[error("{file}: not a valid record: {reason}")]
+    Record { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Identity { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Key { file: String, reason: String },
+    #[error("{file}: signature does not verify: {reason}")]
+    Signature { file: String, reason: String },
+    #[error("{file}: no inclusion proof ({proof} is missing)")]
+    NoProof { file: String, proof: String },
+    #[error("{file}: {reason}")]
+    Proof { file: String, reason: String },
+    #[error("{file}: not in the log: {reason}")]
+    Inclusion { file: String, reason: String },
+    #[error("{file}: chain broken: {reason}")]
+    Chain { file: String, reason: String },
+    #[error("{file} line {line}: {reason}")]
+    Csv { file: String, line: u64, reason: String },
+}
+
+impl Failure {
+    /// The bundle file the failure concerns.
+    pub fn file(&self) -> &str {
+        match self {
+            Failure::Missing { file }
+            | Failure::NotListed { file }
+            | Failure::Duplicate { file }
+            | Failure::Digest { file, .. }
+            | Failure::Unknown { file }
+            | Failure::Manifest { file, .. }
+            | Failure::Checkpoint { file, .. }
+            | Failure::LogKey { file, .. }
+            | Failure::KeyBinding { file, .. }
+            | Failure::Record { file, .. }
+            | Failure::Identity { file, .. }
+            | Failure::Key { file, .. }
+            | Failure::Signature { file, .. }
+            | Failure::NoProof { file, .. }
+            | Failure::Proof { file, .. }
+            | Failure::Inclusion { file, .. }
+            | Failure::Chain { file, .. }
+            | Failure::Csv { file, .. } => file,
+        }
+    }
+}
+
+/// Something an auditor should know that is not a forgery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Seqs missing between two records of the window: deleted, never
+    /// received, or outside the export; the bundle cannot tell which.
+    Gap { agent: String, first: u64, last: u64 },
+    /// Records the standings rest on that lie outside the window, not linked
+    /// to the window's records by the chain.
+    Context { agent: String, seqs: Vec<u64> },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Gap { agent, first, last } if first == last => {
+                write!(f, "agent {agent}: gap in the chain, seq {first} is not in the bundle")
+            }
+            Finding::Gap { agent, first, last } => {
+                write!(f, "agent {agent}: gap in the chain, seq {first}-{last} are not in the bundle")
+            }
+            Finding::Context { agent, seqs } => write!(
+                f,
+                "agent {agent}: seq {} collected outside the window (the standings in the CSV rest on them)",
+                seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// Which key the checkpoint signature was checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedKey {
+    /// `--log-key`: a key the auditor holds independently.
+    Pinned(String),
+    /// The bundle's own `log/key`: proves consistency, not origin.
+    Bundle(String),
+    /// Neither was usable.
+    None,
+}
+
+/// Per agent: what the bundle holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSummary {
+    pub records: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub first_time: Option<i64>,
+    pub last_time: Option<i64>,
+    pub key_bindings: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub bundle: String,
+    pub exported_at: String,
+    pub exported_by: String,
+    pub window: (String, String),
+    pub query: String,
+    pub trusted: TrustedKey,
+    /// Origin and tree size of the checkpoint, when it verified.
+    pub checkpoint: Option<(String, u64)>,
+    pub records: u64,
+    /// Records every check passed for.
+    pub records_verified: u64,
+    pub key_bindings: usize,
+    pub proofs: usize,
+    pub csv_rows: u64,
+    pub agents: BTreeMap<String, AgentSummary>,
+    pub failures: Vec<Failure>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// True when no check failed and no seq is missing inside the window.
+    /// A gap is no forgery, but a bundle with one does not prove the
+    /// window's evidence complete: the server accepts only seq = last + 1
+    /// (an agent's skipped collections are declared inside its next signed
+    /// record), so a missing seq means a record not in the bundle.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.gaps() == 0
+    }
+
+    /// Number of seq gaps inside the window.
+    pub fn gaps(&self) -> usize {
+        self.findings.iter().filter(|f| matches!(f, Finding::Gap { .. })).count()
+    }
+
+    /// The failures as their messages (for tests and logs).
+    pub fn failure_messages(&self) -> Vec<String> {
+        self.failures.iter().map(ToString::to_string).collect()
+    }
+
+    /// Collection times of the records, earliest and latest.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let first = self.agents.values().filter_map(|a| a.first_time).min()?;
+        let last = self.agents.values().filter_map(|a| a.last_time).max()?;
+        Some((first, last))
+    }
+}
+
+fn time(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Custos export bundle {}", self.bundle)?;
+        writeln!(f, "  exported {} by {}", self.exported_at, self.exported_by)?;
+        writeln!(f, "  window   {} to {}; {}", self.window.0, self.window.1, self.query)?;
+        match &self.trusted {
+            TrustedKey::Pinned(k) => writeln!(f, "  log key  {k} (pinned with --log-key)")?,
+            TrustedKey::Bundle(k) => writeln!(
+                f,
+                "  log key  {k} (the bundle's own key, NOT pinned: pass --log-key with the key you hold to check who signed)"
+            )?,
+            TrustedKey::None => writeln!(f, "  log key  none usable: the checkpoint could not be checked")?,
+        }
+        match &self.checkpoint {
+            Some((origin, size)) => {
+                writeln!(f, "  log      {origin}, checkpoint at tree size {size}, signature valid")?
+            }
+            None => writeln!(f, "  log      checkpoint NOT verified")?,
+        }
+        writeln!(
+            f,
+            "  records  {} verified of {} from {} agents; {} key bindings, {} inclusion proofs, {} CSV rows",
+            self.records_verified,
+            self.records,
+            self.agents.len(),
+            self.key_bindings,
+            self.proofs,
+            self.csv_rows
+        )?;
+        if let Some((a, b)) = self.time_range() {
+            writeln!(f, "  collected {} to {}", time(a), time(b))?;
+        }
+        if !self.agents.is_empty() {
+            writeln!(f, "Agents:")?;
+            for (agent, s) in &self.agents {
+                let span = match (s.first_time, s.last_time) {
+                    (Some(a), Some(b)) => format!(", {} to {}", time(a), time(b)),
+                    _ => String::new(),
+                };
+                writeln!(
+                    f,
+                    "  {agent}: {} records, seq {}-{}{span}; {} key bindings",
+                    s.records, s.first_seq, s.last_seq, s.key_bindings
+                )?;
+            }
+        }
+        if !self.findings.is_empty() {
+            writeln!(f, "Findings (not forgeries, but worth a question):")?;
+            for x in &self.findings {
+                writeln!(f, "  {x}")?;
+            }
+        }
+        if !self.failures.is_empty() {
+            writeln!(f, "Failures ({}):", self.failures.len())?;
+            for x in &self.failures {
+                writeln!(f, "  {x}")?;
+            }
+        }
+        if self.ok() {
+            writeln!(f, "Result: VERIFIED")?;
+        } else if self.failures.is_empty() {
+            writeln!(
+                f,
+                "Result: FAILED: every file verifies, but the window's chains have {} gaps",
+                self.gaps()
+            )?;
+        } else {
+            writeln!(f, "Result: FAILED")?;
+        }
+        Ok(())
+    }
+}
