@@ -270,6 +270,12 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
     let m = manifest_of(&files);
     assert_eq!(m.format, format::FORMAT);
     assert_eq!(m.exported_by, "test auditor");
+    // The export is in the audit trail, and so a leaf of the log.
+    let trail = fleet.store.audit_trail(10).unwrap();
+    assert!(
+        trail.iter().any(|r| r.action == "export" && r.name == "test auditor" && r.leaf_index.is_some()),
+        "{trail:?}"
+    );
     assert_eq!(m.counts.records, AGENTS as u64 * RECORDS);
     assert_eq!(m.counts.records_in_window, AGENTS as u64 * RECORDS);
     assert_eq!(m.counts.key_bindings, AGENTS);

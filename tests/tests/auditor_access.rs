@@ -1,6 +1,6 @@
 //! Auditor access: read-only tokens limited to a window of evidence time
 //! and to a set of controls; every write refused; every auditor read in the
-//! audit trail with who, when and what.
+//! audit trail with who, when and what, each row a leaf of the transparency log.
 
 use std::sync::Arc;
 
@@ -176,4 +176,10 @@ async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
     );
     assert!(rows.iter().any(|r| r["name"] == "Max Muster, Example Audit GmbH" && r["status"] == 403));
     assert!(rows.iter().all(|r| r["name"] != "viewer"), "only auditors are traced");
+    // Each row is a leaf of the transparency log, one leaf per row.
+    let leaves: std::collections::BTreeSet<u64> =
+        rows.iter().map(|r| r["leaf_index"].as_u64().unwrap()).collect();
+    assert_eq!(leaves.len(), rows.len(), "{trail:#}");
+    let store = custos_server::store::Store::open(&server.dir.join("custos.db")).unwrap();
+    assert!(store.tlog_size().unwrap() > *leaves.last().unwrap(), "the leaves are in the log");
 }

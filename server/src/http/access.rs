@@ -80,10 +80,11 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
         action,
         target,
         status: response.status().as_u16(),
+        leaf_index: None,
     };
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || store.record_audit(&row)).await {
-        Ok(Ok(())) => response,
+        Ok(Ok(_)) => response,
         // An auditor's read that cannot be recorded is not served.
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),

@@ -14,9 +14,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("migrations/0005_roles.sql")),
     (6, include_str!("migrations/0006_tlog.sql")),
     (7, include_str!("migrations/0007_as_of.sql")),
+    (8, include_str!("migrations/0008_audit_log.sql")),
 ];
 
-pub const LATEST: u32 = 7;
+pub const LATEST: u32 = 8;
 
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -64,6 +64,9 @@ pub(crate) enum LeafKind<'a> {
     Record { agent_id: &'a str, seq: u64 },
     /// A key-binding event; its data is kept with the leaf.
     KeyBinding { agent_id: &'a str },
+    /// An audit-trail row (an auditor's read, an export); its data is kept
+    /// with the leaf.
+    Audit,
 }
 
 /// Appends leaves inside one transaction, keeping the hashes it wrote in
@@ -118,8 +121,9 @@ impl LogAppender {
             self.written.insert((r.level, r.index), r.hash);
         }
         let (k, agent, seq, stored) = match kind {
-            LeafKind::Record { agent_id, seq } => ("record", agent_id, Some(seq as i64), None),
-            LeafKind::KeyBinding { agent_id } => ("key_binding", agent_id, None, Some(data)),
+            LeafKind::Record { agent_id, seq } => ("record", Some(agent_id), Some(seq as i64), None),
+            LeafKind::KeyBinding { agent_id } => ("key_binding", Some(agent_id), None, Some(data)),
+            LeafKind::Audit => ("audit", None, None, Some(data)),
         };
         conn.prepare_cached(
             "INSERT INTO tlog_leaves (idx, kind, agent_id, record_seq, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -163,6 +167,25 @@ pub(crate) fn log_key_binding(
     let data = serde_json::to_vec(&b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     LogAppender::open(conn)?.append(conn, LeafKind::KeyBinding { agent_id }, &data, at)
 }
+
+/// An audit-trail row as logged.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AuditLeaf {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub at: i64,
+    /// The API token's id (0: the command line).
+    pub token_id: i64,
+    /// Who: the token's name, or the person named on the command line.
+    pub name: String,
+    /// What: the HTTP method, or `export`.
+    pub action: String,
+    /// The request path and query, or the export's query.
+    pub target: String,
+    pub status: u16,
+}
+
+pub const AUDIT_TYPE: &str = "https://custos.dev/tlog/audit/v1";
 
 /// A stored signed checkpoint.
 #[derive(Debug, Clone, Serialize, PartialEq)]

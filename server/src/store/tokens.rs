@@ -106,6 +106,9 @@ pub struct TrailRow {
     pub action: String,
     pub target: String,
     pub status: u16,
+    /// Its leaf in the transparency log (rows from before version 8 have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_index: Option<u64>,
 }
 
 impl Store {
@@ -176,19 +179,36 @@ impl Store {
         Ok(Some(Caller { token_id, name, role, window, controls }))
     }
 
-    pub fn record_audit(&self, row: &TrailRow) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO audit_trail (at, token_id, name, action, target, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![row.at, row.token_id, row.name, row.action, row.target, row.status],
+    /// Keeps an audit-trail row and appends it to the transparency log, in
+    /// one transaction. Returns its leaf index.
+    pub fn record_audit(&self, row: &TrailRow) -> Result<u64, StoreError> {
+        let leaf = super::tlog::AuditLeaf {
+            type_: super::tlog::AUDIT_TYPE.into(),
+            at: row.at,
+            token_id: row.token_id,
+            name: row.name.clone(),
+            action: row.action.clone(),
+            target: row.target.clone(),
+            status: row.status,
+        };
+        let data = serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let index =
+            super::tlog::LogAppender::open(&tx)?.append(&tx, super::tlog::LeafKind::Audit, &data, row.at)?;
+        tx.execute(
+            "INSERT INTO audit_trail (at, token_id, name, action, target, status, leaf_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.at, row.token_id, row.name, row.action, row.target, row.status, index as i64],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(index)
     }
 
     /// The audit trail, newest first.
     pub fn audit_trail(&self, limit: u32) -> Result<Vec<TrailRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT at, token_id, name, action, target, status FROM audit_trail ORDER BY id DESC LIMIT ?1",
+            "SELECT at, token_id, name, action, target, status, leaf_index FROM audit_trail ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit], |r| {
             Ok(TrailRow {
@@ -198,6 +218,7 @@ impl Store {
                 action: r.get(3)?,
                 target: r.get(4)?,
                 status: r.get(5)?,
+                leaf_index: r.get::<_, Option<i64>>(6)?.map(|i| i as u64),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
