@@ -164,6 +164,12 @@ pub struct Deviation {
 pub struct Evaluation {
     pub controls: Vec<ControlEvaluation>,
     pub deviations: Vec<Deviation>,
+    /// Per evaluated host (in order), its standing code on each control that
+    /// some check supports (in catalog order): what [`standings`] reads, kept
+    /// while evaluating because rebuilding it from the buckets by agent id
+    /// cost seconds at fleet scale. Empty for evaluations rebuilt from the log.
+    #[serde(skip)]
+    codes: Vec<Vec<u8>>,
 }
 
 /// A host's standing on one check, ordered from best to worst.
@@ -258,6 +264,9 @@ pub fn evaluate(
         .collect();
     let mut controls = Vec::with_capacity(catalog.controls().len());
     let mut deviations = Vec::new();
+    let supported = index.controls.iter().filter(|c| !c.is_empty()).count();
+    let mut codes = vec![vec![Standings::NONE; supported]; hosts.len()];
+    let mut r = 0;
     for (control, check_idx) in catalog.controls().iter().zip(&index.controls) {
         let checks = catalog.checks_for_control(&control.id).to_vec();
         let mut ev = ControlEvaluation {
@@ -280,13 +289,15 @@ pub fn evaluate(
             continue;
         }
         let mut failing_by_check: Vec<Vec<String>> = vec![Vec::new(); checks.len()];
-        for (host, host_standings) in hosts.iter().zip(&standings) {
+        for (h, (host, host_standings)) in hosts.iter().zip(&standings).enumerate() {
             if !policy.applies(&control.id, &host.tags) {
                 ev.not_applicable.push(host.agent_id.clone());
+                codes[h][r] = CODE_NOT_APPLICABLE;
                 continue;
             }
             if !excepted.is_empty() && excepted.contains(&(host.agent_id.as_str(), control.id.as_str())) {
                 ev.excepted.push(host.agent_id.clone());
+                codes[h][r] = CODE_EXCEPTED;
                 continue;
             }
             let mut worst = Standing::NotApplicable;
@@ -297,16 +308,18 @@ pub fn evaluate(
                 }
                 worst = worst.max(s);
             }
-            let bucket = match worst {
-                Standing::Pass => &mut ev.passing,
-                Standing::Fail => &mut ev.failing,
-                Standing::Unknown => &mut ev.unknown,
-                Standing::Missing => &mut ev.without_evidence,
-                Standing::Stale => &mut ev.stale,
-                Standing::NotApplicable => &mut ev.not_applicable,
+            let (bucket, code) = match worst {
+                Standing::Pass => (&mut ev.passing, 0),
+                Standing::Fail => (&mut ev.failing, 1),
+                Standing::Unknown => (&mut ev.unknown, 2),
+                Standing::Missing => (&mut ev.without_evidence, 3),
+                Standing::Stale => (&mut ev.stale, 4),
+                Standing::NotApplicable => (&mut ev.not_applicable, CODE_NOT_APPLICABLE),
             };
             bucket.push(host.agent_id.clone());
+            codes[h][r] = code;
         }
+        r += 1;
         ev.state = if !ev.failing.is_empty() {
             ControlState::Deviating
         } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() || !ev.stale.is_empty() {
@@ -331,7 +344,7 @@ pub fn evaluate(
         }
         controls.push(ev);
     }
-    Evaluation { controls, deviations }
+    Evaluation { controls, deviations, codes }
 }
 
 /// A host's standing on one requirement, for the change log.
@@ -348,6 +361,8 @@ pub struct RequirementStanding {
 /// The standings a host can have on a requirement, by code.
 pub const REQUIREMENT_STATES: [&str; 7] =
     ["satisfied", "not_satisfied", "unknown", "no_evidence", "stale", "excepted", "not_applicable"];
+const CODE_EXCEPTED: u8 = 5;
+const CODE_NOT_APPLICABLE: u8 = 6;
 
 /// The code of a standing named in [`REQUIREMENT_STATES`].
 pub fn requirement_state_code(state: &str) -> Option<u8> {
@@ -370,31 +385,42 @@ impl Standings<'_> {
     pub const NONE: u8 = u8::MAX;
 }
 
-/// [`Standings`] of `hosts` from their evaluation.
+/// [`Standings`] of `hosts` from their evaluation (the hosts it evaluated,
+/// in the same order).
 pub fn standings<'e>(evaluation: &'e Evaluation, hosts: &[HostEvidence]) -> Standings<'e> {
-    let position: HashMap<&str, usize> =
-        hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), i)).collect();
     let supported: Vec<&ControlEvaluation> =
         evaluation.controls.iter().filter(|c| !c.checks.is_empty()).collect();
-    let mut codes = vec![vec![Standings::NONE; supported.len()]; hosts.len()];
-    for (r, c) in supported.iter().enumerate() {
-        let buckets: [&Vec<String>; 7] = [
-            &c.passing,
-            &c.failing,
-            &c.unknown,
-            &c.without_evidence,
-            &c.stale,
-            &c.excepted,
-            &c.not_applicable,
-        ];
-        for (code, agents) in buckets.into_iter().enumerate() {
-            for agent in agents {
-                if let Some(&h) = position.get(agent.as_str()) {
-                    codes[h][r] = code as u8;
+    // The codes kept while evaluating, unless the controls were filtered
+    // since (other columns) or the hosts differ in number.
+    let kept = evaluation.codes.len() == hosts.len()
+        && evaluation.codes.first().is_none_or(|c| c.len() == supported.len());
+    let codes = if kept {
+        evaluation.codes.clone()
+    } else {
+        // Rebuilt from the buckets by agent id.
+        let position: HashMap<&str, usize> =
+            hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), i)).collect();
+        let mut codes = vec![vec![Standings::NONE; supported.len()]; hosts.len()];
+        for (r, c) in supported.iter().enumerate() {
+            let buckets: [&Vec<String>; 7] = [
+                &c.passing,
+                &c.failing,
+                &c.unknown,
+                &c.without_evidence,
+                &c.stale,
+                &c.excepted,
+                &c.not_applicable,
+            ];
+            for (code, agents) in buckets.into_iter().enumerate() {
+                for agent in agents {
+                    if let Some(&h) = position.get(agent.as_str()) {
+                        codes[h][r] = code as u8;
+                    }
                 }
             }
         }
-    }
+        codes
+    };
     Standings {
         requirements: supported.iter().map(|c| c.control_id.as_str()).collect(),
         checks: supported.iter().map(|c| c.checks.as_slice()).collect(),
@@ -526,7 +552,7 @@ pub fn evaluation_from_log(
         }
         controls.push(ev);
     }
-    Evaluation { controls, deviations }
+    Evaluation { controls, deviations, codes: Vec::new() }
 }
 
 #[cfg(test)]
@@ -641,6 +667,37 @@ mod tests {
         assert_eq!(p.stale_limit("firewall"), Duration::hours(12));
         let e = evaluate(&cat, &[host("a", &[("firewall", Pass, 4)])], NOW, &p);
         assert_eq!(control(&e, "bsi-grundschutz:2023/SYS.1.1.A19").passing, ["a"]);
+    }
+
+    #[test]
+    fn standings_kept_while_evaluating_equal_those_rebuilt_from_the_buckets() {
+        use CheckStatus::*;
+        let cat = Catalog::builtin().unwrap();
+        let mut p = policy();
+        p.exceptions.insert(("b".into(), "iso27001:2022/A.8.20".into()), NOW + Duration::days(1));
+        p.scope = Some(Scope(Arc::new(|control: &str, tags: &[String]| {
+            !control.starts_with("bsi-grundschutz:2023/SYS.1.1") || tags.iter().any(|t| t == "server")
+        })));
+        let mut server = host("s", &[("firewall", Pass, 1), ("ssh_server", Fail, 1)]);
+        server.tags = vec!["server".into()];
+        let hosts = vec![
+            host("a", &[("firewall", Fail, 1), ("antivirus", NotApplicable, 1)]),
+            host("b", &[("firewall", Pass, 100), ("disk_encryption", Unknown, 1)]),
+            host("c", &[]),
+            server,
+        ];
+        let e = evaluate(&cat, &hosts, NOW, &p);
+        let kept = standings(&e, &hosts);
+        assert_eq!(kept.codes.len(), 4);
+        let mut rebuilt = e.clone();
+        rebuilt.codes.clear();
+        assert_eq!(kept.codes, standings(&rebuilt, &hosts).codes);
+        assert!(kept.codes.iter().flatten().all(|c| (*c as usize) < REQUIREMENT_STATES.len()));
+        // Filtered controls: the kept codes no longer fit and are not used.
+        let mut filtered = e.clone();
+        filtered.controls.retain(|c| c.framework == "iso27001:2022");
+        let s = standings(&filtered, &hosts);
+        assert_eq!(s.requirements.len(), s.codes[0].len());
     }
 
     #[test]

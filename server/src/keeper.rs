@@ -38,37 +38,39 @@ use custos_proto::evidence::CheckStatus;
 /// The scope of an entry when no host group narrows a requirement.
 pub const FLEET: &str = "fleet";
 
+/// The hosts each requirement's register entries name, with the checks the
+/// entry has them failing.
+pub type Named<'e> = HashMap<&'e str, Vec<(&'e str, &'e BTreeSet<String>)>>;
+
 /// What the evaluation says about each requirement of the register's
-/// frameworks that some check supports. `named` are the hosts each
-/// requirement's entries name: only for them (when in scope) does an
-/// observation list the checks they pass, which is all the lifecycle asks of
-/// passing hosts; at fleet scale listing every passing host per requirement
-/// cost minutes.
+/// frameworks that some check supports. Only for the hosts an entry names
+/// (`named`), and only when in scope and able to clear something (not
+/// failing every check the entry has them failing), does an observation
+/// list the checks they pass: that is all the lifecycle asks of passing
+/// hosts, and listing every passing host per requirement cost minutes at
+/// fleet scale.
+#[allow(clippy::too_many_arguments)]
 pub fn observations(
     catalog: &Catalog,
     hosts: &[HostEvidence],
     evaluation: &Evaluation,
+    standings: &Standings<'_>,
     frameworks: &[String],
     policy: &RiskPolicy,
-    named: &HashMap<&str, HashSet<&str>>,
+    named: &Named<'_>,
     fresh: impl Fn(&CheckEvidence) -> bool,
 ) -> Vec<Observation> {
-    let by_agent: HashMap<&str, &HostEvidence> = hosts.iter().map(|h| (h.agent_id.as_str(), h)).collect();
-    // Named host → checks it passes with current evidence.
-    let passing_checks: HashMap<&str, BTreeSet<&str>> = named
-        .values()
-        .flatten()
-        .filter_map(|a| by_agent.get(a))
-        .map(|h| {
-            let passes = h
-                .checks
-                .iter()
-                .filter(|c| c.status == CheckStatus::Pass && fresh(c))
-                .map(|c| c.check_id.as_str())
-                .collect();
-            (h.agent_id.as_str(), passes)
-        })
-        .collect();
+    let by_agent: HashMap<&str, (usize, &HostEvidence)> =
+        hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), (i, h))).collect();
+    let requirement_index: HashMap<&str, usize> =
+        standings.requirements.iter().enumerate().map(|(r, id)| (*id, r)).collect();
+    // In scope: satisfied, not satisfied, unknown, no evidence or stale.
+    let in_scope = |host: usize, requirement: &str| {
+        requirement_index
+            .get(requirement)
+            .and_then(|r| standings.codes.get(host).map(|c| c[*r]))
+            .is_some_and(|code| code <= 4)
+    };
     let mut failing: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for d in &evaluation.deviations {
         let hosts = failing.entry(d.control_id.as_str()).or_default();
@@ -87,30 +89,40 @@ pub fn observations(
             } else {
                 failing.values().flatten().cloned().collect()
             };
-            let in_scope = [&c.passing, &c.failing, &c.unknown, &c.without_evidence, &c.stale];
-            let passing = match named.get(c.control_id.as_str()) {
-                None => BTreeMap::new(),
-                Some(named) => in_scope
-                    .iter()
-                    .flat_map(|b| b.iter())
-                    .filter(|h| named.contains(h.as_str()))
-                    .map(|h| {
-                        let passes = passing_checks.get(h.as_str());
-                        let checks = c
-                            .checks
-                            .iter()
-                            .filter(|chk| passes.is_some_and(|p| p.contains(chk.as_str())))
-                            .cloned()
-                            .collect();
-                        (h.clone(), checks)
-                    })
-                    .collect(),
-            };
+            let in_scope_count = [&c.passing, &c.failing, &c.unknown, &c.without_evidence, &c.stale]
+                .iter()
+                .map(|b| b.len())
+                .sum::<usize>();
+            let passing = named
+                .get(c.control_id.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|(h, entry_checks)| {
+                    let (i, host) = by_agent.get(h)?;
+                    if !in_scope(*i, &c.control_id) {
+                        return None;
+                    }
+                    if failing.get(*h).is_some_and(|now| entry_checks.iter().all(|chk| now.contains(chk))) {
+                        return None;
+                    }
+                    let checks = c
+                        .checks
+                        .iter()
+                        .filter(|chk| {
+                            host.checks
+                                .iter()
+                                .any(|e| e.check_id == **chk && e.status == CheckStatus::Pass && fresh(e))
+                        })
+                        .cloned()
+                        .collect();
+                    Some((h.to_string(), checks))
+                })
+                .collect();
             // Each failing host's newest record among the checks it fails.
             let evidence = failing
                 .iter()
                 .filter_map(|(host, checks)| {
-                    let h = by_agent.get(host.as_str())?;
+                    let (_, h) = by_agent.get(host.as_str())?;
                     let seq = h
                         .checks
                         .iter()
@@ -124,7 +136,7 @@ pub fn observations(
                 evidence,
                 requirement: c.control_id.clone(),
                 scope: FLEET.into(),
-                in_scope: in_scope.iter().map(|b| b.len()).sum::<usize>() as u32,
+                in_scope: in_scope_count as u32,
                 failing,
                 passing,
                 profile: profile(catalog, &policy.matrix, &c.control_id, &checks),
@@ -382,13 +394,14 @@ impl Keeper {
         let hosts = self.fleet.evidence(store, &rules)?;
         let eval_policy = views::policy_at(&self.config, &rules, &store.exceptions()?, now);
         let evaluation = evaluate(&catalog, &hosts, now, &eval_policy);
+        let standings = standings(&evaluation, &hosts);
         let requirement_changes = {
             let mut guard = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
             let mut logged = match guard.take() {
                 Some(l) => l,
                 None => Logged::from_store(store)?,
             };
-            let Diff { changes, next } = diff(&mut logged, &hosts, &standings(&evaluation, &hosts));
+            let Diff { changes, next } = diff(&mut logged, &hosts, &standings);
             // Only what the store took is remembered: on failure the next
             // pass starts again from the store.
             store.log_requirement_changes(
@@ -407,17 +420,24 @@ impl Keeper {
         let hooks = &self.config.webhooks;
         let transitions = store.reconcile_risks(
             |entries| {
-                let mut named: HashMap<&str, HashSet<&str>> = HashMap::new();
+                let mut named: Named<'_> = HashMap::new();
                 for e in entries {
                     if let Some(req) = &e.requirement {
-                        named
-                            .entry(req.as_str())
-                            .or_default()
-                            .extend(e.affected_hosts.iter().map(String::as_str));
+                        let failed = |h: &String| e.host_checks.get(h).unwrap_or(&e.checks);
+                        let hosts = e.affected_hosts.iter().map(|h| (h.as_str(), failed(h)));
+                        named.entry(req.as_str()).or_default().extend(hosts);
                     }
                 }
-                let observations =
-                    observations(&catalog, &hosts, &evaluation, frameworks, &policy, &named, fresh);
+                let observations = observations(
+                    &catalog,
+                    &hosts,
+                    &evaluation,
+                    &standings,
+                    frameworks,
+                    &policy,
+                    &named,
+                    fresh,
+                );
                 reconcile(entries, &observations, &policy, now)
             },
             |ts| webhook::deliveries_for_transitions(hooks, ts, now.unix_timestamp()),

@@ -48,10 +48,11 @@ pub struct Observation {
     pub in_scope: u32,
     /// Failing hosts with the checks they fail.
     pub failing: BTreeMap<String, BTreeSet<String>>,
-    /// For hosts in scope (at least each one the entry names, failing or
-    /// not), the checks of the requirement it passes with current evidence:
-    /// a host leaves an entry once it passes the checks it failed, or once
-    /// it is out of scope (in neither `failing` nor `passing`).
+    /// For hosts in scope (at least each one the entry names, but for failing
+    /// hosts that still fail every check the entry has them failing), the
+    /// checks of the requirement it passes with current evidence: a host
+    /// leaves an entry once it passes the checks it failed, or once it is out
+    /// of scope (in neither `failing` nor `passing`).
     pub passing: BTreeMap<String, BTreeSet<String>>,
     /// For failing hosts, a link to the record that shows the failure.
     pub evidence: BTreeMap<String, String>,
