@@ -12,9 +12,10 @@
 //! - `log/checkpoint` (C2SP signed note), `log/key` (its verifier key in the
 //!   note key format);
 //! - `evidence.csv` (RFC 4180, columns [`CSV_HEADER`]);
+//! - `assessment-results.json`: OSCAL Assessment Results built from the same
+//!   rows (`super::assessment_results`);
 //! - `manifest.json`: the query, who and when, counts, and the SHA-256 of
-//!   every other file. Documents added later (OSCAL assessment results) get
-//!   a field in [`Documents`] and an entry in `files`.
+//!   every other file. Each document is named in [`Documents`].
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,7 @@ pub const MANIFEST: &str = "manifest.json";
 pub const CHECKPOINT: &str = "log/checkpoint";
 pub const LOG_KEY: &str = "log/key";
 pub const EVIDENCE_CSV: &str = "evidence.csv";
+pub const ASSESSMENT_RESULTS: &str = "assessment-results.json";
 
 /// How the sample is drawn, as the manifest states it so anyone can redo it.
 pub const SAMPLE_METHOD: &str =
@@ -67,6 +69,7 @@ pub enum BundlePath {
     Checkpoint,
     LogKey,
     EvidenceCsv,
+    AssessmentResults,
     Record {
         agent: String,
         seq: u64,
@@ -107,6 +110,7 @@ impl BundlePath {
             CHECKPOINT => Some(BundlePath::Checkpoint),
             LOG_KEY => Some(BundlePath::LogKey),
             EVIDENCE_CSV => Some(BundlePath::EvidenceCsv),
+            ASSESSMENT_RESULTS => Some(BundlePath::AssessmentResults),
             _ => {
                 if let Some(rest) = path.strip_prefix("records/") {
                     agent_and_number(rest, ".dsse.json").map(|(agent, seq)| BundlePath::Record { agent, seq })
@@ -196,7 +200,8 @@ pub struct EvaluationInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Documents {
     pub evidence_csv: Option<String>,
-    /// OSCAL Assessment Results; not written by this version.
+    /// OSCAL Assessment Results ([`ASSESSMENT_RESULTS`]); `None` in bundles
+    /// written before it existed.
     #[serde(default)]
     pub oscal_assessment_results: Option<String>,
 }
@@ -212,6 +217,13 @@ pub struct Counts {
     pub key_bindings: usize,
     pub proofs: u64,
     pub csv_rows: usize,
+    /// What `assessment-results.json` holds.
+    #[serde(default)]
+    pub oscal_observations: usize,
+    #[serde(default)]
+    pub oscal_findings: usize,
+    #[serde(default)]
+    pub oscal_risks: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@
 //! `evidence.csv` rest on, an inclusion proof per leaf against one signed
 //! checkpoint (freshly signed through [`Store::sign_checkpoint`], which
 //! refuses inconsistent checkpoints, when the latest one does not cover every
-//! exported leaf), the log's verifier key, the evidence CSV and a manifest.
+//! exported leaf), the log's verifier key, the evidence CSV, the OSCAL
+//! assessment results over the same rows ([`assessment_results`]) and a
+//! manifest.
 //!
 //! Invariants: every leaf is checked against the stored leaf hash and every
 //! proof against the checkpoint's root before it is written, so an export
@@ -17,6 +19,7 @@
 //! with a record in the window carrying a mapped check) and then exports all
 //! their records in the window, so chains stay whole.
 
+pub mod assessment_results;
 pub mod bundle;
 pub mod csv;
 pub mod format;
@@ -42,8 +45,8 @@ use crate::tlog::{Checkpoint, MemoryTree, TreeError, VerifierKey, leaf_hash};
 use bundle::BundleWriter;
 use csv::EvidenceRow;
 use format::{
-    CHECKPOINT, Counts, Documents, EVIDENCE_CSV, EvaluationInfo, FORMAT, LOG_KEY, LogInfo, Manifest,
-    ProofFile, Query, SAMPLE_METHOD, Sample,
+    ASSESSMENT_RESULTS, CHECKPOINT, Counts, Documents, EVIDENCE_CSV, EvaluationInfo, FORMAT, LOG_KEY,
+    LogInfo, Manifest, ProofFile, Query, SAMPLE_METHOD, Sample,
 };
 
 /// Why an export failed. Nothing is left under the target name.
@@ -85,6 +88,8 @@ pub enum ExportError {
     },
     #[error("evidence.csv: {0}")]
     Csv(#[from] ::csv::Error),
+    #[error("assessment-results.json: {0}")]
+    Oscal(#[from] assessment_results::AssessmentError),
 }
 
 /// What to export.
@@ -275,6 +280,43 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         (&a.framework, &a.requirement, &a.host).cmp(&(&b.framework, &b.requirement, &b.host))
     });
     let csv_bytes = csv::to_csv(&rows)?;
+    // The OSCAL document over the same rows, the records they name and the register.
+    let query = Query {
+        from: rfc3339(opts.from),
+        to: rfc3339(opts.to),
+        controls: opts.controls.clone(),
+        hosts: opts.hosts.clone(),
+        sample,
+    };
+    let evaluation = EvaluationInfo {
+        at: rfc3339(at),
+        policy_version: rules.version().to_string(),
+        mapping_version: catalog.mapping_version().to_string(),
+    };
+    let ar_records: BTreeMap<(String, u64), assessment_results::RecordRef> = named
+        .iter()
+        .map(|(key, (r, _))| {
+            let digest = hex::encode(&r.digest);
+            (
+                key.clone(),
+                assessment_results::RecordRef { digest, collected_at: rfc3339_unix(r.collected_at) },
+            )
+        })
+        .collect();
+    let register = store.risks(&crate::store::risks::RiskFilter::default())?;
+    let csv_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&csv_bytes));
+    let exported_at = rfc3339(opts.now);
+    let ar = assessment_results::build(&assessment_results::Input {
+        exported_at: &exported_at,
+        exported_by: &opts.by,
+        query: &query,
+        evaluation: &evaluation,
+        rows: &rows,
+        records: &ar_records,
+        risks: &register,
+        matrix: &config.risk.policy().matrix,
+        csv_sha256: &csv_sha256,
+    })?;
     // Records the CSV names that the window does not hold.
     let behind: Vec<&ExportRecord> =
         named.values().map(|(r, _)| r).filter(|r| r.collected_at < from || r.collected_at > to).collect();
@@ -349,7 +391,13 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let mut w = BundleWriter::create(&opts.out, opts.now.unix_timestamp())?;
     let total = in_window + behind.len() as u64;
     let bar = progress::Progress::new(opts.progress, total);
-    let mut counts = Counts { csv_rows: rows.len(), ..Counts::default() };
+    let mut counts = Counts {
+        csv_rows: rows.len(),
+        oscal_observations: ar.observations,
+        oscal_findings: ar.findings,
+        oscal_risks: ar.risks,
+        ..Counts::default()
+    };
     let written = (|| -> Result<(), ExportError> {
         w.add(LOG_KEY, format!("{vkey}\n").as_bytes())?;
         w.add(CHECKPOINT, stored.note.as_bytes())?;
@@ -394,6 +442,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         }
         counts.agents = agents.len();
         w.add(EVIDENCE_CSV, &csv_bytes)?;
+        w.add(ASSESSMENT_RESULTS, &ar.json)?;
         Ok(())
     })();
     bar.finish();
@@ -403,22 +452,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     }
     let manifest = Manifest {
         format: FORMAT.into(),
-        query: Query {
-            from: rfc3339(opts.from),
-            to: rfc3339(opts.to),
-            controls: opts.controls.clone(),
-            hosts: opts.hosts.clone(),
-            sample,
-        },
-        exported_at: rfc3339(opts.now),
+        query,
+        exported_at,
         exported_by: opts.by.clone(),
         log: LogInfo { origin, tree_size: size, checkpoint_signed_for_export: signed_now },
-        evaluation: EvaluationInfo {
-            at: rfc3339(at),
-            policy_version: rules.version().to_string(),
-            mapping_version: catalog.mapping_version().to_string(),
+        evaluation,
+        documents: Documents {
+            evidence_csv: Some(EVIDENCE_CSV.into()),
+            oscal_assessment_results: Some(ASSESSMENT_RESULTS.into()),
         },
-        documents: Documents { evidence_csv: Some(EVIDENCE_CSV.into()), oscal_assessment_results: None },
         counts,
         files: Vec::new(),
     };

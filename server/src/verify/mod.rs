@@ -13,11 +13,14 @@
 //!   signed statement is the agent and seq its file name says;
 //! - each agent's chain (`prev` is the digest of the previous record); a
 //!   missing seq range is a finding, not a forgery;
-//! - `evidence.csv` against the records ([`csv`]).
+//! - `evidence.csv` against the records ([`csv`]);
+//! - `assessment-results.json` against the records and the CSV
+//!   ([`assessment_results`]).
 //!
 //! The bundle is read twice, one file in memory at a time (see [`read`]):
 //! first everything but the records, then the records.
 
+pub mod assessment_results;
 pub mod csv;
 pub mod read;
 pub mod report;
@@ -33,12 +36,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use assessment_results::OscalSummary;
 pub use read::BundleError;
 pub use report::{AgentSummary, Failure, Finding, Report, TrustedKey};
 
 use crate::export::format::{
-    BundlePath, CHECKPOINT, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST, Manifest, ProofFile, key_proof_path,
-    record_path, record_proof_path,
+    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST, Manifest, ProofFile,
+    key_proof_path, record_path, record_proof_path,
 };
 use crate::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
 use crate::tlog::{Checkpoint, Hash, InclusionProof, VerifierKey, leaf_hash};
@@ -300,10 +304,13 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         list.sort_by_key(|b| b.leaf);
     }
 
-    let csv_named = match small.get(EVIDENCE_CSV) {
+    let mut csv_named = match small.get(EVIDENCE_CSV) {
         Some(bytes) => csv::named_records(bytes),
         None => BTreeSet::new(),
     };
+    if let Some(bytes) = small.get(ASSESSMENT_RESULTS) {
+        csv_named.extend(assessment_results::named_records(bytes));
+    }
 
     // Pass 2: the records.
     let mut records: BTreeMap<String, BTreeMap<u64, RecInfo>> = BTreeMap::new();
@@ -427,6 +434,27 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         (Some(name), None) => v.fail(Failure::Missing { file: name.clone() }),
         (None, _) => {}
     }
+    // The OSCAL document (absent from bundles written before it existed).
+    let mut oscal = None;
+    match (&manifest.documents.oscal_assessment_results, small.get(ASSESSMENT_RESULTS)) {
+        (Some(name), _) if name != ASSESSMENT_RESULTS => v.fail(Failure::Manifest {
+            file: MANIFEST.into(),
+            reason: format!(
+                "documents.oscal_assessment_results is {name:?}, the format's file is {ASSESSMENT_RESULTS}"
+            ),
+        }),
+        (_, Some(bytes)) => {
+            let csv = small
+                .get(EVIDENCE_CSV)
+                .zip(digests.get(EVIDENCE_CSV))
+                .map(|(c, d)| (c.as_slice(), d.as_str()));
+            let (summary, failures) = assessment_results::check(bytes, &records, csv);
+            oscal = Some(summary);
+            v.failures.extend(failures);
+        }
+        (Some(name), None) => v.fail(Failure::Missing { file: name.clone() }),
+        (None, None) => {}
+    }
 
     let q = &manifest.query;
     let list = |l: &[String]| if l.is_empty() { "all".to_string() } else { l.join(", ") };
@@ -453,6 +481,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         key_bindings: binding_count,
         proofs: v.proofs.len(),
         csv_rows,
+        oscal,
         agents,
         failures: v.failures,
         findings,

@@ -47,6 +47,8 @@ pub enum Failure {
     Chain { file: String, reason: String },
     #[error("{file} line {line}: {reason}")]
     Csv { file: String, line: u64, reason: String },
+    #[error("{file}: {reason}")]
+    Oscal { file: String, reason: String },
 }
 
 impl Failure {
@@ -70,7 +72,8 @@ impl Failure {
             | Failure::Proof { file, .. }
             | Failure::Inclusion { file, .. }
             | Failure::Chain { file, .. }
-            | Failure::Csv { file, .. } => file,
+            | Failure::Csv { file, .. }
+            | Failure::Oscal { file, .. } => file,
         }
     }
 }
@@ -142,6 +145,8 @@ pub struct Report {
     pub key_bindings: usize,
     pub proofs: usize,
     pub csv_rows: u64,
+    /// What `assessment-results.json` held, when the bundle has one.
+    pub oscal: Option<super::OscalSummary>,
     pub agents: BTreeMap<String, AgentSummary>,
     pub failures: Vec<Failure>,
     pub findings: Vec<Finding>,
@@ -211,6 +216,13 @@ impl fmt::Display for Report {
             self.proofs,
             self.csv_rows
         )?;
+        if let Some(o) = &self.oscal {
+            writeln!(
+                f,
+                "  oscal    assessment-results.json: {} observations, {} findings, {} risks",
+                o.observations, o.findings, o.risks
+            )?;
+        }
         if let Some((a, b)) = self.time_range() {
             writeln!(f, "  collected {} to {}", time(a), time(b))?;
         }

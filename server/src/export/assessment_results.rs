@@ -1,0 +1,811 @@
+//! `assessment-results.json`: the export's evidence as an OSCAL 1.1
+//! Assessment Results document, so GRC tools that read OSCAL take it in
+//! without knowing Custos. Pure: built from the rows of `evidence.csv`, the
+//! records they name and the register's entries; no store, no clock.
+//!
+//! One `results` entry covers the export window:
+//! - `observations`: one per host, check and record a standing rests on
+//!   (method `TEST`), the host as an `inventory-item` and the signed record
+//!   in the bundle as `relevant-evidence` with its digest;
+//! - `findings`: one per requirement, `satisfied` only when every exported
+//!   host it applies to is satisfied; unknown, missing, stale or excepted
+//!   evidence is `not-satisfied` with reason `other` and says why, never a
+//!   pass;
+//! - `risks`: the register's entries on the exported requirements and hosts,
+//!   as the register stands at export time.
+//!
+//! Identifiers are name-based UUIDs (v5) under [`namespace`] and every list
+//! is sorted, so the same bundle content gives the same document byte for
+//! byte. The verifier ([`crate::verify::assessment_results`]) recomputes the
+//! host UUIDs with [`host_uuid`] and the finding rule with [`finding_state`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::csv::EvidenceRow;
+use super::format::{EVIDENCE_CSV, EvaluationInfo, FORMAT, MANIFEST, Query, record_path};
+use crate::risk::{Matrix, Rating, RiskEntry, Status};
+
+/// The OSCAL version the document is written against.
+pub const OSCAL_VERSION: &str = "1.1.2";
+/// Namespace of Custos's own properties and of the risk facets.
+pub const NS: &str = "https://custos.dev/ns/oscal";
+
+/// Property names (in [`NS`]) the verifier reads back.
+pub const PROP_REQUIREMENT: &str = "requirement";
+pub const PROP_HOST_STANDING: &str = "host-standing";
+pub const PROP_AGENT: &str = "agent-id";
+pub const PROP_CHECK: &str = "check";
+pub const PROP_STATUS: &str = "signed-status";
+pub const PROP_SEQ: &str = "record-seq";
+pub const PROP_DIGEST: &str = "record-digest";
+
+/// Why the document could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AssessmentError {
+    #[error("row {requirement} / {host} names record seq {seq}, which the export did not read")]
+    MissingRecord { requirement: String, host: String, seq: u64 },
+    #[error("serializing: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What the document needs of a record a row names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    /// Hex SHA-256 of the payload (the chain digest, as in `evidence.csv`).
+    pub digest: String,
+    /// RFC 3339 signed collection time.
+    pub collected_at: String,
+}
+
+/// Everything the document is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// RFC 3339.
+    pub exported_at: &'a str,
+    pub exported_by: &'a str,
+    pub query: &'a Query,
+    pub evaluation: &'a EvaluationInfo,
+    /// The rows of `evidence.csv`.
+    pub rows: &'a [EvidenceRow],
+    /// Every record a row's checks name, by (agent, seq).
+    pub records: &'a BTreeMap<(String, u64), RecordRef>,
+    /// Register entries; those not on the exported requirements and hosts are left out.
+    pub risks: &'a [RiskEntry],
+    pub matrix: &'a Matrix,
+    /// Hex SHA-256 of `evidence.csv`, so the document pins the table it summarises.
+    pub csv_sha256: &'a str,
+}
+
+/// The document and what it holds.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub json: Vec<u8>,
+    pub observations: usize,
+    pub findings: usize,
+    pub risks: usize,
+}
+
+/// The UUID namespace of every identifier in the document.
+pub fn namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{NS}/assessment-results").as_bytes())
+}
+
+fn id(kind: &str, name: &str) -> Uuid {
+    Uuid::new_v5(&namespace(), format!("{kind}:{name}").as_bytes())
+}
+
+/// The inventory item of a host: the same for the same agent in every bundle.
+pub fn host_uuid(agent: &str) -> Uuid {
+    id("inventory-item", agent)
+}
+
+/// The observation of `check` on `agent` as signed in record `seq`.
+pub fn observation_uuid(agent: &str, check: &str, seq: u64) -> Uuid {
+    id("observation", &format!("{agent}/{seq}/{check}"))
+}
+
+/// An OSCAL token (`[_\p{L}][\p{L}\p{N}._-]*`) for a control id such as
+/// `iso27001:2022/A.8.20` (`iso27001_2022_A.8.20`); the exact id is in the
+/// finding's `requirement` property.
+pub fn control_token(control: &str) -> String {
+    let mut out: String =
+        control.chars().map(|c| if c.is_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    if !out.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A finding's state and reason from its hosts' standings (as in
+/// `evidence.csv`): `satisfied`/`pass` only when at least one host is
+/// satisfied and every other one is satisfied or out of scope
+/// (`not_applicable`); `not-satisfied`/`fail` when a host is not satisfied;
+/// otherwise `not-satisfied`/`other`, since unknown, missing, stale or
+/// excepted evidence proves nothing.
+pub fn finding_state<'s>(standings: impl IntoIterator<Item = &'s str>) -> (&'static str, &'static str) {
+    let (mut satisfied, mut failing, mut undecided) = (false, false, false);
+    for s in standings {
+        match s {
+            "satisfied" => satisfied = true,
+            "not_satisfied" => failing = true,
+            "not_applicable" => {}
+            _ => undecided = true,
+        }
+    }
+    if failing {
+        ("not-satisfied", "fail")
+    } else if undecided || !satisfied {
+        ("not-satisfied", "other")
+    } else {
+        ("satisfied", "pass")
+    }
+}
+
+/// A property in [`NS`].
+fn prop(name: &str, value: impl AsRef<str>) -> Value {
+    json!({ "name": name, "ns": NS, "value": clean_value(value.as_ref()) })
+}
+
+/// OSCAL `string`: no whitespace at either end, never empty.
+fn clean_value(s: &str) -> String {
+    let t = s.trim();
+    if t.is_empty() { "(none)".into() } else { t.to_string() }
+}
+
+/// OSCAL `markup-line`: one line, never empty.
+fn line(s: &str) -> String {
+    clean_value(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn unix_rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+/// Inserts `key: list` only when the list is not empty (OSCAL arrays hold at least one item).
+fn put(obj: &mut Value, key: &str, list: Vec<Value>) {
+    if !list.is_empty()
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.insert(key.to_string(), Value::Array(list));
+    }
+}
+
+fn related(uuids: impl IntoIterator<Item = Uuid>, key: &str) -> Vec<Value> {
+    let set: BTreeSet<Uuid> = uuids.into_iter().collect();
+    set.into_iter().map(|u| json!({ key: u.to_string() })).collect()
+}
+
+/// One signed check result the standings rest on.
+struct Observed<'a> {
+    agent: &'a str,
+    check: &'a str,
+    seq: u64,
+    status: &'a str,
+    record: &'a RecordRef,
+}
+
+fn observation(o: &Observed<'_>) -> Value {
+    // A signed fail is a weakness; any other result is evidence about the objective.
+    let kind = if o.status == "fail" { "finding" } else { "control-objective" };
+    let path = record_path(o.agent, o.seq);
+    json!({
+        "uuid": observation_uuid(o.agent, o.check, o.seq).to_string(),
+        "title": line(&format!("Check {} on {}: {}", o.check, o.agent, o.status)),
+        "description": format!(
+            "The agent {} measured check {} and signed the result {} in record seq {} ({}).",
+            o.agent, o.check, o.status, o.seq, path
+        ),
+        "props": [
+            prop(PROP_CHECK, o.check),
+            prop(PROP_STATUS, o.status),
+            prop(PROP_SEQ, o.seq.to_string()),
+        ],
+        "methods": ["TEST"],
+        "types": [kind],
+        "subjects": [{
+            "subject-uuid": host_uuid(o.agent).to_string(),
+            "type": "inventory-item",
+            "title": line(o.agent),
+        }],
+        "relevant-evidence": [{
+            "href": path,
+            "description": "The signed record (DSSE envelope over an in-toto statement) carrying this result; its digest is the SHA-256 of the envelope's payload.",
+            "props": [prop(PROP_DIGEST, format!("sha256:{}", o.record.digest))],
+        }],
+        "collected": o.record.collected_at,
+    })
+}
+
+fn rating_characterization(tool: Uuid, matrix: &Matrix, which: &str, r: &Rating) -> Value {
+    // The facets' system names the scale, so a reader knows what "possible" means.
+    let kind = serde_json::to_value(matrix.kind).ok().and_then(|v| v.as_str().map(String::from));
+    let system = format!("{NS}/risk-matrix/{}", kind.unwrap_or_else(|| "unknown".into()));
+    json!({
+        "props": [prop("rating", which)],
+        "origin": { "actors": [{ "type": "tool", "actor-uuid": tool.to_string() }] },
+        "facets": [
+            { "name": "likelihood", "system": system, "value": matrix.likelihood_label(r.likelihood),
+              "props": [prop("step", r.likelihood.to_string())] },
+            { "name": "impact", "system": system, "value": matrix.impact_label(r.impact),
+              "props": [prop("step", r.impact.to_string())] },
+            { "name": "level", "system": system, "value": r.level.to_string() },
+        ],
+    })
+}
+
+fn risk_status(s: Status) -> Option<&'static str> {
+    match s {
+        Status::Pending => None,
+        Status::Open => Some("open"),
+        Status::InTreatment => Some("remediating"),
+        Status::Accepted => Some("deviation-approved"),
+        Status::Closed => Some("closed"),
+    }
+}
+
+fn risk(e: &RiskEntry, status: &str, tool: Uuid, matrix: &Matrix, observations: Vec<Uuid>) -> Value {
+    let list = |s: &mut dyn Iterator<Item = &String>| s.map(String::as_str).collect::<Vec<_>>().join(", ");
+    let mut statement = match &e.requirement {
+        Some(req) => format!(
+            "{}: requirement {req} deviates on {} of {} in-scope hosts",
+            e.title,
+            e.affected_hosts.len(),
+            e.in_scope_hosts
+        ),
+        None => format!("{} (recorded by hand)", e.title),
+    };
+    if !e.affected_hosts.is_empty() {
+        statement.push_str(&format!(" ({})", list(&mut e.affected_hosts.iter())));
+    }
+    if !e.checks.is_empty() {
+        statement.push_str(&format!("; failing checks: {}", list(&mut e.checks.iter())));
+    }
+    statement.push('.');
+    if !e.threats.is_empty() {
+        statement.push_str(&format!(" Threats: {}.", list(&mut e.threats.iter())));
+    }
+    if !e.goals.is_empty() {
+        statement.push_str(&format!(" Protection goals at stake: {}.", list(&mut e.goals.iter())));
+    }
+    let mut props = vec![
+        prop("register-id", e.id.to_string()),
+        prop("origin", e.origin.as_str()),
+        prop("scope", &e.scope),
+        prop("level", e.current.level.to_string()),
+    ];
+    props.extend(e.requirement.iter().map(|r| prop(PROP_REQUIREMENT, r)));
+    props.extend(e.related.iter().map(|r| prop("related-requirement", r)));
+    props.extend(e.affected_hosts.iter().map(|h| prop("affected-host", h)));
+    props.extend(e.owner.iter().map(|o| prop("owner", o)));
+    props.extend(e.treatment.iter().map(|t| prop("treatment", t.as_str())));
+    if let Some(a) = &e.acceptance {
+        props.push(prop("accepted-by", &a.approver));
+        props.push(prop("acceptance-justification", &a.justification));
+        props.push(prop("acceptance-expires", unix_rfc3339(a.expires_at)));
+    }
+    let mut characterizations = vec![
+        rating_characterization(tool, matrix, "inherent", &e.inherent),
+        rating_characterization(tool, matrix, "current", &e.current),
+    ];
+    characterizations.extend(e.residual.iter().map(|r| rating_characterization(tool, matrix, "residual", r)));
+    let description = if e.description.trim().is_empty() { e.title.clone() } else { e.description.clone() };
+    let mut v = json!({
+        "uuid": id("risk", &e.id.to_string()).to_string(),
+        "title": line(&e.title),
+        "description": description,
+        "statement": statement,
+        "props": props,
+        "status": status,
+        "characterizations": characterizations,
+    });
+    if let (Some(due), Some(map)) = (e.due_at, v.as_object_mut())
+        && !matches!(e.status, Status::Closed)
+    {
+        map.insert("deadline".into(), Value::String(unix_rfc3339(due)));
+    }
+    put(&mut v, "related-observations", related(observations, "observation-uuid"));
+    v
+}
+
+/// Builds the document.
+pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
+    let q = input.query;
+    let tool = id("component", "custos-server");
+    let exporter = id("party", input.exported_by);
+    let query_resource = id("resource", "export-query");
+    let csv_resource = id("resource", EVIDENCE_CSV);
+
+    // Observations: each signed check result a row rests on, once.
+    let mut observed: BTreeMap<(&str, &str, u64), Observed<'_>> = BTreeMap::new();
+    for row in input.rows {
+        for (check, ev) in &row.checks {
+            let Some((status, seq)) = ev else { continue };
+            let record = input.records.get(&(row.host.clone(), *seq)).ok_or_else(|| {
+                AssessmentError::MissingRecord {
+                    requirement: row.requirement.clone(),
+                    host: row.host.clone(),
+                    seq: *seq,
+                }
+            })?;
+            observed.entry((row.host.as_str(), check.as_str(), *seq)).or_insert(Observed {
+                agent: &row.host,
+                check,
+                seq: *seq,
+                status,
+                record,
+            });
+        }
+    }
+    let observations: Vec<Value> = observed.values().map(observation).collect();
+
+    // Hosts: every host a row names.
+    let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
+    for row in input.rows {
+        hosts.entry(&row.host).or_insert(&row.host_name);
+    }
+    let inventory: Vec<Value> = hosts
+        .iter()
+        .map(|(agent, name)| {
+            let mut props = vec![json!({ "name": "asset-id", "value": agent })];
+            props.push(prop(PROP_AGENT, agent));
+            json!({
+                "uuid": host_uuid(agent).to_string(),
+                "description": format!(
+                    "Endpoint {} (Custos agent {agent}), whose evidence its agent signed.",
+                    if name.trim().is_empty() { "(name not collected)" } else { name.trim() }
+                ),
+                "props": props,
+            })
+        })
+        .collect();
+
+    // Risks on the exported requirements: an entry naming hosts counts when
+    // one of them is exported; one naming none (manual, or closed) speaks of
+    // the requirement as a whole.
+    let requirements: BTreeSet<&str> = input.rows.iter().map(|r| r.requirement.as_str()).collect();
+    let mut risks: Vec<(&RiskEntry, &str)> = input
+        .risks
+        .iter()
+        .filter_map(|e| risk_status(e.status).map(|s| (e, s)))
+        .filter(|(e, _)| {
+            let on_requirement =
+                e.requirement.iter().chain(&e.related).any(|r| requirements.contains(r.as_str()));
+            let on_hosts = e.affected_hosts.is_empty()
+                || e.affected_hosts.iter().any(|h| hosts.contains_key(h.as_str()));
+            on_requirement && on_hosts
+        })
+        .collect();
+    risks.sort_by_key(|(e, _)| e.id);
+    let risk_values: Vec<Value> = risks
+        .iter()
+        .map(|(e, status)| {
+            let obs = observed
+                .values()
+                .filter(|o| e.affected_hosts.contains(o.agent) && e.checks.contains(o.check))
+                .map(|o| observation_uuid(o.agent, o.check, o.seq));
+            risk(e, status, tool, input.matrix, obs.collect())
+        })
+        .collect();
+
+    // Findings: one per requirement, its hosts in the order of the rows.
+    let mut by_requirement: BTreeMap<&str, Vec<&EvidenceRow>> = BTreeMap::new();
+    for row in input.rows {
+        by_requirement.entry(&row.requirement).or_default().push(row);
+    }
+    let mut findings = Vec::new();
+    for (requirement, rows) in &by_requirement {
+        let (state, reason) = finding_state(rows.iter().map(|r| r.status.as_str()));
+        let mut props = vec![prop(PROP_REQUIREMENT, requirement), prop("framework", &rows[0].framework)];
+        props.extend(rows.iter().map(|r| prop(PROP_HOST_STANDING, format!("{} {}", r.host, r.status))));
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in rows {
+            *counts.entry(r.status.as_str()).or_default() += 1;
+        }
+        let summary = counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+        // What keeps a host from a pass, for the reader.
+        let why: Vec<String> = rows
+            .iter()
+            .filter(|r| r.status != "satisfied" && r.status != "not_applicable")
+            .map(|r| {
+                let checks = r
+                    .checks
+                    .iter()
+                    .map(|(c, ev)| match ev {
+                        Some((s, seq)) => format!("{c} {s} (seq {seq})"),
+                        None => format!("{c} never reported"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("{}: {} [{checks}]", r.host, r.status)
+            })
+            .collect();
+        let status_remarks = match reason {
+            "pass" => {
+                "Every exported host the requirement applies to is satisfied by current, signed evidence."
+                    .to_string()
+            }
+            "fail" => format!("Not satisfied on: {}.", why.join("; ")),
+            _ if why.is_empty() => {
+                "The requirement applies to none of the exported hosts; not reported as satisfied."
+                    .to_string()
+            }
+            _ => format!(
+                "Not reported as satisfied: unknown, missing, stale or excepted evidence proves nothing. {}.",
+                why.join("; ")
+            ),
+        };
+        let obs = rows.iter().flat_map(|r| {
+            r.checks
+                .iter()
+                .filter_map(|(c, ev)| ev.as_ref().map(|(_, seq)| observation_uuid(&r.host, c, *seq)))
+        });
+        let risk_refs = risks
+            .iter()
+            .filter(|(e, _)| e.requirement.as_deref() == Some(requirement))
+            .map(|(e, _)| id("risk", &e.id.to_string()));
+        let title = line(&format!("{requirement} {}", rows[0].requirement_title));
+        let mut f = json!({
+            "uuid": id("finding", requirement).to_string(),
+            "title": title,
+            "description": format!(
+                "Requirement {requirement} on {} exported hosts, evaluated at {} under policy {} and mappings {}: {summary}.",
+                rows.len(),
+                input.evaluation.at,
+                input.evaluation.policy_version,
+                input.evaluation.mapping_version
+            ),
+            "props": props,
+            "target": {
+                "type": "objective-id",
+                "target-id": control_token(requirement),
+                "title": line(&rows[0].requirement_title),
+                "status": { "state": state, "reason": reason, "remarks": status_remarks },
+            },
+        });
+        put(&mut f, "related-observations", related(obs, "observation-uuid"));
+        put(&mut f, "related-risks", related(risk_refs, "risk-uuid"));
+        findings.push(f);
+    }
+
+    let reviewed = if by_requirement.is_empty() {
+        // OSCAL needs a selection; none of the query's controls had a standing.
+        json!({ "control-selections": [{
+            "description": "No exported host had a standing on any requirement.",
+            "include-all": {},
+        }] })
+    } else {
+        let include: Vec<Value> =
+            by_requirement.keys().map(|r| json!({ "control-id": control_token(r) })).collect();
+        json!({ "control-selections": [{
+            "description": "The requirements a Custos check supports, with a standing on an exported host.",
+            "include-controls": include,
+        }] })
+    };
+
+    let window = format!("{} to {}", q.from, q.to);
+    let mut result = json!({
+        "uuid": id("result", &format!("{}|{}|{window}", input.exported_at, input.exported_by)).to_string(),
+        "title": line(&format!("Custos endpoint evidence, {window}")),
+        "description": format!(
+            "Technical controls measured on endpoints by Custos agents and signed per record, collected {window}; standings at {} (policy {}, mappings {}). Risks are the register's entries at export time.",
+            input.evaluation.at, input.evaluation.policy_version, input.evaluation.mapping_version
+        ),
+        "start": q.from,
+        "end": q.to,
+        "props": [
+            prop("evaluated-at", &input.evaluation.at),
+            prop("policy-version", &input.evaluation.policy_version),
+            prop("mapping-version", &input.evaluation.mapping_version),
+        ],
+        "local-definitions": {
+            "components": [{
+                "uuid": tool.to_string(),
+                "type": "software",
+                "title": "Custos server",
+                "description": "Verifies and keeps the agents' signed evidence, evaluates it against the catalog and keeps the risk register.",
+                "props": [prop("version", env!("CARGO_PKG_VERSION"))],
+                "status": { "state": "operational" },
+            }],
+        },
+        "reviewed-controls": reviewed,
+        "remarks": "A finding is satisfied only when every exported host the requirement applies to is satisfied; unknown, missing, stale or excepted evidence is reported as not-satisfied with reason other, never as a pass.",
+    });
+    if let Some(local) = result.get_mut("local-definitions") {
+        put(local, "inventory-items", inventory);
+    }
+    let (n_obs, n_find, n_risk) = (observations.len(), findings.len(), risk_values.len());
+    put(&mut result, "observations", observations);
+    put(&mut result, "risks", risk_values);
+    put(&mut result, "findings", findings);
+
+    let list = |l: &[String]| if l.is_empty() { "all".to_string() } else { l.join(", ") };
+    let mut query_props = vec![prop("from", &q.from), prop("to", &q.to)];
+    query_props.extend(q.controls.iter().map(|c| prop("control", c)));
+    query_props.extend(q.hosts.iter().map(|h| prop("host", h)));
+    if let Some(s) = &q.sample {
+        query_props.push(prop("sample-size", s.size.to_string()));
+        query_props.push(prop("sample-seed", &s.seed));
+    }
+    let doc = json!({ "assessment-results": {
+        "uuid": id(
+            "assessment-results",
+            &format!("{}|{}|{window}|{}", input.exported_at, input.exported_by, input.csv_sha256)
+        ).to_string(),
+        "metadata": {
+            "title": line(&format!("Custos assessment results: endpoint evidence {window}")),
+            "last-modified": input.exported_at,
+            "version": FORMAT,
+            "oscal-version": OSCAL_VERSION,
+            "roles": [{ "id": "prepared-by", "title": "Prepared By" }],
+            "parties": [{ "uuid": exporter.to_string(), "type": "person", "name": clean_value(input.exported_by) }],
+            "responsible-parties": [{ "role-id": "prepared-by", "party-uuids": [exporter.to_string()] }],
+        },
+        // OSCAL requires import-ap. There is no assessment plan: the export
+        // query selected the evidence, so the plan reference points at the
+        // back-matter resource that states that query.
+        "import-ap": {
+            "href": format!("#{query_resource}"),
+            "remarks": "No separate assessment plan: the export query (back matter) selected the hosts, requirements and window.",
+        },
+        "results": [result],
+        "back-matter": { "resources": [
+            {
+                "uuid": query_resource.to_string(),
+                "title": "Export query",
+                "description": format!(
+                    "Records collected {window}; controls: {}; hosts: {}{}. Exported {} by {}.",
+                    list(&q.controls),
+                    list(&q.hosts),
+                    q.sample.as_ref().map_or(String::new(), |s| format!(
+                        "; a sample of {} hosts drawn with seed {:?} ({})", s.size, s.seed, s.method
+                    )),
+                    input.exported_at,
+                    input.exported_by
+                ),
+                "props": query_props,
+                "rlinks": [{ "href": MANIFEST, "media-type": "application/json" }],
+            },
+            {
+                "uuid": csv_resource.to_string(),
+                "title": "Evidence table",
+                "description": "One row per host and requirement with the standing and the signed records behind it.",
+                "rlinks": [{
+                    "href": EVIDENCE_CSV,
+                    "media-type": "text/csv",
+                    "hashes": [{ "algorithm": "SHA-256", "value": input.csv_sha256 }],
+                }],
+            },
+        ] },
+    } });
+    Ok(Built { json: serde_json::to_vec_pretty(&doc)?, observations: n_obs, findings: n_find, risks: n_risk })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::format::Sample;
+    use crate::risk::{MatrixKind, Origin};
+
+    fn row(
+        requirement: &str,
+        host: &str,
+        status: &str,
+        checks: &[(&str, Option<(&str, u64)>)],
+    ) -> EvidenceRow {
+        EvidenceRow {
+            framework: requirement.split('/').next().unwrap_or_default().into(),
+            requirement: requirement.into(),
+            requirement_title: "Networks security".into(),
+            host: host.into(),
+            host_name: format!("{host}.example"),
+            status: status.into(),
+            evidence_time: Some("2026-03-01T10:00:00Z".into()),
+            record_seq: checks.iter().filter_map(|(_, e)| e.map(|(_, s)| s)).max(),
+            record_digest: Some("ab".repeat(32)),
+            checks: checks.iter().map(|(c, e)| (c.to_string(), e.map(|(s, q)| (s.to_string(), q)))).collect(),
+            policy_version: "p1".into(),
+            mapping_version: "m1".into(),
+        }
+    }
+
+    fn entry(id: i64, requirement: &str, hosts: &[&str], status: Status) -> RiskEntry {
+        let rating = Matrix::new(MatrixKind::Iso27005).at(3, 4);
+        RiskEntry {
+            id,
+            origin: Origin::Evidence,
+            requirement: Some(requirement.into()),
+            scope: "fleet".into(),
+            title: "Inbound traffic is not filtered".into(),
+            description: String::new(),
+            checks: ["firewall".to_string()].into(),
+            related: Vec::new(),
+            threats: vec!["G 0.23".into()],
+            goals: vec!["integrity".into()],
+            affected_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            host_checks: BTreeMap::new(),
+            evidence: BTreeMap::new(),
+            in_scope_hosts: 3,
+            inherent: rating,
+            current: rating,
+            residual: None,
+            owner: Some("  ciso ".into()),
+            treatment: None,
+            status,
+            due_at: Some(1_800_000_000),
+            acceptance: None,
+            pending_since: None,
+            deviating_since: None,
+            clean_evaluations: 0,
+            opened_at: Some(1_700_000_000),
+            updated_at: 1_700_000_000,
+            closed_at: None,
+        }
+    }
+
+    struct Fixture {
+        query: Query,
+        eval: EvaluationInfo,
+        rows: Vec<EvidenceRow>,
+        records: BTreeMap<(String, u64), RecordRef>,
+        risks: Vec<RiskEntry>,
+        matrix: Matrix,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let fw = "iso27001:2022/A.8.20";
+            let lock = "iso27001:2022/A.8.5";
+            let rows = vec![
+                row(fw, "a0", "satisfied", &[("firewall", Some(("pass", 2)))]),
+                row(fw, "a1", "not_satisfied", &[("firewall", Some(("fail", 3)))]),
+                row(lock, "a0", "unknown", &[("screen_lock", Some(("unknown", 2)))]),
+                row(lock, "a1", "no_evidence", &[("screen_lock", None)]),
+            ];
+            let records = [("a0", 2), ("a1", 3)]
+                .into_iter()
+                .map(|(a, s)| {
+                    let r = RecordRef {
+                        digest: format!("{s:064x}"),
+                        collected_at: "2026-03-01T10:00:00Z".into(),
+                    };
+                    ((a.to_string(), s), r)
+                })
+                .collect();
+            Fixture {
+                query: Query {
+                    from: "2026-03-01T00:00:00Z".into(),
+                    to: "2026-03-02T00:00:00Z".into(),
+                    controls: Vec::new(),
+                    hosts: Vec::new(),
+                    sample: Some(Sample {
+                        size: 2,
+                        seed: "s".into(),
+                        method: "m".into(),
+                        population: vec!["a0".into(), "a1".into()],
+                        chosen: vec!["a0".into(), "a1".into()],
+                    }),
+                },
+                eval: EvaluationInfo {
+                    at: "2026-03-02T00:00:00Z".into(),
+                    policy_version: "p1".into(),
+                    mapping_version: "m1".into(),
+                },
+                rows,
+                records,
+                risks: vec![
+                    entry(2, fw, &["a1"], Status::Open),
+                    entry(3, fw, &["elsewhere"], Status::Open),
+                    entry(4, "iso27001:2022/A.5.1", &[], Status::Open),
+                    entry(5, fw, &["a1"], Status::Pending),
+                ],
+                matrix: Matrix::new(MatrixKind::Iso27005),
+            }
+        }
+
+        fn build(&self) -> (Built, Value) {
+            let input = Input {
+                exported_at: "2026-03-02T01:00:00Z",
+                exported_by: "auditor",
+                query: &self.query,
+                evaluation: &self.eval,
+                rows: &self.rows,
+                records: &self.records,
+                risks: &self.risks,
+                matrix: &self.matrix,
+                csv_sha256: &"cd".repeat(32),
+            };
+            let built = build(&input).unwrap();
+            let v = serde_json::from_slice(&built.json).unwrap();
+            (built, v)
+        }
+    }
+
+    fn finding<'v>(doc: &'v Value, requirement: &str) -> &'v Value {
+        doc["assessment-results"]["results"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["props"][0]["value"] == requirement)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_content_gives_the_same_document() {
+        let f = Fixture::new();
+        let (a, doc) = f.build();
+        let (b, _) = f.build();
+        assert_eq!(a.json, b.json);
+        assert_eq!((a.observations, a.findings, a.risks), (3, 2, 1));
+        let ar = &doc["assessment-results"];
+        assert_eq!(ar["metadata"]["oscal-version"], OSCAL_VERSION);
+        let resources = ar["back-matter"]["resources"].as_array().unwrap();
+        assert_eq!(ar["import-ap"]["href"], format!("#{}", resources[0]["uuid"].as_str().unwrap()));
+        let r = &ar["results"][0];
+        assert_eq!(r["start"], "2026-03-01T00:00:00Z");
+        let obs = r["observations"].as_array().unwrap();
+        let a1 = obs.iter().find(|o| o["relevant-evidence"][0]["href"] == "records/a1/3.dsse.json").unwrap();
+        assert_eq!(a1["types"][0], "finding");
+        assert_eq!(a1["subjects"][0]["subject-uuid"], host_uuid("a1").to_string());
+        assert_eq!(a1["relevant-evidence"][0]["props"][0]["value"], format!("sha256:{:064x}", 3));
+        // Only the open entry on an exported host; the pending one is not in the register.
+        let risks = r["risks"].as_array().unwrap();
+        assert_eq!(risks[0]["status"], "open");
+        assert_eq!(risks[0]["characterizations"][1]["facets"][0]["value"], "possible");
+        assert!(risks[0]["props"].as_array().unwrap().iter().any(|p| p["value"] == "ciso"));
+        assert_eq!(finding(&doc, "iso27001:2022/A.8.20")["related-risks"][0]["risk-uuid"], risks[0]["uuid"]);
+    }
+
+    #[test]
+    fn nothing_undecided_is_reported_as_satisfied() {
+        let f = Fixture::new();
+        let (_, doc) = f.build();
+        let fw = finding(&doc, "iso27001:2022/A.8.20");
+        assert_eq!(fw["target"]["status"]["state"], "not-satisfied");
+        assert_eq!(fw["target"]["status"]["reason"], "fail");
+        assert_eq!(fw["target"]["target-id"], "iso27001_2022_A.8.20");
+        let lock = finding(&doc, "iso27001:2022/A.8.5");
+        assert_eq!(lock["target"]["status"]["state"], "not-satisfied");
+        assert_eq!(lock["target"]["status"]["reason"], "other");
+        assert!(lock["target"]["status"]["remarks"].as_str().unwrap().contains("a1: no_evidence"));
+
+        for standings in [
+            &["satisfied", "stale"][..],
+            &["satisfied", "excepted"],
+            &["satisfied", "unknown"],
+            &["no_evidence"],
+            &["not_applicable"],
+            &[],
+        ] {
+            assert_eq!(finding_state(standings.iter().copied()).0, "not-satisfied", "{standings:?}");
+        }
+        assert_eq!(finding_state(["satisfied", "not_applicable"]), ("satisfied", "pass"));
+        assert_eq!(finding_state(["unknown", "not_satisfied"]), ("not-satisfied", "fail"));
+    }
+
+    #[test]
+    fn a_row_naming_an_unread_record_is_an_error_and_tokens_are_valid() {
+        let mut f = Fixture::new();
+        f.records.remove(&("a1".to_string(), 3));
+        let input = Input {
+            exported_at: "2026-03-02T01:00:00Z",
+            exported_by: "auditor",
+            query: &f.query,
+            evaluation: &f.eval,
+            rows: &f.rows,
+            records: &f.records,
+            risks: &f.risks,
+            matrix: &f.matrix,
+            csv_sha256: "",
+        };
+        let err = build(&input).unwrap_err().to_string();
+        assert!(err.contains("a1") && err.contains("seq 3"), "{err}");
+        assert_eq!(control_token("cis:v8/4.1"), "cis_v8_4.1");
+        assert_eq!(control_token("4.1"), "_4.1");
+    }
+}
