@@ -7,17 +7,20 @@
 //! message; a broken archive is an error, never a panic; a sample is the
 //! same for the same seed.
 
+#[path = "support/bundle.rs"]
+mod bundle;
+
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::app;
 use custos_server::config::{Config, DataDir};
-use custos_server::export::format::{self, Manifest};
+use custos_server::export::format;
 use custos_server::export::{ExportOptions, export};
 use custos_server::store::Store;
 use custos_server::store::agents::{AgentKey, NewAgent};
@@ -177,60 +180,6 @@ impl Fleet {
         export(&self.options(&out)).unwrap();
         out
     }
-}
-
-/// A bundle's files, in archive order.
-fn read_bundle(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut gz = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut gz).unwrap();
-    let mut archive = tar::Archive::new(gz.as_slice());
-    let mut out = Vec::new();
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).unwrap();
-        out.push((name, bytes));
-    }
-    out
-}
-
-fn write_bundle(path: &Path, files: &[(String, Vec<u8>)]) {
-    let gz = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for (name, bytes) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        tar.append_data(&mut h, name, bytes.as_slice()).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-}
-
-fn manifest_of(files: &[(String, Vec<u8>)]) -> Manifest {
-    serde_json::from_slice(&files.iter().find(|(n, _)| n == format::MANIFEST).unwrap().1).unwrap()
-}
-
-/// Rewrites the manifest's file list to match `files`: what a forger who
-/// also edits the manifest would do.
-fn reseal(files: &mut [(String, Vec<u8>)]) {
-    let mut m = manifest_of(files);
-    m.files = files
-        .iter()
-        .filter(|(n, _)| n != format::MANIFEST)
-        .map(|(n, b)| format::FileEntry {
-            path: n.clone(),
-            sha256: hex::encode(Sha256::digest(b)),
-            size: b.len() as u64,
-        })
-        .collect();
-    m.files.sort_by(|a, b| a.path.cmp(&b.path));
-    let json = serde_json::to_vec_pretty(&m).unwrap();
-    files.iter_mut().find(|(n, _)| n == format::MANIFEST).unwrap().1 = json;
-}
-
-fn get<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-    &files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name} not in bundle")).1
 }
 
 fn set(files: &mut [(String, Vec<u8>)], name: &str, bytes: Vec<u8>) {

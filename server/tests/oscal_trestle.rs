@@ -10,7 +10,9 @@
 //! venv `.ci/run` creates). Without it the Python halves are skipped with a
 //! line saying so, except under CI, where a missing interpreter fails.
 
-use std::io::{Read as _, Write as _};
+#[path = "support/bundle.rs"]
+mod bundle;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -18,12 +20,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::app;
 use custos_server::config::{Config, DataDir};
-use custos_server::export::format::{self, Manifest};
+use custos_server::export::format;
 use custos_server::export::{ExportOptions, export};
 use custos_server::fleet::Fleet as FleetCache;
 use custos_server::keeper::{Keeper, load_policy};
@@ -163,48 +166,10 @@ impl Seeded {
     }
 }
 
-fn read_bundle(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut gz = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut gz).unwrap();
-    let mut archive = tar::Archive::new(gz.as_slice());
-    let mut out = Vec::new();
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).unwrap();
-        out.push((name, bytes));
-    }
-    out
-}
-
-fn write_bundle(path: &Path, files: &[(String, Vec<u8>)]) {
-    let gz = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for (name, bytes) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        tar.append_data(&mut h, name, bytes.as_slice()).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-}
-
-fn get<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-    &files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name} not in bundle")).1
-}
-
 /// Replaces a file and rewrites the manifest's digests, as a forger would.
 fn forge(files: &mut [(String, Vec<u8>)], name: &str, bytes: Vec<u8>) {
     files.iter_mut().find(|(n, _)| n == name).unwrap().1 = bytes;
-    let manifest = files.iter().position(|(n, _)| n == format::MANIFEST).unwrap();
-    let mut m: Manifest = serde_json::from_slice(&files[manifest].1).unwrap();
-    for entry in &mut m.files {
-        let data = &files.iter().find(|(n, _)| *n == entry.path).unwrap().1;
-        entry.sha256 = hex::encode(Sha256::digest(data));
-        entry.size = data.len() as u64;
-    }
-    files[manifest].1 = serde_json::to_vec_pretty(&m).unwrap();
+    reseal(files);
 }
 
 fn first_result(doc: &mut Value) -> &mut Value {
@@ -294,7 +259,7 @@ fn assessment_results_agree_with_the_records_and_validate_with_trestle() {
     let report = verify_bundle(&bundle, None).unwrap();
     assert!(report.ok(), "{report}");
     let files = read_bundle(&bundle);
-    let manifest: Manifest = serde_json::from_slice(get(&files, format::MANIFEST)).unwrap();
+    let manifest = manifest_of(&files);
     assert_eq!(manifest.documents.oscal_assessment_results.as_deref(), Some(format::ASSESSMENT_RESULTS));
     let oscal = report.oscal.expect("the verifier read the document");
     assert_eq!(
