@@ -7,7 +7,8 @@
 //!   (`as_of`, `from`, `to`) must lie inside it, and a request naming none
 //!   is answered as of the window's end; when limited to a set of controls,
 //!   answers are cut down to those controls (other controls, risks and
-//!   change-log rows are left out; naming one directly is 403).
+//!   change-log rows are left out; naming one directly is 403; exports,
+//!   whose signed records cannot be cut down, are refused).
 //! - Every request an auditor makes is kept in the audit trail (who, when,
 //!   what, and the answer's status).
 //!
@@ -30,8 +31,18 @@ use crate::secrets::token_hash;
 use crate::store::tokens::{ApiRole, Caller, TrailRow};
 
 /// Route prefixes (under `/api/v1/`) auditors may read.
-pub const AUDITOR_ROUTES: &[&str] =
-    &["hosts", "controls", "effectiveness", "risks", "exceptions", "policy", "changes", "records", "log"];
+pub const AUDITOR_ROUTES: &[&str] = &[
+    "hosts",
+    "controls",
+    "effectiveness",
+    "risks",
+    "exceptions",
+    "policy",
+    "changes",
+    "records",
+    "log",
+    "export",
+];
 
 /// The largest answer body that is cut down to an auditor's controls.
 const MAX_FILTERED_BODY: usize = 64 * 1024 * 1024;
@@ -113,10 +124,15 @@ fn auditor_request(caller: &Caller, uri: &Uri, now: i64) -> Result<Uri, (StatusC
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    // A control named directly must be one the auditor may see.
-    if let Some((_, c)) = pairs.iter().find(|(k, _)| k == "control")
-        && !caller.may_see_control(c)
-    {
+    // Signed records carry every check and cannot be cut down to controls.
+    if first == "export" && !caller.controls.is_empty() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "signed records carry every check; a token limited to controls cannot export them".to_string(),
+        ));
+    }
+    // Every control named directly must be one the auditor may see.
+    if pairs.iter().any(|(k, c)| k == "control" && !caller.may_see_control(c)) {
         return Err((
             StatusCode::FORBIDDEN,
             "this control is outside the auditor token's controls".to_string(),
@@ -145,7 +161,7 @@ fn auditor_request(caller: &Caller, uri: &Uri, now: i64) -> Result<Uri, (StatusC
         let has = |k: &str| named.iter().any(|n| n == k);
         match first {
             "hosts" | "controls" if !has("as_of") => pairs.push(("as_of".into(), rfc3339(end))),
-            "effectiveness" | "changes" => {
+            "effectiveness" | "changes" | "export" => {
                 if !has("from") {
                     pairs.push(("from".into(), rfc3339(from.min(end))));
                 }

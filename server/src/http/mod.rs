@@ -45,6 +45,7 @@ use crate::views;
 mod access;
 mod changes;
 mod exceptions;
+mod export;
 mod log;
 mod policy;
 mod records;
@@ -114,6 +115,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/api/v1/controls", get(controls))
         .route("/api/v1/effectiveness", get(effectiveness))
+        .route("/api/v1/export", get(export::bundle))
         .route("/api/v1/risks", get(risks::list).post(risks::create))
         .route("/api/v1/risks/matrix", get(risks::matrix))
         .route("/api/v1/risks/{id}", get(risks::one).patch(risks::patch))
