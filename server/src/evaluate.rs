@@ -136,6 +136,40 @@ pub struct ControlEvaluation {
 }
 
 impl ControlEvaluation {
+    /// The control with no host in any bucket yet.
+    fn empty(control: &crate::catalog::Control, checks: Vec<String>) -> ControlEvaluation {
+        ControlEvaluation {
+            control_id: control.id.clone(),
+            framework: control.framework().to_string(),
+            title: control.title.clone(),
+            checks,
+            state: ControlState::NotAssessed,
+            passing: Vec::new(),
+            failing: Vec::new(),
+            unknown: Vec::new(),
+            without_evidence: Vec::new(),
+            stale: Vec::new(),
+            excepted: Vec::new(),
+            not_applicable: Vec::new(),
+            effectiveness: None,
+        }
+    }
+
+    /// Sets the state and effectiveness from the filled buckets.
+    fn settle(&mut self) {
+        self.state = if !self.failing.is_empty() {
+            ControlState::Deviating
+        } else if !self.unknown.is_empty() || !self.without_evidence.is_empty() || !self.stale.is_empty() {
+            ControlState::Unknown
+        } else if self.passing.is_empty() {
+            // Every host reports the check as not applicable: nothing was assessed.
+            ControlState::NotAssessed
+        } else {
+            ControlState::Effective
+        };
+        self.effectiveness = self.effectiveness();
+    }
+
     /// Hosts the control applies to: every bucket but not-applicable and excepted.
     pub fn in_scope(&self) -> usize {
         self.passing.len()
@@ -269,21 +303,7 @@ pub fn evaluate(
     let mut r = 0;
     for (control, check_idx) in catalog.controls().iter().zip(&index.controls) {
         let checks = catalog.checks_for_control(&control.id).to_vec();
-        let mut ev = ControlEvaluation {
-            control_id: control.id.clone(),
-            framework: control.framework().to_string(),
-            title: control.title.clone(),
-            checks: checks.clone(),
-            state: ControlState::NotAssessed,
-            passing: Vec::new(),
-            failing: Vec::new(),
-            unknown: Vec::new(),
-            without_evidence: Vec::new(),
-            stale: Vec::new(),
-            excepted: Vec::new(),
-            not_applicable: Vec::new(),
-            effectiveness: None,
-        };
+        let mut ev = ControlEvaluation::empty(control, checks.clone());
         if checks.is_empty() || hosts.is_empty() {
             controls.push(ev);
             continue;
@@ -320,17 +340,7 @@ pub fn evaluate(
             codes[h][r] = code;
         }
         r += 1;
-        ev.state = if !ev.failing.is_empty() {
-            ControlState::Deviating
-        } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() || !ev.stale.is_empty() {
-            ControlState::Unknown
-        } else if ev.passing.is_empty() {
-            // Every host reports the check as not applicable: nothing was assessed.
-            ControlState::NotAssessed
-        } else {
-            ControlState::Effective
-        };
-        ev.effectiveness = ev.effectiveness();
+        ev.settle();
         // Checks in name order, as the deviations have always been listed.
         let mut by_check: Vec<(&String, Vec<String>)> =
             checks.iter().zip(failing_by_check).filter(|(_, h)| !h.is_empty()).collect();
@@ -496,21 +506,7 @@ pub fn evaluation_from_log(
     let mut deviations = Vec::new();
     for control in catalog.controls().iter().filter(|c| only.is_none_or(|o| o == c.id)) {
         let checks = catalog.checks_for_control(&control.id).to_vec();
-        let mut ev = ControlEvaluation {
-            control_id: control.id.clone(),
-            framework: control.framework().to_string(),
-            title: control.title.clone(),
-            checks,
-            state: ControlState::NotAssessed,
-            passing: Vec::new(),
-            failing: Vec::new(),
-            unknown: Vec::new(),
-            without_evidence: Vec::new(),
-            stale: Vec::new(),
-            excepted: Vec::new(),
-            not_applicable: Vec::new(),
-            effectiveness: None,
-        };
+        let mut ev = ControlEvaluation::empty(control, checks);
         let mut rows = by_requirement.remove(control.id.as_str()).unwrap_or_default();
         rows.sort_by_key(|(p, _)| *p);
         let mut failing_by_check: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -533,16 +529,7 @@ pub fn evaluation_from_log(
             };
             bucket.push(l.agent_id.clone());
         }
-        ev.state = if !ev.failing.is_empty() {
-            ControlState::Deviating
-        } else if !ev.unknown.is_empty() || !ev.without_evidence.is_empty() || !ev.stale.is_empty() {
-            ControlState::Unknown
-        } else if ev.passing.is_empty() {
-            ControlState::NotAssessed
-        } else {
-            ControlState::Effective
-        };
-        ev.effectiveness = ev.effectiveness();
+        ev.settle();
         for (check, failing_hosts) in failing_by_check {
             deviations.push(Deviation {
                 control_id: control.id.clone(),
