@@ -217,6 +217,18 @@ fn record(i: usize, h: &Host, cat: &Catalogue, now: OffsetDateTime) -> NewRecord
             }
         })
         .collect();
+    signed(h, ChainTip { seq: 1, prev: None, gap: None }, h.collected_at, checks, now)
+}
+
+/// `checks` signed by host `h` as its record at `tip`, collected at
+/// `collected`, through the server's own verification at `now`.
+fn signed(
+    h: &Host,
+    tip: ChainTip,
+    collected: OffsetDateTime,
+    checks: Vec<CheckResult>,
+    now: OffsetDateTime,
+) -> NewRecord {
     let host_info = HostInfo {
         os: h.os.into(),
         os_version: "Debian GNU/Linux 12 (bookworm)".into(),
@@ -225,15 +237,8 @@ fn record(i: usize, h: &Host, cat: &Catalogue, now: OffsetDateTime) -> NewRecord
         display_name: Some(h.display_name.clone()),
         tags: Vec::new(),
     };
-    let collected_at = h.collected_at.format(&Rfc3339).expect("formats");
-    let env = custos_agent::record::sign_record(
-        &h.key,
-        &h.agent_id,
-        &ChainTip { seq: 1, prev: None, gap: None },
-        &collected_at,
-        host_info,
-        checks,
-    );
+    let collected_at = collected.format(&Rfc3339).expect("formats");
+    let env = custos_agent::record::sign_record(&h.key, &h.agent_id, &tip, &collected_at, host_info, checks);
     let key = AgentKey {
         agent_id: h.agent_id.clone(),
         evidence_key: h.key.verifying_key().to_bytes(),
@@ -264,29 +269,7 @@ fn failing_record(store: &Store, i: usize, cat: &Catalogue, at: OffsetDateTime) 
             reason: Some(format!("{id}: not compliant (see facts)")),
         })
         .collect();
-    let host_info = HostInfo {
-        os: h.os.into(),
-        os_version: "Debian GNU/Linux 12 (bookworm)".into(),
-        kernel: "6.1.0-27-amd64".into(),
-        arch: "x86_64".into(),
-        display_name: Some(h.display_name.clone()),
-        tags: Vec::new(),
-    };
-    let collected_at = at.format(&Rfc3339).expect("formats");
-    let env = custos_agent::record::sign_record(
-        &h.key,
-        &h.agent_id,
-        &ChainTip { seq: 2, prev: Some(prev), gap: None },
-        &collected_at,
-        host_info,
-        checks,
-    );
-    let key = AgentKey {
-        agent_id: h.agent_id.clone(),
-        evidence_key: h.key.verifying_key().to_bytes(),
-        revoked: false,
-    };
-    custos_server::ingest::verify_record(env, &key, at.unix_timestamp()).expect("second record verifies")
+    signed(&h, ChainTip { seq: 2, prev: Some(prev), gap: None }, at, checks, at)
 }
 
 /// Seeding times, seconds.

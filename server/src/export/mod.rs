@@ -37,7 +37,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::{Config, DataDir};
 use crate::evaluate::{evaluate, requirement_standings};
-use crate::store::export::ExportRecord;
+use crate::store::queries::StoredRecord;
 use crate::store::tlog::Signed;
 use crate::store::{Store, StoreError};
 use crate::tlog::merkle::{prove_inclusion, root};
@@ -129,7 +129,7 @@ fn rfc3339_unix(t: i64) -> String {
 }
 
 /// The signed status of each check in a record.
-fn signed_statuses(r: &ExportRecord) -> Result<BTreeMap<String, CheckStatus>, ExportError> {
+fn signed_statuses(r: &StoredRecord) -> Result<BTreeMap<String, CheckStatus>, ExportError> {
     let st = StatementSummary::summary_from_payload(&r.payload).map_err(|e| ExportError::Record {
         agent: r.agent_id.clone(),
         seq: r.seq,
@@ -226,7 +226,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let ev_by_agent: BTreeMap<&str, &crate::evaluate::HostEvidence> =
         hosts_ev.iter().map(|h| (h.agent_id.as_str(), h)).collect();
     // The records the standings name, read once each.
-    let mut named: BTreeMap<(String, u64), (ExportRecord, BTreeMap<String, CheckStatus>)> = BTreeMap::new();
+    let mut named: BTreeMap<(String, u64), (StoredRecord, BTreeMap<String, CheckStatus>)> = BTreeMap::new();
     let mut rows = Vec::new();
     for ((agent, control_id), standing) in &standings {
         if !selected_set.contains(agent.as_str())
@@ -245,7 +245,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
             };
             let key = (agent.clone(), ev.record_seq);
             if !named.contains_key(&key) {
-                let rec = store.export_record(agent, ev.record_seq)?.ok_or_else(|| ExportError::Record {
+                let rec = store.record(agent, ev.record_seq)?.ok_or_else(|| ExportError::Record {
                     agent: agent.clone(),
                     seq: ev.record_seq,
                     message: "named by the evaluation but not stored".into(),
@@ -318,7 +318,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         csv_sha256: &csv_sha256,
     })?;
     // Records the CSV names that the window does not hold.
-    let behind: Vec<&ExportRecord> =
+    let behind: Vec<&StoredRecord> =
         named.values().map(|(r, _)| r).filter(|r| r.collected_at < from || r.collected_at > to).collect();
 
     // Key bindings and the leaves to cover.
@@ -412,7 +412,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         // Whether the record was written: one accepted after the checkpoint
         // (a race with ingest) is outside this export.
         let mut write_record =
-            |r: &ExportRecord, w: &mut BundleWriter, counts: &mut Counts| -> Result<bool, ExportError> {
+            |r: &StoredRecord, w: &mut BundleWriter, counts: &mut Counts| -> Result<bool, ExportError> {
                 let index = r
                     .leaf_index
                     .ok_or_else(|| ExportError::NoLeaf { agent: r.agent_id.clone(), seq: r.seq })?;

@@ -5,7 +5,6 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use custos_proto::evidence::{Envelope, EnvelopeSignature};
 
 use super::{HttpState, blocking, error};
 
@@ -15,18 +14,13 @@ pub(super) async fn one(State(s): State<HttpState>, Path((agent_id, seq)): Path<
     }
     match blocking(move || Ok(s.store.record(&agent_id, seq)?)).await {
         Ok(Some(r)) => {
-            let env = Envelope {
-                payload: r.payload,
-                payload_type: r.payload_type,
-                signatures: vec![EnvelopeSignature { keyid: r.keyid, sig: r.sig }],
-            };
             let digest = format!("sha256:{}", hex::encode(&r.digest));
             (
                 [
                     (header::CONTENT_TYPE, "application/json".to_string()),
                     (header::ETAG, format!("\"{digest}\"")),
                 ],
-                env.to_json(),
+                r.envelope_json(),
             )
                 .into_response()
         }

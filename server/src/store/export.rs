@@ -5,59 +5,11 @@
 //! Read-only; nothing here changes the store. Record rows carry their log
 //! leaf index so the exporter can prove each one's inclusion.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
+use super::queries::{RECORD_COLUMNS, StoredRecord, stored_record};
 use super::{Store, StoreError};
 use crate::tlog::Hash;
-
-/// A stored record as an export needs it: the signed parts verbatim, its
-/// chain digest, its collection time and its leaf in the log.
-#[derive(Debug, Clone)]
-pub struct ExportRecord {
-    pub agent_id: String,
-    pub seq: u64,
-    pub digest: Vec<u8>,
-    pub payload: Vec<u8>,
-    pub payload_type: String,
-    pub keyid: String,
-    pub sig: Vec<u8>,
-    pub collected_at: i64,
-    /// `None` for records stored before the log existed.
-    pub leaf_index: Option<u64>,
-}
-
-impl ExportRecord {
-    /// The DSSE JSON envelope: the bytes of its log leaf and of
-    /// `GET /api/v1/records/{agent}/{seq}`.
-    pub fn envelope_json(&self) -> String {
-        custos_proto::evidence::Envelope {
-            payload: self.payload.clone(),
-            payload_type: self.payload_type.clone(),
-            signatures: vec![custos_proto::evidence::EnvelopeSignature {
-                keyid: self.keyid.clone(),
-                sig: self.sig.clone(),
-            }],
-        }
-        .to_json()
-    }
-}
-
-const RECORD_COLUMNS: &str =
-    "agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, leaf_index";
-
-fn export_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRecord> {
-    Ok(ExportRecord {
-        agent_id: r.get(0)?,
-        seq: r.get::<_, i64>(1)? as u64,
-        digest: r.get(2)?,
-        payload: r.get(3)?,
-        payload_type: r.get(4)?,
-        keyid: r.get(5)?,
-        sig: r.get(6)?,
-        collected_at: r.get(7)?,
-        leaf_index: r.get::<_, Option<i64>>(8)?.map(|i| i as u64),
-    })
-}
 
 /// A key-binding leaf as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +72,7 @@ impl Store {
         agents: &[String],
         from: i64,
         to: i64,
-        mut each: impl FnMut(ExportRecord) -> Result<(), E>,
+        mut each: impl FnMut(StoredRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         let conn = self.conn();
         let mut stmt = conn
@@ -132,21 +84,9 @@ impl Store {
             .map_err(StoreError::from)?;
         let mut rows = stmt.query(params![from, to, json_list(agents)?]).map_err(StoreError::from)?;
         while let Some(row) = rows.next().map_err(StoreError::from)? {
-            each(export_record(row).map_err(StoreError::from)?)?;
+            each(stored_record(row).map_err(StoreError::from)?)?;
         }
         Ok(())
-    }
-
-    /// One record, for export.
-    pub fn export_record(&self, agent_id: &str, seq: u64) -> Result<Option<ExportRecord>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE agent_id = ?1 AND seq = ?2"),
-                params![agent_id, seq as i64],
-                export_record,
-            )
-            .optional()?)
     }
 
     /// Every key-binding leaf of `agents` (enrolled, renewed, revoked), in log order.

@@ -58,7 +58,8 @@ pub struct CheckStateRow {
     pub by_policy: bool,
 }
 
-/// A stored record exactly as accepted.
+/// A stored record exactly as accepted, with its collection time and its
+/// leaf in the transparency log.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
     pub agent_id: String,
@@ -68,7 +69,18 @@ pub struct StoredRecord {
     pub payload_type: String,
     pub keyid: String,
     pub sig: Vec<u8>,
+    pub collected_at: i64,
     pub received_at: i64,
+    /// `None` for records stored before the log existed.
+    pub leaf_index: Option<u64>,
+}
+
+impl StoredRecord {
+    /// The DSSE JSON envelope: the bytes of its log leaf, of
+    /// `GET /api/v1/records/{agent}/{seq}` and of an export.
+    pub fn envelope_json(&self) -> String {
+        super::records::dsse_json(&self.payload, &self.payload_type, &self.keyid, &self.sig)
+    }
 }
 
 /// Each result's facts (JSON object text) in a record's statement, by check
@@ -97,9 +109,12 @@ fn facts_by_check(payload: &[u8]) -> HashMap<String, String> {
     }
 }
 
-/// A `records` row selected as `agent_id, seq, digest, payload,
-/// payload_type, keyid, sig, received_at`.
-fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+/// The `records` columns [`stored_record`] reads, in its order.
+pub(super) const RECORD_COLUMNS: &str =
+    "agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, leaf_index";
+
+/// A `records` row selected as [`RECORD_COLUMNS`].
+pub(super) fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
     Ok(StoredRecord {
         agent_id: r.get(0)?,
         seq: r.get::<_, i64>(1)? as u64,
@@ -108,7 +123,9 @@ fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
         payload_type: r.get(4)?,
         keyid: r.get(5)?,
         sig: r.get(6)?,
-        received_at: r.get(7)?,
+        collected_at: r.get(7)?,
+        received_at: r.get(8)?,
+        leaf_index: r.get::<_, Option<i64>>(9)?.map(|i| i as u64),
     })
 }
 
@@ -328,10 +345,9 @@ impl Store {
     /// All stored records of an agent, in chain order.
     pub fn records_of(&self, agent_id: &str) -> Result<Vec<StoredRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
-             FROM records WHERE agent_id = ?1 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE agent_id = ?1 ORDER BY seq"
+        ))?;
         let rows = stmt.query_map(params![agent_id], stored_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -342,8 +358,7 @@ impl Store {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT agent_id, seq, digest, payload, payload_type, keyid, sig, received_at
-                 FROM records WHERE agent_id = ?1 AND seq = ?2",
+                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE agent_id = ?1 AND seq = ?2"),
                 params![agent_id, seq as i64],
                 stored_record,
             )

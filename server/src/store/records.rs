@@ -39,15 +39,16 @@ pub struct NewRecord {
     pub clock_skew: Option<String>,
 }
 
-/// A record's DSSE envelope as JSON, the bytes its log leaf hashes and an
-/// export holds.
-pub fn envelope_json(rec: &NewRecord) -> String {
+/// A record's DSSE envelope as JSON from its signed parts: the bytes its
+/// log leaf hashes, the API serves and an export holds. The one place that
+/// builds them, so the three never differ.
+pub fn dsse_json(payload: &[u8], payload_type: &str, keyid: &str, sig: &[u8]) -> String {
     custos_proto::evidence::Envelope {
-        payload: rec.payload.clone(),
-        payload_type: rec.payload_type.clone(),
+        payload: payload.to_vec(),
+        payload_type: payload_type.to_string(),
         signatures: vec![custos_proto::evidence::EnvelopeSignature {
-            keyid: rec.keyid.clone(),
-            sig: rec.sig.clone(),
+            keyid: keyid.to_string(),
+            sig: sig.to_vec(),
         }],
     }
     .to_json()
@@ -178,7 +179,7 @@ impl RecordWriter {
                     l.append(
                         &tx,
                         super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
-                        envelope_json(rec).as_bytes(),
+                        dsse_json(&rec.payload, &rec.payload_type, &rec.keyid, &rec.sig).as_bytes(),
                         now,
                     )
                 });
