@@ -15,21 +15,19 @@
 use std::time::{Duration, Instant};
 
 use custos_agent::spool::ChainTip;
-use custos_proto::evidence::statement::Facts;
-use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, pae, payload_digest};
+use custos_proto::evidence::pae;
 use custos_server::app;
-use custos_server::config::{Config, DataDir};
 use custos_server::export::{ExportOptions, export};
-use custos_server::store::Store;
-use custos_server::store::agents::{AgentKey, NewAgent};
 use custos_server::store::records::{AppendOutcome, NewRecord};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Signatures kept for the bare-verification ceiling (enough for a stable rate).
 const MAX_KEPT: usize = 200_000;
+
+#[path = "../tests/support/seeded.rs"]
+mod seeded;
+use seeded::{Seeded, firewall_checks, signed};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -44,39 +42,8 @@ struct Agent {
 
 /// One signed record of `a`, verified by the server's own code.
 fn record(a: &Agent, collected: OffsetDateTime, now: i64) -> NewRecord {
-    let facts = |v: serde_json::Value| -> Facts { v.as_object().cloned().unwrap_or_default() };
-    let checks = vec![
-        CheckResult {
-            id: "firewall".into(),
-            status: CheckStatus::Pass,
-            backend: "nftables".into(),
-            facts: facts(serde_json::json!({"ipv4_filtered": true, "ipv6_enabled": false})),
-            observation: Observation {
-                sha256: hex::encode(payload_digest(a.id.as_bytes())),
-                excerpt: "table inet filter".into(),
-            },
-            reason: None,
-        },
-        CheckResult {
-            id: "screen_lock".into(),
-            status: CheckStatus::Unknown,
-            backend: "gsettings".into(),
-            facts: Facts::new(),
-            observation: Observation::default(),
-            reason: Some("no graphical session".into()),
-        },
-    ];
-    let env = custos_agent::record::sign_record(
-        &a.key,
-        &a.id,
-        &ChainTip { seq: a.seq + 1, prev: a.prev, gap: None },
-        &collected.format(&Rfc3339).expect("formats"),
-        HostInfo { os: "linux".into(), ..HostInfo::default() },
-        checks,
-    );
-    let key =
-        AgentKey { agent_id: a.id.clone(), evidence_key: a.key.verifying_key().to_bytes(), revoked: false };
-    custos_server::ingest::verify_record(env, &key, now).expect("seeded record verifies")
+    let tip = ChainTip { seq: a.seq + 1, prev: a.prev, gap: None };
+    signed(&a.key, &a.id, &tip, collected, firewall_checks(true), now)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -87,32 +54,19 @@ fn main() {
     let total = env_or("CUSTOS_BENCH_RECORDS", 1_000_000);
     let agents_n = env_or("CUSTOS_BENCH_AGENTS", 1000).clamp(1, total.max(1));
     let per_agent = total.div_ceil(agents_n);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    app::init(&data, &[], None).expect("init");
-    let config = Config::load(&DataDir(data.clone()).config()).expect("config");
-    let store = Store::open(&DataDir(data.clone()).database()).expect("store");
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("time");
+    let fixture = Seeded::new(agents_n as u32);
+    let (dir, data, store, now) = (fixture.dir.path(), &fixture.data, &fixture.store, fixture.now);
+    let signer = app::log_signer(data, &fixture.config()).expect("log key");
     let start = now - time::Duration::minutes(per_agent as i64 + 1);
 
     // Enrol (each agent's key binding is logged).
     let t = Instant::now();
-    let token =
-        app::create_enrollment_token(&data, agents_n as u32, Duration::from_secs(3600)).expect("token");
-    let hash = custos_server::secrets::token_hash(&token);
     let mut agents: Vec<Agent> = (0..agents_n)
         .map(|i| {
             let id = format!("bench-{i:06}");
-            let key = SigningKey::from_bytes(&Sha256::digest(format!("custos-export-bench-{i}")).into());
-            let new = NewAgent {
-                agent_id: &id,
-                display_name: &format!("host-{i:06}.corp.example"),
-                evidence_key: &key.verifying_key().to_bytes(),
-                cert_serial: &format!("{i:x}"),
-                cert_not_after: now.unix_timestamp() + 86_400,
-                agent_version: "0.1.0",
-            };
-            store.enroll_agent(&hash, &new, start.unix_timestamp()).expect("store").expect("token");
+            let display = format!("host-{i:06}.corp.example");
+            let key =
+                fixture.enroll(&id, &display, &format!("custos-export-bench-{i}"), start.unix_timestamp());
             Agent { id, key, seq: 0, prev: None }
         })
         .collect();
@@ -156,11 +110,10 @@ fn main() {
         seeded += batch.len();
     }
     let seed_time = t.elapsed();
-    let signer = app::log_signer(&data, &config).expect("log key");
-    store.sign_checkpoint(&signer, &config.log_origin(), now.unix_timestamp()).expect("checkpoint");
+    fixture.sign_checkpoint();
 
     // Export the whole window.
-    let out = dir.path().join("bundle.tar.gz");
+    let out = dir.join("bundle.tar.gz");
     let opts = ExportOptions {
         data_dir: data.clone(),
         from: start - time::Duration::minutes(1),

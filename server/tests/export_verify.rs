@@ -10,72 +10,48 @@
 #[path = "support/bundle.rs"]
 mod bundle;
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
-use custos_proto::evidence::statement::Facts;
-use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::app;
-use custos_server::config::{Config, DataDir};
 use custos_server::export::format;
 use custos_server::export::{ExportOptions, export};
-use custos_server::store::Store;
-use custos_server::store::agents::{AgentKey, NewAgent};
 use custos_server::store::records::AppendOutcome;
 use custos_server::tlog::{Checkpoint, NoteSigner};
 use custos_server::verify::{BundleError, Finding, TrustedKey, verify_bundle};
 use ed25519_dalek::SigningKey;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use seeded::{Seeded, firewall_checks, signed};
 
 const AGENTS: usize = 3;
 const RECORDS: u64 = 4;
 
 struct Fleet {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    store: Store,
+    seeded: Seeded,
     keys: Vec<(String, SigningKey)>,
     heads: Vec<(u64, Option<[u8; 32]>)>,
-    now: OffsetDateTime,
     writer: custos_server::store::records::RecordWriter,
-}
-
-fn facts(json: serde_json::Value) -> Facts {
-    json.as_object().cloned().unwrap()
 }
 
 impl Fleet {
     fn new() -> Fleet {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        app::init(&data, &[], None).unwrap();
-        let token = app::create_enrollment_token(&data, 10, Duration::from_secs(3600)).unwrap();
-        let store = Store::open(&DataDir(data.clone()).database()).unwrap();
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let mut keys = Vec::new();
-        for i in 0..AGENTS {
-            let agent_id = format!("agent-{i}");
-            let key = SigningKey::from_bytes(&Sha256::digest(format!("export-test-{i}")).into());
-            let agent = NewAgent {
-                agent_id: &agent_id,
-                display_name: &format!("host-{i}.example"),
-                evidence_key: &key.verifying_key().to_bytes(),
-                cert_serial: &format!("{i:02x}"),
-                cert_not_after: now.unix_timestamp() + 86_400,
-                agent_version: "0.1.0",
-            };
-            let hash = custos_server::secrets::token_hash(&token);
-            store.enroll_agent(&hash, &agent, now.unix_timestamp() - 3 * 86_400).unwrap().unwrap();
-            keys.push((agent_id, key));
-        }
-        let writer = store.record_writer().unwrap();
+        let seeded = Seeded::new(10);
+        let enrolled = seeded.now.unix_timestamp() - 3 * 86_400;
+        let keys = (0..AGENTS)
+            .map(|i| {
+                let id = format!("agent-{i}");
+                let key =
+                    seeded.enroll(&id, &format!("host-{i}.example"), &format!("export-test-{i}"), enrolled);
+                (id, key)
+            })
+            .collect();
+        let writer = seeded.store.record_writer().unwrap();
         let heads = vec![(0, None); AGENTS];
-        let mut fleet = Fleet { _dir: dir, data, store, keys, heads, now, writer };
+        let mut fleet = Fleet { seeded, keys, heads, writer };
         for _ in 0..RECORDS {
             for i in 0..AGENTS {
                 fleet.ingest(i);
@@ -85,98 +61,47 @@ impl Fleet {
         fleet
     }
 
-    /// One more record of agent `i`, collected an hour after its previous one.
+    /// One more record of agent `i`, collected an hour after its previous
+    /// one. agent-1's firewall fails; everyone's screen lock is unknown.
     fn ingest(&mut self, i: usize) {
         let (seq, prev) = self.heads[i];
         let seq = seq + 1;
-        let collected = self.now - time::Duration::hours(10) + time::Duration::hours(seq as i64);
-        // agent-1's firewall fails; everyone's screen lock is unknown.
-        let (status, f, reason) = if i == 1 {
-            (
-                CheckStatus::Fail,
-                facts(serde_json::json!({"ipv4_filtered": false, "ipv6_enabled": false})),
-                Some("inbound not filtered".to_string()),
-            )
-        } else {
-            (
-                CheckStatus::Pass,
-                facts(serde_json::json!({"ipv4_filtered": true, "ipv6_enabled": false})),
-                None,
-            )
-        };
-        let checks = vec![
-            CheckResult {
-                id: "firewall".into(),
-                status,
-                backend: "nftables".into(),
-                facts: f,
-                observation: Observation {
-                    sha256: hex::encode(payload_digest(b"nft")),
-                    excerpt: "table inet filter".into(),
-                },
-                reason,
-            },
-            CheckResult {
-                id: "screen_lock".into(),
-                status: CheckStatus::Unknown,
-                backend: "gsettings".into(),
-                facts: Facts::new(),
-                observation: Observation::default(),
-                reason: Some("no graphical session".into()),
-            },
-        ];
+        let now = self.seeded.now;
+        let collected = now - time::Duration::hours(10) + time::Duration::hours(seq as i64);
         let (agent_id, key) = &self.keys[i];
-        let env = custos_agent::record::sign_record(
-            key,
-            agent_id,
-            &ChainTip { seq, prev, gap: None },
-            &collected.format(&Rfc3339).unwrap(),
-            HostInfo { os: "linux".into(), ..HostInfo::default() },
-            checks,
-        );
-        let agent = AgentKey {
-            agent_id: agent_id.clone(),
-            evidence_key: key.verifying_key().to_bytes(),
-            revoked: false,
-        };
-        let rec = custos_server::ingest::verify_record(env, &agent, self.now.unix_timestamp()).unwrap();
+        let tip = ChainTip { seq, prev, gap: None };
+        let rec = signed(key, agent_id, &tip, collected, firewall_checks(i != 1), now.unix_timestamp());
         let digest = rec.digest;
-        assert_eq!(self.writer.append(&[rec], self.now.unix_timestamp()).unwrap(), [AppendOutcome::Accepted]);
+        assert_eq!(self.writer.append(&[rec], now.unix_timestamp()).unwrap(), [AppendOutcome::Accepted]);
         self.heads[i] = (seq, Some(digest));
     }
 
-    fn config(&self) -> Config {
-        Config::load(&DataDir(self.data.clone()).config()).unwrap()
-    }
-
     fn signer(&self) -> NoteSigner {
-        app::log_signer(&self.data, &self.config()).unwrap()
+        app::log_signer(&self.seeded.data, &self.seeded.config()).unwrap()
     }
 
     /// A checkpoint over the whole log, through the store's checkpoint path.
     fn sign(&self) {
-        self.store
-            .sign_checkpoint(&self.signer(), &self.config().log_origin(), self.now.unix_timestamp())
-            .unwrap();
+        self.seeded.sign_checkpoint();
     }
 
     fn options(&self, out: &Path) -> ExportOptions {
         ExportOptions {
-            data_dir: self.data.clone(),
-            from: self.now - time::Duration::days(1),
-            to: self.now + time::Duration::hours(1),
+            data_dir: self.seeded.data.clone(),
+            from: self.seeded.now - time::Duration::days(1),
+            to: self.seeded.now + time::Duration::hours(1),
             controls: Vec::new(),
             hosts: Vec::new(),
             sample: None,
             by: "test auditor".into(),
             out: out.to_path_buf(),
-            now: self.now,
+            now: self.seeded.now,
             progress: false,
         }
     }
 
     fn export(&self, name: &str) -> PathBuf {
-        let out = self._dir.path().join(name);
+        let out = self.seeded.dir.path().join(name);
         export(&self.options(&out)).unwrap();
         out
     }
@@ -220,7 +145,7 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
     assert_eq!(m.format, format::FORMAT);
     assert_eq!(m.exported_by, "test auditor");
     // The export is in the audit trail, and so a leaf of the log.
-    let trail = fleet.store.audit_trail(10).unwrap();
+    let trail = fleet.seeded.store.audit_trail(10).unwrap();
     assert!(
         trail.iter().any(|r| r.action == "export" && r.name == "test auditor" && r.leaf_index.is_some()),
         "{trail:?}"
@@ -233,7 +158,7 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
     // Every file but the manifest is listed with its digest.
     assert_eq!(m.files.len(), files.len() - 1);
     // A record is byte for byte its log leaf and what the API serves.
-    let stored = fleet.store.record("agent-1", 2).unwrap().unwrap();
+    let stored = fleet.seeded.store.record("agent-1", 2).unwrap().unwrap();
     let env = custos_proto::evidence::Envelope {
         payload: stored.payload,
         payload_type: stored.payload_type,
@@ -410,7 +335,7 @@ fn the_tampering_matrix_fails_with_precise_messages() {
     assert_has(&pinned.failure_messages(), "log/checkpoint: not a checkpoint signed by the pinned log key");
 
     // A stale checkpoint: an older tree than the proofs.
-    let old_cp = fleet.store.latest_checkpoint().unwrap().unwrap();
+    let old_cp = fleet.seeded.store.latest_checkpoint().unwrap().unwrap();
     let mut fleet = fleet;
     fleet.ingest(0);
     fleet.sign();
@@ -430,7 +355,7 @@ fn the_tampering_matrix_fails_with_precise_messages() {
     );
 
     // A proof for another tree size (a real proof, from the store).
-    let (leaf_hash, other) = fleet.store.tlog_inclusion(0, size - 1).unwrap().unwrap();
+    let (leaf_hash, other) = fleet.seeded.store.tlog_inclusion(0, size - 1).unwrap().unwrap();
     let _ = leaf_hash;
     let key0 = files.iter().map(|(n, _)| n.clone()).find(|n| n.starts_with("proofs/keys/agent-0/")).unwrap();
     let (_, m) = tampered(&bundle, "other-size.tar.gz", |f| {
@@ -515,7 +440,7 @@ fn broken_archives_are_errors_not_panics() {
 fn a_sample_is_the_same_for_the_same_seed_and_filters_hold() {
     let fleet = Fleet::new();
     let run = |name: &str, seed: &str| {
-        let out = fleet._dir.path().join(name);
+        let out = fleet.seeded.dir.path().join(name);
         let mut o = fleet.options(&out);
         o.sample = Some((2, seed.into()));
         let done = export(&o).unwrap();
@@ -538,7 +463,7 @@ fn a_sample_is_the_same_for_the_same_seed_and_filters_hold() {
     assert!(verify_bundle(&a, None).unwrap().ok());
 
     // --host and --control.
-    let out = fleet._dir.path().join("filtered.tar.gz");
+    let out = fleet.seeded.dir.path().join("filtered.tar.gz");
     let mut o = fleet.options(&out);
     o.hosts = vec!["agent-2".into()];
     o.controls = vec!["iso27001:2022/A.8.20".into()];
@@ -554,7 +479,7 @@ fn a_sample_is_the_same_for_the_same_seed_and_filters_hold() {
     // A window after the latest checkpoint's leaves makes the export sign one.
     let mut fleet = fleet;
     fleet.ingest(2);
-    let out = fleet._dir.path().join("fresh.tar.gz");
+    let out = fleet.seeded.dir.path().join("fresh.tar.gz");
     let m = export(&fleet.options(&out)).unwrap().manifest;
     assert!(m.log.checkpoint_signed_for_export);
     assert_eq!(m.counts.records, AGENTS as u64 * RECORDS + 1);

@@ -12,118 +12,57 @@
 
 #[path = "support/bundle.rs"]
 mod bundle;
+#[path = "support/seeded.rs"]
+mod seeded;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
-use custos_proto::evidence::statement::Facts;
-use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::app;
-use custos_server::config::{Config, DataDir};
 use custos_server::export::format;
 use custos_server::export::{ExportOptions, export};
 use custos_server::fleet::Fleet as FleetCache;
 use custos_server::keeper::{Keeper, load_policy};
 use custos_server::reload::Reloadable;
 use custos_server::risk_admin::Register;
-use custos_server::store::Store;
-use custos_server::store::agents::{AgentKey, NewAgent};
 use custos_server::store::records::AppendOutcome;
 use custos_server::store::risks::RiskFilter;
 use custos_server::verify::verify_bundle;
-use ed25519_dalek::SigningKey;
+use seeded::{Seeded, firewall_checks, signed};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 const AGENTS: usize = 3;
 const RECORDS: u64 = 3;
 
 /// A data dir with enrolled agents, signed records, a checkpoint and a risk
 /// register the keeper filled from the evidence (one entry accepted).
-struct Seeded {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    now: OffsetDateTime,
-}
-
 fn seed() -> Seeded {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    app::init(&data, &[], None).unwrap();
-    let token = app::create_enrollment_token(&data, 10, Duration::from_secs(3600)).unwrap();
-    let store = Store::open(&DataDir(data.clone()).database()).unwrap();
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let seeded = Seeded::new(10);
+    let now = seeded.now;
+    let store = &seeded.store;
+    let data = seeded.data.clone();
     let mut writer = store.record_writer().unwrap();
     for i in 0..AGENTS {
         let agent_id = format!("agent-{i}");
-        let key = SigningKey::from_bytes(&Sha256::digest(format!("oscal-test-{i}")).into());
-        let agent = NewAgent {
-            agent_id: &agent_id,
-            display_name: &format!("host-{i}.example"),
-            evidence_key: &key.verifying_key().to_bytes(),
-            cert_serial: &format!("{i:02x}"),
-            cert_not_after: now.unix_timestamp() + 86_400,
-            agent_version: "0.1.0",
-        };
-        let hash = custos_server::secrets::token_hash(&token);
-        store.enroll_agent(&hash, &agent, now.unix_timestamp() - 3 * 86_400).unwrap().unwrap();
+        let display = format!("host-{i}.example");
+        let key =
+            seeded.enroll(&agent_id, &display, &format!("oscal-test-{i}"), now.unix_timestamp() - 3 * 86_400);
         let mut prev = None;
         for seq in 1..=RECORDS {
             // agent-1's firewall fails; everyone's screen lock is unknown.
-            let status = if i == 1 { CheckStatus::Fail } else { CheckStatus::Pass };
-            let filtered = i != 1;
-            let checks = vec![
-                CheckResult {
-                    id: "firewall".into(),
-                    status,
-                    backend: "nftables".into(),
-                    facts: serde_json::json!({"ipv4_filtered": filtered, "ipv6_enabled": false})
-                        .as_object()
-                        .cloned()
-                        .unwrap(),
-                    observation: Observation {
-                        sha256: hex::encode(payload_digest(b"nft")),
-                        excerpt: "table inet filter".into(),
-                    },
-                    reason: (!filtered).then(|| "inbound not filtered".to_string()),
-                },
-                CheckResult {
-                    id: "screen_lock".into(),
-                    status: CheckStatus::Unknown,
-                    backend: "gsettings".into(),
-                    facts: Facts::new(),
-                    observation: Observation::default(),
-                    reason: Some("no graphical session".into()),
-                },
-            ];
             let collected = now - time::Duration::hours(5) + time::Duration::hours(seq as i64);
-            let env = custos_agent::record::sign_record(
-                &key,
-                &agent_id,
-                &ChainTip { seq, prev, gap: None },
-                &collected.format(&Rfc3339).unwrap(),
-                HostInfo { os: "linux".into(), ..HostInfo::default() },
-                checks,
-            );
-            let agent_key = AgentKey {
-                agent_id: agent_id.clone(),
-                evidence_key: key.verifying_key().to_bytes(),
-                revoked: false,
-            };
-            let rec = custos_server::ingest::verify_record(env, &agent_key, now.unix_timestamp()).unwrap();
+            let tip = ChainTip { seq, prev, gap: None };
+            let rec = signed(&key, &agent_id, &tip, collected, firewall_checks(i != 1), now.unix_timestamp());
             prev = Some(rec.digest);
             assert_eq!(writer.append(&[rec], now.unix_timestamp()).unwrap(), [AppendOutcome::Accepted]);
         }
     }
-    let config = Config::load(&DataDir(data.clone()).config()).unwrap();
+    let config = seeded.config();
     // The keeper fills the register: pending at the first pass, open once
     // the grace period is over.
     let keeper = Keeper::new(
@@ -133,20 +72,19 @@ fn seed() -> Seeded {
         data.clone(),
         Arc::new(FleetCache::new()),
     );
-    keeper.pass(&store, now - time::Duration::hours(1)).unwrap();
-    keeper.pass(&store, now).unwrap();
+    keeper.pass(store, now - time::Duration::hours(1)).unwrap();
+    keeper.pass(store, now).unwrap();
     let register = Register::open(&data).unwrap();
     let open = register.list(&RiskFilter::default()).unwrap();
     assert!(open.len() >= 2, "the failing firewall opens entries: {open:?}");
     register
         .accept(open[0].id, "CISO", "compensated by the perimeter", now + time::Duration::days(30), now)
         .unwrap();
-    let signer = app::log_signer(&data, &config).unwrap();
-    store.sign_checkpoint(&signer, &config.log_origin(), now.unix_timestamp()).unwrap();
-    Seeded { dir, data, now }
+    seeded.sign_checkpoint();
+    seeded
 }
 
-impl Seeded {
+impl seeded::Seeded {
     fn export(&self, name: &str) -> PathBuf {
         let out = self.dir.path().join(name);
         export(&ExportOptions {
