@@ -135,6 +135,13 @@ async fn main() -> anyhow::Result<()> {
     println!("\nAdmin API token (this demo only): {}", init.admin_token);
     println!("Dashboard: http://{http}/#token={}", init.admin_token);
     println!("API:       curl -H 'Authorization: Bearer {}' http://{http}/api/v1/controls", init.admin_token);
+    let today = time::OffsetDateTime::now_utc()
+        .replace_time(time::Time::MIDNIGHT)
+        .format(&time::format_description::well_known::Rfc3339)?;
+    println!(
+        "Evidence for an auditor (signed records, log proofs, CSV, OSCAL):\n  curl -H 'Authorization: Bearer {}' -o evidence.tar.gz 'http://{http}/api/v1/export?from={today}'\n  cargo run --release -p custos-server -- verify evidence.tar.gz   # offline, no server needed",
+        init.admin_token
+    );
     println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
 
     agent
