@@ -16,6 +16,16 @@ fn quiet_host() -> Arc<dyn Host> {
     Arc::new(FixtureHost::new())
 }
 
+/// Now, as a record's collection time: evidence the server counts as fresh
+/// (a fixed date would go stale as the calendar moves on).
+fn collected_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("zero nanoseconds")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
 /// A record for `agent` at chain position (seq, prev), signed with `key`.
 fn record(key: &SigningKey, agent_id: &str, seq: u64, prev: Option<[u8; 32]>) -> Envelope {
     let tip = ChainTip { seq, prev, gap: None };
@@ -23,7 +33,7 @@ fn record(key: &SigningKey, agent_id: &str, seq: u64, prev: Option<[u8; 32]>) ->
         key,
         agent_id,
         &tip,
-        "2026-11-23T10:00:00Z",
+        &collected_now(),
         HostInfo { os: "linux".into(), ..Default::default() },
         core_results(CheckStatus::Pass, &[]),
     )
@@ -75,7 +85,7 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
     let gap = record(&key, &a.id(), 5, Some(head));
     // Equivocation: a different record claiming seq 2.
     let mut equivocal_st = custos_proto::evidence::Statement::from_payload(&recs[1].payload).unwrap();
-    equivocal_st.predicate.collected_at = "2026-11-23T11:11:11Z".into();
+    equivocal_st.predicate.collected_at = "1999-12-31T23:59:59Z".into();
     let equivocal = sign_envelope(equivocal_st.to_payload(), &key);
     // Broken link: seq 3 whose prev is not record 2.
     let unlinked = record(&key, &a.id(), 3, Some([7; 32]));
