@@ -147,7 +147,9 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
     // The export is in the audit trail, and so a leaf of the log.
     let trail = fleet.seeded.store.audit_trail(10).unwrap();
     assert!(
-        trail.iter().any(|r| r.action == "export" && r.name == "test auditor" && r.leaf_index.is_some()),
+        trail
+            .iter()
+            .any(|r| r.entry.action == "export" && r.entry.name == "test auditor" && r.leaf_index.is_some()),
         "{trail:?}"
     );
     assert_eq!(m.counts.records, AGENTS as u64 * RECORDS);

@@ -467,14 +467,13 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let (manifest, bytes) = w.finish(manifest)?;
     // The export goes into the audit trail, and so into the log.
     let target = serde_json::to_string(&manifest.query).map_err(|e| ExportError::Invalid(e.to_string()))?;
-    store.record_audit(&crate::store::tokens::TrailRow {
+    store.record_audit(&crate::store::tokens::AuditEntry {
         at: opts.now.unix_timestamp(),
         token_id: 0,
         name: opts.by.clone(),
         action: "export".into(),
         target,
         status: 200,
-        leaf_index: None,
     })?;
     Ok(ExportSummary { manifest, bytes })
 }

@@ -28,7 +28,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{HttpState, error, internal};
 use crate::secrets::token_hash;
-use crate::store::tokens::{ApiRole, Caller, TrailRow};
+use crate::store::tokens::{ApiRole, AuditEntry, Caller};
 
 /// Route prefixes (under `/api/v1/`) auditors may read.
 pub const AUDITOR_ROUTES: &[&str] = &[
@@ -84,14 +84,13 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
             cut_to_controls(&caller, &path, response).await
         }
     };
-    let row = TrailRow {
+    let row = AuditEntry {
         at: now,
         token_id: caller.token_id,
         name: caller.name.clone(),
         action,
         target,
         status: response.status().as_u16(),
-        leaf_index: None,
     };
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || store.record_audit(&row)).await {

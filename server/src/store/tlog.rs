@@ -168,21 +168,13 @@ pub(crate) fn log_key_binding(
     LogAppender::open(conn)?.append(conn, LeafKind::KeyBinding { agent_id }, &data, at)
 }
 
-/// An audit-trail row as logged.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct AuditLeaf {
+/// An audit-trail row as logged: its entry under the leaf's type.
+#[derive(Debug, Serialize)]
+pub struct AuditLeaf<'a> {
     #[serde(rename = "type")]
-    pub type_: String,
-    pub at: i64,
-    /// The API token's id (0: the command line).
-    pub token_id: i64,
-    /// Who: the token's name, or the person named on the command line.
-    pub name: String,
-    /// What: the HTTP method, or `export`.
-    pub action: String,
-    /// The request path and query, or the export's query.
-    pub target: String,
-    pub status: u16,
+    pub type_: &'static str,
+    #[serde(flatten)]
+    pub entry: &'a super::tokens::AuditEntry,
 }
 
 pub const AUDIT_TYPE: &str = "https://custos.dev/tlog/audit/v1";

@@ -97,15 +97,26 @@ impl Caller {
     }
 }
 
+/// What the audit trail keeps of one read or export.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    /// The API token's id (0: the command line).
+    pub token_id: i64,
+    /// Who: the token's name, or the person named on the command line.
+    pub name: String,
+    /// What: the HTTP method, or `export`.
+    pub action: String,
+    /// The request path and query, or the export's query.
+    pub target: String,
+    pub status: u16,
+}
+
 /// One row of the audit trail.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrailRow {
-    pub at: i64,
-    pub token_id: i64,
-    pub name: String,
-    pub action: String,
-    pub target: String,
-    pub status: u16,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
     /// Its leaf in the transparency log (rows from before version 8 have none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf_index: Option<u64>,
@@ -181,16 +192,8 @@ impl Store {
 
     /// Keeps an audit-trail row and appends it to the transparency log, in
     /// one transaction. Returns its leaf index.
-    pub fn record_audit(&self, row: &TrailRow) -> Result<u64, StoreError> {
-        let leaf = super::tlog::AuditLeaf {
-            type_: super::tlog::AUDIT_TYPE.into(),
-            at: row.at,
-            token_id: row.token_id,
-            name: row.name.clone(),
-            action: row.action.clone(),
-            target: row.target.clone(),
-            status: row.status,
-        };
+    pub fn record_audit(&self, row: &AuditEntry) -> Result<u64, StoreError> {
+        let leaf = super::tlog::AuditLeaf { type_: super::tlog::AUDIT_TYPE, entry: row };
         let data = serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -212,12 +215,14 @@ impl Store {
         )?;
         let rows = stmt.query_map([limit], |r| {
             Ok(TrailRow {
-                at: r.get(0)?,
-                token_id: r.get(1)?,
-                name: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                status: r.get(5)?,
+                entry: AuditEntry {
+                    at: r.get(0)?,
+                    token_id: r.get(1)?,
+                    name: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    status: r.get(5)?,
+                },
                 leaf_index: r.get::<_, Option<i64>>(6)?.map(|i| i as u64),
             })
         })?;
