@@ -17,8 +17,10 @@
 //! - `assessment-results.json` against the records and the CSV
 //!   ([`assessment_results`]).
 //!
-//! The bundle is read twice, one file in memory at a time (see [`read`]):
-//! first everything but the records, then the records.
+//! The bundle is read twice, a bounded number of files in memory at a
+//! time (see [`read`]): first everything but the records, then the
+//! records. Each pass hashes and checks files on every core and merges the
+//! results in archive order, so the report never depends on scheduling.
 
 pub mod assessment_results;
 pub mod csv;
@@ -101,31 +103,56 @@ impl Verifier {
         self.failures.push(f);
     }
 
+    /// [`Proofs::inclusion`], noting the proof as used.
+    fn inclusion(&mut self, file: &str, proof_path: &str, data: &[u8], leaf: Option<u64>) -> Option<u64> {
+        self.used_proofs.insert(proof_path.to_string());
+        let check = Proofs { proofs: &self.proofs, checkpoint: self.checkpoint.as_ref() };
+        let mut failures = Vec::new();
+        let included = check.inclusion(&mut failures, file, proof_path, data, leaf);
+        self.failures.extend(failures);
+        included
+    }
+}
+
+/// What inclusion is checked against: the bundle's proofs and the
+/// checkpoint that verified. Shared by the threads checking records.
+struct Proofs<'a> {
+    proofs: &'a HashMap<String, Result<InclusionProof, String>>,
+    checkpoint: Option<&'a Checkpoint>,
+}
+
+impl Proofs<'_> {
     /// Checks the inclusion of `file` (leaf `data`) through its proof file;
     /// returns the proof's leaf index when the proof could be read. `leaf`
     /// is the index the file name states, when it states one.
-    fn inclusion(&mut self, file: &str, proof_path: &str, data: &[u8], leaf: Option<u64>) -> Option<u64> {
-        self.used_proofs.insert(proof_path.to_string());
+    fn inclusion(
+        &self,
+        failures: &mut Vec<Failure>,
+        file: &str,
+        proof_path: &str,
+        data: &[u8],
+        leaf: Option<u64>,
+    ) -> Option<u64> {
         let proof = match self.proofs.get(proof_path) {
             None => {
-                self.fail(Failure::NoProof { file: file.into(), proof: proof_path.into() });
+                failures.push(Failure::NoProof { file: file.into(), proof: proof_path.into() });
                 return None;
             }
             Some(Err(reason)) => {
                 let reason = reason.clone();
-                self.fail(Failure::Proof { file: proof_path.into(), reason });
+                failures.push(Failure::Proof { file: proof_path.into(), reason });
                 return None;
             }
-            Some(Ok(p)) => p.clone(),
+            Some(Ok(p)) => p,
         };
         if let Some(leaf) = leaf.filter(|l| *l != proof.leaf_index) {
-            self.fail(Failure::Proof {
+            failures.push(Failure::Proof {
                 file: proof_path.into(),
                 reason: format!("proof is for leaf {}, the file name says leaf {leaf}", proof.leaf_index),
             });
         }
-        let Some(cp) = &self.checkpoint else {
-            self.fail(Failure::Inclusion {
+        let Some(cp) = self.checkpoint else {
+            failures.push(Failure::Inclusion {
                 file: file.into(),
                 reason: "no verified checkpoint to check the proof against".into(),
             });
@@ -137,17 +164,24 @@ impl Verifier {
                 proof.tree_size,
                 cp.size()
             );
-            self.fail(Failure::Proof { file: proof_path.into(), reason });
+            failures.push(Failure::Proof { file: proof_path.into(), reason });
             return Some(proof.leaf_index);
         }
         if let Err(e) = proof.verify(&leaf_hash(data), cp.root()) {
-            self.fail(Failure::Inclusion {
+            failures.push(Failure::Inclusion {
                 file: file.into(),
                 reason: format!("leaf {}: {e}", proof.leaf_index),
             });
         }
         Some(proof.leaf_index)
     }
+}
+
+/// What pass 1 keeps of a file besides its digest.
+enum Kept {
+    Nothing,
+    Proof(Result<InclusionProof, String>),
+    Bytes(Vec<u8>),
 }
 
 /// Verifies the bundle at `path`. `Err` only when the bundle cannot be read
@@ -159,24 +193,35 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
     let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut proofs: HashMap<String, Result<InclusionProof, String>> = HashMap::new();
     let mut unknown = Vec::new();
-    read::each_entry(
+    read::each_entry_parallel(
         path,
         |_| true,
         |name, bytes| {
             let bytes = bytes.unwrap_or_default();
-            if digests.insert(name.to_string(), hex::encode(Sha256::digest(&bytes))).is_some() {
-                duplicates.push(name.to_string());
+            let digest = hex::encode(Sha256::digest(&bytes));
+            let kept = match BundlePath::parse(name) {
+                BundlePath::Record { .. } | BundlePath::Unknown => Kept::Nothing,
+                BundlePath::RecordProof { .. } | BundlePath::KeyProof { .. } => {
+                    Kept::Proof(decode_proof(&bytes))
+                }
+                _ => Kept::Bytes(bytes),
+            };
+            (digest, kept)
+        },
+        |name, (digest, kept)| {
+            if digests.insert(name.clone(), digest).is_some() {
+                duplicates.push(name);
                 return Ok(());
             }
-            match BundlePath::parse(name) {
-                BundlePath::Record { .. } => {}
-                BundlePath::RecordProof { .. } | BundlePath::KeyProof { .. } => {
-                    proofs.insert(name.to_string(), decode_proof(&bytes));
+            match kept {
+                Kept::Proof(p) => {
+                    proofs.insert(name, p);
                 }
-                BundlePath::Unknown => unknown.push(name.to_string()),
-                _ => {
-                    small.insert(name.to_string(), bytes);
+                Kept::Bytes(b) => {
+                    small.insert(name, b);
                 }
+                Kept::Nothing if BundlePath::parse(&name) == BundlePath::Unknown => unknown.push(name),
+                Kept::Nothing => {}
             }
             Ok(())
         },
@@ -319,38 +364,42 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
     // Every record file, readable or not: a gap is a seq with no file at all.
     let mut present: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut failed_files = BTreeSet::new();
-    read::each_entry(
+    let mut used_proofs = Vec::new();
+    let check = Proofs { proofs: &v.proofs, checkpoint: v.checkpoint.as_ref() };
+    let mut checked_failures = Vec::new();
+    read::each_entry_parallel(
         path,
         |name| matches!(BundlePath::parse(name), BundlePath::Record { .. }),
         |name, bytes| {
             let (Some(bytes), BundlePath::Record { agent, seq }) = (bytes, BundlePath::parse(name)) else {
-                return Ok(());
+                return Ok(None);
             };
             if digests.get(name).map(String::as_str) != Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
                 return Err(BundleError::Changed { path: path.to_path_buf(), entry: name.to_string() });
             }
+            let keep = csv_named.contains(&(agent.clone(), seq));
+            let mut failures = Vec::new();
+            let info = check_record(&check, &mut failures, name, &agent, seq, &bytes, &bindings, keep);
+            Ok(Some((agent, seq, info, failures)))
+        },
+        |name, checked| {
+            let Some((agent, seq, info, failures)) = checked? else { return Ok(()) };
             record_count += 1;
+            used_proofs.push(record_proof_path(&agent, seq));
             present.entry(agent.clone()).or_default().insert(seq);
-            let before = v.failures.len();
-            let info = check_record(
-                &mut v,
-                name,
-                &agent,
-                seq,
-                &bytes,
-                &bindings,
-                csv_named.contains(&(agent.clone(), seq)),
-            );
             if let Some(info) = info {
                 by_digest.insert(info.digest, (agent.clone(), seq));
                 records.entry(agent).or_default().insert(seq, info);
             }
-            if v.failures.len() > before {
-                failed_files.insert(name.to_string());
+            if !failures.is_empty() {
+                failed_files.insert(name);
+                checked_failures.extend(failures);
             }
             Ok(())
         },
     )?;
+    v.failures.extend(checked_failures);
+    v.used_proofs.extend(used_proofs);
     // A record is verified only when nothing about it (nor its proof) failed.
     let failed_now: BTreeSet<String> = v.failures.iter().map(|f| f.file().to_string()).collect();
     failed_files.extend(failed_now.iter().filter(|f| f.starts_with("records/")).cloned());
@@ -491,8 +540,10 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
 /// Checks one record file: inclusion, envelope, statement identity, key and
 /// signature. Returns what the chain and CSV checks need, when the signed
 /// statement could be read.
+#[allow(clippy::too_many_arguments)]
 fn check_record(
-    v: &mut Verifier,
+    check: &Proofs<'_>,
+    failures: &mut Vec<Failure>,
     name: &str,
     agent: &str,
     seq: u64,
@@ -500,32 +551,32 @@ fn check_record(
     bindings: &BTreeMap<String, Vec<Binding>>,
     keep_statuses: bool,
 ) -> Option<RecInfo> {
-    let leaf = v.inclusion(name, &record_proof_path(agent, seq), bytes, None);
+    let leaf = check.inclusion(failures, name, &record_proof_path(agent, seq), bytes, None);
     let record = |reason: String| Failure::Record { file: name.into(), reason };
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
-            v.fail(record("not UTF-8 text".into()));
+            failures.push(record("not UTF-8 text".into()));
             return None;
         }
     };
     let env = match Envelope::from_json(text) {
         Ok(e) => e,
         Err(e) => {
-            v.fail(record(format!("not a DSSE envelope: {e}")));
+            failures.push(record(format!("not a DSSE envelope: {e}")));
             return None;
         }
     };
     let st = match StatementSummary::summary_from_payload(&env.payload) {
         Ok(s) => s,
         Err(e) => {
-            v.fail(record(e.to_string()));
+            failures.push(record(e.to_string()));
             return None;
         }
     };
     let p = &st.predicate;
     if p.agent_id != agent || p.seq != seq {
-        v.fail(Failure::Identity {
+        failures.push(Failure::Identity {
             file: name.into(),
             reason: format!(
                 "the signed statement is agent {} seq {}, the file name says agent {agent} seq {seq}",
@@ -537,14 +588,14 @@ fn check_record(
     let position = leaf.unwrap_or(u64::MAX);
     let binding = bindings.get(agent).and_then(|l| l.iter().rev().find(|b| b.leaf < position));
     match binding {
-        None => v.fail(Failure::Key {
+        None => failures.push(Failure::Key {
             file: name.into(),
             reason: match leaf {
                 Some(l) => format!("no key binding of agent {agent} in the bundle precedes its leaf {l}"),
                 None => format!("no key binding of agent {agent} in the bundle"),
             },
         }),
-        Some(b) if b.event == "revoked" => v.fail(Failure::Key {
+        Some(b) if b.event == "revoked" => failures.push(Failure::Key {
             file: name.into(),
             reason: format!(
                 "logged at leaf {position}, after agent {agent}'s key was revoked (leaf {})",
@@ -553,7 +604,7 @@ fn check_record(
         }),
         Some(b) => {
             if let Err(e) = verify_envelope(&env, &b.key) {
-                v.fail(Failure::Signature {
+                failures.push(Failure::Signature {
                     file: name.into(),
                     reason: format!(
                         "{e} (agent {agent}'s key {} bound at leaf {})",
@@ -564,7 +615,7 @@ fn check_record(
             }
             let expected = hex::encode(Sha256::digest(b.key.as_bytes()));
             if st.subject.first().and_then(|s| s.digest.get("sha256")) != Some(&expected) {
-                v.fail(Failure::Identity {
+                failures.push(Failure::Identity {
                     file: name.into(),
                     reason: format!(
                         "the statement's subject does not pin agent {agent}'s key (sha256 {expected})"
@@ -576,7 +627,7 @@ fn check_record(
     let collected_at = match OffsetDateTime::parse(&p.collected_at, &Rfc3339) {
         Ok(t) => t.unix_timestamp(),
         Err(e) => {
-            v.fail(record(format!("collected_at {:?}: {e}", p.collected_at)));
+            failures.push(record(format!("collected_at {:?}: {e}", p.collected_at)));
             return None;
         }
     };

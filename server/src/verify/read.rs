@@ -4,9 +4,12 @@
 //! devices, absolute or `..` paths and oversized entries are refused with
 //! the entry's name.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use flate2::read::MultiGzDecoder;
 
@@ -40,6 +43,12 @@ pub enum BundleError {
     Manifest { path: PathBuf, reason: String },
     #[error("pinned log key {path}: {reason}")]
     PinnedKey { path: PathBuf, reason: String },
+    /// Reading was stopped because checking had already failed; never the
+    /// error a caller sees.
+    #[error("reading stopped")]
+    Stopped,
+    #[error("cannot start a thread to read the bundle: {0}")]
+    Thread(String),
 }
 
 fn archive_err(path: &Path, e: impl std::fmt::Display) -> BundleError {
@@ -118,9 +127,93 @@ pub fn each_entry(
     Ok(())
 }
 
+/// [`each_entry`] with the costly part spread over the machine's cores:
+/// one thread reads and decompresses, `work(name, bytes)` runs on every
+/// core, and `merge(name, result)` runs on the caller's thread in archive
+/// order, so what it builds never depends on scheduling. The first error
+/// (from `merge` or from reading) stops the reading and is returned.
+pub fn each_entry_parallel<T: Send>(
+    path: &Path,
+    wanted: impl FnMut(&str) -> bool + Send,
+    work: impl Fn(&str, Option<Vec<u8>>) -> T + Sync,
+    mut merge: impl FnMut(String, T) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Bounded queues: the reader stays at most this far ahead of the work.
+    let depth = threads * 64;
+    std::thread::scope(|s| {
+        let (jobs_tx, jobs_rx) = sync_channel::<(u64, String, Option<Vec<u8>>)>(depth);
+        let (done_tx, done_rx) = sync_channel::<(u64, String, T)>(depth);
+        let reader = std::thread::Builder::new().name("bundle-read".into()).spawn_scoped(s, move || {
+            let mut n = 0u64;
+            each_entry(path, wanted, |name, bytes| {
+                // Every worker gone: the merge stopped on an error.
+                jobs_tx.send((n, name.to_string(), bytes)).map_err(|_| BundleError::Stopped)?;
+                n += 1;
+                Ok(())
+            })
+        });
+        let reader = reader.map_err(|e| BundleError::Thread(e.to_string()))?;
+        // Only the workers hold the queue, so when they are gone the
+        // reader's next send fails instead of blocking.
+        let jobs_rx: Arc<Mutex<Receiver<_>>> = Arc::new(Mutex::new(jobs_rx));
+        for _ in 0..threads {
+            let (jobs_rx, done_tx, work) = (Arc::clone(&jobs_rx), done_tx.clone(), &work);
+            let worker = std::thread::Builder::new().name("bundle-check".into()).spawn_scoped(s, move || {
+                loop {
+                    let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((i, name, bytes)) = job else { break };
+                    let out = work(&name, bytes);
+                    if done_tx.send((i, name, out)).is_err() {
+                        break;
+                    }
+                }
+            });
+            worker.map_err(|e| BundleError::Thread(e.to_string()))?;
+        }
+        drop((jobs_rx, done_tx));
+        let mut pending: BTreeMap<u64, (String, T)> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut merged = Ok(());
+        'results: for (i, name, out) in done_rx.iter() {
+            pending.insert(i, (name, out));
+            while let Some((name, out)) = pending.remove(&next) {
+                next += 1;
+                merged = merge(name, out);
+                if merged.is_err() {
+                    break 'results;
+                }
+            }
+        }
+        // Workers stop at their next send, the reader at its next entry.
+        drop(done_rx);
+        let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        merged?;
+        read
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::entry_name;
+    use super::{BundleError, each_entry, each_entry_parallel, entry_name};
+    use std::path::{Path, PathBuf};
+
+    /// A tar.gz of `n` files `f/<i>` holding `i` as text.
+    fn archive(dir: &Path, n: usize) -> PathBuf {
+        let path = dir.join("a.tar.gz");
+        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), Default::default());
+        let mut tar = tar::Builder::new(gz);
+        for i in 0..n {
+            let data = i.to_string();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("f/{i}"), data.as_bytes()).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
 
     #[test]
     fn entry_names_stay_inside_the_bundle() {
@@ -128,5 +221,74 @@ mod tests {
         for bad in [&b"/etc/passwd"[..], b"../x", b"records/../../x", b"a//b", b"", b"\xff"] {
             assert_eq!(entry_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn parallel_reading_merges_in_archive_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = archive(dir.path(), 3000);
+        let mut serial = Vec::new();
+        each_entry(
+            &path,
+            |_| true,
+            |name, bytes| {
+                serial.push((name.to_string(), bytes));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let mut merged = Vec::new();
+        each_entry_parallel(
+            &path,
+            // Every other file unread: `work` gets None for those.
+            |name| name.ends_with(['0', '2', '4', '6', '8']),
+            |name, bytes| {
+                // Uneven work, so results arrive out of order.
+                if name.ends_with("00") {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                bytes.map(|b| String::from_utf8(b).unwrap())
+            },
+            |name, text| {
+                merged.push((name, text));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(merged.len(), 3000);
+        for (i, ((name, text), (serial_name, _))) in merged.iter().zip(&serial).enumerate() {
+            assert_eq!(name, serial_name);
+            assert_eq!(name, &format!("f/{i}"));
+            assert_eq!(text.as_deref(), (i % 2 == 0).then(|| i.to_string()).as_deref(), "{name}");
+        }
+    }
+
+    #[test]
+    fn parallel_reading_stops_at_the_first_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = archive(dir.path(), 20_000);
+        // A failing merge stops the reading (no hang on the full queues) and
+        // its error, not the reader's, comes back.
+        let mut merged = 0;
+        let err = each_entry_parallel(
+            &path,
+            |_| true,
+            |name, _| name.to_string(),
+            |name, _| {
+                merged += 1;
+                if name == "f/10" {
+                    return Err(BundleError::Changed { path: PathBuf::from("x"), entry: name });
+                }
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(&err, BundleError::Changed { entry, .. } if entry == "f/10"), "{err}");
+        assert_eq!(merged, 11, "nothing merged after the error");
+        // A truncated archive is the reader's error.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = each_entry_parallel(&path, |_| true, |_, _| (), |_, _| Ok(())).unwrap_err();
+        assert!(matches!(err, BundleError::Archive { .. }), "{err}");
     }
 }
