@@ -245,6 +245,11 @@ fn facts_for(id: &str, status: CheckStatus) -> serde_json::Map<String, serde_jso
     }
 }
 
+/// `t` in RFC 3339, as records and query parameters carry times.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).expect("a time RFC 3339 can express")
+}
+
 pub fn result(id: &str, status: CheckStatus) -> CheckResult {
     CheckResult {
         id: id.to_string(),

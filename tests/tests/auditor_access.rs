@@ -8,17 +8,12 @@ use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
 use custos_server::app::create_api_token;
 use custos_server::store::tokens::{ApiRole, NewApiToken};
-use custos_tests::{TestAgent, TestServer, core_results};
+use custos_tests::{TestAgent, TestServer, core_results, rfc3339};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 fn system() -> Arc<dyn Host> {
     Arc::new(SystemHost::default())
-}
-
-fn at(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap()
 }
 
 async fn send(server: &TestServer, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -138,7 +133,7 @@ async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
         &server,
         &past,
         "GET",
-        &format!("/api/v1/hosts?as_of={}", at(OffsetDateTime::now_utc())),
+        &format!("/api/v1/hosts?as_of={}", rfc3339(OffsetDateTime::now_utc())),
         json!(null),
     )
     .await;

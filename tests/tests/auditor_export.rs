@@ -10,13 +10,8 @@ use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
 use custos_server::app::create_api_token;
 use custos_server::store::tokens::{ApiRole, NewApiToken};
-use custos_tests::{TestAgent, TestServer, core_results};
+use custos_tests::{TestAgent, TestServer, core_results, rfc3339};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
-fn at(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap()
-}
 
 async fn get(server: &TestServer, token: &str, path: &str) -> (u16, Option<String>, Vec<u8>) {
     let resp = reqwest::Client::new()
@@ -47,7 +42,7 @@ async fn an_auditor_pulls_a_bundle_that_verifies_offline() {
     }
     a.agent.deliver().await.unwrap();
     let now = OffsetDateTime::now_utc();
-    let query = format!("/api/v1/export?from={}&to={}", at(before), at(now));
+    let query = format!("/api/v1/export?from={}&to={}", rfc3339(before), rfc3339(now));
 
     let auditor = token(&server, ApiRole::Auditor, "Erika Mustermann, Audit AG", |_| {});
     let (status, kind, body) = get(&server, &auditor, &query).await;

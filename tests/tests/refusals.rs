@@ -9,7 +9,7 @@ use custos_agent::record::sign_record;
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::{CheckStatus, Envelope, HostInfo, payload_digest, sign_envelope};
 use custos_proto::v1::{AckStatus, RejectReason};
-use custos_tests::{TestAgent, TestServer, core_results, send_raw};
+use custos_tests::{TestAgent, TestServer, core_results, rfc3339, send_raw};
 use ed25519_dalek::SigningKey;
 
 fn quiet_host() -> Arc<dyn Host> {
@@ -19,11 +19,7 @@ fn quiet_host() -> Arc<dyn Host> {
 /// Now, as a record's collection time: evidence the server counts as fresh
 /// (a fixed date would go stale as the calendar moves on).
 fn collected_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("zero nanoseconds")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339")
+    rfc3339(time::OffsetDateTime::now_utc().replace_nanosecond(0).expect("zero nanoseconds"))
 }
 
 /// A record for `agent` at chain position (seq, prev), signed with `key`.
@@ -129,9 +125,7 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
 
     // A record dated a day ahead of the server's clock is kept (ordered by seq)
     // but flagged.
-    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let tomorrow = rfc3339(time::OffsetDateTime::now_utc() + time::Duration::days(1));
     let tip = ChainTip { seq: 4, prev: Some(payload_digest(&good.payload)), gap: None };
     let host = HostInfo { os: "linux".into(), ..Default::default() };
     let future = sign_record(&key, &a.id(), &tip, &tomorrow, host, core_results(CheckStatus::Pass, &[]));

@@ -180,6 +180,7 @@ impl Proofs<'_> {
 /// What pass 1 keeps of a file besides its digest.
 enum Kept {
     Nothing,
+    Unknown,
     Proof(Result<InclusionProof, String>),
     Bytes(Vec<u8>),
 }
@@ -200,7 +201,8 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
             let bytes = bytes.unwrap_or_default();
             let digest = hex::encode(Sha256::digest(&bytes));
             let kept = match BundlePath::parse(name) {
-                BundlePath::Record { .. } | BundlePath::Unknown => Kept::Nothing,
+                BundlePath::Record { .. } => Kept::Nothing,
+                BundlePath::Unknown => Kept::Unknown,
                 BundlePath::RecordProof { .. } | BundlePath::KeyProof { .. } => {
                     Kept::Proof(decode_proof(&bytes))
                 }
@@ -220,7 +222,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
                 Kept::Bytes(b) => {
                     small.insert(name, b);
                 }
-                Kept::Nothing if BundlePath::parse(&name) == BundlePath::Unknown => unknown.push(name),
+                Kept::Unknown => unknown.push(name),
                 Kept::Nothing => {}
             }
             Ok(())
@@ -378,8 +380,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
                 return Err(BundleError::Changed { path: path.to_path_buf(), entry: name.to_string() });
             }
             let keep = csv_named.contains(&(agent.clone(), seq));
-            let mut failures = Vec::new();
-            let info = check_record(&check, &mut failures, name, &agent, seq, &bytes, &bindings, keep);
+            let (info, failures) = check_record(&check, name, &agent, seq, &bytes, &bindings, keep);
             Ok(Some((agent, seq, info, failures)))
         },
         |name, checked| {
@@ -539,39 +540,38 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
 
 /// Checks one record file: inclusion, envelope, statement identity, key and
 /// signature. Returns what the chain and CSV checks need, when the signed
-/// statement could be read.
-#[allow(clippy::too_many_arguments)]
+/// statement could be read, with the record's failures.
 fn check_record(
     check: &Proofs<'_>,
-    failures: &mut Vec<Failure>,
     name: &str,
     agent: &str,
     seq: u64,
     bytes: &[u8],
     bindings: &BTreeMap<String, Vec<Binding>>,
     keep_statuses: bool,
-) -> Option<RecInfo> {
-    let leaf = check.inclusion(failures, name, &record_proof_path(agent, seq), bytes, None);
+) -> (Option<RecInfo>, Vec<Failure>) {
+    let mut failures = Vec::new();
+    let leaf = check.inclusion(&mut failures, name, &record_proof_path(agent, seq), bytes, None);
     let record = |reason: String| Failure::Record { file: name.into(), reason };
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
             failures.push(record("not UTF-8 text".into()));
-            return None;
+            return (None, failures);
         }
     };
     let env = match Envelope::from_json(text) {
         Ok(e) => e,
         Err(e) => {
             failures.push(record(format!("not a DSSE envelope: {e}")));
-            return None;
+            return (None, failures);
         }
     };
     let st = match StatementSummary::summary_from_payload(&env.payload) {
         Ok(s) => s,
         Err(e) => {
             failures.push(record(e.to_string()));
-            return None;
+            return (None, failures);
         }
     };
     let p = &st.predicate;
@@ -628,13 +628,14 @@ fn check_record(
         Ok(t) => t.unix_timestamp(),
         Err(e) => {
             failures.push(record(format!("collected_at {:?}: {e}", p.collected_at)));
-            return None;
+            return (None, failures);
         }
     };
-    Some(RecInfo {
+    let info = RecInfo {
         digest: payload_digest(&env.payload),
         prev: st.prev_digest(),
         collected_at,
         statuses: keep_statuses.then(|| p.checks.iter().map(|c| (c.id.clone(), c.status)).collect()),
-    })
+    };
+    (Some(info), failures)
 }
