@@ -82,13 +82,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verify an export bundle offline; exits non-zero on any failure.
+    /// Verify an export bundle offline. Exit status: 0 verified against the
+    /// pinned log key, 3 consistent but no --log-key given, 1 a check failed
+    /// (2 stays clap's: bad arguments).
     Verify {
         file: PathBuf,
-        /// The log's verifier key you hold (as GET /api/v1/log/key serves it);
-        /// without it the bundle's own key is used and the summary says so.
+        /// The log's verifier key you hold (as GET /api/v1/log/key serves it
+        /// and your organisation publishes it): a file holding it, or the key
+        /// itself. Without it the bundle can at best be consistent (exit 3).
         #[arg(long)]
-        log_key: Option<PathBuf>,
+        log_key: Option<String>,
     },
     /// The risk register: list, export, record, update, accept.
     Risk {
@@ -197,8 +200,8 @@ enum RiskCommand {
 
 #[derive(Subcommand)]
 enum CatalogCommand {
-    /// Validate an OSCAL catalog (JSON, OSCAL 1.0-1.2) and add it as a
-    /// framework; the server loads it at its next start.
+    /// Validate an OSCAL catalog (JSON, OSCAL 1.0.x to 1.2.x) and add it as
+    /// a framework; the server loads it at its next start.
     Import {
         #[arg(long)]
         data_dir: PathBuf,
@@ -207,9 +210,10 @@ enum CatalogCommand {
         framework: String,
         file: PathBuf,
     },
-    /// Apply one mapping of an OSCAL mapping collection (e.g. ISO/IEC
-    /// 27001:2022 → Grundschutz++): the checks supporting a source control
-    /// then support its targets; the server applies it at its next start.
+    /// Apply one mapping of an OSCAL mapping collection (JSON, OSCAL 1.2.x;
+    /// e.g. ISO/IEC 27001:2022 → Grundschutz++): the checks supporting a
+    /// source control then support its targets; the server applies it at
+    /// its next start.
     Map {
         #[arg(long)]
         data_dir: PathBuf,
@@ -344,8 +348,9 @@ fn main() -> anyhow::Result<()> {
             let pinned = log_key.as_deref().map(custos_server::verify::load_pinned_key).transpose()?;
             let report = custos_server::verify::verify_bundle(&file, pinned.as_ref())?;
             print!("{report}");
-            if !report.ok() {
-                std::process::exit(1);
+            let code = report.outcome().exit_code();
+            if code != 0 {
+                std::process::exit(code);
             }
         }
         Command::Risk { data_dir, command } => {

@@ -1,6 +1,7 @@
 //! An auditor pulls an evidence bundle over the API and verifies it offline:
 //! the bundle streamed by `GET /api/v1/export` verifies with
-//! `custos-server verify`'s library, names the token's holder as exporter,
+//! `custos-server verify`'s library against the pinned log key (only
+//! consistent without it), names the token's holder as exporter,
 //! and the export is in the audit trail; viewers, tokens limited to
 //! controls and times outside an auditor's window are refused.
 
@@ -51,9 +52,19 @@ async fn an_auditor_pulls_a_bundle_that_verifies_offline() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bundle.tar.gz");
     std::fs::write(&file, &body).unwrap();
-    let report = custos_server::verify::verify_bundle(&file, None).unwrap();
+    // Against its own key the bundle is only consistent; against the log key
+    // the organisation publishes (here read from the server's data dir, not
+    // from the bundle or the server that sent it) it is verified.
+    let unpinned = custos_server::verify::verify_bundle(&file, None).unwrap();
+    assert_eq!(unpinned.outcome(), custos_server::verify::Outcome::Unpinned, "{unpinned}");
+    let config =
+        custos_server::config::Config::load(&custos_server::config::DataDir(server.dir.clone()).config())
+            .unwrap();
+    let published = custos_server::app::log_signer(&server.dir, &config).unwrap().verifier_key();
+    let report = custos_server::verify::verify_bundle(&file, Some(&published)).unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records, 2);
+    assert_eq!(report.in_window, 2);
     // Nothing is left behind on the server.
     let left = std::fs::read_dir(server.dir.join("exports")).unwrap().count();
     assert_eq!(left, 0, "the bundle file is removed once streamed");

@@ -2,10 +2,12 @@
 //! the offline verifier ([`crate::verify`]): where each file lives in the
 //! tar.gz, the manifest, the proof files and the evidence CSV's columns.
 //!
-//! Layout (format `custos-export/v1`):
+//! Layout (format `custos-export/v2`):
 //!
 //! - `records/<agent>/<seq>.dsse.json`: a record's DSSE envelope, byte for
-//!   byte its log leaf (and what `GET /api/v1/records/{agent}/{seq}` serves);
+//!   byte its log leaf (and what `GET /api/v1/records/{agent}/{seq}` serves):
+//!   the window's records, the records the standings rest on, and per agent
+//!   the context that anchors its chain (listed in [`Manifest::context`]);
 //! - `keys/<agent>/<leaf index>.json`: a key-binding leaf's data as logged;
 //! - `proofs/records/<agent>/<seq>.json`, `proofs/keys/<agent>/<leaf>.json`:
 //!   the RFC 9162 inclusion proof of that leaf against `log/checkpoint`;
@@ -14,12 +16,16 @@
 //! - `evidence.csv` (RFC 4180, columns [`CSV_HEADER`]);
 //! - `assessment-results.json`: OSCAL Assessment Results built from the same
 //!   rows (`super::assessment_results`);
-//! - `manifest.json`: the query, who and when, counts, and the SHA-256 of
-//!   every other file. Each document is named in [`Documents`].
+//! - `manifest.json`: the query, who and when, counts, the context records,
+//!   and the SHA-256 of every other file. Each document is named in
+//!   [`Documents`].
+//!
+//! v2 (after v1) adds the context records: without them a deleted first
+//! record of a chain could not be told from a chain that starts later.
 
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT: &str = "custos-export/v1";
+pub const FORMAT: &str = "custos-export/v2";
 pub const MANIFEST: &str = "manifest.json";
 pub const CHECKPOINT: &str = "log/checkpoint";
 pub const LOG_KEY: &str = "log/key";
@@ -152,8 +158,43 @@ pub struct Manifest {
     pub evaluation: EvaluationInfo,
     pub documents: Documents,
     pub counts: Counts,
+    /// The records outside the window that anchor each agent's chain, by
+    /// agent and seq. Not evidence: not in the CSV or the OSCAL document.
+    /// (Defaulted so a v1 manifest is refused for its format, by name.)
+    #[serde(default)]
+    pub context: Vec<ContextRecord>,
     /// Every file of the bundle but the manifest, sorted by path.
     pub files: Vec<FileEntry>,
+}
+
+/// Where a context record stands in its agent's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextRole {
+    /// The agent's last record before the window: the first record in the
+    /// window (or, with none, the successor) names its digest as `prev`.
+    Predecessor,
+    /// The agent's first record after the window, when the log held one at
+    /// export time: it names the last record in the window as `prev`.
+    Successor,
+}
+
+impl ContextRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextRole::Predecessor => "predecessor",
+            ContextRole::Successor => "successor",
+        }
+    }
+}
+
+/// A record in the bundle only to anchor its agent's chain at the window.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextRecord {
+    pub agent: String,
+    pub seq: u64,
+    pub role: ContextRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +255,12 @@ pub struct Counts {
     pub records_in_window: u64,
     /// Records before the window that the standings in `evidence.csv` rest on.
     pub records_behind_standings: u64,
+    /// Context records ([`Manifest::context`]); a predecessor the standings
+    /// also rest on is counted in both.
+    #[serde(default)]
+    pub predecessors: u64,
+    #[serde(default)]
+    pub successors: u64,
     pub key_bindings: usize,
     pub proofs: u64,
     pub csv_rows: usize,

@@ -5,7 +5,9 @@
 //! What goes in: the records collected in the window of the selected hosts
 //! (exactly the bytes of their log leaves), every key-binding leaf of those
 //! agents, the records before the window that the standings in
-//! `evidence.csv` rest on, an inclusion proof per leaf against one signed
+//! `evidence.csv` rest on, each agent's chain context (its record just
+//! before the window and, when the log holds one, just after it; see
+//! [`Store::chain_context`]), an inclusion proof per leaf against one signed
 //! checkpoint (freshly signed through [`Store::sign_checkpoint`], which
 //! refuses inconsistent checkpoints, when the latest one does not cover every
 //! exported leaf), the log's verifier key, the evidence CSV, the OSCAL
@@ -15,9 +17,11 @@
 //! Invariants: every leaf is checked against the stored leaf hash and every
 //! proof against the checkpoint's root before it is written, so an export
 //! never hands out a bundle that its own store contradicts; a failed export
-//! leaves no file under the target name. `--control` selects hosts (those
-//! with a record in the window carrying a mapped check) and then exports all
-//! their records in the window, so chains stay whole.
+//! leaves no file under the target name. `--host`, `--control` (hosts with
+//! a record in the window carrying a mapped check) and `--sample` (seeded,
+//! over hosts) all select hosts, and then every record of theirs in the
+//! window goes in with its chain context, so each exported chain is whole
+//! and anchored at both ends of the window.
 
 pub mod assessment_results;
 pub mod bundle;
@@ -45,8 +49,8 @@ use crate::tlog::{Checkpoint, MemoryTree, TreeError, VerifierKey, leaf_hash};
 use bundle::BundleWriter;
 use csv::EvidenceRow;
 use format::{
-    ASSESSMENT_RESULTS, CHECKPOINT, Counts, Documents, EVIDENCE_CSV, EvaluationInfo, FORMAT, LOG_KEY,
-    LogInfo, Manifest, ProofFile, Query, SAMPLE_METHOD, Sample,
+    ASSESSMENT_RESULTS, CHECKPOINT, ContextRecord, ContextRole, Counts, Documents, EVIDENCE_CSV,
+    EvaluationInfo, FORMAT, LOG_KEY, LogInfo, Manifest, ProofFile, Query, SAMPLE_METHOD, Sample,
 };
 
 /// Why an export failed. Nothing is left under the target name.
@@ -321,11 +325,30 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let behind: Vec<&StoredRecord> =
         named.values().map(|(r, _)| r).filter(|r| r.collected_at < from || r.collected_at > to).collect();
 
+    // Each agent's chain neighbours at the window's edges.
+    let chains = store.chain_context(&selected, from, to)?;
+    let context_records: Vec<(&StoredRecord, ContextRole)> = chains
+        .iter()
+        .flat_map(|c| {
+            let p = c.predecessor.as_ref().map(|r| (r, ContextRole::Predecessor));
+            let s = c.successor.as_ref().map(|r| (r, ContextRole::Successor));
+            p.into_iter().chain(s)
+        })
+        // A record stored before the log existed cannot be proven: left
+        // out, so the verifier says the chain is not anchored.
+        .filter(|(r, _)| r.leaf_index.is_some())
+        .collect();
+
     // Key bindings and the leaves to cover.
     let bindings = store.key_binding_leaves(&selected)?;
     let (in_window, window_max) = store.window_extent(&selected, from, to)?;
     let mut needed: Option<u64> = window_max;
-    for leaf in bindings.iter().map(|b| Some(b.leaf_index)).chain(behind.iter().map(|r| r.leaf_index)) {
+    let leaves = bindings
+        .iter()
+        .map(|b| Some(b.leaf_index))
+        .chain(behind.iter().map(|r| r.leaf_index))
+        .chain(context_records.iter().map(|(r, _)| r.leaf_index));
+    for leaf in leaves {
         needed = needed.max(leaf);
     }
     if let Some(r) = behind.iter().find(|r| r.leaf_index.is_none()) {
@@ -389,7 +412,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
 
     // Write.
     let mut w = BundleWriter::create(&opts.out, opts.now.unix_timestamp())?;
-    let total = in_window + behind.len() as u64;
+    let total = in_window + behind.len() as u64 + context_records.len() as u64;
     let bar = progress::Progress::new(opts.progress, total);
     let mut counts = Counts {
         csv_rows: rows.len(),
@@ -398,6 +421,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         oscal_risks: ar.risks,
         ..Counts::default()
     };
+    let mut context = Vec::new();
     let written = (|| -> Result<(), ExportError> {
         w.add(LOG_KEY, format!("{vkey}\n").as_bytes())?;
         w.add(CHECKPOINT, stored.note.as_bytes())?;
@@ -435,11 +459,29 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
             }
             Ok::<(), ExportError>(())
         })?;
+        let mut outside = BTreeSet::new();
         for r in &behind {
             if write_record(r, &mut w, &mut counts)? {
                 counts.records_behind_standings += 1;
+                outside.insert((r.agent_id.as_str(), r.seq));
             }
         }
+        for &(r, role) in &context_records {
+            // A successor logged after the checkpoint is not provable here:
+            // the bundle then says it holds none.
+            if r.leaf_index.is_none_or(|i| i >= size) {
+                continue;
+            }
+            if !outside.contains(&(r.agent_id.as_str(), r.seq)) {
+                write_record(r, &mut w, &mut counts)?;
+            }
+            match role {
+                ContextRole::Predecessor => counts.predecessors += 1,
+                ContextRole::Successor => counts.successors += 1,
+            }
+            context.push(ContextRecord { agent: r.agent_id.clone(), seq: r.seq, role });
+        }
+        context.sort();
         counts.agents = agents.len();
         w.add(EVIDENCE_CSV, &csv_bytes)?;
         w.add(ASSESSMENT_RESULTS, &ar.json)?;
@@ -462,6 +504,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
             oscal_assessment_results: Some(ASSESSMENT_RESULTS.into()),
         },
         counts,
+        context,
         files: Vec::new(),
     };
     let (manifest, bytes) = w.finish(manifest)?;

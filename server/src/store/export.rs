@@ -1,6 +1,7 @@
 //! Read queries for export bundles: the records of a time window (streamed,
 //! a bundle may hold millions), single records behind the current standings,
-//! the agents' key-binding leaves and the log's leaf hashes.
+//! the records that anchor each agent's chain at the window's edges, the
+//! agents' key-binding leaves and the log's leaf hashes.
 //!
 //! Read-only; nothing here changes the store. Record rows carry their log
 //! leaf index so the exporter can prove each one's inclusion.
@@ -18,6 +19,19 @@ pub struct KeyBindingLeaf {
     pub agent_id: String,
     /// The leaf data: the key-binding JSON exactly as hashed into the log.
     pub data: Vec<u8>,
+}
+
+/// The records just outside a window that tie an agent's chain to it, so a
+/// verifier can tell a chain that starts or ends there from one cut short.
+#[derive(Debug, Clone)]
+pub struct ChainContext {
+    pub agent_id: String,
+    /// With records in the window, the one at the first one's seq - 1 (none
+    /// when that is seq 1); without, the last record collected before it.
+    pub predecessor: Option<StoredRecord>,
+    /// The record after the last one in the window (after the predecessor,
+    /// or seq 1, when the window holds none), if the store has it.
+    pub successor: Option<StoredRecord>,
 }
 
 /// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.
@@ -63,6 +77,53 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok((n as u64, max.map(|m| m as u64)))
+    }
+
+    /// The chain context of each of `agents` around `[from, to]`, in the
+    /// order of `agents`. A chain is contiguous in the store (the server
+    /// accepts only seq = head + 1), so the neighbours are found by seq.
+    pub fn chain_context(
+        &self,
+        agents: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ChainContext>, StoreError> {
+        let spans: std::collections::HashMap<String, (u64, u64)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT agent_id, MIN(seq), MAX(seq) FROM records
+                 WHERE collected_at BETWEEN ?1 AND ?2 AND agent_id IN (SELECT value FROM json_each(?3))
+                 GROUP BY agent_id",
+            )?;
+            let rows = stmt.query_map(params![from, to, json_list(agents)?], |r| {
+                Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let (before, after) = match spans.get(agent) {
+                Some(&(first, last)) => ((first > 1).then(|| first - 1), last + 1),
+                None => {
+                    let last_before: Option<i64> = self.conn().query_row(
+                        "SELECT MAX(seq) FROM records WHERE agent_id = ?1 AND collected_at < ?2",
+                        params![agent, from],
+                        |r| r.get(0),
+                    )?;
+                    let last_before = last_before.map(|s| s as u64);
+                    (last_before, last_before.map_or(1, |s| s + 1))
+                }
+            };
+            let predecessor = match before {
+                Some(seq) => Some(self.record(agent, seq)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("record {agent}/{seq} is missing from a contiguous chain"))
+                })?),
+                None => None,
+            };
+            let successor = self.record(agent, after)?;
+            out.push(ChainContext { agent_id: agent.clone(), predecessor, successor });
+        }
+        Ok(out)
     }
 
     /// Streams the records of `agents` collected in `[from, to]`, by agent

@@ -3,7 +3,9 @@
 //!
 //! Checks, each failure naming the file inside the bundle:
 //! - the checkpoint's signature, against the pinned key when one is given,
-//!   else against the bundle's own `log/key` (the summary says which);
+//!   else against the bundle's own `log/key`; only the first can give
+//!   [`Outcome::Verified`], the second at best [`Outcome::Unpinned`] (a
+//!   forger who rewrites the checkpoint writes the key too);
 //! - every file's SHA-256 against the manifest, and no file unlisted;
 //! - the inclusion proof of every record and key binding against the
 //!   checkpoint's root, at the checkpoint's tree size;
@@ -11,8 +13,11 @@
 //!   the record's place in the log (the last key-binding leaf before the
 //!   record's leaf; a record logged after a revocation fails), and that the
 //!   signed statement is the agent and seq its file name says;
-//! - each agent's chain (`prev` is the digest of the previous record); a
-//!   missing seq range is a finding, not a forgery;
+//! - each agent's chain (`prev` is the digest of the previous record; a
+//!   missing seq range is a finding, not a forgery) and its anchoring at
+//!   both edges of the window through the context records ([`chain`]);
+//! - that the hosts the query selected (a sample redrawn from its seed) are
+//!   the hosts the bundle holds;
 //! - `evidence.csv` against the records ([`csv`]);
 //! - `assessment-results.json` against the records and the CSV
 //!   ([`assessment_results`]).
@@ -23,6 +28,7 @@
 //! results in archive order, so the report never depends on scheduling.
 
 pub mod assessment_results;
+mod chain;
 pub mod csv;
 pub mod read;
 pub mod report;
@@ -32,6 +38,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use custos_proto::evidence::statement::Gap;
 use custos_proto::evidence::{CheckStatus, Envelope, StatementSummary, payload_digest, verify_envelope};
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
@@ -40,11 +47,11 @@ use time::format_description::well_known::Rfc3339;
 
 pub use assessment_results::OscalSummary;
 pub use read::BundleError;
-pub use report::{AgentSummary, Failure, Finding, Report, TrustedKey};
+pub use report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding, Outcome, Report, TrustedKey};
 
 use crate::export::format::{
-    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST, Manifest, ProofFile,
-    key_proof_path, record_path, record_proof_path,
+    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, ContextRole, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST,
+    Manifest, ProofFile, SAMPLE_METHOD, key_proof_path, record_proof_path,
 };
 use crate::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
 use crate::tlog::{Checkpoint, Hash, InclusionProof, VerifierKey, leaf_hash};
@@ -55,6 +62,8 @@ pub(crate) struct RecInfo {
     pub digest: [u8; 32],
     pub prev: Option<[u8; 32]>,
     pub collected_at: i64,
+    /// Collections the agent declared skipped before this record.
+    pub declared_gap: Option<Gap>,
     /// Signed check statuses; kept only for records the CSV names.
     pub statuses: Option<BTreeMap<String, CheckStatus>>,
 }
@@ -67,13 +76,62 @@ struct Binding {
     key: VerifyingKey,
 }
 
-/// Reads a pinned log key file (the note verifier key, as `GET
-/// /api/v1/log/key` serves it and `log/key` in a bundle holds it).
-pub fn load_pinned_key(path: &Path) -> Result<VerifierKey, BundleError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BundleError::PinnedKey { path: path.to_path_buf(), reason: e.to_string() })?;
-    VerifierKey::parse(text.trim())
-        .map_err(|e| BundleError::PinnedKey { path: path.to_path_buf(), reason: e.to_string() })
+/// The pinned log key `--log-key` names: a file holding the note verifier
+/// key (as `GET /api/v1/log/key` serves it and `log/key` in a bundle holds
+/// it), or the key string itself.
+pub fn load_pinned_key(arg: &str) -> Result<VerifierKey, BundleError> {
+    let err = |reason: String| BundleError::PinnedKey { path: arg.into(), reason };
+    match std::fs::read_to_string(arg) {
+        Ok(text) => VerifierKey::parse(text.trim()).map_err(|e| err(e.to_string())),
+        // Not a file: the key itself, or a mistyped path.
+        Err(read) if read.kind() == std::io::ErrorKind::NotFound => VerifierKey::parse(arg.trim())
+            .map_err(|e| err(format!("neither a file ({read}) nor a verifier key ({e})"))),
+        Err(read) => Err(err(read.to_string())),
+    }
+}
+
+/// The hosts the manifest says were chosen are the ones the bundle holds:
+/// a sample is what its seed draws from its population, every chosen or
+/// named host is in the bundle (so dropping a whole host shows), and no
+/// other host is.
+fn check_selection(v: &mut Verifier, manifest: &Manifest, in_bundle: &BTreeSet<String>) {
+    let q = &manifest.query;
+    let mut fail = |reason: String| v.fail(Failure::Manifest { file: MANIFEST.into(), reason });
+    let chosen: Option<BTreeSet<&String>> = match &q.sample {
+        Some(s) => {
+            if s.method != SAMPLE_METHOD {
+                fail(format!("the sample's method is {:?}, not {SAMPLE_METHOD:?}", s.method));
+            }
+            let drawn = crate::export::select::sample(&s.population, s.size, &s.seed);
+            if drawn != s.chosen {
+                fail(format!(
+                    "the sample chose {}, but seed {:?} draws {} from its population",
+                    s.chosen.join(", "),
+                    s.seed,
+                    drawn.join(", ")
+                ));
+            }
+            Some(s.chosen.iter().collect())
+        }
+        // With --control, the named hosts without a mapped check are left out.
+        None if !q.hosts.is_empty() && q.controls.is_empty() => Some(q.hosts.iter().collect()),
+        None => None,
+    };
+    if let Some(chosen) = &chosen {
+        for host in chosen.iter().filter(|h| !in_bundle.contains(**h)) {
+            fail(format!("host {host} was selected, but the bundle holds nothing of it"));
+        }
+    }
+    let allowed: Option<BTreeSet<&String>> = match (&q.sample, q.hosts.is_empty()) {
+        (Some(_), _) => chosen,
+        (None, false) => Some(q.hosts.iter().collect()),
+        (None, true) => None,
+    };
+    if let Some(allowed) = allowed {
+        for agent in in_bundle.iter().filter(|a| !allowed.contains(a)) {
+            fail(format!("the bundle holds agent {agent}, which the query did not select"));
+        }
+    }
 }
 
 fn decode_proof(bytes: &[u8]) -> Result<InclusionProof, String> {
@@ -417,7 +475,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         OffsetDateTime::parse(&manifest.query.from, &Rfc3339).map(|t| t.unix_timestamp()),
         OffsetDateTime::parse(&manifest.query.to, &Rfc3339).map(|t| t.unix_timestamp()),
     );
-    let (from, to) = match window {
+    let window = match window {
         (Ok(a), Ok(b)) => (a, b),
         _ => {
             v.fail(Failure::Manifest {
@@ -427,51 +485,26 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
             (i64::MIN, i64::MAX)
         }
     };
-    let mut findings = Vec::new();
-    let mut agents: BTreeMap<String, AgentSummary> = BTreeMap::new();
+    let in_bundle: BTreeSet<String> = bindings.keys().chain(present.keys()).cloned().collect();
+    let chains = chain::check(&chain::Input {
+        present: &present,
+        records: &records,
+        failed: &failed_files,
+        agents: &in_bundle,
+        window,
+        listed: &manifest.context,
+    });
+    v.failures.extend(chains.failures);
+    failed_files.extend(chains.broken);
+    let findings = chains.findings;
+    let mut agents = chains.agents;
     for (agent, list) in &bindings {
         agents.entry(agent.clone()).or_default().key_bindings = list.len();
     }
-    let none = BTreeMap::new();
-    for (agent, seqs) in &present {
-        let recs = records.get(agent).unwrap_or(&none);
-        let s = agents.entry(agent.clone()).or_default();
-        s.records = seqs.len() as u64;
-        s.first_seq = seqs.first().copied().unwrap_or(0);
-        s.last_seq = seqs.last().copied().unwrap_or(0);
-        s.first_time = recs.values().map(|r| r.collected_at).min();
-        s.last_time = recs.values().map(|r| r.collected_at).max();
-        // A record whose statement could not be read counts as inside.
-        let inside = |seq: &u64| recs.get(seq).is_none_or(|r| r.collected_at >= from && r.collected_at <= to);
-        let context: Vec<u64> = seqs.iter().filter(|s| !inside(s)).copied().collect();
-        let mut prev: Option<u64> = None;
-        for seq in seqs {
-            if let Some(pseq) = prev {
-                if *seq != pseq + 1 {
-                    if inside(&pseq) && inside(seq) {
-                        findings.push(Finding::Gap { agent: agent.clone(), first: pseq + 1, last: seq - 1 });
-                    }
-                } else if let (Some(p), Some(r)) = (recs.get(&pseq), recs.get(seq))
-                    && r.prev != Some(p.digest)
-                {
-                    v.fail(Failure::Chain {
-                        file: record_path(agent, *seq),
-                        reason: format!(
-                            "prev is {}, the digest of {} is {}",
-                            r.prev.map_or("(none)".into(), hex::encode),
-                            record_path(agent, pseq),
-                            hex::encode(p.digest)
-                        ),
-                    });
-                    failed_files.insert(record_path(agent, *seq));
-                }
-            }
-            prev = Some(*seq);
-        }
-        if !context.is_empty() {
-            findings.push(Finding::Context { agent: agent.clone(), seqs: context });
-        }
-    }
+    let role_count = |role| chains.context.iter().filter(|c| c.role == role).count() as u64;
+    let (predecessors, successors) =
+        (role_count(ContextRole::Predecessor), role_count(ContextRole::Successor));
+    check_selection(&mut v, &manifest, &in_bundle);
 
     // The CSV.
     let mut csv_rows = 0;
@@ -531,6 +564,9 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         key_bindings: binding_count,
         proofs: v.proofs.len(),
         csv_rows,
+        in_window: agents.values().map(|a| a.records).sum(),
+        predecessors,
+        successors,
         oscal,
         agents,
         failures: v.failures,
@@ -635,6 +671,7 @@ fn check_record(
         digest: payload_digest(&env.payload),
         prev: st.prev_digest(),
         collected_at,
+        declared_gap: p.gap.clone(),
         statuses: keep_statuses.then(|| p.checks.iter().map(|c| (c.id.clone(), c.status)).collect()),
     };
     (Some(info), failures)

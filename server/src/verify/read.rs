@@ -17,6 +17,10 @@ use flate2::read::MultiGzDecoder;
 /// biggest; a record is at most a few hundred kB).
 pub const MAX_ENTRY_BYTES: u64 = 1 << 30;
 
+/// The most memory reserved for an entry before its bytes arrive: its size
+/// comes from the tar header, which the archive's author wrote.
+const INITIAL_CAPACITY: u64 = 64 * 1024;
+
 /// Why a bundle could not be read at all (as opposed to a file in it
 /// failing a check, which is a [`super::report::Failure`]).
 #[derive(Debug, thiserror::Error)]
@@ -110,12 +114,17 @@ pub fn each_entry(
             each(&name, None)?;
             continue;
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        entry
-            .by_ref()
-            .take(MAX_ENTRY_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| archive_err(path, format!("reading {name}: {e}")))?;
+        let bytes =
+            read_body(&mut entry, size).map_err(|e| archive_err(path, format!("reading {name}: {e}")))?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            let size = bytes.len() as u64;
+            return Err(BundleError::TooLarge {
+                path: path.to_path_buf(),
+                entry: name,
+                size,
+                max: MAX_ENTRY_BYTES,
+            });
+        }
         if bytes.len() as u64 != size {
             return Err(archive_err(path, format!("{name} is truncated ({} of {size} bytes)", bytes.len())));
         }
@@ -125,6 +134,16 @@ pub fn each_entry(
         return Err(archive_err(path, "the archive is empty"));
     }
     Ok(())
+}
+
+/// Reads an entry's body, which its header says is `size` bytes: memory
+/// grows as bytes arrive (at most [`INITIAL_CAPACITY`] reserved up front,
+/// whatever the header claims) and reading stops just past
+/// [`MAX_ENTRY_BYTES`]. The caller compares the length with `size`.
+fn read_body(body: impl Read, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(size.min(INITIAL_CAPACITY) as usize);
+    body.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// [`each_entry`] with the costly part spread over the machine's cores:
@@ -195,7 +214,10 @@ pub fn each_entry_parallel<T: Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::{BundleError, each_entry, each_entry_parallel, entry_name};
+    use super::{
+        BundleError, INITIAL_CAPACITY, MAX_ENTRY_BYTES, each_entry, each_entry_parallel, entry_name,
+        read_body,
+    };
     use std::path::{Path, PathBuf};
 
     /// A tar.gz of `n` files `f/<i>` holding `i` as text.
@@ -213,6 +235,50 @@ mod tests {
         }
         tar.into_inner().unwrap().finish().unwrap();
         path
+    }
+
+    /// A tar.gz of one file whose header claims `claimed` bytes and which
+    /// holds `data`, the archive cut off right after it.
+    fn hostile(dir: &Path, claimed: u64, data: &[u8]) -> PathBuf {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("records/a/1.dsse.json").unwrap();
+        h.set_size(claimed);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        let mut raw = h.as_bytes().to_vec();
+        raw.extend_from_slice(data);
+        let path = dir.join("hostile.tar.gz");
+        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), Default::default());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        gz.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_hostile_header_size_reserves_no_memory_and_is_refused_by_name() {
+        // Memory follows the bytes, not the header's claim.
+        let body = read_body(&b"{}"[..], MAX_ENTRY_BYTES).unwrap();
+        assert_eq!(body, b"{}");
+        assert!(body.capacity() as u64 <= INITIAL_CAPACITY, "reserved {} bytes", body.capacity());
+        // A claim under the limit with nothing behind it: truncated, named.
+        let dir = tempfile::tempdir().unwrap();
+        let path = hostile(dir.path(), MAX_ENTRY_BYTES, b"{}");
+        let err = each_entry(&path, |_| true, |_, _| Ok(())).unwrap_err();
+        assert!(matches!(err, BundleError::Archive { .. }), "{err}");
+        assert!(err.to_string().contains("records/a/1.dsse.json"), "{err}");
+        // A claim over the limit: refused before reading, with the limit.
+        let path = hostile(dir.path(), 1 << 40, b"{}");
+        let err = each_entry(&path, |_| true, |_, _| Ok(())).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::TooLarge { entry, size, max, .. }
+                if entry == "records/a/1.dsse.json" && *size == 1 << 40 && *max == MAX_ENTRY_BYTES),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("is 1099511627776 bytes, more than the 1073741824 accepted"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! What a verification found: failures (each naming the file inside the
 //! bundle and the reason), findings that are not forgeries (gaps in an
-//! agent's chain), and a summary a person can read.
+//! agent's chain, collections the agent declared missed), notes (chains
+//! whose end at export time no bundle can prove), the outcome and a summary
+//! a person can read.
+//!
+//! Only a bundle checked against a pinned log key is VERIFIED: against its
+//! own `log/key` a bundle proves that it is consistent, not who signed its
+//! checkpoint, since a forger writes both.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,6 +51,10 @@ pub enum Failure {
     Inclusion { file: String, reason: String },
     #[error("{file}: chain broken: {reason}")]
     Chain { file: String, reason: String },
+    /// An agent's chain is not tied to the window's edges; `file` is the
+    /// record at the loose end.
+    #[error("agent {agent}: {reason}")]
+    Anchor { file: String, agent: String, reason: String },
     #[error("{file} line {line}: {reason}")]
     Csv { file: String, line: u64, reason: String },
     #[error("{file}: {reason}")]
@@ -72,6 +82,7 @@ impl Failure {
             | Failure::Proof { file, .. }
             | Failure::Inclusion { file, .. }
             | Failure::Chain { file, .. }
+            | Failure::Anchor { file, .. }
             | Failure::Csv { file, .. }
             | Failure::Oscal { file, .. } => file,
         }
@@ -87,6 +98,18 @@ pub enum Finding {
     /// Records the standings rest on that lie outside the window, not linked
     /// to the window's records by the chain.
     Context { agent: String, seqs: Vec<u64> },
+    /// Collections the agent skipped (its spool was full) and declared in
+    /// the signed record `seq`: none of the chain is missing, but evidence
+    /// between `after` and `seq` was never collected.
+    DeclaredGap {
+        agent: String,
+        after: u64,
+        seq: u64,
+        missed: u64,
+        first_missed_at: String,
+        last_missed_at: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -103,6 +126,12 @@ impl fmt::Display for Finding {
                 "agent {agent}: seq {} collected outside the window (the standings in the CSV rest on them)",
                 seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
             ),
+            Finding::DeclaredGap { agent, after, seq, missed, first_missed_at, last_missed_at, reason } => {
+                write!(
+                    f,
+                    "agent {agent}: the agent declared {missed} missed collections between seq {after} and {seq} ({first_missed_at} to {last_missed_at}: {reason})"
+                )
+            }
         }
     }
 }
@@ -118,15 +147,70 @@ pub enum TrustedKey {
     None,
 }
 
+/// How an agent's chain begins at the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChainStart {
+    /// Its first record in the window (or, with none, after it) is seq 1.
+    ChainStart,
+    /// That record follows this verified seq, collected before the window.
+    Predecessor(u64),
+    /// The agent has no record in the bundle to anchor.
+    Empty,
+    /// Not anchored (a failure says why).
+    #[default]
+    Unanchored,
+}
+
+/// How an agent's chain ends at the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChainEnd {
+    /// This verified seq, collected after the window, follows its last record.
+    Successor(u64),
+    /// No record after the window in the bundle: nothing was logged after it
+    /// by export time, or it was left out; offline, no one can tell which.
+    #[default]
+    Open,
+    /// Cut (a failure says why).
+    Cut,
+}
+
 /// Per agent: what the bundle holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentSummary {
+    /// Records collected in the window (the evidence), their seqs and times.
     pub records: u64,
     pub first_seq: u64,
     pub last_seq: u64,
     pub first_time: Option<i64>,
     pub last_time: Option<i64>,
     pub key_bindings: usize,
+    pub start: ChainStart,
+    pub end: ChainEnd,
+    /// Predecessor and successor records (not evidence).
+    pub context_records: u64,
+    /// Other records outside the window (those the standings rest on).
+    pub outside: u64,
+}
+
+/// What a verification concluded, and the exit status `verify` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every check holds against the pinned log key (exit 0).
+    Verified,
+    /// Every check holds, but only against the bundle's own log key (exit 3; 2 is a usage error).
+    Unpinned,
+    /// A check failed or the window's chains have gaps (exit 1).
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Verified => 0,
+            Outcome::Unpinned => 3,
+            Outcome::Failed => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +229,10 @@ pub struct Report {
     pub key_bindings: usize,
     pub proofs: usize,
     pub csv_rows: u64,
+    /// Of `records`: collected in the window, and context records.
+    pub in_window: u64,
+    pub predecessors: u64,
+    pub successors: u64,
     /// What `assessment-results.json` held, when the bundle has one.
     pub oscal: Option<super::OscalSummary>,
     pub agents: BTreeMap<String, AgentSummary>,
@@ -158,8 +246,27 @@ impl Report {
     /// window's evidence complete: the server accepts only seq = last + 1
     /// (an agent's skipped collections are declared inside its next signed
     /// record), so a missing seq means a record not in the bundle.
-    pub fn ok(&self) -> bool {
+    pub fn consistent(&self) -> bool {
         self.failures.is_empty() && self.gaps() == 0
+    }
+
+    /// True only when the bundle is [`consistent`](Self::consistent) and its
+    /// checkpoint was checked against a pinned log key.
+    pub fn ok(&self) -> bool {
+        self.outcome() == Outcome::Verified
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match (&self.trusted, self.consistent()) {
+            (_, false) => Outcome::Failed,
+            (TrustedKey::Pinned(_), true) => Outcome::Verified,
+            (_, true) => Outcome::Unpinned,
+        }
+    }
+
+    /// Agents whose chain has no successor in the bundle.
+    pub fn open_ends(&self) -> Vec<&str> {
+        self.agents.iter().filter(|(_, s)| s.end == ChainEnd::Open).map(|(a, _)| a.as_str()).collect()
     }
 
     /// Number of seq gaps inside the window.
@@ -187,6 +294,20 @@ fn time(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// A log key as an auditor compares it with the one the organisation
+/// published: its name, its C2SP key ID and the SHA-256 of the public key.
+pub fn describe_key(key: &str) -> String {
+    match crate::tlog::VerifierKey::parse(key) {
+        Ok(k) => format!(
+            "name {}, key ID {:08x}, public key SHA-256 {}",
+            k.name(),
+            k.key_id(),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.verifying_key().as_bytes()))
+        ),
+        Err(_) => format!("{key:?}"),
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Custos export bundle {}", self.bundle)?;
@@ -208,13 +329,19 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  records  {} verified of {} from {} agents; {} key bindings, {} inclusion proofs, {} CSV rows",
+            "  records  {} verified of {}: {} in the window from {} agents, {} predecessors and {} successors anchoring the chains (context, not evidence), {} more outside the window",
             self.records_verified,
             self.records,
-            self.agents.len(),
-            self.key_bindings,
-            self.proofs,
-            self.csv_rows
+            self.in_window,
+            self.agents.values().filter(|a| a.records > 0).count(),
+            self.predecessors,
+            self.successors,
+            self.agents.values().map(|a| a.outside).sum::<u64>(),
+        )?;
+        writeln!(
+            f,
+            "  files    {} key bindings, {} inclusion proofs, {} CSV rows",
+            self.key_bindings, self.proofs, self.csv_rows
         )?;
         if let Some(o) = &self.oscal {
             writeln!(
@@ -229,15 +356,27 @@ impl fmt::Display for Report {
         if !self.agents.is_empty() {
             writeln!(f, "Agents:")?;
             for (agent, s) in &self.agents {
-                let span = match (s.first_time, s.last_time) {
-                    (Some(a), Some(b)) => format!(", {} to {}", time(a), time(b)),
-                    _ => String::new(),
+                let held = if s.records == 0 {
+                    "no records in the window".to_string()
+                } else {
+                    let span = match (s.first_time, s.last_time) {
+                        (Some(a), Some(b)) => format!(", {} to {}", time(a), time(b)),
+                        _ => String::new(),
+                    };
+                    format!("{} records in the window, seq {}-{}{span}", s.records, s.first_seq, s.last_seq)
                 };
-                writeln!(
-                    f,
-                    "  {agent}: {} records, seq {}-{}{span}; {} key bindings",
-                    s.records, s.first_seq, s.last_seq, s.key_bindings
-                )?;
+                let start = match s.start {
+                    ChainStart::ChainStart => "chain starts at seq 1".to_string(),
+                    ChainStart::Predecessor(p) => format!("follows seq {p} (before the window)"),
+                    ChainStart::Empty => "no records in the bundle".to_string(),
+                    ChainStart::Unanchored => "start NOT anchored".to_string(),
+                };
+                let end = match s.end {
+                    ChainEnd::Successor(n) => format!("followed by seq {n} (after the window)"),
+                    ChainEnd::Open => "no successor in the bundle".to_string(),
+                    ChainEnd::Cut => "end NOT anchored".to_string(),
+                };
+                writeln!(f, "  {agent}: {held}; {} key bindings; {start}, {end}", s.key_bindings)?;
             }
         }
         if !self.findings.is_empty() {
@@ -246,22 +385,41 @@ impl fmt::Display for Report {
                 writeln!(f, "  {x}")?;
             }
         }
+        let open = self.open_ends();
+        if !open.is_empty() {
+            writeln!(f, "Notes:")?;
+            writeln!(
+                f,
+                "  {} of {} agents have no record after the window in the bundle ({}): the log held none at export time, or it was left out; the end of a chain at export time cannot be proven offline",
+                open.len(),
+                self.agents.len(),
+                open.join(", ")
+            )?;
+        }
         if !self.failures.is_empty() {
             writeln!(f, "Failures ({}):", self.failures.len())?;
             for x in &self.failures {
                 writeln!(f, "  {x}")?;
             }
         }
-        if self.ok() {
-            writeln!(f, "Result: VERIFIED")?;
-        } else if self.failures.is_empty() {
-            writeln!(
+        match self.outcome() {
+            Outcome::Verified => writeln!(f, "Result: VERIFIED")?,
+            Outcome::Unpinned => {
+                let key = match &self.trusted {
+                    TrustedKey::Bundle(k) => describe_key(k),
+                    _ => String::new(),
+                };
+                writeln!(
+                    f,
+                    "Result: CONSISTENT, NOT VERIFIED: the bundle is consistent, but its log key is not pinned ({key}); compare it with the log key your organisation published and verify again with --log-key"
+                )?
+            }
+            Outcome::Failed if self.failures.is_empty() => writeln!(
                 f,
                 "Result: FAILED: every file verifies, but the window's chains have {} gaps",
                 self.gaps()
-            )?;
-        } else {
-            writeln!(f, "Result: FAILED")?;
+            )?,
+            Outcome::Failed => writeln!(f, "Result: FAILED")?,
         }
         Ok(())
     }

@@ -60,6 +60,12 @@ impl Seeded {
         Config::load(&DataDir(self.data.clone()).config()).unwrap()
     }
 
+    /// The log's verifier key, as the organisation publishes it and an
+    /// auditor pins it (`verify --log-key`); the log key is made if missing.
+    pub fn log_key(&self) -> custos_server::tlog::VerifierKey {
+        app::log_signer(&self.data, &self.config()).unwrap().verifier_key()
+    }
+
     /// A checkpoint over the whole log, through the store's checkpoint path.
     pub fn sign_checkpoint(&self) {
         let config = self.config();

@@ -29,6 +29,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let init = app::init(&data_dir, &[], Some(config.clone()))?;
+    // The log's verifier key, which an auditor pins when verifying a bundle.
+    let log_key = app::log_signer(&data_dir, &config)?.verifier_key();
     let server = app::start(&data_dir, config).await?;
     let grpc = server.grpc_addr.to_string();
     let http = server.http_addr;
@@ -139,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
         .replace_time(time::Time::MIDNIGHT)
         .format(&time::format_description::well_known::Rfc3339)?;
     println!(
-        "Evidence for an auditor (signed records, log proofs, CSV, OSCAL):\n  curl -H 'Authorization: Bearer {}' -o evidence.tar.gz 'http://{http}/api/v1/export?from={today}'\n  cargo run --release -p custos-server -- verify evidence.tar.gz   # offline, no server needed",
+        "Evidence for an auditor (signed records, log proofs, CSV, OSCAL):\n  curl -H 'Authorization: Bearer {}' -o evidence.tar.gz 'http://{http}/api/v1/export?from={today}'\n  cargo run --release -p custos-server -- verify evidence.tar.gz --log-key '{log_key}'\n  (offline, no server needed; the log key is this server's, GET /api/v1/log/key, which an auditor takes from the organisation, never from the bundle)",
         init.admin_token
     );
     println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
