@@ -27,15 +27,6 @@ pub struct Derived {
     pub targets_with_evidence: usize,
 }
 
-fn name(r: Relationship) -> &'static str {
-    match r {
-        Relationship::Equal => "equal",
-        Relationship::Subset => "subset",
-        Relationship::Superset => "superset",
-        Relationship::Intersect => "intersect",
-    }
-}
-
 /// "check is `a` of source" and "source is `b` of target" → "check is ? of target".
 pub fn compose(a: Relationship, b: Relationship) -> Relationship {
     use Relationship::*;
@@ -92,11 +83,11 @@ pub fn derive(
                     out.rows.push(Mapping {
                         check: check.clone(),
                         control: tgt.clone(),
-                        relationship: name(rel).to_string(),
+                        relationship: rel.as_str().to_string(),
                         rationale: format!(
                             "via {src}: the check is {} of it, and it is {} of this requirement per {label}",
-                            name(r1),
-                            name(m.relationship)
+                            r1.as_str(),
+                            m.relationship.as_str()
                         ),
                     });
                 }

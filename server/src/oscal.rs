@@ -1,7 +1,8 @@
-//! Reading OSCAL (1.0 to 1.2, JSON): catalogs (groups and nested controls)
-//! and mapping collections (control-to-control relationships between two
-//! catalogs), as published for BSI Grundschutz++ and used by organisations
-//! for their own catalogs. Only what the control catalog needs is read (ids,
+//! Reading OSCAL JSON: catalogs of OSCAL 1.0.x to 1.2.x (groups and nested
+//! controls) and mapping collections of OSCAL 1.2.x (control-to-control
+//! relationships between two catalogs; the model came with 1.2.0), as
+//! published for BSI Grundschutz++ and used by organisations for their own
+//! catalogs. Only what the control catalog needs is read (ids,
 //! titles, classes, properties, nesting, relationships); everything else in
 //! these extensible documents is ignored.
 //!
@@ -176,14 +177,36 @@ fn name_of(file: &Path) -> String {
     file.display().to_string()
 }
 
-fn check_version(file: &Path, v: &str) -> Result<(), OscalError> {
-    if ["1.0.", "1.1.", "1.2."].iter().any(|p| v.starts_with(p)) {
-        Ok(())
-    } else {
-        Err(OscalError::Invalid {
-            file: name_of(file),
-            message: format!("OSCAL version {v:?} is not 1.0 to 1.2"),
-        })
+/// The OSCAL releases read: 1.0.x to 1.2.x. What a catalog reader uses
+/// (ids, titles, classes, control props, nesting of groups and controls) has
+/// the same shape in all three; what they changed (1.1: `group` on props,
+/// `resource-fragment` on links, metadata `actions`; 1.2: the mapping model)
+/// is either ignored or read only where it exists.
+const SUPPORTED: &str = "OSCAL 1.0.x to 1.2.x";
+
+/// `MAJOR.MINOR.PATCH` of a release; `None` for anything else (pre-releases
+/// such as 1.0.0-rc2 had other shapes).
+fn release(v: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = v.split('.').map(|p| {
+        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok()).flatten()
+    });
+    let (major, minor, patch) = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some((major, minor, patch))
+}
+
+/// The document's `oscal-version` is one this reader is made for; mapping
+/// collections exist from OSCAL 1.2.0 on.
+fn check_version(file: &Path, v: &str, mapping: bool) -> Result<(), OscalError> {
+    let invalid = |message: String| Err(OscalError::Invalid { file: name_of(file), message });
+    match release(v) {
+        None => invalid(format!(
+            "OSCAL version {v:?} is not a release version (MAJOR.MINOR.PATCH); supported: {SUPPORTED}"
+        )),
+        Some((1, 0..=1, _)) if mapping => invalid(format!(
+            "OSCAL version {v:?} has no mapping-collection model (it came with OSCAL 1.2.0); supported for mapping collections: OSCAL 1.2.x"
+        )),
+        Some((1, 0..=2, _)) => Ok(()),
+        Some(_) => invalid(format!("OSCAL version {v:?} is not supported; supported: {SUPPORTED}")),
     }
 }
 
@@ -203,7 +226,7 @@ fn parse<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T,
 pub fn parse_catalog(file: &Path, bytes: &[u8]) -> Result<OscalCatalog, OscalError> {
     let doc: CatalogDoc = parse(file, bytes)?;
     let body = doc.catalog;
-    check_version(file, &body.metadata.oscal_version)?;
+    check_version(file, &body.metadata.oscal_version, false)?;
     let mut controls = Vec::new();
     fn walk_controls(cs: Vec<Control>, parent: Option<&str>, groups: &[String], out: &mut Vec<OscalControl>) {
         for c in cs {
@@ -266,7 +289,7 @@ pub fn relationship(name: &str) -> Option<Relationship> {
 pub fn parse_mapping_collection(file: &Path, bytes: &[u8]) -> Result<OscalMappingCollection, OscalError> {
     let doc: MappingDoc = parse(file, bytes)?;
     let body = doc.collection;
-    check_version(file, &body.metadata.oscal_version)?;
+    check_version(file, &body.metadata.oscal_version, true)?;
     let mut mappings = Vec::new();
     for m in body.mappings {
         let mut maps = Vec::new();
@@ -349,8 +372,6 @@ mod tests {
         let f = Path::new("bad.json");
         let e = parse_catalog(f, b"{\"catalog\": {").unwrap_err().to_string();
         assert!(e.starts_with("bad.json: not OSCAL JSON"), "{e}");
-        let e = parse_catalog(f, OWN.replace("1.1.2", "2.0.0").as_bytes()).unwrap_err().to_string();
-        assert!(e.contains("not 1.0 to 1.2"), "{e}");
         let e = parse_catalog(f, OWN.replace("gov-1", "ep-1").as_bytes()).unwrap_err().to_string();
         assert!(e.contains("\"ep-1\" appears twice"), "{e}");
         let e = parse_catalog(f, OWN.replace("gov-1", "1 gov").as_bytes()).unwrap_err().to_string();
@@ -375,5 +396,131 @@ mod tests {
         let bad = doc.replace("subset-of", "kind-of");
         let e = parse_mapping_collection(Path::new("m.json"), bad.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("unknown relationship \"kind-of\""), "{e}");
+    }
+
+    const V1_0: &str = include_str!("../tests/oscal/catalog-1.0.4.json");
+    const V1_2: &str = include_str!("../tests/oscal/catalog-1.2.2.json");
+    const MAPPING_1_2: &str = include_str!("../tests/oscal/mapping-1.2.2.json");
+
+    fn summary(c: &OscalCatalog) -> Vec<(&str, &str, Option<&str>, Vec<&str>)> {
+        c.controls
+            .iter()
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    c.title.as_str(),
+                    c.parent.as_deref(),
+                    c.groups.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_oscal_1_0_catalog_reads_with_its_nesting() {
+        // 1.0 shapes: props without `group`, `select` parameters, citations
+        // in back-matter, a group without an id, parts with props and parts.
+        let c = parse_catalog(Path::new("catalog-1.0.4.json"), V1_0.as_bytes()).unwrap();
+        assert_eq!((c.oscal_version.as_str(), c.version.as_str()), ("1.0.4", "2021.1"));
+        assert_eq!(
+            summary(&c),
+            [
+                ("gov-1", "Endpoint baseline is reviewed yearly", None, vec![]),
+                ("ep-net-1", "Host firewall", None, vec!["ep", "ep-net"]),
+                ("ep-net-1.1", "Inbound default deny on IPv6", Some("ep-net-1"), vec!["ep", "ep-net"]),
+                // The id-less group adds nothing to the path.
+                ("ep-data-1", "Full-disk encryption", None, vec!["ep"]),
+            ]
+        );
+        let fw = &c.controls[1];
+        assert_eq!(fw.class.as_deref(), Some("baseline"));
+        // The control's own props; the statement part's `priority` is not one of them.
+        assert_eq!(
+            fw.props,
+            [("label".to_string(), "EP-NET-1".to_string()), ("level".to_string(), "basic".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_oscal_1_2_catalog_reads_with_its_nesting() {
+        // 1.1+ shapes: props with `group`, `ns` and `remarks`, links with
+        // `resource-fragment`, metadata `actions`; three levels of controls.
+        let c = parse_catalog(Path::new("catalog-1.2.2.json"), V1_2.as_bytes()).unwrap();
+        assert_eq!((c.oscal_version.as_str(), c.title.as_str()), ("1.2.2", "Custos endpoint baseline"));
+        assert_eq!(
+            summary(&c),
+            [
+                ("ep-1", "Endpoint inventory is complete", None, vec!["ep"]),
+                ("ep-net-1", "Host firewall", None, vec!["ep", "ep-net"]),
+                ("ep-net-1.1", "Inbound default deny on IPv6", Some("ep-net-1"), vec!["ep", "ep-net"]),
+                (
+                    "ep-net-1.1.1",
+                    "Router advertisements are filtered",
+                    Some("ep-net-1.1"),
+                    vec!["ep", "ep-net"]
+                ),
+            ]
+        );
+        assert_eq!(
+            c.controls[1].props,
+            [("label".to_string(), "EP-NET-1".to_string()), ("level".to_string(), "basic".to_string())]
+        );
+        assert_eq!(c.controls[2].class.as_deref(), Some("enhancement"));
+    }
+
+    #[test]
+    fn a_release_outside_1_0_to_1_2_is_refused_naming_the_version() {
+        let f = Path::new("future.json");
+        for v in ["1.0.0", "1.1.3", "1.2.0"] {
+            let doc = V1_2.replace("\"oscal-version\": \"1.2.2\"", &format!("\"oscal-version\": \"{v}\""));
+            assert_eq!(parse_catalog(f, doc.as_bytes()).unwrap().oscal_version, v);
+        }
+        for (v, why) in [
+            ("0.9.0", "is not supported"),
+            ("2.0.0", "is not supported"),
+            ("1.3.0", "is not supported"),
+            ("1.0.0-rc2", "not a release version"),
+            ("1.1", "not a release version"),
+            ("1.1.x", "not a release version"),
+            ("", "not a release version"),
+        ] {
+            let doc = V1_2.replace("\"oscal-version\": \"1.2.2\"", &format!("\"oscal-version\": \"{v}\""));
+            assert_ne!(doc, V1_2);
+            let e = parse_catalog(f, doc.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("future.json: "), "{e}");
+            assert!(e.contains(&format!("OSCAL version {v:?}")) && e.contains(why), "{e}");
+            assert!(e.contains("supported: OSCAL 1.0.x to 1.2.x"), "{e}");
+        }
+        // Mapping collections came with 1.2.0.
+        let m = parse_mapping_collection(f, MAPPING_1_2.as_bytes()).unwrap();
+        assert_eq!(m.oscal_version, "1.2.2");
+        for v in ["1.1.2", "1.0.4"] {
+            let old = MAPPING_1_2.replace("\"1.2.2\"", &format!("\"{v}\""));
+            let e = parse_mapping_collection(f, old.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("no mapping-collection model"), "{e}");
+        }
+        let e = parse_mapping_collection(f, MAPPING_1_2.replace("\"1.2.2\"", "\"2.0.0\"").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"2.0.0\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn our_mapping_collection_reads_without_its_no_relationship_map() {
+        let m = parse_mapping_collection(Path::new("m.json"), MAPPING_1_2.as_bytes()).unwrap();
+        assert_eq!(m.mappings.len(), 1);
+        let x = &m.mappings[0];
+        assert_eq!(x.target, "custos-endpoint-baseline.json");
+        let maps: Vec<(Relationship, &[String], &[String])> =
+            x.maps.iter().map(|m| (m.relationship, m.sources.as_slice(), m.targets.as_slice())).collect();
+        assert_eq!(maps.len(), 2);
+        assert_eq!(maps[0].0, Relationship::Subset);
+        assert_eq!(
+            (maps[0].1, maps[0].2),
+            (&["8.20".to_string()][..], &["ep-net-1".to_string(), "ep-net-9".to_string()][..])
+        );
+        assert_eq!(maps[1].0, Relationship::Equal);
+        let cat = parse_catalog(Path::new("c.json"), V1_0.as_bytes()).unwrap();
+        assert_eq!(dangling_targets(x, &cat), ["ep-net-9"]);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use custos_server::catalog::{Catalog, CatalogError, Control, ISO_2013};
+use custos_server::catalog::{Catalog, CatalogError, Control, ISO_2013, Origin, Relationship};
 
 const CATALOG: &str = include_str!("../data/catalog.toml");
 const MAPPINGS: &str = include_str!("../data/mappings.toml");
@@ -191,4 +191,41 @@ fn an_unknown_predecessor_in_the_real_data_is_refused_by_name() {
             predecessor: "iso27001:2013/A.9.4.2".into()
         }
     );
+}
+
+#[test]
+fn every_2013_row_names_the_successors_it_is_assessed_through() {
+    let cat = Catalog::builtin().unwrap();
+    let rows: Vec<_> =
+        cat.mappings().iter().filter(|m| m.requirement.starts_with("iso27001:2013/")).collect();
+    assert!(!rows.is_empty());
+    for m in &rows {
+        assert_eq!((m.origin, m.relationship), (Origin::Crosswalk, Relationship::Intersect), "{m:?}");
+        // Named: exactly the successors this check supports, nothing else.
+        let via: Vec<&str> = cat
+            .successors(&m.requirement)
+            .into_iter()
+            .filter(|s| cat.checks_for_control(s).contains(&m.check))
+            .collect();
+        assert!(!via.is_empty(), "{m:?}");
+        for s in cat.successors(&m.requirement) {
+            assert_eq!(
+                m.rationale.contains(&format!("{s},")) || m.rationale.contains(&format!("{s} ")),
+                via.contains(&s),
+                "{m:?}"
+            );
+        }
+    }
+    // One row per 2013 control and check its successors support.
+    let expected: usize = cat
+        .crosswalk()
+        .iter()
+        .map(|(_, new)| {
+            let mut checks: Vec<&String> = new.iter().flat_map(|n| cat.checks_for_control(n)).collect();
+            checks.sort();
+            checks.dedup();
+            checks.len()
+        })
+        .sum();
+    assert_eq!(rows.len(), expected);
 }
