@@ -245,6 +245,24 @@ fn facts_for(id: &str, status: CheckStatus) -> serde_json::Map<String, serde_jso
     }
 }
 
+/// A route template as the router spells it (`/api/v1/risks/{id}/accept`,
+/// see `custos_server::http::WRITE_ROUTES`) with each `{name}` replaced by
+/// its value in `params`; a parameter without a value is a test bug.
+pub fn fill_route(template: &str, params: &[(&str, &str)]) -> String {
+    template
+        .split('/')
+        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => params
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("no value for {{{name}}} in {template}")),
+            None => seg,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// `t` in RFC 3339, as records and query parameters carry times.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).expect("a time RFC 3339 can express")

@@ -119,6 +119,7 @@ async fn the_ciso_works_the_register_through_the_api() {
     let (status, e) = server.api("/api/v1/risks?status=opened").await;
     assert_eq!(status, 400);
     assert!(e["error"].as_str().unwrap().contains("in_treatment"), "{e}");
+    filters_return_exactly_the_matching_entries(&server, id, m["id"].as_i64().unwrap()).await;
     let (status, m) = server.api("/api/v1/risks/matrix").await;
     assert_eq!((status, m["matrix"].as_str()), (200, Some("iso27005-5x5")));
     assert_eq!(m["levels"][4][4], "very_high");
@@ -159,6 +160,70 @@ async fn the_ciso_works_the_register_through_the_api() {
     assert_eq!(resp.status(), 403);
 }
 
+/// The ids `path` lists.
+async fn ids(server: &TestServer, path: &str) -> Vec<i64> {
+    let (status, v) = server.api(path).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v.as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect()
+}
+
+/// `level`, `owner` and `requirement` each list exactly the entries of the
+/// whole register that match, and a bad value is refused with the reason.
+/// `evidence` is an evidence entry owned by `it-ops`, `manual` a manual one
+/// owned by `Doe, Jane`.
+async fn filters_return_exactly_the_matching_entries(server: &TestServer, evidence: i64, manual: i64) {
+    // A low manual entry besides the high one: two levels to tell apart.
+    let (status, low) = server
+        .send("POST", "/api/v1/risks", json!({"actor": "ciso", "title": "t", "likelihood": 1, "impact": 1}))
+        .await;
+    assert_eq!((status, low["current"]["level"].as_str()), (201, Some("low")), "{low}");
+    let (_, all) = server.api("/api/v1/risks?status=all").await;
+    let all = all.as_array().unwrap().clone();
+    let matching = |pred: &dyn Fn(&Value) -> bool| -> Vec<i64> {
+        all.iter().filter(|e| pred(e)).map(|e| e["id"].as_i64().unwrap()).collect()
+    };
+
+    let mut seen_levels = 0;
+    for level in ["low", "medium", "high", "very_high"] {
+        let want = matching(&|e| e["current"]["level"] == level);
+        seen_levels += usize::from(!want.is_empty());
+        assert_eq!(ids(server, &format!("/api/v1/risks?status=all&level={level}")).await, want, "{level}");
+    }
+    assert!(seen_levels >= 2, "the register spans fewer than two levels: {all:#?}");
+
+    assert_eq!(ids(server, "/api/v1/risks?status=all&owner=it-ops").await, [evidence]);
+    assert_eq!(ids(server, "/api/v1/risks?status=all&owner=Doe%2C%20Jane").await, [manual]);
+    assert_eq!(ids(server, "/api/v1/risks?status=all&owner=nobody").await, Vec::<i64>::new());
+
+    for requirement in ["iso27001:2022/A.8.24", "iso27001:2022/A.8.2", "iso27001:2022/"] {
+        let want = matching(&|e| e["requirement"].as_str().is_some_and(|r| r.starts_with(requirement)));
+        assert!(want.contains(&evidence), "{requirement}");
+        assert!(want.len() < all.len(), "{requirement} matches manual entries too");
+        let got = ids(server, &format!("/api/v1/risks?status=all&requirement={requirement}")).await;
+        assert_eq!(got, want, "{requirement}");
+    }
+    assert_eq!(ids(server, "/api/v1/risks?status=all&requirement=iso27001:2022/A.8.24").await, [evidence]);
+    // Filters combine.
+    let path = "/api/v1/risks?status=all&owner=it-ops&requirement=iso27001:2022/A.8.24&level=low";
+    let want = matching(&|e| e["id"] == evidence && e["current"]["level"] == "low");
+    assert_eq!(ids(server, path).await, want);
+
+    for (query, want) in [
+        ("level=severe", "level unknown value \"severe\""),
+        ("level=", "level is empty"),
+        ("owner=", "owner is empty"),
+        ("owner=%20", "owner is empty"),
+        ("requirement=", "requirement is empty"),
+        ("requirement=iso27001:2022/Z.9", "neither a requirement of the catalog nor the start of one"),
+        ("origin=robot", "origin"),
+    ] {
+        let (status, e) = server.api(&format!("/api/v1/risks?{query}")).await;
+        assert_eq!(status, 400, "{query}: {e}");
+        let message = e["error"].as_str().unwrap();
+        assert!(message.contains(want) && message.contains("allowed:"), "{query}: {message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exception_takes_a_host_out_of_a_requirement_until_withdrawn() {
     let server = TestServer::start().await;
@@ -169,7 +234,8 @@ async fn an_exception_takes_a_host_out_of_a_requirement_until_withdrawn() {
     b.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
     a.agent.deliver().await.unwrap();
     b.agent.deliver().await.unwrap();
-    server.wait_for("/api/v1/risks", |v| find(v, "iso27001:2022/A.8.24").is_some()).await;
+    let risks = server.wait_for("/api/v1/risks", |v| find(v, "iso27001:2022/A.8.24").is_some()).await;
+    let entry_id = find(&risks, "iso27001:2022/A.8.24").unwrap()["id"].as_i64().unwrap();
 
     let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(90))
         .format(&time::format_description::well_known::Rfc3339)
@@ -206,13 +272,26 @@ async fn an_exception_takes_a_host_out_of_a_requirement_until_withdrawn() {
     assert_eq!(c["state"], "effective", "{c:#}");
     // Its risk closes: the only affected host is excepted.
     server.wait_for("/api/v1/risks", |v| find(v, "iso27001:2022/A.8.24").is_none()).await;
+    let (_, closed) = server.api(&format!("/api/v1/risks/{entry_id}")).await;
+    assert_eq!(closed["entry"]["status"], "closed", "{closed:#}");
 
     // Withdrawn: the host fails the requirement again and the same entry reopens.
     let (status, _) = server.send("POST", &format!("/api/v1/exceptions/{ex_id}/withdraw"), json!({})).await;
     assert_eq!(status, 200);
     let (status, _) = server.send("POST", &format!("/api/v1/exceptions/{ex_id}/withdraw"), json!({})).await;
     assert_eq!(status, 409);
-    server.wait_for("/api/v1/risks", |v| find(v, "iso27001:2022/A.8.24").is_some()).await;
+    let risks = server.wait_for("/api/v1/risks", |v| find(v, "iso27001:2022/A.8.24").is_some()).await;
+    let reopened = find(&risks, "iso27001:2022/A.8.24").unwrap();
+    assert_eq!(reopened["id"].as_i64(), Some(entry_id), "the same entry reopens: {reopened:#}");
+    assert_eq!(reopened["status"], "open");
+    // One entry for the requirement in the whole register, its history telling the story.
+    assert_eq!(ids(&server, "/api/v1/risks?status=all&requirement=iso27001:2022/A.8.24").await, [entry_id]);
+    let (_, one) = server.api(&format!("/api/v1/risks/{entry_id}")).await;
+    let changes: Vec<&str> =
+        one["history"].as_array().unwrap().iter().map(|h| h["change"].as_str().unwrap()).collect();
+    let at =
+        |c: &str| changes.iter().position(|x| *x == c).unwrap_or_else(|| panic!("no {c} in {changes:?}"));
+    assert!(at("opened") < at("closed") && at("closed") < at("reopened"), "{changes:?}");
     let (_, list) = server.api("/api/v1/exceptions").await;
     assert_eq!(list[0]["state"], "withdrawn");
     assert_eq!(list[0]["created_by"], "it-ops");

@@ -1,7 +1,9 @@
 //! Webhook deliveries over real HTTP on loopback: a receiver in the test
 //! answers as scripted, and the delivery log must tell what happened.
 //! Backoff is crossed by passing later times to `deliver_due`, not by
-//! sleeping.
+//! sleeping. Every delivery is signed: a webhook without a usable secret
+//! stops the server from starting, and one whose secret went missing later
+//! sends nothing.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const T0: i64 = 1_800_000_000;
+/// The secret `setup` writes to `webhook.key`, which [`hook`] names.
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ struct Setup {
 fn setup() -> Setup {
     custos_tests::install_crypto();
     let dir = tempfile::tempdir().unwrap();
+    write_secret(dir.path(), "webhook.key", SECRET);
     let store = Arc::new(Store::open(&dir.path().join("custos.db")).unwrap());
     let client = WebhookClient::new(dir.path()).unwrap();
     Setup { dir, store, client }
@@ -141,7 +146,7 @@ fn hook(name: &str, url: String) -> WebhookConfig {
     WebhookConfig {
         name: name.into(),
         url,
-        secret_file: None,
+        secret_file: "webhook.key".into(),
         events: Vec::new(),
         format: Format::Json,
         max_attempts: 8,
@@ -181,7 +186,7 @@ async fn delivered_with_a_signature_the_receiver_verifies() {
     let rx = Receiver::start(vec![Answer(200, vec![], "ok")]).await;
     let secret = "a".repeat(16) + &"b".repeat(16) + "-rotation-1";
     write_secret(s.dir.path(), "ops.key", &secret);
-    let configs = [WebhookConfig { secret_file: Some("ops.key".into()), ..hook("ops", rx.url("/custos")) }];
+    let configs = [WebhookConfig { secret_file: "ops.key".into(), ..hook("ops", rx.url("/custos")) }];
 
     assert_eq!(enqueue(&s.store, &configs, &notice(RiskEventKind::Opened, 7), T0).unwrap(), 1);
     assert_eq!(deliver_due(&s.store, &configs, &s.client, T0).await.unwrap(), 1);
@@ -278,8 +283,13 @@ async fn server_errors_are_retried_until_delivered() {
     );
     let times: Vec<&str> = got.iter().map(|r| r.header("x-custos-timestamp").unwrap()).collect();
     assert_eq!(times, [T0.to_string(), next.to_string(), next2.to_string()]);
-    // No secret configured: no signature header.
-    assert!(got[0].header("x-custos-signature").is_none());
+    // Each attempt is signed over its own timestamp; an old signature does not
+    // carry over to a later attempt.
+    let sigs: Vec<&str> = got.iter().map(|r| r.header("x-custos-signature").expect("signed")).collect();
+    for (r, (ts, sig)) in got.iter().zip(times.iter().zip(&sigs)) {
+        assert!(webhook::verify(SECRET.as_bytes(), ts, &r.body, sig), "attempt at {ts}");
+    }
+    assert!(!webhook::verify(SECRET.as_bytes(), times[1], &got[1].body, sigs[0]));
 }
 
 #[tokio::test]
@@ -442,6 +452,7 @@ async fn the_event_filter_is_respected() {
 async fn a_delivery_survives_a_store_reopen() {
     custos_tests::install_crypto();
     let dir = tempfile::tempdir().unwrap();
+    write_secret(dir.path(), "webhook.key", SECRET);
     let db = dir.path().join("custos.db");
     let rx = Receiver::start(vec![Answer(200, vec![], "")]).await;
     let configs = [hook("ops", rx.url("/h"))];
@@ -462,7 +473,7 @@ async fn a_delivery_survives_a_store_reopen() {
 async fn a_missing_or_short_secret_is_never_sent_unsigned() {
     let s = setup();
     let rx = Receiver::start(vec![Answer(200, vec![], "")]).await;
-    let configs = [WebhookConfig { secret_file: Some("hook.key".into()), ..hook("ops", rx.url("/h")) }];
+    let configs = [WebhookConfig { secret_file: "hook.key".into(), ..hook("ops", rx.url("/h")) }];
     enqueue(&s.store, &configs, &notice(RiskEventKind::Opened, 7), T0).unwrap();
 
     assert_eq!(deliver_due(&s.store, &configs, &s.client, T0).await.unwrap(), 1);
@@ -476,6 +487,11 @@ async fn a_missing_or_short_secret_is_never_sent_unsigned() {
     deliver_due(&s.store, &configs, &s.client, next).await.unwrap();
     let row = only(&s.store);
     assert!(row.last_error.as_deref().unwrap().contains("at least 32"), "{:?}", row.last_error);
+    std::fs::write(s.dir.path().join("hook.key"), "").unwrap();
+    deliver_due(&s.store, &configs, &s.client, row.next_attempt_at.unwrap()).await.unwrap();
+    let row = only(&s.store);
+    assert_eq!(row.attempts, 3);
+    assert!(row.last_error.as_deref().unwrap().contains("hook.key is empty"), "{:?}", row.last_error);
     assert!(rx.requests().is_empty(), "nothing may go out unsigned");
 
     // The operator fixes the file; the next attempt goes out signed.
@@ -483,7 +499,7 @@ async fn a_missing_or_short_secret_is_never_sent_unsigned() {
     write_secret(s.dir.path(), "hook.key", &secret);
     deliver_due(&s.store, &configs, &s.client, row.next_attempt_at.unwrap()).await.unwrap();
     let row = only(&s.store);
-    assert_eq!((row.status, row.attempts), (DeliveryStatus::Delivered, 3));
+    assert_eq!((row.status, row.attempts), (DeliveryStatus::Delivered, 4));
     let r = &rx.requests()[0];
     let ts = r.header("x-custos-timestamp").unwrap();
     assert!(webhook::verify(secret.as_bytes(), ts, &r.body, r.header("x-custos-signature").unwrap()));
@@ -554,12 +570,14 @@ async fn a_risk_opened_by_evidence_reaches_the_receiver_signed() {
     let mut config = custos_server::config::Config::default();
     config.risk.grace_minutes = 0;
     let mut h = hook("soc", format!("http://{}/hook", receiver.addr));
-    h.secret_file = Some("webhook.key".into());
+    h.secret_file = "soc.key".into();
     h.events = vec![RiskEventKind::Opened];
     config.webhooks = vec![h];
-    let server = custos_tests::TestServer::start_in(&dir, config).await;
+    // The secret is in place before the server starts: it checks it then.
     let secret = "0123456789abcdef0123456789abcdef-e2e";
-    write_secret(&dir, "webhook.key", secret);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_secret(&dir, "soc.key", secret);
+    let server = custos_tests::TestServer::start_in(&dir, config).await;
 
     let host: Arc<dyn custos_agent::host::Host> = Arc::new(custos_agent::host::SystemHost::default());
     let mut a = custos_tests::TestAgent::enroll(&server, "a", host).await;
@@ -591,4 +609,51 @@ async fn a_risk_opened_by_evidence_reaches_the_receiver_signed() {
         })
         .await;
     assert_eq!(log[0]["webhook"], "soc");
+}
+
+/// A webhook whose secret is missing, empty or short stops the server from
+/// starting, with an error naming the webhook and the file; with a good
+/// secret the same data dir starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_does_not_start_with_a_webhook_that_cannot_sign() {
+    custos_tests::install_crypto();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("server");
+    let config = custos_server::config::Config {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        webhooks: vec![WebhookConfig {
+            secret_file: "soc.key".into(),
+            ..hook("soc", "https://x.example/h".into())
+        }],
+        ..Default::default()
+    };
+    custos_server::app::init(&dir, &[], Some(config.clone())).unwrap();
+    let key = dir.join("soc.key");
+    for (content, want) in [
+        (None, "No such file"),
+        (Some(" \n"), "is empty"),
+        (Some("0123456789abcdef0123456789abcde"), "31 bytes, at least 32"),
+    ] {
+        if let Some(c) = content {
+            std::fs::write(&key, c).unwrap();
+        }
+        let Err(err) = custos_server::app::start(&dir, config.clone()).await else {
+            panic!("started with a secret file {content:?}");
+        };
+        let err = err.to_string();
+        assert!(err.contains("webhook \"soc\"") && err.contains(&key.display().to_string()), "{err}");
+        assert!(err.contains(want), "{content:?}: {err}");
+    }
+    write_secret(&dir, "soc.key", SECRET);
+    let handle = custos_server::app::start(&dir, config.clone()).await.expect("starts with a good secret");
+    handle.shutdown().await;
+
+    // A configuration file naming no secret is refused at load, by webhook name.
+    let path = custos_server::config::DataDir(dir.clone()).config();
+    let text = std::fs::read_to_string(&path).unwrap().replace("secret_file = \"soc.key\"\n", "");
+    assert!(!text.contains("secret_file"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    let err = custos_server::config::Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("webhook \"soc\": secret_file is required"), "{err}");
 }

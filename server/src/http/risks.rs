@@ -32,9 +32,33 @@ pub(super) struct ListQuery {
     format: Option<String>,
 }
 
-const LIST_PARAMS: &str = "allowed: status (live, all, or a comma list of pending, open, in_treatment, accepted, closed), level, owner, requirement (id or prefix), origin (evidence, manual), format (json, csv)";
+const LIST_PARAMS: &str = "allowed: status (live, all, or a comma list of pending, open, in_treatment, accepted, closed), level (low, medium, high, very_high), owner, requirement (id or prefix), origin (evidence, manual), format (json, csv)";
 
-fn filter(q: &ListQuery) -> Result<RiskFilter, String> {
+/// The filter a query asks for; the error names the bad value. An empty
+/// value is refused rather than matching nothing (`owner=`) or everything
+/// (`requirement=`), and a requirement that is neither an id nor a prefix
+/// of one in the catalog is refused rather than answered with nothing.
+fn filter(q: &ListQuery, catalog: &crate::catalog::Catalog) -> Result<RiskFilter, String> {
+    for (name, value) in [
+        ("status", &q.status),
+        ("level", &q.level),
+        ("owner", &q.owner),
+        ("requirement", &q.requirement),
+        ("origin", &q.origin),
+        ("format", &q.format),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(format!("{name} is empty"));
+        }
+    }
+    if let Some(r) = &q.requirement
+        && !catalog.controls().iter().any(|c| c.id.starts_with(r.as_str()))
+    {
+        return Err(format!(
+            "requirement {r:?} is neither a requirement of the catalog nor the start of one \
+             (e.g. iso27001:2022/A.8.24, or iso27001:2022/ for a framework)"
+        ));
+    }
     RiskFilter::parse(
         q.status.as_deref(),
         q.level.as_deref(),
@@ -51,7 +75,7 @@ pub(super) async fn list(
     let Ok(Query(q)) = q else {
         return error(StatusCode::BAD_REQUEST, &format!("unknown query parameter; {LIST_PARAMS}"));
     };
-    let f = match filter(&q) {
+    let f = match filter(&q, &s.catalog.current()) {
         Ok(f) => f,
         Err(why) => return error(StatusCode::BAD_REQUEST, &format!("{why}; {LIST_PARAMS}")),
     };

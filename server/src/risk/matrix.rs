@@ -211,16 +211,40 @@ mod tests {
         assert_eq!(m.rate(Likelihood::Mittel, Impact::Betraechtlich).level, Level::High);
         assert_eq!(m.rate(Likelihood::SehrHaeufig, Impact::Begrenzt).level, Level::High);
         assert_eq!(m.rate(Likelihood::SehrHaeufig, Impact::Betraechtlich).level, Level::VeryHigh);
-        // Monotone: a step up in either never lowers the level.
-        for l in 1..=4 {
-            for i in 1..=4 {
-                assert!(m.at(l, i).level <= m.at(l + 1, i).level.max(m.at(l, i).level));
-                if l < 4 {
-                    assert!(m.at(l, i).level <= m.at(l + 1, i).level);
+    }
+
+    #[test]
+    fn both_matrices_are_monotone_and_span_every_level() {
+        for kind in [MatrixKind::Iso27005, MatrixKind::Bsi2003] {
+            let m = Matrix::new(kind);
+            let n = m.steps();
+            // A step up in likelihood or impact never lowers the level.
+            for l in 1..=n {
+                for i in 1..=n {
+                    let here = m.at(l, i).level;
+                    if l < n {
+                        assert!(
+                            here <= m.at(l + 1, i).level,
+                            "{kind:?}: likelihood {l}→{} at impact {i}",
+                            l + 1
+                        );
+                    }
+                    if i < n {
+                        assert!(
+                            here <= m.at(l, i + 1).level,
+                            "{kind:?}: impact {i}→{} at likelihood {l}",
+                            i + 1
+                        );
+                    }
                 }
-                if i < 4 {
-                    assert!(m.at(l, i).level <= m.at(l, i + 1).level);
-                }
+            }
+            // The corners are the extremes, and every level is reachable.
+            assert_eq!((m.at(1, 1).level, m.at(n, n).level), (Level::Low, Level::VeryHigh), "{kind:?}");
+            for level in Level::ALL {
+                assert!(
+                    (1..=n).any(|l| (1..=n).any(|i| m.at(l, i).level == level)),
+                    "{kind:?}: no cell is {level}"
+                );
             }
         }
     }

@@ -151,25 +151,21 @@ async fn send(client: &WebhookClient, hook: &WebhookConfig, d: &DueDelivery, now
         Ok(url) => url,
         Err(message) => return Sent::error(Class::Permanent, message),
     };
-    let secret = match &hook.secret_file {
-        // The operator can fix the file: this attempt is lost, the next may work.
-        Some(path) => match load_secret(&client.data_dir.join(path)).await {
-            Ok(secret) => Some(secret),
-            Err(e) => return Sent::error(Class::Retry, format!("not sent: {e}")),
-        },
-        None => None,
+    // Read at every send (rotation needs no restart). The operator can fix
+    // the file: this attempt is lost, the next may work; nothing goes unsigned.
+    let secret = match load_secret(&client.data_dir.join(&hook.secret_file)).await {
+        Ok(secret) => secret,
+        Err(e) => return Sent::error(Class::Retry, format!("not sent: {e}")),
     };
-    let mut request = client
+    let request = client
         .http
         .post(url)
         .timeout(Duration::from_secs(hook.timeout_seconds))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("X-Custos-Event", &d.event)
         .header("X-Custos-Delivery", &d.id)
-        .header("X-Custos-Timestamp", now.to_string());
-    if let Some(secret) = secret {
-        request = request.header("X-Custos-Signature", signature(&secret, now, d.body.as_bytes()));
-    }
+        .header("X-Custos-Timestamp", now.to_string())
+        .header("X-Custos-Signature", signature(&secret, now, d.body.as_bytes()));
     let mut response = match request.body(d.body.clone()).send().await {
         Ok(r) => r,
         Err(e) if e.is_builder() => return Sent::error(Class::Permanent, describe(e)),
@@ -477,7 +473,7 @@ mod tests {
         let (ca, addr, received) = tls_receiver().await;
         let config = WebhookConfig {
             url: format!("https://localhost:{}/hook", addr.port()),
-            secret_file: Some("hook.key".into()),
+            secret_file: "hook.key".into(),
             ..hook("tls")
         };
         let configs = [config];

@@ -14,8 +14,9 @@
 //! `X-Custos-Event` (`risk.opened`, `risk.escalated`, `risk.accepted`,
 //! `risk.acceptance_expired`, `risk.closed`, `risk.reopened`),
 //! `X-Custos-Delivery` (random hex, the same on every retry),
-//! `X-Custos-Timestamp` (Unix seconds of this attempt) and, when the webhook
-//! has a `secret_file`, `X-Custos-Signature: sha256=<hex>`. Any 2xx answer is
+//! `X-Custos-Timestamp` (Unix seconds of this attempt) and
+//! `X-Custos-Signature: sha256=<hex>`: every webhook has a secret, and no
+//! delivery is ever sent unsigned. Any 2xx answer is
 //! success; 408, 429 and 5xx (and no answer) are retried with exponential
 //! backoff, honouring `Retry-After: <seconds>` on 429/503; other answers,
 //! redirects included, fail the delivery at once.
@@ -36,16 +37,19 @@
 //!
 //! The secret is the secret file's text without trailing whitespace (so a
 //! file written by `openssl rand -hex 32 > webhook.key` works as is); it must
-//! be at least 32 bytes. The file is read at every send, so a rotation needs
-//! no restart; a missing or short secret is recorded as the attempt's error
-//! and nothing is sent unsigned.
+//! be at least 32 bytes. `secret_file` is required: [`validate`] refuses a
+//! webhook without one, and the server refuses to start when a secret file
+//! is missing, empty or short ([`check_secrets`]). The file is read again at
+//! every send, so a rotation needs no restart; a secret that has gone
+//! missing or short since is recorded as the attempt's error and nothing is
+//! sent unsigned.
 
 mod deliver;
 mod format;
 mod sign;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,8 +143,11 @@ pub struct WebhookConfig {
     /// `http` or `https`.
     pub url: String,
     /// HMAC key file (at least 32 bytes), relative to the data dir.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_file: Option<PathBuf>,
+    /// Required: an absent key deserialises as an empty path, which
+    /// [`validate`] refuses naming the webhook (serde's own "missing field"
+    /// would not say which one).
+    #[serde(default)]
+    pub secret_file: PathBuf,
     /// The events to send; empty means all.
     #[serde(default)]
     pub events: Vec<RiskEventKind>,
@@ -182,6 +189,8 @@ pub enum WebhookError {
     Time { risk_id: i64, field: &'static str, value: i64 },
     #[error("secret file {path}: {source}")]
     SecretRead { path: PathBuf, source: std::io::Error },
+    #[error("secret file {path} is empty; write at least {MIN_SECRET_BYTES} bytes (`openssl rand -hex 32`)")]
+    SecretEmpty { path: PathBuf },
     #[error("secret file {path}: {len} bytes, at least {MIN_SECRET_BYTES} are needed")]
     SecretShort { path: PathBuf, len: usize },
     #[error("secret file {path}: larger than {max} bytes, not a key")]
@@ -197,8 +206,9 @@ pub enum WebhookError {
 }
 
 /// Checks a set of webhook configurations: names unique and `[a-z0-9-]`,
-/// URLs `http(s)://host...`, limits in range. The server refuses to start on
-/// an error here rather than fail every delivery later.
+/// URLs `http(s)://host...`, a `secret_file` named, limits in range. The
+/// server refuses to start on an error here rather than fail every delivery
+/// later.
 pub fn validate(configs: &[WebhookConfig]) -> Result<(), WebhookError> {
     let mut names = BTreeSet::new();
     for c in configs {
@@ -219,11 +229,25 @@ pub fn validate(configs: &[WebhookConfig]) -> Result<(), WebhookError> {
         if c.timeout_seconds == 0 || c.timeout_seconds > MAX_TIMEOUT_SECONDS {
             return Err(bad(format!("timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}")));
         }
-        if let Some(p) = &c.secret_file
-            && p.as_os_str().is_empty()
-        {
-            return Err(bad("secret_file is empty".into()));
+        if c.secret_file.as_os_str().is_empty() {
+            return Err(bad(format!(
+                "secret_file is required: every delivery is signed with HMAC-SHA256 \
+                 (create one in the data dir with `openssl rand -hex 32 > {}.key`)",
+                c.name
+            )));
         }
+    }
+    Ok(())
+}
+
+/// Reads every webhook's secret file (relative to `data_dir`) once at
+/// start: a webhook that could not sign is refused then, naming the webhook
+/// and the file, rather than failing each of its deliveries later.
+pub async fn check_secrets(configs: &[WebhookConfig], data_dir: &Path) -> Result<(), WebhookError> {
+    for c in configs {
+        load_secret(&data_dir.join(&c.secret_file))
+            .await
+            .map_err(|e| WebhookError::Config { name: c.name.clone(), message: e.to_string() })?;
     }
     Ok(())
 }
@@ -357,7 +381,7 @@ pub(crate) mod tests {
         WebhookConfig {
             name: name.into(),
             url: "https://hooks.example/in".into(),
-            secret_file: None,
+            secret_file: format!("{name}.key").into(),
             events: Vec::new(),
             format: Format::Json,
             max_attempts: 8,
@@ -372,7 +396,7 @@ pub(crate) mod tests {
             webhook: Vec<WebhookConfig>,
         }
         let f: File = toml::from_str(
-            "[[webhook]]\nname = \"ops\"\nurl = \"https://x.example/h\"\n\n\
+            "[[webhook]]\nname = \"ops\"\nurl = \"https://x.example/h\"\nsecret_file = \"ops.key\"\n\n\
              [[webhook]]\nname = \"chat\"\nurl = \"http://chat.example/hooks/T1\"\nformat = \"slack\"\n\
              events = [\"opened\", \"acceptance_expired\"]\nsecret_file = \"webhook.key\"\n\
              max_attempts = 3\ntimeout_seconds = 5\n",
@@ -382,9 +406,13 @@ pub(crate) mod tests {
         let chat = &f.webhook[1];
         assert_eq!(chat.format, Format::Slack);
         assert_eq!(chat.events, [RiskEventKind::Opened, RiskEventKind::AcceptanceExpired]);
-        assert_eq!(chat.secret_file.as_deref(), Some(std::path::Path::new("webhook.key")));
+        assert_eq!(chat.secret_file, Path::new("webhook.key"));
         assert_eq!((chat.max_attempts, chat.timeout_seconds), (3, 5));
         validate(&f.webhook).unwrap();
+        // Without a secret_file the webhook is refused by name, not sent unsigned.
+        let f: File = toml::from_str("[[webhook]]\nname = \"soc\"\nurl = \"https://x.example/h\"\n").unwrap();
+        let err = validate(&f.webhook).unwrap_err().to_string();
+        assert!(err.starts_with("webhook \"soc\": secret_file is required"), "{err}");
 
         for bad in [
             "[[webhook]]\nname = \"a\"\nurl = \"https://x\"\nretries = 3\n",
@@ -409,7 +437,7 @@ pub(crate) mod tests {
             (WebhookConfig { max_attempts: 0, ..hook("a") }, "max_attempts"),
             (WebhookConfig { max_attempts: 51, ..hook("a") }, "max_attempts"),
             (WebhookConfig { timeout_seconds: 0, ..hook("a") }, "timeout_seconds"),
-            (WebhookConfig { secret_file: Some(PathBuf::new()), ..hook("a") }, "secret_file"),
+            (WebhookConfig { secret_file: PathBuf::new(), ..hook("a") }, "secret_file is required"),
         ];
         for (config, want) in cases {
             let err = validate(std::slice::from_ref(&config)).unwrap_err().to_string();
@@ -420,6 +448,29 @@ pub(crate) mod tests {
         // The URL never appears in an error: it may carry a secret path.
         let secret = WebhookConfig { url: "gopher://hooks.example/T0/SECRETPATH".into(), ..hook("a") };
         assert!(!validate(&[secret]).unwrap_err().to_string().contains("SECRETPATH"));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_checked_at_start_naming_webhook_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = [hook("soc")];
+        let refused = |err: WebhookError, want: &str| {
+            let text = err.to_string();
+            let file = dir.path().join("soc.key").display().to_string();
+            assert!(text.starts_with("webhook \"soc\": secret file ") && text.contains(&file), "{text}");
+            assert!(text.contains(want), "{text}");
+        };
+        refused(check_secrets(&configs, dir.path()).await.unwrap_err(), "No such file");
+        std::fs::write(dir.path().join("soc.key"), "\n").unwrap();
+        refused(check_secrets(&configs, dir.path()).await.unwrap_err(), "is empty");
+        std::fs::write(dir.path().join("soc.key"), "x".repeat(MIN_SECRET_BYTES - 1)).unwrap();
+        refused(check_secrets(&configs, dir.path()).await.unwrap_err(), "31 bytes, at least 32");
+        std::fs::write(dir.path().join("soc.key"), "x".repeat(MIN_SECRET_BYTES)).unwrap();
+        check_secrets(&configs, dir.path()).await.unwrap();
+        // Every webhook is checked, not only the first.
+        let two = [hook("soc"), hook("chat")];
+        let err = check_secrets(&two, dir.path()).await.unwrap_err().to_string();
+        assert!(err.starts_with("webhook \"chat\"") && err.contains("chat.key"), "{err}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn verify(secret: &[u8], timestamp: &str, body: &[u8], header: &str) -> bool
 }
 
 /// Reads a webhook secret: the file's content without trailing whitespace,
-/// at least [`MIN_SECRET_BYTES`] long.
+/// at least [`MIN_SECRET_BYTES`] long. Every error names the file.
 pub async fn load_secret(path: &Path) -> Result<Vec<u8>, WebhookError> {
     let read = |source| WebhookError::SecretRead { path: path.to_path_buf(), source };
     let file = tokio::fs::File::open(path).await.map_err(read)?;
@@ -61,6 +61,9 @@ pub async fn load_secret(path: &Path) -> Result<Vec<u8>, WebhookError> {
     }
     let len = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
     bytes.truncate(len);
+    if bytes.is_empty() {
+        return Err(WebhookError::SecretEmpty { path: path.to_path_buf() });
+    }
     if bytes.len() < MIN_SECRET_BYTES {
         return Err(WebhookError::SecretShort { path: path.to_path_buf(), len: bytes.len() });
     }
@@ -116,6 +119,13 @@ mod tests {
         // Whitespace does not count towards the length.
         std::fs::write(&path, format!("{}{}", "a".repeat(31), " ".repeat(40))).unwrap();
         assert!(matches!(load_secret(&path).await, Err(WebhookError::SecretShort { len: 31, .. })));
+        // Empty, or only whitespace: refused as empty, naming the file.
+        for empty in ["", " \n\t\n"] {
+            std::fs::write(&path, empty).unwrap();
+            let err = load_secret(&path).await.unwrap_err();
+            assert!(matches!(err, WebhookError::SecretEmpty { .. }), "{err}");
+            assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        }
         std::fs::write(&path, vec![b'a'; 5000]).unwrap();
         assert!(matches!(load_secret(&path).await, Err(WebhookError::SecretLong { .. })));
         let missing = dir.path().join("missing");
