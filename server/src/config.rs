@@ -143,6 +143,10 @@ pub struct Risk {
     pub narrow_min_hosts: u32,
     /// Days open after which the likelihood rises a step.
     pub long_days: u32,
+    /// Host tags that each make a scope of the register: one entry per
+    /// deviating requirement and scope, a host in the first of these it
+    /// carries, hosts with none in `fleet`. Empty: one scope, the fleet.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -167,6 +171,7 @@ impl Default for Risk {
             narrow_share_percent: 10,
             narrow_min_hosts: 10,
             long_days: 30,
+            scopes: Vec::new(),
         }
     }
 }
@@ -192,6 +197,7 @@ impl Risk {
             narrow_share: f64::from(self.narrow_share_percent) / 100.0,
             narrow_min_hosts: self.narrow_min_hosts,
             long_seconds: d(self.long_days),
+            scopes: self.scopes.clone(),
         }
     }
 
@@ -216,6 +222,23 @@ impl Risk {
         }
         if self.wide_share_percent > 100 || self.narrow_share_percent >= self.wide_share_percent {
             return Err("risk: need narrow_share_percent < wide_share_percent <= 100".into());
+        }
+        for (i, scope) in self.scopes.iter().enumerate() {
+            if !custos_proto::evidence::statement::is_tag(scope) {
+                return Err(format!(
+                    "risk.scopes: {scope:?} is not a host tag (1 to 64 lowercase letters, digits, '-', '_' or '.')"
+                ));
+            }
+            // `fleet` is where hosts with none of the tags go: a tag of that
+            // name would mix them with the tagged ones.
+            if scope == crate::risk::FLEET_SCOPE {
+                return Err(
+                    "risk.scopes: \"fleet\" is the scope of hosts with none of the tags; name a tag".into()
+                );
+            }
+            if self.scopes[..i].contains(scope) {
+                return Err(format!("risk.scopes: {scope:?} is named twice"));
+            }
         }
         Ok(())
     }
@@ -392,6 +415,17 @@ mod tests {
         assert!(Config::load(&path).unwrap_err().to_string().contains("must not grow"));
         std::fs::write(&path, "[risk]\nmatrix = \"bsi-200-3-4x4\"").unwrap();
         assert_eq!(Config::load(&path).unwrap().risk.policy().matrix.steps(), 4);
+        std::fs::write(&path, "[risk]\nscopes = [\"server\", \"laptop\"]").unwrap();
+        assert_eq!(Config::load(&path).unwrap().risk.policy().scopes, ["server", "laptop"]);
+        for (bad, why) in [
+            ("[\"Server\"]", "not a host tag"),
+            ("[\"fleet\"]", "hosts with none of the tags"),
+            ("[\"server\", \"server\"]", "named twice"),
+        ] {
+            std::fs::write(&path, format!("[risk]\nscopes = {bad}")).unwrap();
+            let e = Config::load(&path).unwrap_err().to_string();
+            assert!(e.contains("risk.scopes") && e.contains(why), "{bad}: {e}");
+        }
         std::fs::write(&path, "unknown_key = 1").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
     }

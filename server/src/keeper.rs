@@ -4,10 +4,15 @@
 //! per host and requirement, and reconciles the risk register. Runs off the
 //! ingest hot path.
 //!
+//! Register entries are kept per requirement and scope (`[risk] scopes`,
+//! host tags; the rest of the fleet is one scope).
+//!
 //! It keeps what it last logged in memory (compactly) and writes only the
-//! pairs whose standing changed; the change log's `at` is the pass's time,
-//! so an as-of answer is what Custos had decided by then and never changes
-//! afterwards.
+//! pairs whose standing changed; the change log's `at` is the pass's time
+//! (never before the log's last row, and a second later when the versions
+//! changed within the second: see `store::requirements`), so an as-of
+//! answer is what Custos had decided by then, under the versions it names,
+//! and never changes afterwards.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,14 +41,16 @@ use crate::webhook;
 use custos_proto::evidence::CheckStatus;
 
 /// The scope of an entry when no host group narrows a requirement.
-pub const FLEET: &str = "fleet";
+pub const FLEET: &str = crate::risk::FLEET_SCOPE;
 
-/// The hosts each requirement's register entries name, with the checks the
-/// entry has them failing.
-pub type Named<'e> = HashMap<&'e str, Vec<(&'e str, &'e BTreeSet<String>)>>;
+/// The hosts each (requirement, scope) register entry names, with the
+/// checks the entry has them failing.
+pub type Named<'e> = HashMap<(&'e str, &'e str), Vec<(&'e str, &'e BTreeSet<String>)>>;
 
 /// What the evaluation says about each requirement of the register's
-/// frameworks that some check supports. Only for the hosts an entry names
+/// frameworks that some check supports, one observation per register scope
+/// (`policy.scopes`, then the fleet): each host counts in the scope of its
+/// tags ([`crate::risk::scope_of`]) only. Only for the hosts an entry names
 /// (`named`), and only when in scope and able to clear something (not
 /// failing every check the entry has them failing), does an observation
 /// list the checks they pass: that is all the lifecycle asks of passing
@@ -60,6 +67,11 @@ pub fn observations(
     named: &Named<'_>,
     fresh: impl Fn(&CheckEvidence) -> bool,
 ) -> Vec<Observation> {
+    let scopes: Vec<&str> = policy.scopes.iter().map(String::as_str).chain([FLEET]).collect();
+    let index_of = |scope: &str| scopes.iter().position(|s| *s == scope).unwrap_or(scopes.len() - 1);
+    // Each host's scope, by its position in `hosts` (and in `standings`).
+    let host_scope: Vec<usize> =
+        hosts.iter().map(|h| index_of(crate::risk::scope_of(&h.tags, &policy.scopes))).collect();
     let by_agent: HashMap<&str, (usize, &HostEvidence)> =
         hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), (i, h))).collect();
     let requirement_index: HashMap<&str, usize> =
@@ -78,28 +90,38 @@ pub fn observations(
             hosts.entry(h.clone()).or_default().insert(d.check_id.clone());
         }
     }
-    evaluation
-        .controls
-        .iter()
-        .filter(|c| !c.checks.is_empty() && frameworks.contains(&c.framework))
-        .map(|c| {
-            let failing = failing.remove(c.control_id.as_str()).unwrap_or_default();
+    let mut out = Vec::new();
+    for c in evaluation.controls.iter().filter(|c| !c.checks.is_empty() && frameworks.contains(&c.framework))
+    {
+        // The failing hosts and the hosts in scope, per register scope.
+        let mut failing_in: Vec<BTreeMap<String, BTreeSet<String>>> = vec![BTreeMap::new(); scopes.len()];
+        for (host, checks) in failing.remove(c.control_id.as_str()).unwrap_or_default() {
+            let s = by_agent.get(host.as_str()).map_or(scopes.len() - 1, |(i, _)| host_scope[*i]);
+            failing_in[s].insert(host, checks);
+        }
+        let mut in_scope_count = vec![0u32; scopes.len()];
+        if let Some(&r) = requirement_index.get(c.control_id.as_str()) {
+            for (h, codes) in standings.codes.iter().enumerate() {
+                if codes.get(r).is_some_and(|code| *code <= 4) {
+                    in_scope_count[host_scope[h]] += 1;
+                }
+            }
+        }
+        for (s, scope) in scopes.iter().enumerate() {
+            let failing = std::mem::take(&mut failing_in[s]);
             let checks: BTreeSet<String> = if failing.is_empty() {
                 c.checks.iter().cloned().collect()
             } else {
                 failing.values().flatten().cloned().collect()
             };
-            let in_scope_count = [&c.passing, &c.failing, &c.unknown, &c.without_evidence, &c.stale]
-                .iter()
-                .map(|b| b.len())
-                .sum::<usize>();
             let passing = named
-                .get(c.control_id.as_str())
+                .get(&(c.control_id.as_str(), *scope))
                 .into_iter()
                 .flatten()
                 .filter_map(|(h, entry_checks)| {
                     let (i, host) = by_agent.get(h)?;
-                    if !in_scope(*i, &c.control_id) {
+                    // A host now in another scope has left this entry's.
+                    if host_scope[*i] != s || !in_scope(*i, &c.control_id) {
                         return None;
                     }
                     if failing.get(*h).is_some_and(|now| entry_checks.iter().all(|chk| now.contains(chk))) {
@@ -132,17 +154,18 @@ pub fn observations(
                     Some((host.clone(), format!("/api/v1/records/{host}/{seq}")))
                 })
                 .collect();
-            Observation {
+            out.push(Observation {
                 evidence,
                 requirement: c.control_id.clone(),
-                scope: FLEET.into(),
-                in_scope: in_scope_count as u32,
+                scope: scope.to_string(),
+                in_scope: in_scope_count[s],
                 failing,
                 passing,
                 profile: profile(catalog, &policy.matrix, &c.control_id, &checks),
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 /// What a keeper pass needs besides the store: the catalog, the
@@ -425,7 +448,7 @@ impl Keeper {
                     if let Some(req) = &e.requirement {
                         let failed = |h: &String| e.host_checks.get(h).unwrap_or(&e.checks);
                         let hosts = e.affected_hosts.iter().map(|h| (h.as_str(), failed(h)));
-                        named.entry(req.as_str()).or_default().extend(hosts);
+                        named.entry((req.as_str(), e.scope.as_str())).or_default().extend(hosts);
                     }
                 }
                 let observations = observations(

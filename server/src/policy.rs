@@ -10,9 +10,10 @@
 //!
 //! Invariants: never a false pass. A rule only decides results the agent
 //! reported `pass` or `fail`; `unknown`, `error` and `not_applicable` stand.
-//! A rule that cannot be evaluated (a missing fact, a wrong type, a result
-//! that is not a boolean) gives `unknown` naming the check, the policy
-//! version and the CEL error. A file that does not load is refused whole,
+//! A rule that gives `null` says the facts cannot tell: `unknown`. A rule
+//! that cannot be evaluated (a missing fact, a wrong type, a result that is
+//! not a boolean) gives `unknown` naming the check, the policy version and
+//! the CEL error. A file that does not load is refused whole,
 //! with its path and line. Pure: the functions take text; nothing here reads
 //! files or the clock.
 
@@ -300,7 +301,15 @@ impl Policy {
                 reason: Some(format!("{} (policy {version})", rule.message)),
                 by_rule: true,
             },
-            Err(e) => Decision {
+            Err(Unevaluated::CannotTell) => Decision {
+                status: CheckStatus::Unknown,
+                reason: Some(format!(
+                    "policy {version}: the facts cannot tell whether the {check} result meets the rule ({})",
+                    rule.message
+                )),
+                by_rule: true,
+            },
+            Err(Unevaluated::Failed(e)) => Decision {
                 status: CheckStatus::Unknown,
                 reason: Some(format!("policy {version}: the rule for {check} could not be evaluated: {e}")),
                 by_rule: true,
@@ -328,7 +337,7 @@ impl Policy {
         agent_status: CheckStatus,
         facts: &Facts,
         host: &HostFacts,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Unevaluated> {
         let mut ctx = cel::Context::with_env(Arc::clone(&self.inner.env));
         ctx.add_variable_from_value("facts", map_to_cel(facts));
         ctx.add_variable_from_value("params", self.inner.params_cel.clone());
@@ -343,15 +352,63 @@ impl Policy {
         ctx.add_variable_from_value("host", host_map);
         match rule.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("the rule gave {} instead of true or false", describe(&other))),
-            Err(e) => Err(e.to_string()),
+            Ok(cel::Value::Null) => Err(Unevaluated::CannotTell),
+            Ok(other) => Err(Unevaluated::Failed(format!(
+                "the rule gave {} instead of true or false",
+                describe(&other)
+            ))),
+            Err(e) => Err(Unevaluated::Failed(e.to_string())),
         }
     }
 
-    /// Runs the examples of the rules a file defined against this policy.
+    /// Runs the examples of the rules a file defined against this policy,
+    /// each with its own `params` (if any) merged over the policy's.
     fn check_examples(&self, path: &Path, examples: &[Example]) -> Result<(), PolicyError> {
         for ex in examples {
-            let d = self.decide(&ex.check, ex.status, &ex.facts, &ex.host);
+            let d = if ex.params.is_empty() {
+                self.decide(&ex.check, ex.status, &ex.facts, &ex.host)
+            } else {
+                let mut params = self.inner.params.clone();
+                for (name, value) in &ex.params {
+                    match params.get(name) {
+                        None => {
+                            return Err(err(
+                                path,
+                                Some(ex.line),
+                                format!(
+                                    "example for {} sets params.{name}, which the policy does not define",
+                                    ex.check
+                                ),
+                            ));
+                        }
+                        Some(old) if kind(old) != kind(value) => {
+                            return Err(err(
+                                path,
+                                Some(ex.line),
+                                format!(
+                                    "example for {} sets params.{name} to a {}, not a {} like the policy",
+                                    ex.check,
+                                    kind(value),
+                                    kind(old)
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                    params.insert(name.clone(), value.clone());
+                }
+                let with = Policy {
+                    inner: Arc::new(Inner {
+                        version: self.inner.version.clone(),
+                        params_cel: map_to_cel(&params),
+                        params,
+                        rules: self.inner.rules.clone(),
+                        scopes: Vec::new(),
+                        env: Arc::clone(&self.inner.env),
+                    }),
+                };
+                with.decide(&ex.check, ex.status, &ex.facts, &ex.host)
+            };
             if d.status != ex.expect {
                 let why = d.reason.map(|r| format!(" ({r})")).unwrap_or_default();
                 return Err(err(
@@ -366,6 +423,14 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// Why a rule gave no verdict.
+enum Unevaluated {
+    /// The rule gave `null`: the facts cannot tell.
+    CannotTell,
+    /// It failed or gave something else than a boolean; the reason.
+    Failed(String),
 }
 
 fn err(path: &Path, line: Option<usize>, message: impl Into<String>) -> PolicyError {
@@ -419,6 +484,9 @@ struct ExampleDoc {
     status: Option<String>,
     /// What the policy must decide.
     expect: String,
+    /// Parameters of this example only, merged over the policy's.
+    #[serde(default)]
+    params: BTreeMap<String, toml::Value>,
     #[serde(default)]
     os: String,
     #[serde(default)]
@@ -442,6 +510,8 @@ struct Example {
     expect: CheckStatus,
     facts: Facts,
     host: HostFacts,
+    /// The example's own parameters.
+    params: Map<String, Json>,
 }
 
 struct Parsed {
@@ -545,6 +615,11 @@ fn parse(path: &Path, text: &str, env: &cel::Env) -> Result<Parsed, PolicyError>
                 .ok_or_else(|| bad(format!("status {status_text:?} is not a check status")))?;
             let expect = CheckStatus::parse(&ex.expect)
                 .ok_or_else(|| bad(format!("expect {:?} is not a check status", ex.expect)))?;
+            let mut params = Map::new();
+            for (name, value) in &ex.params {
+                let json = toml_to_json(value).map_err(|m| bad(format!("params.{name}: {m}")))?;
+                params.insert(name.clone(), json);
+            }
             examples.push(Example {
                 check: check.clone(),
                 line,
@@ -552,6 +627,7 @@ fn parse(path: &Path, text: &str, env: &cel::Env) -> Result<Parsed, PolicyError>
                 expect,
                 facts,
                 host: HostFacts { os: ex.os, tags: ex.tags },
+                params,
             });
         }
         rules.push(Rule {
@@ -937,6 +1013,174 @@ tags_none = ["kiosk"]
         assert!(control_matches("a:1/", "a:1/SYS.2.10"));
         assert!(control_matches("a", "a:1/SYS"));
         assert!(!control_matches("a:1/SYS.2.1.A3", "a:1/SYS.2.1"));
+    }
+
+    fn decide_with(p: &Policy, check: &str, f: Json) -> CheckStatus {
+        p.decide(check, CheckStatus::Pass, &facts(f), &host()).status
+    }
+
+    #[test]
+    fn accepted_firewall_backends_decide_which_filter_may_do_the_filtering() {
+        let builtin = Policy::builtin().unwrap();
+        let nft = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true, "input_chains": [
+            {"family": "inet", "table": "filter", "chain": "input", "policy": "drop", "default_deny": true}]});
+        let legacy = json!({"ipv4_filtered": true, "ipv6_filtered": false, "ipv6_enabled": false, "input_chains": [
+            {"family": "ipv4", "table": "filter", "chain": "INPUT", "policy": "drop", "default_deny": true},
+            {"family": "ip", "table": "t", "chain": "in", "policy": "accept", "default_deny": false}]});
+        let profiles: Vec<Json> = ["Domain", "Private", "Public"]
+            .map(|n| json!({"name": n, "enabled": true, "default_inbound": "Block"}))
+            .into();
+        let windows = json!({ "profiles": profiles });
+        let pf = json!({"application_firewall_state": 0, "pf": "enabled", "pf_default_deny": true});
+        let alf = json!({"application_firewall_state": 2, "pf": "disabled"});
+        for f in [&nft, &legacy, &windows, &pf, &alf] {
+            assert_eq!(decide_with(&builtin, "firewall", f.clone()), CheckStatus::Pass, "{f}");
+        }
+        let only = |list: &str| {
+            let text = format!("version = \"fw\"\n[params]\naccepted_firewall_backends = {list}\n");
+            Policy::with_override(&builtin, Path::new("fw.toml"), &text).unwrap()
+        };
+        let nft_only = only(r#"["nftables"]"#);
+        assert_eq!(decide_with(&nft_only, "firewall", nft.clone()), CheckStatus::Pass);
+        let d = nft_only.decide("firewall", CheckStatus::Pass, &facts(legacy.clone()), &host());
+        assert_eq!(d.status, CheckStatus::Fail, "IPv4 filtered by legacy iptables only");
+        assert!(d.reason.unwrap().contains("not by an accepted packet filter (policy fw)"));
+        for f in [&windows, &pf, &alf] {
+            assert_eq!(decide_with(&nft_only, "firewall", f.clone()), CheckStatus::Fail, "{f}");
+        }
+        // IPv6 enabled: it too must be filtered by an accepted chain.
+        let mixed = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true, "input_chains": [
+            {"family": "ip", "table": "filter", "chain": "input", "policy": "drop", "default_deny": true},
+            {"family": "ipv6", "table": "filter", "chain": "INPUT", "policy": "drop", "default_deny": true}]});
+        assert_eq!(decide_with(&builtin, "firewall", mixed.clone()), CheckStatus::Pass);
+        assert_eq!(decide_with(&nft_only, "firewall", mixed.clone()), CheckStatus::Fail);
+        assert_eq!(decide_with(&only(r#"["iptables-legacy"]"#), "firewall", mixed), CheckStatus::Fail);
+        // Facts without chains cannot say which filter works: unknown, never a pass.
+        let bare = json!({"ipv4_filtered": true, "ipv6_enabled": false});
+        assert_eq!(decide_with(&builtin, "firewall", bare.clone()), CheckStatus::Pass);
+        let d = nft_only.decide("firewall", CheckStatus::Pass, &facts(bare), &host());
+        assert_eq!(d.status, CheckStatus::Unknown);
+        assert!(d.reason.unwrap().contains("the facts cannot tell"));
+        let apple = only(r#"["pf"]"#);
+        assert_eq!(decide_with(&apple, "firewall", pf.clone()), CheckStatus::Pass);
+        assert_eq!(decide_with(&apple, "firewall", alf), CheckStatus::Fail);
+        assert_eq!(decide_with(&only(r#"["windows-firewall"]"#), "firewall", windows), CheckStatus::Pass);
+        // Unknown stays unknown whatever is accepted.
+        let d = nft_only.decide("firewall", CheckStatus::Unknown, &facts(nft), &host());
+        assert_eq!(d.status, CheckStatus::Unknown);
+        // Not a list: refused at load.
+        let e = load_err("version = \"v\"\n[params]\naccepted_firewall_backends = \"nftables\"\n");
+        assert!(e.message.contains("must be a list"), "{e}");
+    }
+
+    #[test]
+    fn max_patch_age_days_limits_the_age_of_the_newest_installed_update() {
+        let builtin = Policy::builtin().unwrap();
+        assert_eq!(builtin.params()["max_patch_age_days"], json!(35));
+        let windows = |age: Json| {
+            json!({"pending_updates": 1, "pending_security_updates": 0, "updates": [],
+                   "last_installed_age_days": age})
+        };
+        assert_eq!(decide_with(&builtin, "os_patches", windows(json!(35))), CheckStatus::Pass);
+        let d = builtin.decide("os_patches", CheckStatus::Pass, &facts(windows(json!(36))), &host());
+        assert_eq!(d.status, CheckStatus::Fail);
+        assert!(d.reason.unwrap().contains("updates were last installed too long ago"));
+        // The age could not be read: cannot tell.
+        assert_eq!(decide_with(&builtin, "os_patches", windows(Json::Null)), CheckStatus::Unknown);
+        // A security update pending fails whatever the age.
+        let mut pending = windows(json!(1));
+        pending["pending_security_updates"] = json!(1);
+        let d = builtin.decide("os_patches", CheckStatus::Fail, &facts(pending.clone()), &host());
+        assert_eq!(d.status, CheckStatus::Fail);
+        pending["last_installed_age_days"] = Json::Null;
+        let d = builtin.decide("os_patches", CheckStatus::Fail, &facts(pending), &host());
+        assert_eq!(d.status, CheckStatus::Fail, "failing is known without the age");
+
+        let text = "version = \"patch\"\n[params]\nmax_patch_age_days = 14\n";
+        let strict = Policy::with_override(&builtin, Path::new("p.toml"), text).unwrap();
+        assert_eq!(decide_with(&strict, "os_patches", windows(json!(14))), CheckStatus::Pass);
+        assert_eq!(decide_with(&strict, "os_patches", windows(json!(20))), CheckStatus::Fail);
+        let text = "version = \"patch\"\n[params]\nmax_patch_age_days = 90\n";
+        let lenient = Policy::with_override(&builtin, Path::new("p.toml"), text).unwrap();
+        assert_eq!(decide_with(&lenient, "os_patches", windows(json!(60))), CheckStatus::Pass);
+        assert_eq!(decide_with(&lenient, "os_patches", windows(Json::Null)), CheckStatus::Unknown);
+        // Linux reports no install date: the limit leaves it as the agent decided.
+        let apt = json!({"package_manager": "apt", "pending_upgrades": 0, "pending_security_upgrades": 0,
+            "lists_age_days": 1, "running_kernel": null, "newest_kernel": null, "reboot_required": false});
+        assert_eq!(decide_with(&strict, "os_patches", apt), CheckStatus::Pass);
+    }
+
+    #[test]
+    fn examples_may_set_their_own_parameters_and_are_checked_with_them() {
+        let builtin = Policy::builtin().unwrap();
+        let rule = "version = \"v\"\n[params]\nmax_level = 2\n[[rule]]\ncheck = \"secure_boot\"\nexpr = 'facts.level <= params.max_level'\nmessage = \"m\"\n";
+        let with = |example: &str| format!("{rule}[[rule.example]]\n{example}");
+        let ok = with("facts = '{\"level\": 3}'\nexpect = \"pass\"\nparams = { max_level = 3 }\n");
+        // The example's own limit makes it pass; the policy's own stays 2.
+        let p = Policy::with_override(&builtin, Path::new("o.toml"), &ok).unwrap();
+        assert_eq!(p.params()["max_level"], json!(2));
+        assert_eq!(decide_with(&p, "secure_boot", json!({"level": 3})), CheckStatus::Fail);
+        let cases = [
+            (
+                "facts = '{\"level\": 3}'\nexpect = \"pass\"\nparams = { max_level = 2 }\n",
+                "expects pass but the policy decides fail",
+            ),
+            (
+                "facts = '{\"level\": 3}'\nexpect = \"pass\"\nparams = { nope = 2 }\n",
+                "params.nope, which the policy does not define",
+            ),
+            (
+                "facts = '{\"level\": 3}'\nexpect = \"pass\"\nparams = { max_level = \"3\" }\n",
+                "to a string, not a number",
+            ),
+        ];
+        for (example, want) in cases {
+            let e = Policy::with_override(&builtin, Path::new("o.toml"), &with(example)).unwrap_err();
+            assert!(e.message.contains(want), "{example}: {e}");
+            assert_eq!(e.line, Some(8), "{e}");
+        }
+    }
+
+    /// The evaluation benchmark seeds facts from the built-in examples whose
+    /// status is their expected verdict and asserts that the policy decides
+    /// the seeded mix: those must hold under the policy's own parameters
+    /// (not only an example's), and every rule needs a pass and a fail.
+    #[test]
+    fn every_rule_has_a_pass_and_a_fail_example_that_hold_under_the_builtin_parameters() {
+        let builtin = Policy::builtin().unwrap();
+        let env = cel_env(Path::new(BUILTIN_PATH)).unwrap();
+        let parsed = parse(Path::new(BUILTIN_PATH), BUILTIN_TEXT, &env).unwrap();
+        for rule in builtin.rules() {
+            for want in [CheckStatus::Pass, CheckStatus::Fail] {
+                let seeded: Vec<&Example> = parsed
+                    .examples
+                    .iter()
+                    .filter(|e| e.check == rule.check && e.status == want && e.expect == want)
+                    .collect();
+                assert!(!seeded.is_empty(), "{}: no {want} example whose status is {want}", rule.check);
+                for ex in seeded {
+                    let d = builtin.decide(&ex.check, ex.status, &ex.facts, &HostFacts::default());
+                    assert_eq!(d.status, want, "{} example at line {}: {:?}", ex.check, ex.line, d.reason);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_null_verdict_is_unknown_never_a_pass() {
+        let builtin = Policy::builtin().unwrap();
+        let text = "version = \"v\"\n[[rule]]\ncheck = \"secure_boot\"\nexpr = 'has(facts.secure_boot) ? facts.secure_boot : null'\nmessage = \"off\"\n";
+        let p = Policy::with_override(&builtin, Path::new("o.toml"), text).unwrap();
+        for status in [CheckStatus::Pass, CheckStatus::Fail] {
+            let d = p.decide("secure_boot", status, &Facts::new(), &host());
+            assert_eq!(d.status, CheckStatus::Unknown);
+            assert!(d.by_rule);
+            assert_eq!(
+                d.reason.unwrap(),
+                "policy v: the facts cannot tell whether the secure_boot result meets the rule (off)"
+            );
+        }
+        assert_eq!(decide_with(&p, "secure_boot", json!({"secure_boot": true})), CheckStatus::Pass);
     }
 
     #[test]

@@ -212,3 +212,199 @@ fn the_keeper_logs_only_changed_pairs_and_the_log_answers_as_of() {
     assert!(stale > 0);
     assert_eq!(state_at(stale_at, "host-0").as_deref(), Some("stale"));
 }
+
+fn keeper_with(dir: &std::path::Path, config: Config, policy: Policy) -> Keeper {
+    Keeper::new(
+        Arc::new(Reloadable::new(Catalog::builtin().unwrap(), Vec::new())),
+        config,
+        Arc::new(Reloadable::new(policy, Vec::new())),
+        dir.to_path_buf(),
+        Arc::new(Fleet::new()),
+    )
+}
+
+/// Every evidence entry of the register by (requirement, scope).
+fn register(store: &Store) -> std::collections::BTreeMap<(String, String), custos_server::risk::RiskEntry> {
+    use custos_server::risk::{Origin, Status};
+    let all = custos_server::store::risks::RiskFilter {
+        statuses: Some(vec![
+            Status::Pending,
+            Status::Open,
+            Status::InTreatment,
+            Status::Accepted,
+            Status::Closed,
+        ]),
+        origin: Some(Origin::Evidence),
+        ..Default::default()
+    };
+    store
+        .risks(&all)
+        .unwrap()
+        .into_iter()
+        .map(|e| ((e.requirement.clone().unwrap(), e.scope.clone()), e))
+        .collect()
+}
+
+#[test]
+fn the_keeper_keeps_one_register_entry_per_requirement_and_scope() {
+    use CheckStatus::*;
+    let (dir, store, mut agents) = setup(4);
+    // host-0 and host-1 are servers; host-2 and host-3 keep only "laptop",
+    // which is no register scope: they are the rest of the fleet.
+    for h in ["host-0", "host-1"] {
+        assert!(store.set_tags(h, &["server".into(), "berlin".into()]).unwrap());
+    }
+    for (i, a) in agents.iter_mut().enumerate() {
+        let status = if i % 2 == 0 { Fail } else { Pass };
+        send(&store, a, NOW - 600, &[("firewall", status)]);
+    }
+    let mut config = Config::default();
+    config.risk.grace_minutes = 0;
+    config.risk.scopes = vec!["server".into(), "kiosk".into()];
+    let k = keeper_with(dir.path(), config, Policy::builtin().unwrap());
+    k.pass(&store, at(NOW)).unwrap();
+
+    let entries = register(&store);
+    let requirement = "iso27001:2022/A.8.20";
+    let server = &entries[&(requirement.to_string(), "server".to_string())];
+    let fleet = &entries[&(requirement.to_string(), "fleet".to_string())];
+    assert_eq!(server.affected_hosts, ["host-0".to_string()].into());
+    assert_eq!(fleet.affected_hosts, ["host-2".to_string()].into());
+    assert_eq!((server.in_scope_hosts, fleet.in_scope_hosts), (2, 2));
+    assert_eq!(server.evidence["host-0"], "/api/v1/records/host-0/1");
+    // Every firewall requirement of the register deviates in both scopes,
+    // and no scope without a failing host has an entry.
+    let firewall_requirements: std::collections::BTreeSet<&String> = entries.keys().map(|(r, _)| r).collect();
+    assert!(firewall_requirements.len() >= 2, "{firewall_requirements:?}");
+    for r in firewall_requirements {
+        let scopes: Vec<&str> =
+            entries.keys().filter(|(req, _)| req == r).map(|(_, scope)| scope.as_str()).collect();
+        assert_eq!(scopes, ["fleet", "server"], "{r}");
+    }
+
+    // host-2 becomes a server: it leaves the fleet's entry and joins the servers'.
+    assert!(store.set_tags("host-2", &["server".into()]).unwrap());
+    k.pass(&store, at(NOW + 60)).unwrap();
+    let entries = register(&store);
+    let server = &entries[&(requirement.to_string(), "server".to_string())];
+    let fleet = &entries[&(requirement.to_string(), "fleet".to_string())];
+    assert_eq!(server.affected_hosts, ["host-0".to_string(), "host-2".to_string()].into());
+    assert_eq!(server.in_scope_hosts, 3);
+    assert!(fleet.affected_hosts.is_empty());
+    assert_eq!((fleet.in_scope_hosts, fleet.clean_evaluations), (1, 1));
+    let history = store.risk_history(fleet.id).unwrap();
+    assert!(
+        history.iter().any(|h| h.change == "hosts_changed" && h.detail.contains("-host-2")),
+        "{history:?}"
+    );
+
+    // Without scopes (the default) the same evidence is one fleet entry.
+    let (dir, store, mut agents) = setup(4);
+    for h in ["host-0", "host-1"] {
+        store.set_tags(h, &["server".into()]).unwrap();
+    }
+    for (i, a) in agents.iter_mut().enumerate() {
+        send(&store, a, NOW - 600, &[("firewall", if i % 2 == 0 { Fail } else { Pass })]);
+    }
+    let mut config = Config::default();
+    config.risk.grace_minutes = 0;
+    keeper_with(dir.path(), config, Policy::builtin().unwrap()).pass(&store, at(NOW)).unwrap();
+    let entries = register(&store);
+    let fleet = &entries[&(requirement.to_string(), "fleet".to_string())];
+    assert_eq!(fleet.affected_hosts, ["host-0".to_string(), "host-2".to_string()].into());
+    assert_eq!(fleet.in_scope_hosts, 4);
+    assert!(entries.keys().all(|(_, scope)| scope == "fleet"));
+}
+
+#[test]
+fn as_of_answers_name_the_versions_recorded_in_the_change_log_then() {
+    use CheckStatus::*;
+    let (dir, store, mut agents) = setup(2);
+    for a in agents.iter_mut() {
+        send(&store, a, NOW - 600, &[("firewall", Pass)]);
+    }
+    let builtin = Policy::builtin().unwrap();
+    let strict = |version: &str, expr: &str| {
+        let text = format!(
+            "version = \"{version}\"\n[[rule]]\ncheck = \"firewall\"\nexpr = '{expr}'\nmessage = \"no\"\n"
+        );
+        Policy::with_override(&builtin, std::path::Path::new("policy.toml"), &text).unwrap()
+    };
+    let catalog = Catalog::builtin().unwrap();
+    let config = Config::default();
+    let controls = |rules: &Policy, as_of: Option<i64>| {
+        let rules = Arc::new(rules.clone());
+        let fleet = Fleet::new();
+        let sources = views::Sources {
+            store: &store,
+            fleet: &fleet,
+            catalog: &catalog,
+            config: &config,
+            rules: &rules,
+        };
+        views::controls(sources, at(NOW + 1000), Some("bsi-grundschutz:2023"), None, as_of.map(at))
+            .unwrap()
+            .unwrap()
+    };
+    let versions =
+        |v: &views::ControlsView| v.versions.iter().map(|v| v.policy_version.clone()).collect::<Vec<_>>();
+    let mapping = catalog.mapping_version().to_string();
+
+    // The built-in policy at NOW; a policy failing every firewall at NOW + 100.
+    keeper_with(dir.path(), config.clone(), builtin.clone()).pass(&store, at(NOW)).unwrap();
+    let acme = strict("acme-2", "false");
+    let changed = keeper_with(dir.path(), config.clone(), acme.clone()).pass(&store, at(NOW + 100)).unwrap();
+    assert!(changed.requirement_changes > 0);
+
+    // Asked today, under today's policy.
+    let now = controls(&acme, None);
+    assert_eq!((now.policy_version.as_deref(), now.provenance.is_none()), (Some("acme-2"), true));
+    // As of before the change: the built-in version decided everything then.
+    let before = controls(&acme, Some(NOW + 50));
+    assert_eq!(before.policy_version.as_deref(), Some(builtin.version()));
+    assert_eq!(before.mapping_version.as_deref(), Some(mapping.as_str()));
+    assert_eq!(versions(&before), [builtin.version()]);
+    assert_eq!(before.provenance, Some(views::AS_OF_PROVENANCE));
+    let fw = before.evaluation.controls.iter().find(|c| c.control_id == FIREWALL_ONLY).unwrap();
+    assert_eq!(fw.passing.len(), 2);
+    // After it: the firewall pairs were decided by acme-2, the rest still by
+    // the built-in policy (unchanged pairs are not logged again).
+    let after = controls(&acme, Some(NOW + 100));
+    assert_eq!(versions(&after), [builtin.version(), "acme-2"]);
+    assert_eq!(after.policy_version.as_deref(), Some("acme-2"), "the newest is named");
+    // Before anything was logged: no version decided anything.
+    let empty = controls(&acme, Some(NOW - 1));
+    assert_eq!((empty.policy_version, empty.versions.len()), (None, 0));
+
+    // A pass under yet another version in the same second is logged at the
+    // next second, so one logged time has one version pair.
+    let back = keeper_with(dir.path(), config.clone(), strict("acme-3", "true"));
+    assert!(back.pass(&store, at(NOW + 100)).unwrap().requirement_changes > 0);
+    let log = store
+        .requirement_changes(&custos_server::store::requirements::ChangeFilter {
+            from: Some(NOW + 100),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(log.iter().any(|c| c.policy_version == "acme-3"));
+    for c in &log {
+        let want = if c.policy_version == "acme-3" { NOW + 101 } else { NOW + 100 };
+        assert_eq!(c.at, want, "{c:?}");
+    }
+    assert_eq!(versions(&controls(&acme, Some(NOW + 100))), [builtin.version(), "acme-2"]);
+    let last = controls(&acme, Some(NOW + 101));
+    assert_eq!(last.policy_version.as_deref(), Some("acme-3"));
+
+    // Effectiveness points name theirs too.
+    let rules = Arc::new(acme.clone());
+    let fleet = Fleet::new();
+    let sources =
+        views::Sources { store: &store, fleet: &fleet, catalog: &catalog, config: &config, rules: &rules };
+    let points =
+        views::effectiveness(sources, None, FIREWALL_ONLY, at(NOW + 50), at(NOW + 101), 2).unwrap().unwrap();
+    let named: Vec<Vec<&str>> =
+        points.iter().map(|p| p.versions.iter().map(|v| v.policy_version.as_str()).collect()).collect();
+    assert_eq!(named, [vec![builtin.version()], vec!["acme-3"]]);
+    assert_eq!(points.iter().map(|p| p.passing).collect::<Vec<_>>(), [2, 2]);
+}

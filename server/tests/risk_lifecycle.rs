@@ -2,6 +2,12 @@
 //! `tests/risk_lifecycle/` is a scenario of evaluations and people's actions
 //! on one requirement at injected times, with what the entry must look like
 //! after each step. A new case is a new file.
+//!
+//! Scopes: hosts carry `[tags]`, the register's `scopes` (in `[policy]`, or
+//! changed by a step) put each host in the first scope it carries (else the
+//! fleet), and each evaluation observes every scope apart, as the keeper
+//! does. `expect` is about the fleet's entry, `expect_scope.<scope>` about
+//! another's; an action applies to the entry of scope `on` (default fleet).
 
 #[path = "support/cases.rs"]
 mod cases;
@@ -12,7 +18,9 @@ use std::path::Path;
 use custos_server::risk::lifecycle::{
     ManualRisk, Observation, Patch, Profile, accept, create_manual, reconcile, update,
 };
-use custos_server::risk::{Matrix, MatrixKind, RiskEntry, RiskPolicy, Status, Transition};
+use custos_server::risk::{
+    FLEET_SCOPE, Matrix, MatrixKind, RiskEntry, RiskPolicy, Status, Transition, scope_of,
+};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
@@ -25,6 +33,9 @@ struct Scenario {
     #[serde(default)]
     policy: PolicyOverrides,
     profile: Steps,
+    /// Host tags (untagged hosts have none).
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
     step: Vec<Step>,
 }
 
@@ -35,6 +46,7 @@ struct PolicyOverrides {
     close_after_clean: Option<u32>,
     matrix: Option<MatrixKind>,
     max_acceptance: Option<String>,
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -57,8 +69,19 @@ struct Step {
     #[serde(default)]
     passing: BTreeMap<String, Vec<String>>,
     action: Option<Action>,
+    /// Hosts retagged from this step on.
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
+    /// The register's scopes from this step on.
+    scopes: Option<Vec<String>>,
+    /// The scope of the entry an action applies to (default the fleet).
+    on: Option<String>,
+    /// About the fleet's entry.
     #[serde(default)]
     expect: Expect,
+    /// About other scopes' entries.
+    #[serde(default)]
+    expect_scope: BTreeMap<String, Expect>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +124,10 @@ struct Expect {
     due: Option<String>,
     clean: Option<u32>,
     owner: Option<String>,
+    /// Hosts in the entry's scope the requirement applies to.
+    in_scope: Option<u32>,
+    /// Text every event of this step has in its detail.
+    detail: Option<String>,
     /// The action must fail with a message containing this.
     error: Option<String>,
 }
@@ -153,12 +180,22 @@ fn run(path: &Path) -> Result<(), String> {
         .flatten()
         .cloned()
         .collect();
-    let mut entry: Option<RiskEntry> = None;
+    let mut entries: BTreeMap<String, RiskEntry> = BTreeMap::new();
+    let mut next_id = 1;
     let mut in_scope: BTreeSet<String> = BTreeSet::new();
+    let mut tags = sc.tags.clone();
+    if let Some(s) = &sc.policy.scopes {
+        policy.scopes = s.clone();
+    }
     for (i, step) in sc.step.iter().enumerate() {
         let at = START + offset(&step.at);
         let ctx = |m: String| format!("step {} (at {}): {m}", i + 1, step.at);
-        let result: Result<Option<Transition>, String> = match &step.action {
+        tags.extend(step.tags.clone());
+        if let Some(s) = &step.scopes {
+            policy.scopes = s.clone();
+        }
+        let on = step.on.clone().unwrap_or_else(|| FLEET_SCOPE.to_string());
+        let result: Result<Vec<Transition>, String> = match &step.action {
             None => {
                 if let Some(s) = &step.in_scope {
                     in_scope = set(s);
@@ -180,30 +217,55 @@ fn run(path: &Path) -> Result<(), String> {
                 for h in in_scope.iter().filter(|h| !failing.contains_key(*h)) {
                     passing.entry(h.clone()).or_default();
                 }
-                let obs = Observation {
-                    requirement: REQUIREMENT.into(),
-                    scope: "fleet".into(),
-                    in_scope: in_scope.len() as u32,
-                    evidence: failing.keys().map(|h| (h.clone(), format!("/api/v1/records/{h}/1"))).collect(),
-                    failing,
-                    passing,
-                    profile: profile.clone(),
-                };
-                let entries: Vec<RiskEntry> = entry.iter().cloned().collect();
-                let mut t = reconcile(&entries, &[obs], &policy, at);
-                if t.len() > 1 {
-                    return Err(ctx(format!("{} transitions for one requirement", t.len())));
+                // One observation per register scope, each with its own hosts.
+                let no_tags = Vec::new();
+                let scope_of_host = |h: &str| scope_of(tags.get(h).unwrap_or(&no_tags), &policy.scopes);
+                let observations: Vec<Observation> = policy
+                    .scopes
+                    .iter()
+                    .map(String::as_str)
+                    .chain([FLEET_SCOPE])
+                    .map(|scope| {
+                        let mine = |h: &String| scope_of_host(h) == scope;
+                        let failing: BTreeMap<String, BTreeSet<String>> = failing
+                            .iter()
+                            .filter(|(h, _)| mine(h))
+                            .map(|(h, c)| (h.clone(), c.clone()))
+                            .collect();
+                        Observation {
+                            requirement: REQUIREMENT.into(),
+                            scope: scope.into(),
+                            in_scope: in_scope.iter().filter(|h| mine(h)).count() as u32,
+                            evidence: failing
+                                .keys()
+                                .map(|h| (h.clone(), format!("/api/v1/records/{h}/1")))
+                                .collect(),
+                            failing,
+                            passing: passing
+                                .iter()
+                                .filter(|(h, _)| mine(h))
+                                .map(|(h, c)| (h.clone(), c.clone()))
+                                .collect(),
+                            profile: profile.clone(),
+                        }
+                    })
+                    .collect();
+                let current: Vec<RiskEntry> = entries.values().cloned().collect();
+                let t = reconcile(&current, &observations, &policy, at);
+                let scopes: BTreeSet<&str> = t.iter().map(|t| t.entry.scope.as_str()).collect();
+                if scopes.len() != t.len() {
+                    return Err(ctx(format!("{} transitions for {} scopes", t.len(), scopes.len())));
                 }
-                Ok(t.pop())
+                Ok(t)
             }
             Some(Action::Accept { approver, justification, expires }) => {
-                let e = entry.as_ref().ok_or_else(|| ctx("accept without an entry".into()))?;
+                let e = entries.get(&on).ok_or_else(|| ctx(format!("accept without an entry in {on}")))?;
                 accept(e, approver, justification, at + offset(expires), &policy, at)
-                    .map(Some)
+                    .map(|t| vec![t])
                     .map_err(|e| e.to_string())
             }
             Some(Action::Update { actor, owner, treatment, status, residual, rating }) => {
-                let e = entry.as_ref().ok_or_else(|| ctx("update without an entry".into()))?;
+                let e = entries.get(&on).ok_or_else(|| ctx(format!("update without an entry in {on}")))?;
                 let patch = Patch {
                     owner: owner.clone(),
                     treatment: treatment.as_deref().map(|t| t.parse().unwrap()),
@@ -211,7 +273,7 @@ fn run(path: &Path) -> Result<(), String> {
                     residual: residual.map(|[l, i]| (l, i)),
                     rating: rating.map(|[l, i]| (l, i)),
                 };
-                update(e, patch, &policy, actor, at).map(Some).map_err(|e| e.to_string())
+                update(e, patch, &policy, actor, at).map(|t| vec![t]).map_err(|e| e.to_string())
             }
             Some(Action::Create { actor, title, likelihood, impact, goals }) => create_manual(
                 ManualRisk {
@@ -225,89 +287,135 @@ fn run(path: &Path) -> Result<(), String> {
                 actor,
                 at,
             )
-            .map(Some)
+            // A manual entry stands in for the scenario's entry.
+            .map(|t| vec![Transition { entry: RiskEntry { scope: on.clone(), ..t.entry }, ..t }])
             .map_err(|e| e.to_string()),
         };
-        let x = &step.expect;
-        let transition = match (result, &x.error) {
+        let transitions = match (result, &step.expect.error) {
             (Err(msg), Some(want)) if msg.contains(want.as_str()) => continue,
             (Err(msg), _) => return Err(ctx(format!("unexpected error: {msg}"))),
             (Ok(_), Some(want)) => return Err(ctx(format!("expected an error containing {want:?}"))),
             (Ok(t), None) => t,
         };
-        let events: Vec<String> = transition
-            .as_ref()
-            .map(|t| t.events.iter().map(|e| e.change.to_string()).collect())
-            .unwrap_or_default();
-        if let Some(t) = transition {
-            let id = entry.as_ref().map_or(1, |e| e.id);
-            entry = if t.discard { None } else { Some(RiskEntry { id, ..t.entry }) };
-        }
-        if let Some(want) = &x.events
-            && *want != events
-        {
-            return Err(ctx(format!("events {events:?}, expected {want:?}")));
-        }
-        let status = entry.as_ref().map_or("none".to_string(), |e| e.status.to_string());
-        if let Some(want) = &x.status
-            && *want != status
-        {
-            return Err(ctx(format!("status {status}, expected {want}")));
-        }
-        let Some(e) = &entry else {
-            if x.affected.is_some() || x.level.is_some() || x.due.is_some() {
-                return Err(ctx("no entry to compare with".into()));
-            }
-            continue;
-        };
-        if let Some(want) = &x.affected
-            && set(want) != e.affected_hosts
-        {
-            return Err(ctx(format!("affected {:?}, expected {want:?}", e.affected_hosts)));
-        }
-        if let Some(want) = &x.level
-            && *want != e.current.level.to_string()
-        {
-            return Err(ctx(format!("level {}, expected {want}", e.current.level)));
-        }
-        if let Some(want) = x.likelihood
-            && want != e.current.likelihood
-        {
-            return Err(ctx(format!("likelihood {}, expected {want}", e.current.likelihood)));
-        }
-        if let Some(want) = &x.residual {
-            let got = e.residual.map(|r| r.level.to_string()).unwrap_or_else(|| "none".into());
-            if *want != got {
-                return Err(ctx(format!("residual {got}, expected {want}")));
+        let mut events: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for t in transitions {
+            let scope = t.entry.scope.clone();
+            events.insert(
+                scope.clone(),
+                t.events.iter().map(|e| (e.change.to_string(), e.detail.clone())).collect(),
+            );
+            if t.discard {
+                entries.remove(&scope);
+            } else {
+                let id = entries.get(&scope).map_or_else(
+                    || {
+                        next_id += 1;
+                        next_id - 1
+                    },
+                    |e| e.id,
+                );
+                entries.insert(scope, RiskEntry { id, ..t.entry });
             }
         }
-        if let Some(want) = &x.due {
-            let expected = (START + offset(want)).unix_timestamp();
-            if e.due_at != Some(expected) {
-                return Err(ctx(format!("due {:?}, expected {expected} ({want} after start)", e.due_at)));
+        let expectations = std::iter::once((FLEET_SCOPE.to_string(), &step.expect))
+            .chain(step.expect_scope.iter().map(|(s, x)| (s.clone(), x)));
+        for (scope, x) in expectations {
+            let ctx = |m: String| ctx(format!("scope {scope}: {m}"));
+            let no_events = Vec::new();
+            check(x, entries.get(&scope), events.get(&scope).unwrap_or(&no_events)).map_err(ctx)?;
+        }
+        // Every entry, expected or not, keeps the register's invariants.
+        for e in entries.values() {
+            if let Some(h) = e.affected_hosts.iter().find(|h| !e.evidence.contains_key(*h)) {
+                return Err(ctx(format!("{}: affected host {h} has no evidence link", e.scope)));
+            }
+            if e.status == Status::Pending && e.opened_at.is_some() {
+                return Err(ctx(format!("{}: a pending entry was never opened", e.scope)));
+            }
+            let outside: Vec<&String> = e
+                .affected_hosts
+                .iter()
+                .filter(|h| scope_of(tags.get(*h).map_or(&[][..], Vec::as_slice), &policy.scopes) != e.scope)
+                .collect();
+            if !outside.is_empty() && step.action.is_none() {
+                return Err(ctx(format!("{}: hosts {outside:?} of another scope are affected", e.scope)));
             }
         }
-        if let Some(want) = x.clean
-            && want != e.clean_evaluations
-        {
-            return Err(ctx(format!("clean evaluations {}, expected {want}", e.clean_evaluations)));
+    }
+    Ok(())
+}
+
+/// Compares one scope's entry (and the events of this step) with what the step expects.
+fn check(x: &Expect, entry: Option<&RiskEntry>, events: &[(String, String)]) -> Result<(), String> {
+    let changes: Vec<&str> = events.iter().map(|(c, _)| c.as_str()).collect();
+    if let Some(want) = &x.events
+        && *want != changes
+    {
+        return Err(format!("events {changes:?}, expected {want:?}"));
+    }
+    if let Some(want) = &x.detail
+        && (events.is_empty() || !events.iter().all(|(_, d)| d.contains(want.as_str())))
+    {
+        return Err(format!("event details {events:?}, expected each to contain {want:?}"));
+    }
+    let status = entry.map_or("none".to_string(), |e| e.status.to_string());
+    if let Some(want) = &x.status
+        && *want != status
+    {
+        return Err(format!("status {status}, expected {want}"));
+    }
+    let Some(e) = entry else {
+        if x.affected.is_some() || x.level.is_some() || x.due.is_some() || x.in_scope.is_some() {
+            return Err("no entry to compare with".into());
         }
-        if let Some(want) = &x.owner
-            && Some(want) != e.owner.as_ref()
-        {
-            return Err(ctx(format!("owner {:?}, expected {want}", e.owner)));
+        return Ok(());
+    };
+    if let Some(want) = &x.affected
+        && set(want) != e.affected_hosts
+    {
+        return Err(format!("affected {:?}, expected {want:?}", e.affected_hosts));
+    }
+    if let Some(want) = x.in_scope
+        && want != e.in_scope_hosts
+    {
+        return Err(format!("in scope {}, expected {want}", e.in_scope_hosts));
+    }
+    if let Some(want) = &x.level
+        && *want != e.current.level.to_string()
+    {
+        return Err(format!("level {}, expected {want}", e.current.level));
+    }
+    if let Some(want) = x.likelihood
+        && want != e.current.likelihood
+    {
+        return Err(format!("likelihood {}, expected {want}", e.current.likelihood));
+    }
+    if let Some(want) = &x.residual {
+        let got = e.residual.map(|r| r.level.to_string()).unwrap_or_else(|| "none".into());
+        if *want != got {
+            return Err(format!("residual {got}, expected {want}"));
         }
-        if let Some(h) = e.affected_hosts.iter().find(|h| !e.evidence.contains_key(*h)) {
-            return Err(ctx(format!("affected host {h} has no evidence link")));
+    }
+    if let Some(want) = &x.due {
+        let expected = (START + offset(want)).unix_timestamp();
+        if e.due_at != Some(expected) {
+            return Err(format!("due {:?}, expected {expected} ({want} after start)", e.due_at));
         }
-        if e.status == Status::Pending && e.opened_at.is_some() {
-            return Err(ctx("a pending entry was never opened".into()));
-        }
+    }
+    if let Some(want) = x.clean
+        && want != e.clean_evaluations
+    {
+        return Err(format!("clean evaluations {}, expected {want}", e.clean_evaluations));
+    }
+    if let Some(want) = &x.owner
+        && Some(want) != e.owner.as_ref()
+    {
+        return Err(format!("owner {:?}, expected {want}", e.owner));
     }
     Ok(())
 }
 
 #[test]
 fn every_lifecycle_scenario_holds() {
-    cases::run_all("risk_lifecycle", 8, run);
+    cases::run_all("risk_lifecycle", 9, run);
 }

@@ -255,3 +255,44 @@ async fn scopes_apply_controls_by_host_tags() {
     assert_eq!(nobody["summary"]["controls_assessed"], 0);
     assert_eq!(nobody["summary"]["effectiveness"], json!(null));
 }
+
+/// `[risk] scopes`: a deviation on a server and the same one on an untagged
+/// host are two register entries, each naming its own host and the hosts of
+/// its scope, as the API lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_entries_are_kept_per_requirement_and_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = custos_server::config::Config::default();
+    config.risk.grace_minutes = 0;
+    config.risk.close_after_clean = 1;
+    config.risk.scopes = vec!["server".into()];
+    let server = TestServer::start_in(&tmp.path().join("server"), config).await;
+    let settings = custos_agent::runner::Settings { tags: vec!["server".into()], ..Default::default() };
+    let mut s = TestAgent::enroll_with(&server, "s", system(), settings).await;
+    let mut w = TestAgent::enroll(&server, "w", system()).await;
+    let mut v = TestAgent::enroll(&server, "v", system()).await;
+    for (agent, firewall) in
+        [(&mut s, CheckStatus::Fail), (&mut w, CheckStatus::Fail), (&mut v, CheckStatus::Pass)]
+    {
+        agent.agent.sign_into_spool(core_results(CheckStatus::Pass, &[("firewall", firewall)])).unwrap();
+        agent.agent.deliver().await.unwrap();
+    }
+    let path = "/api/v1/risks?requirement=iso27001:2022/A.8.20";
+    let risks = server.wait_for(path, |r| r.as_array().is_some_and(|r| r.len() == 2)).await;
+    let entry = |scope: &str| {
+        risks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["scope"] == scope)
+            .unwrap_or_else(|| panic!("{risks:#}"))
+            .clone()
+    };
+    let (server_entry, fleet_entry) = (entry("server"), entry("fleet"));
+    assert_eq!(server_entry["affected_hosts"], json!([s.id()]));
+    assert_eq!(server_entry["in_scope_hosts"], 1);
+    assert_eq!(fleet_entry["affected_hosts"], json!([w.id()]));
+    assert_eq!(fleet_entry["in_scope_hosts"], 2);
+    assert_ne!(server_entry["id"], fleet_entry["id"]);
+    assert_eq!(server_entry["status"], "open");
+}

@@ -16,7 +16,12 @@
 //!   host the entry closes; a recurrence reopens the *same* entry after the
 //!   grace period;
 //! - an acceptance lapses at its expiry or when the affected set grows
-//!   beyond the hosts accepted, and the entry is open for review again.
+//!   beyond the hosts accepted, and the entry is open for review again;
+//! - a scope dropped from `[risk] scopes` is observed no more: its hosts
+//!   have left it (they are observed in the scope they fall in now), so its
+//!   entries close like any other entry whose hosts left, after
+//!   `close_after_clean` evaluations, their events saying why. A scope
+//!   configured again reopens the same entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,7 +136,8 @@ fn new_entry(obs: &Observation, now: i64) -> RiskEntry {
 /// Brings the evidence entries in line with the observations. `entries`
 /// holds the latest evidence entry per (requirement, scope), closed ones
 /// included (they reopen); an entry without an observation is treated as
-/// observed clean with no host in scope.
+/// observed clean with no host in scope (its requirement left the
+/// register, or its scope left `policy.scopes`).
 pub fn reconcile(
     entries: &[RiskEntry],
     observations: &[Observation],
@@ -178,7 +184,16 @@ pub fn reconcile(
                     inherent: e.inherent,
                 },
             };
-            out.extend(step(e, &empty, policy, now));
+            let mut t = step(e, &empty, policy, now);
+            if let Some(t) = t.as_mut().filter(|_| !policy.has_scope(&e.scope)) {
+                for ev in &mut t.events {
+                    ev.detail.push_str(&format!(
+                        "; scope {} is no longer in [risk] scopes, its hosts are tracked in the scope they fall in",
+                        e.scope
+                    ));
+                }
+            }
+            out.extend(t);
         }
     }
     out

@@ -10,9 +10,11 @@
 //! - [`export`]: the register as CSV.
 //!
 //! Invariants: an evidence entry is keyed by (requirement, scope), so the
-//! same deviation on many hosts is one entry; it closes only through clean
-//! evidence, never by hand; every change to an entry comes with an event
-//! for its history.
+//! same deviation on many hosts of a scope is one entry; a host belongs to
+//! one scope (the first of `[risk] scopes` among its tags, else
+//! [`FLEET_SCOPE`]); an entry closes only through clean evidence (its hosts
+//! passing again or leaving its scope), never by hand; every change to an
+//! entry comes with an event for its history.
 
 pub mod export;
 pub mod lifecycle;
@@ -179,6 +181,16 @@ pub struct RiskEvent {
 /// The evidence's own actor name in histories.
 pub const EVIDENCE_ACTOR: &str = "custos";
 
+/// The scope of hosts that carry none of the register's scope tags (all
+/// hosts when `[risk] scopes` is empty).
+pub const FLEET_SCOPE: &str = "fleet";
+
+/// The register scope of a host with `tags`: the first of `scopes` (in the
+/// configured order) that the host carries, else [`FLEET_SCOPE`].
+pub fn scope_of<'a>(tags: &[String], scopes: &'a [String]) -> &'a str {
+    scopes.iter().find(|s| tags.contains(s)).map_or(FLEET_SCOPE, String::as_str)
+}
+
 /// An entry's new state with the events that led there. `discard` drops a
 /// pending entry whose deviation vanished within its grace period.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,11 +218,21 @@ pub struct RiskPolicy {
     pub narrow_min_hosts: u32,
     /// A deviation open this long raises the likelihood one step.
     pub long_seconds: i64,
+    /// Host tags that each make a register scope of their own, first match
+    /// wins; hosts with none of them are in [`FLEET_SCOPE`]. Empty: one
+    /// scope, the fleet.
+    pub scopes: Vec<String>,
 }
 
 impl RiskPolicy {
     pub fn sla(&self, level: Level) -> i64 {
         self.sla_seconds[level as usize]
+    }
+
+    /// Whether evidence entries of `scope` are still kept: the fleet, or a
+    /// configured scope.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        scope == FLEET_SCOPE || self.scopes.iter().any(|s| s == scope)
     }
 }
 
@@ -227,6 +249,7 @@ impl Default for RiskPolicy {
             narrow_share: 0.1,
             narrow_min_hosts: 10,
             long_seconds: 30 * DAY,
+            scopes: Vec::new(),
         }
     }
 }
@@ -237,4 +260,21 @@ pub enum RiskError {
     Invalid(String),
     #[error("risk {id} is {status}: {message}")]
     State { id: i64, status: Status, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_in_the_first_configured_scope_it_carries_else_in_the_fleet() {
+        let scopes = vec!["server".to_string(), "laptop".to_string()];
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(scope_of(&tags(&["berlin", "laptop"]), &scopes), "laptop");
+        assert_eq!(scope_of(&tags(&["laptop", "server"]), &scopes), "server", "configured order wins");
+        assert_eq!(scope_of(&tags(&["berlin"]), &scopes), FLEET_SCOPE);
+        assert_eq!(scope_of(&tags(&["server"]), &[]), FLEET_SCOPE, "no scopes: one fleet");
+        let policy = RiskPolicy { scopes, ..RiskPolicy::default() };
+        assert!(policy.has_scope("fleet") && policy.has_scope("laptop") && !policy.has_scope("kiosk"));
+    }
 }
