@@ -272,6 +272,10 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
             loaded.frameworks().join(", ")
         )));
     }
+    // A webhook that could not sign is refused now, not at each delivery.
+    crate::webhook::check_secrets(&config.webhooks, dir)
+        .await
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
     // Mappings can change at run time; a bad file keeps the last good catalog.
     let catalog = Arc::new(Reloadable::new(loaded, catalog_files(dir)));
     // A policy that does not load stops the start: there is no last good one yet.
@@ -419,11 +423,15 @@ struct CatalogIndex {
     mapping: Vec<ImportedMapping>,
 }
 
+/// Writes `catalogs/index.toml` whole or not at all (a temp file renamed
+/// over it): a torn index would keep the server from loading its catalog.
 fn write_index(dir: &Path, index: &CatalogIndex) -> Result<(), AppError> {
     let folder = DataDir(dir.to_path_buf()).catalogs();
     let text = toml::to_string(index).map_err(|e| AppError::Invalid(e.to_string()))?;
     let index_path = folder.join("index.toml");
-    std::fs::write(&index_path, text).map_err(|source| AppError::Io { path: index_path, source })
+    let temp = folder.join(".index.toml.new");
+    std::fs::write(&temp, text).map_err(io_err(&temp))?;
+    std::fs::rename(&temp, &index_path).map_err(io_err(&index_path))
 }
 
 /// Applies one stored mapping to `catalog`.
@@ -436,6 +444,16 @@ fn apply_mapping(
     let bytes = std::fs::read(&path).map_err(|source| AppError::Io { path: path.clone(), source })?;
     let collection = crate::oscal::parse_mapping_collection(&path, &bytes)
         .map_err(|e| AppError::Invalid(e.to_string()))?;
+    apply_collection(catalog, &path, &collection, m)
+}
+
+/// Applies the mapping of `collection` (read from `path`) that `m` names.
+fn apply_collection(
+    catalog: Catalog,
+    path: &Path,
+    collection: &crate::oscal::OscalMappingCollection,
+    m: &ImportedMapping,
+) -> Result<(Catalog, Derived), AppError> {
     let Some(mapping) = collection.mappings.iter().find(|x| href_matches(&x.target, &m.target_href)) else {
         return Err(AppError::Invalid(format!(
             "{}: no mapping with target {:?} (there are: {})",
@@ -497,8 +515,9 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, AppError> {
 /// frameworks and keeps it in `dir`; the server applies it at its next
 /// start: the checks that support a source control then support the
 /// target controls too. Targets the target catalog lacks are reported and
-/// skipped. A file that does not parse, an unknown framework or a
-/// collection without the named mapping changes nothing.
+/// skipped. A file that does not parse, an unknown framework, a collection
+/// without the named mapping, one that gives no check a target, or a
+/// mapping imported already changes nothing.
 pub fn import_mapping(
     dir: &Path,
     file: &Path,
@@ -518,41 +537,48 @@ pub fn import_mapping(
     let bytes = std::fs::read(file).map_err(|source| AppError::Io { path: file.to_path_buf(), source })?;
     let collection =
         crate::oscal::parse_mapping_collection(file, &bytes).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let folder = DataDir(dir.to_path_buf()).catalogs();
-    std::fs::create_dir_all(&folder).map_err(|source| AppError::Io { path: folder.clone(), source })?;
     let stored = format!(
         "mapping-{}-{}.json",
         &collection.uuid.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>(),
         target.replace(':', "@")
     );
-    let path = folder.join(&stored);
-    std::fs::write(&path, &bytes).map_err(|source| AppError::Io { path: path.clone(), source })?;
+    let mut index = catalog_index(dir)?;
+    if index.mapping.iter().any(|m| m.file == stored) {
+        return Err(AppError::Invalid(format!(
+            "{}: this collection's mapping to {target} is imported already (catalogs/{stored})",
+            file.display()
+        )));
+    }
+    // The label ends up in every result's mapping version and in each row's
+    // rationale, both one line.
+    let label = format!("{} {}", collection.title, collection.version)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut entry = ImportedMapping {
         source: source.to_string(),
         target: target.to_string(),
         target_href: target_href.to_string(),
-        label: format!("{} {}", collection.title, collection.version).trim().to_string(),
+        label,
         file: stored,
         rows: 0,
         dangling: Vec::new(),
     };
-    let derived = match apply_mapping(catalog, &folder, &entry) {
-        Ok((_, d)) => d,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-    };
+    // Checked in memory first: nothing is written for a mapping that would not apply.
+    let (_, derived) = apply_collection(catalog, file, &collection, &entry)?;
     if derived.rows.is_empty() {
-        let _ = std::fs::remove_file(&path);
         return Err(AppError::Invalid(format!(
-            "the mapping gives no check any target control (unknown source ids: {})",
+            "{}: the mapping gives no check any target control (unknown source ids: {})",
+            file.display(),
             derived.unknown_sources.join(", ")
         )));
     }
     entry.rows = derived.rows.len();
     entry.dangling = derived.dangling;
-    let mut index = catalog_index(dir)?;
+    let folder = DataDir(dir.to_path_buf()).catalogs();
+    std::fs::create_dir_all(&folder).map_err(|source| AppError::Io { path: folder.clone(), source })?;
+    let path = folder.join(&entry.file);
+    std::fs::write(&path, &bytes).map_err(|source| AppError::Io { path: path.clone(), source })?;
     index.mapping.push(entry.clone());
     write_index(dir, &index)?;
     Ok(entry)

@@ -19,7 +19,7 @@ use crate::exception::{Exception, ExceptionState};
 use crate::fleet::Fleet;
 use crate::policy::{HostFacts, Policy};
 use crate::store::queries::{CheckStateRow, HostRow};
-use crate::store::requirements::{Requirements, StateAt};
+use crate::store::requirements::{HostStanding, LoggedVersions, Requirements, StateAt};
 use crate::store::{Store, StoreError};
 
 /// A host as the API shows it.
@@ -30,6 +30,11 @@ pub struct HostView {
     /// `current`, `stale` (older than the configured limit) or `none`.
     pub evidence: &'static str,
     pub checks: Vec<CheckStateRow>,
+    /// One host asked for: its standing on every requirement as the change
+    /// log had it then (decided then, under the versions then; the checks
+    /// above are re-decided under today's policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<Vec<HostStanding>>,
 }
 
 /// The latest check results, or those in force at `as_of`, of every agent
@@ -113,7 +118,7 @@ pub fn hosts(
             Some(t) if t < stale_before => "stale",
             Some(_) => "current",
         };
-        views.push(HostView { evidence, checks: host_checks, host: h });
+        views.push(HostView { evidence, checks: host_checks, host: h, requirements: None });
     }
     Ok(views)
 }
@@ -252,15 +257,47 @@ pub struct ControlsView {
     /// The host group (tag) the evaluation is limited to.
     pub group: Option<String>,
     pub summary: Summary,
-    /// The policy and mapping versions that produced this evaluation.
-    pub policy_version: String,
-    pub mapping_version: String,
+    /// The policy and mapping versions that produced this evaluation: those
+    /// in force now, or for an as-of answer those recorded on the newest
+    /// change log row it rests on (`None` when the log had nothing by then).
+    pub policy_version: Option<String>,
+    pub mapping_version: Option<String>,
+    /// Every version pair the answer rests on: the one in force now, or for
+    /// an as-of answer each pair recorded on a change log row that decided
+    /// one of its standings, in the order they last decided one (the last
+    /// is the newest).
+    pub versions: Vec<LoggedVersions>,
     /// The time the evaluation describes: now, or the `as_of` asked for.
     pub evaluated_at: i64,
     pub as_of: bool,
+    /// For an as-of answer: which of its parts the change log holds as of
+    /// then and which are today's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     #[serde(flatten)]
     pub evaluation: Evaluation,
 }
+
+/// What an as-of answer takes from the change log and what from today.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Provenance {
+    pub from_change_log: [&'static str; 3],
+    pub current: [&'static str; 3],
+}
+
+/// The one provenance every as-of answer has.
+pub const AS_OF_PROVENANCE: Provenance = Provenance {
+    from_change_log: [
+        "each host's standing on each requirement (passing, failing, unknown, no evidence, stale, excepted, not applicable)",
+        "the failing checks of each deviation",
+        "the policy and mapping versions (versions)",
+    ],
+    current: [
+        "the hosts and their order; group= selects hosts by today's tags",
+        "the catalog: controls, titles and frameworks",
+        "each control's checks (today's mappings)",
+    ],
+};
 
 /// Evaluates the catalog (optionally one framework) now, or answers as the
 /// change log had it at `as_of`. `Ok(Err(name))` when the framework is
@@ -278,7 +315,13 @@ pub fn controls(
         return Ok(Err(fw.to_string()));
     }
     let at = as_of.unwrap_or(now);
-    let mut evaluation = match as_of {
+    let current = || {
+        vec![LoggedVersions {
+            policy_version: rules.version().into(),
+            mapping_version: catalog.mapping_version().into(),
+        }]
+    };
+    let (mut evaluation, versions) = match as_of {
         Some(t) => {
             let only = framework.map_or(Only::All, Only::Framework);
             logged_evaluation(store, catalog, &host_positions(store, group)?, t.unix_timestamp(), only)?
@@ -286,28 +329,32 @@ pub fn controls(
         None => {
             let all = fleet.evidence(store, rules)?;
             let policy = policy_at(config, rules, &store.exceptions()?, at);
-            match group {
+            let evaluation = match group {
                 Some(g) => {
                     let hosts: Vec<HostEvidence> =
                         all.iter().filter(|h| h.tags.iter().any(|t| t == g)).cloned().collect();
                     evaluate(catalog, &hosts, at, &policy)
                 }
                 None => evaluate(catalog, &all, at, &policy),
-            }
+            };
+            (evaluation, current())
         }
     };
     if let Some(fw) = framework {
         evaluation.controls.retain(|c| c.framework == fw);
         evaluation.deviations.retain(|d| d.control_id.starts_with(&format!("{fw}/")));
     }
+    let newest = versions.last();
     Ok(Ok(ControlsView {
         framework: framework.map(String::from),
         group: group.map(String::from),
         summary: summary(&evaluation.controls),
-        policy_version: rules.version().to_string(),
-        mapping_version: catalog.mapping_version().to_string(),
+        policy_version: newest.map(|v| v.policy_version.clone()),
+        mapping_version: newest.map(|v| v.mapping_version.clone()),
+        versions,
         evaluated_at: at.unix_timestamp(),
         as_of: as_of.is_some(),
+        provenance: as_of.map(|_| AS_OF_PROVENANCE),
         evaluation,
     }))
 }
@@ -351,31 +398,63 @@ impl<'a> Only<'a> {
 }
 
 /// The evaluation as the change log had it at `at` (Unix seconds), for the
-/// hosts `position` knows.
+/// hosts `position` knows, with the versions recorded on the rows that
+/// decided it (each distinct pair once, the newest last).
 fn logged_evaluation(
     store: &Store,
     catalog: &Catalog,
     position: &HashMap<String, usize>,
     at: i64,
     only: Only<'_>,
-) -> Result<Evaluation, StoreError> {
+) -> Result<(Evaluation, Vec<LoggedVersions>), StoreError> {
     // Deviations name failing checks: not needed for one control's counts.
     let with_checks = matches!(only, Only::Framework(_) | Only::All);
-    let logged: Vec<LoggedStanding> = store
-        .requirement_states_at(at, only.requirements(), with_checks)?
-        .into_iter()
-        .map(|StateAt { agent_id, requirement, state, checks, .. }| {
-            let failing_checks = checks
-                .and_then(|c| serde_json::from_str::<BTreeMap<String, String>>(&c).ok())
-                .map(|m| m.into_iter().filter(|(_, s)| s == "fail").map(|(c, _)| c).collect())
-                .unwrap_or_default();
-            LoggedStanding { agent_id, requirement, state, failing_checks }
-        })
-        .collect();
-    Ok(evaluation_from_log(catalog, &logged, |a| position.get(a).copied(), only.control()))
+    // The versions of the rows behind the answer: those of hosts it lists
+    // and requirements of today's catalog. One row per logged time is
+    // enough (the log's invariant).
+    let known: std::collections::HashSet<&str> = catalog.controls().iter().map(|c| c.id.as_str()).collect();
+    let mut row_of_time: HashMap<i64, i64> = HashMap::new();
+    let mut logged: Vec<LoggedStanding> = Vec::new();
+    let mut last_known: Option<(String, bool)> = None;
+    for StateAt { agent_id, requirement, state, checks, at: logged_at, row } in
+        store.requirement_states_at(at, only.requirements(), with_checks)?
+    {
+        if !position.contains_key(&agent_id) {
+            continue;
+        }
+        // Rows come grouped by requirement: look each one up once.
+        let in_catalog = match &last_known {
+            Some((r, k)) if *r == requirement => *k,
+            _ => {
+                let k = known.contains(requirement.as_str());
+                last_known = Some((requirement.clone(), k));
+                k
+            }
+        };
+        if !in_catalog {
+            continue;
+        }
+        row_of_time.entry(logged_at).or_insert(row);
+        let failing_checks = checks
+            .and_then(|c| serde_json::from_str::<BTreeMap<String, String>>(&c).ok())
+            .map(|m| m.into_iter().filter(|(_, s)| s == "fail").map(|(c, _)| c).collect())
+            .unwrap_or_default();
+        logged.push(LoggedStanding { agent_id, requirement, state, failing_checks });
+    }
+    let mut times: Vec<(i64, i64)> = row_of_time.into_iter().collect();
+    times.sort_unstable();
+    let rows: Vec<i64> = times.iter().map(|(_, row)| *row).collect();
+    let mut versions: Vec<LoggedVersions> = Vec::new();
+    for v in store.logged_versions(&rows)? {
+        // Oldest first, each pair once, at its newest use: the last is the newest.
+        versions.retain(|seen| *seen != v);
+        versions.push(v);
+    }
+    Ok((evaluation_from_log(catalog, &logged, |a| position.get(a).copied(), only.control()), versions))
 }
 
-/// One point of a control's effectiveness over time.
+/// One point of a control's effectiveness over time, as the change log had
+/// it then (the hosts of a group by today's tags).
 #[derive(Debug, Serialize, PartialEq)]
 pub struct EffectivenessPoint {
     pub at: i64,
@@ -385,6 +464,9 @@ pub struct EffectivenessPoint {
     pub in_scope: usize,
     /// `passing / in_scope`; `None` when no host is in scope.
     pub effectiveness: Option<f64>,
+    /// The policy and mapping versions recorded on the change log rows
+    /// behind this point (each pair once, the newest last).
+    pub versions: Vec<LoggedVersions>,
 }
 
 /// Most points one effectiveness query may ask for.
@@ -411,7 +493,7 @@ pub fn effectiveness(
     for i in 0..points {
         let offset = if points == 1 { span } else { span * i64::from(i) / i64::from(points - 1) };
         let at = from + time::Duration::seconds(offset);
-        let evaluation =
+        let (evaluation, versions) =
             logged_evaluation(store, catalog, &position, at.unix_timestamp(), Only::Control(control))?;
         let Some(c) = evaluation.controls.into_iter().next() else {
             continue;
@@ -422,6 +504,7 @@ pub fn effectiveness(
             passing: c.passing.len(),
             in_scope: c.in_scope(),
             effectiveness: c.effectiveness(),
+            versions,
         });
     }
     Ok(Ok(out))

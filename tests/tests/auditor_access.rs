@@ -1,14 +1,16 @@
 //! Auditor access: read-only tokens limited to a window of evidence time
-//! and to a set of controls; every write refused; every auditor read in the
-//! audit trail with who, when and what, each row a leaf of the transparency log.
+//! and to a set of controls; every write route refused to auditor and viewer
+//! tokens, with nothing changed; every auditor request in the audit trail
+//! with who, when and what, each row a leaf of the transparency log.
 
 use std::sync::Arc;
 
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
 use custos_server::app::create_api_token;
+use custos_server::http::WRITE_ROUTES;
 use custos_server::store::tokens::{ApiRole, NewApiToken};
-use custos_tests::{TestAgent, TestServer, core_results, rfc3339};
+use custos_tests::{TestAgent, TestServer, core_results, fill_route, rfc3339};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -85,27 +87,18 @@ async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
     assert_eq!(status, 403);
     let (status, _) = send(&server, &crypto, "GET", "/api/v1/risks?format=csv", json!(null)).await;
     assert_eq!(status, 403, "CSV cannot be cut to controls: refused, not served whole");
+    // The mappings, cut down to the token's controls: the rows that name A.8.24 and no others.
+    let (status, m) = send(&server, &crypto, "GET", "/api/v1/mappings", json!(null)).await;
+    assert_eq!(status, 200, "{m}");
+    let rows = m["mappings"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["check"] == "disk_encryption"), "{m:#}");
+    assert!(rows.iter().all(|r| r["requirement"] == "iso27001:2022/A.8.24"), "{m:#}");
+    assert!(m["requirements"].as_array().unwrap().iter().all(|r| r["requirement"] == "iso27001:2022/A.8.24"));
+    assert!(m["modules"].as_array().unwrap().is_empty(), "no BSI requirement is among the token's controls");
+    let (_, all) = server.api("/api/v1/mappings").await;
+    assert!(all["mappings"].as_array().unwrap().len() > rows.len(), "the admin sees every mapping");
 
-    // No writes, whatever the route; routes not meant for auditors are refused.
-    let viewer = server.read_token();
-    for token in [&crypto, &viewer] {
-        for (method, path, body) in [
-            (
-                "POST",
-                format!("/api/v1/risks/{}/accept", id_of("iso27001:2022/A.8.24")),
-                json!({"approver": "x", "justification": "y", "expires_at": "2030-01-01T00:00:00Z"}),
-            ),
-            (
-                "PATCH",
-                format!("/api/v1/risks/{}", id_of("iso27001:2022/A.8.24")),
-                json!({"actor": "x", "owner": "y"}),
-            ),
-            ("PUT", format!("/api/v1/hosts/{}/tags", a.id()), json!({"tags": ["x"]})),
-            ("POST", "/api/v1/policy/reload".to_string(), json!({})),
-        ] {
-            assert_eq!(send(&server, token, method, &path, body).await.0, 403, "{method} {path}");
-        }
-    }
+    // Routes not meant for auditors are refused (writes: see the next test).
     for path in
         ["/api/v1/webhooks/deliveries", "/api/v1/audit-trail", "/api/v1/security-events", "/api/v1/gaps"]
     {
@@ -147,6 +140,8 @@ async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
     assert_eq!(status, 200);
     let (status, _) = send(&server, &past, "GET", "/api/v1/risks", json!(null)).await;
     assert_eq!(status, 403, "the register shows the present, outside any past window");
+    let (status, _) = send(&server, &past, "GET", "/api/v1/mappings", json!(null)).await;
+    assert_eq!(status, 403, "the mappings in force are the present's too");
 
     // Expired tokens are invalid.
     let mut t = NewApiToken::new(ApiRole::Auditor, "expired");
@@ -177,4 +172,123 @@ async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
     assert_eq!(leaves.len(), rows.len(), "{trail:#}");
     let store = custos_server::store::Store::open(&server.dir.join("custos.db")).unwrap();
     assert!(store.tlog_size().unwrap() > *leaves.last().unwrap(), "the leaves are in the log");
+}
+
+/// What the write routes could change: the register with each entry's
+/// history, the exceptions, the hosts (tags, revocation), the policy and
+/// the agent's collect-now generation.
+async fn state_of(server: &TestServer, agent: &str) -> Value {
+    let get = |path: &'static str| async move {
+        let (status, v) = server.api(path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    };
+    let risks = get("/api/v1/risks?status=all").await;
+    let mut histories = Vec::new();
+    for r in risks.as_array().unwrap() {
+        let (_, one) = server.api(&format!("/api/v1/risks/{}", r["id"])).await;
+        histories.push(one["history"].clone());
+    }
+    json!({
+        "risks": risks,
+        "histories": histories,
+        "exceptions": get("/api/v1/exceptions").await,
+        "hosts": get("/api/v1/hosts").await,
+        "policy": get("/api/v1/policy").await,
+        "collect": server.handle().store.collect_generation(agent).unwrap(),
+    })
+}
+
+/// Every write route (`WRITE_ROUTES`, which the server holds complete:
+/// an unlisted write is never served) refuses auditor and viewer tokens
+/// with 403, each with a request an admin would have had served, and
+/// nothing changes; the same requests from an admin then change what was
+/// compared, so the comparison could have failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_route_refuses_auditor_and_viewer_tokens_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut a = TestAgent::enroll(&server, "a", system()).await;
+    let agent = a.id();
+    let in_30_days = rfc3339(OffsetDateTime::now_utc() + time::Duration::days(30));
+    let exception = |requirement: &str| {
+        json!({"agent_id": agent, "requirement": requirement, "approver": "ciso",
+               "justification": "kiosk", "expires_at": in_30_days, "actor": "it-ops"})
+    };
+    let (status, ex) = server.send("POST", "/api/v1/exceptions", exception("iso27001:2022/A.8.20")).await;
+    assert_eq!(status, 201, "{ex}");
+    let exception_id = ex["id"].to_string();
+    a.agent
+        .sign_into_spool(core_results(CheckStatus::Pass, &[("disk_encryption", CheckStatus::Fail)]))
+        .unwrap();
+    a.agent.deliver().await.unwrap();
+    let risks = server
+        .wait_for("/api/v1/risks", |v| {
+            v.as_array().is_some_and(|r| r.iter().any(|e| e["requirement"] == "iso27001:2022/A.8.24"))
+        })
+        .await;
+    let risk_id =
+        risks.as_array().unwrap().iter().find(|e| e["requirement"] == "iso27001:2022/A.8.24").unwrap()["id"]
+            .to_string();
+
+    // Each write route with a request that is valid for it.
+    let request = |method: &str, template: &str| -> (String, Value) {
+        let id = if template.starts_with("/api/v1/exceptions/") { &exception_id } else { &risk_id };
+        let path = fill_route(template, &[("agent_id", agent.as_str()), ("id", id.as_str())]);
+        let body = match (method, template) {
+            ("PUT", "/api/v1/hosts/{agent_id}/tags") => json!({"tags": ["refused"]}),
+            ("POST", "/api/v1/policy/reload") => json!({}),
+            ("POST", "/api/v1/risks") => {
+                json!({"actor": "x", "title": "supplier", "likelihood": 2, "impact": 2})
+            }
+            ("PATCH", "/api/v1/risks/{id}") => json!({"actor": "x", "owner": "it-ops"}),
+            ("POST", "/api/v1/risks/{id}/accept") => {
+                json!({"approver": "x", "justification": "test host", "expires_at": in_30_days})
+            }
+            ("POST", "/api/v1/exceptions") => exception("iso27001:2022/A.8.7"),
+            ("POST", "/api/v1/exceptions/{id}/withdraw") => json!({}),
+            ("POST", "/api/v1/agents/{agent_id}/revoke") => json!({}),
+            ("POST", "/api/v1/agents/{agent_id}/collect") => json!({}),
+            _ => panic!("{method} {template} is a new write route: give it a request here"),
+        };
+        (path, body)
+    };
+
+    let before = state_of(&server, &agent).await;
+    let auditor = create_api_token(&server.dir, &NewApiToken::new(ApiRole::Auditor, "Erika Audit")).unwrap();
+    let viewer = server.read_token();
+    for (who, token) in [("auditor", &auditor), ("viewer", &viewer)] {
+        for (method, template) in WRITE_ROUTES {
+            let (path, body) = request(method, template);
+            let (status, e) = send(&server, token, method, &path, body).await;
+            assert_eq!(status, 403, "{who}: {method} {path}: {e}");
+            assert_eq!(e["error"], "this token may only read", "{who}: {method} {path}");
+        }
+    }
+    assert_eq!(state_of(&server, &agent).await, before, "a refused write changed something");
+    // Each refused auditor write is in the audit trail as refused.
+    let (_, trail) = server.api("/api/v1/audit-trail").await;
+    for (method, template) in WRITE_ROUTES {
+        let (path, _) = request(method, template);
+        assert!(
+            trail.as_array().unwrap().iter().any(|r| r["name"] == "Erika Audit"
+                && r["action"] == *method
+                && r["target"] == path
+                && r["status"] == 403),
+            "{method} {path} not in {trail:#}"
+        );
+    }
+
+    // The same requests from an admin are served (the revocation last), and
+    // each part compared above shows them.
+    let mut admin_order = WRITE_ROUTES.to_vec();
+    admin_order.sort_by_key(|(_, t)| t.ends_with("/revoke"));
+    for (method, template) in admin_order {
+        let (path, body) = request(method, template);
+        let (status, e) = server.send(method, &path, body).await;
+        assert!((200..300).contains(&status), "admin: {method} {path}: {status} {e}");
+    }
+    let after = state_of(&server, &agent).await;
+    for part in ["risks", "histories", "exceptions", "hosts", "collect"] {
+        assert_ne!(after[part], before[part], "{part} does not show the admin's writes");
+    }
 }

@@ -136,3 +136,103 @@ async fn hosts_and_controls_as_of_a_past_time_follow_the_records() {
     let (status, _) = server.api("/api/v1/hosts/0123456789abcdef0123456789abcdef").await;
     assert_eq!(status, 404);
 }
+
+/// An answer about the past names the policy and mapping versions that
+/// decided it then, not today's: the policy is changed (a reloaded file),
+/// time passes, and the answer as of before the change names the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_answers_name_the_versions_in_force_then() {
+    let server = TestServer::start().await;
+    let host: Arc<dyn Host> = Arc::new(FixtureHost::new());
+    let mut a = TestAgent::enroll(&server, "audited", host).await;
+    let id = a.id();
+    a.agent.sign_into_spool(core_results(CheckStatus::Pass, &[])).unwrap();
+    a.agent.deliver().await.unwrap();
+    let (_, policy) = server.api("/api/v1/policy").await;
+    let builtin = policy["version"].as_str().unwrap().to_string();
+    let mappings = policy["mapping_version"].as_str().unwrap().to_string();
+    let fw_only = "bsi-grundschutz:2023/SYS.1.1.A19";
+    let passing_at = logged(&server, &id, fw_only, "satisfied").await;
+
+    // A second later the organisation's policy fails every firewall.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let path = custos_server::config::DataDir(server.dir.clone()).policy();
+    let text = "version = \"acme-no-firewall\"\n[[rule]]\ncheck = \"firewall\"\nexpr = 'false'\nmessage = \"not ours\"\n";
+    std::fs::write(&path, text).unwrap();
+    let (status, r) = server.send("POST", "/api/v1/policy/reload", serde_json::json!({})).await;
+    assert_eq!((status, r["version"].as_str()), (200, Some("acme-no-firewall")), "{r}");
+    let failing_at = logged(&server, &id, fw_only, "not_satisfied").await;
+    assert!(failing_at > passing_at);
+
+    let q = |at: i64| format!("/api/v1/controls?framework=bsi-grundschutz:2023&as_of={}", rfc3339(at));
+    let names = |c: &Value| -> Vec<String> {
+        c["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["policy_version"].as_str().unwrap().into())
+            .collect()
+    };
+    // Today: today's policy.
+    let (_, now) = server.api("/api/v1/controls?framework=bsi-grundschutz:2023").await;
+    assert_eq!(now["policy_version"], "acme-no-firewall");
+    assert_eq!(now["provenance"], Value::Null);
+    // As of before the change: the built-in policy and mappings decided it.
+    let (status, then) = server.api(&q(failing_at - 1)).await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(control(&then, fw_only)["state"], "effective");
+    assert_eq!(
+        (then["policy_version"].as_str(), then["mapping_version"].as_str()),
+        (Some(builtin.as_str()), Some(mappings.as_str()))
+    );
+    assert_eq!(names(&then), [builtin.as_str()]);
+    let today: Vec<&str> =
+        then["provenance"]["current"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(today.iter().any(|p| p.contains("today's tags")), "{then:#}");
+    // As of the change: the firewall's standings by the new version, the rest by the old.
+    let (_, after) = server.api(&q(failing_at)).await;
+    assert_eq!(control(&after, fw_only)["state"], "deviating");
+    assert_eq!(names(&after), [builtin.as_str(), "acme-no-firewall"]);
+    assert_eq!(after["policy_version"], "acme-no-firewall");
+
+    // One host as of before the change: its standings as decided then, under
+    // the versions then, next to its checks re-decided under today's policy.
+    let standing = |h: &Value| {
+        h["requirements"].as_array().unwrap().iter().find(|r| r["requirement"] == fw_only).unwrap().clone()
+    };
+    let (status, host_then) =
+        server.api(&format!("/api/v1/hosts/{id}?as_of={}", rfc3339(failing_at - 1))).await;
+    assert_eq!(status, 200, "{host_then}");
+    let s = standing(&host_then);
+    assert_eq!(
+        (s["state"].as_str(), s["policy_version"].as_str()),
+        (Some("satisfied"), Some(builtin.as_str()))
+    );
+    assert_eq!(s["since"].as_i64(), Some(passing_at));
+    assert!(s["record_digest"].as_str().unwrap().starts_with("sha256:"), "{s:#}");
+    assert_eq!(s["checks"]["firewall"], "pass", "{s:#}");
+    assert_eq!(
+        firewall_status(&host_then).as_deref(),
+        Some("\"fail\""),
+        "today's policy re-decides the checks"
+    );
+    let (_, host_now) = server.api(&format!("/api/v1/hosts/{id}")).await;
+    let s = standing(&host_now);
+    assert_eq!(
+        (s["state"].as_str(), s["policy_version"].as_str()),
+        (Some("not_satisfied"), Some("acme-no-firewall"))
+    );
+    assert_eq!(s["since"].as_i64(), Some(failing_at));
+
+    // Effectiveness over time names each point's versions.
+    let url = format!(
+        "/api/v1/effectiveness?control={fw_only}&from={}&to={}&points=2",
+        rfc3339(failing_at - 1),
+        rfc3339(failing_at)
+    );
+    let (status, series) = server.api(&url).await;
+    assert_eq!(status, 200, "{series}");
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(names(&points[0]), [builtin.as_str()]);
+    assert_eq!(names(&points[1]), ["acme-no-firewall"]);
+}

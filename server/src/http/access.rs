@@ -1,6 +1,9 @@
 //! Who may see what, enforced for every `/api/` route in one place.
 //!
 //! - Every route needs a valid, unexpired bearer token (401 otherwise).
+//! - A write (any method but GET and HEAD) is served only on the routes
+//!   listed in [`super::WRITE_ROUTES`] (405 otherwise, whatever the role), so
+//!   that list is every write the API has.
 //! - Writes (any method but GET) need the admin role (403 otherwise).
 //! - Auditors read only the routes in [`AUDITOR_ROUTES`]; when their token
 //!   is limited to a window of evidence time, every time a request names
@@ -18,8 +21,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -38,6 +41,7 @@ pub const AUDITOR_ROUTES: &[&str] = &[
     "risks",
     "exceptions",
     "policy",
+    "mappings",
     "changes",
     "records",
     "log",
@@ -66,18 +70,27 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
         Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
-    if req.method() != axum::http::Method::GET && caller.role != ApiRole::Admin {
-        return error(StatusCode::FORBIDDEN, "this token may only read");
-    }
+    let refused = if !listed(req.method(), req.extensions().get::<MatchedPath>().map(MatchedPath::as_str)) {
+        Some(error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method"))
+    } else if req.method() != Method::GET && caller.role != ApiRole::Admin {
+        Some(error(StatusCode::FORBIDDEN, "this token may only read"))
+    } else {
+        None
+    };
     req.extensions_mut().insert(caller.clone());
     if caller.role != ApiRole::Auditor {
-        return next.run(req).await;
+        return match refused {
+            Some(r) => r,
+            None => next.run(req).await,
+        };
     }
+    // An auditor's refused write is on record too: the trail is every request.
     let action = req.method().to_string();
     let target = req.uri().path_and_query().map_or_else(String::new, |p| p.as_str().to_string());
-    let response = match auditor_request(&caller, req.uri(), now) {
-        Err((status, why)) => error(status, &why),
-        Ok(uri) => {
+    let response = match (refused, auditor_request(&caller, req.uri(), now)) {
+        (Some(r), _) => r,
+        (None, Err((status, why))) => error(status, &why),
+        (None, Ok(uri)) => {
             *req.uri_mut() = uri;
             let path = req.uri().path().to_string();
             let response = next.run(req).await;
@@ -99,6 +112,16 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
     }
+}
+
+/// Whether a request may reach its route's handler: reads always, writes
+/// only on a route in [`super::WRITE_ROUTES`] (matched by the router's path
+/// template, not the request's path).
+fn listed(method: &Method, route: Option<&str>) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return true;
+    }
+    route.is_some_and(|r| super::WRITE_ROUTES.iter().any(|(m, p)| *p == r && *m == method.as_str()))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -169,10 +192,10 @@ fn auditor_request(caller: &Caller, uri: &Uri, now: i64) -> Result<Uri, (StatusC
                 }
             }
             // Risks, exceptions and the policy describe now: outside a window.
-            "risks" | "exceptions" | "policy" => {
+            "risks" | "exceptions" | "policy" | "mappings" => {
                 return Err((
                     StatusCode::FORBIDDEN,
-                    "this route shows the present; a token limited to a window reads controls, hosts, effectiveness, changes and records".to_string(),
+                    "this route shows the present; a token limited to a window reads controls, hosts, effectiveness, changes, records and the log".to_string(),
                 ));
             }
             _ => {}
@@ -246,6 +269,26 @@ async fn cut_to_controls(caller: &Caller, path: &str, response: Response) -> Res
         "exceptions" => {
             if let Some(list) = v.as_array_mut() {
                 list.retain(|e| allowed(e["requirement"].as_str()));
+            }
+        }
+        "hosts" => {
+            if let Some(list) = v.get_mut("requirements").and_then(Value::as_array_mut) {
+                list.retain(|r| allowed(r["requirement"].as_str()));
+            }
+        }
+        "mappings" => {
+            for key in ["mappings", "requirements"] {
+                if let Some(list) = v.get_mut(key).and_then(Value::as_array_mut) {
+                    list.retain(|m| allowed(m["requirement"].as_str()));
+                }
+            }
+            if let Some(list) = v.get_mut("modules").and_then(Value::as_array_mut) {
+                for m in list.iter_mut() {
+                    if let Some(reqs) = m.get_mut("requirements").and_then(Value::as_array_mut) {
+                        reqs.retain(|r| allowed(r["id"].as_str()));
+                    }
+                }
+                list.retain(|m| m["requirements"].as_array().is_some_and(|r| !r.is_empty()));
             }
         }
         _ => {}

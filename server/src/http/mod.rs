@@ -47,6 +47,7 @@ mod changes;
 mod exceptions;
 mod export;
 mod log;
+mod mappings;
 mod policy;
 mod records;
 mod risks;
@@ -82,6 +83,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/risks/matrix",
     "/api/v1/exceptions",
     "/api/v1/policy",
+    "/api/v1/mappings",
     "/api/v1/changes",
     "/api/v1/records/0123456789abcdef0123456789abcdef/1",
     "/api/v1/webhooks/deliveries",
@@ -91,12 +93,23 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/gaps",
     "/api/v1/security-events",
 ];
-/// Every write route (admin role only), with a sample path.
-pub const ADMIN_ROUTES: &[&str] = &[
-    "/api/v1/agents/0123456789abcdef0123456789abcdef/revoke",
-    "/api/v1/agents/0123456789abcdef0123456789abcdef/collect",
-    "/api/v1/risks/999999999/accept",
-    "/api/v1/exceptions/999999999/withdraw",
+/// Every write route (any method but GET): method and path template
+/// exactly as routed below. Admin tokens only. The list is complete by
+/// construction: [`access::require_token`] answers 405 to any other
+/// non-read request, admins included, so a write route added to the router
+/// is not served until it is listed here; the unit test below checks the
+/// router against the list, and `tests/tests/auditor_access.rs` sends every
+/// entry with auditor and viewer tokens.
+pub const WRITE_ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/api/v1/hosts/{agent_id}/tags"),
+    ("POST", "/api/v1/policy/reload"),
+    ("POST", "/api/v1/risks"),
+    ("PATCH", "/api/v1/risks/{id}"),
+    ("POST", "/api/v1/risks/{id}/accept"),
+    ("POST", "/api/v1/exceptions"),
+    ("POST", "/api/v1/exceptions/{id}/withdraw"),
+    ("POST", "/api/v1/agents/{agent_id}/revoke"),
+    ("POST", "/api/v1/agents/{agent_id}/collect"),
 ];
 
 pub fn router(state: HttpState) -> Router {
@@ -105,6 +118,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/hosts/{agent_id}", get(host))
         .route("/api/v1/hosts/{agent_id}/tags", axum::routing::put(tags::put))
         .route("/api/v1/policy", get(policy::show))
+        .route("/api/v1/mappings", get(mappings::list))
         .route("/api/v1/policy/reload", post(policy::reload))
         .route("/api/v1/changes", get(changes::list))
         .route("/api/v1/log/checkpoint", get(log::checkpoint))
@@ -220,9 +234,18 @@ async fn host(
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     let only = agent_id.clone();
-    let read = move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, Some(&only))?);
+    let read = move || {
+        let mut found = views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, Some(&only))?
+            .into_iter()
+            .find(|h| h.host.agent_id == only);
+        if let Some(h) = found.as_mut() {
+            let at = as_of.unwrap_or(now).unix_timestamp();
+            h.requirements = Some(s.store.host_standings_at(&only, at)?);
+        }
+        Ok(found)
+    };
     match blocking(read).await {
-        Ok(v) => match v.into_iter().find(|h| h.host.agent_id == agent_id) {
+        Ok(v) => match v {
             Some(h) => Json(h).into_response(),
             None => error(StatusCode::NOT_FOUND, "no such host (at that time)"),
         },
@@ -403,4 +426,172 @@ async fn collect_now(State(s): State<HttpState>, Path(agent_id): Path<String>) -
 
 async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`WRITE_ROUTES`] against the router: every write the router has is
+    //! listed, everything listed is routed, and an unlisted write is never
+    //! served.
+
+    use std::collections::BTreeSet;
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Method, Request};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::store::tokens::{ApiRole, NewApiToken};
+
+    /// The method and path template of every non-GET route registered in
+    /// [`router`], read from this file's source: the router cannot be asked.
+    fn routed_writes() -> BTreeSet<(String, String)> {
+        let src = include_str!("mod.rs");
+        let start = src.find("pub fn router(").expect("the router function");
+        let body = &src[start..start + src[start..].find("\n}\n").expect("its end")];
+        for other in [".nest(", ".route_service(", ".nest_service("] {
+            assert!(!body.contains(other), "{other} routes are not checked here; list them in WRITE_ROUTES");
+        }
+        let mut out = BTreeSet::new();
+        for call in body.split(".route(").skip(1) {
+            let (path, method_router) = call
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|rest| rest.split_once('"'))
+                .unwrap_or_else(|| panic!("a route path that is not a string literal: {call}"));
+            // `put(`, not `output(`: the name must start an identifier.
+            let calls = |name: &str| {
+                method_router
+                    .match_indices(name)
+                    .any(|(i, _)| !method_router[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+            };
+            for unknown in ["any(", "on(", "MethodFilter"] {
+                assert!(
+                    !calls(unknown),
+                    "{path}: {unknown} is not understood here; use get/post/put/patch/delete"
+                );
+            }
+            for (name, method) in
+                [("post(", "POST"), ("put(", "PUT"), ("patch(", "PATCH"), ("delete(", "DELETE")]
+            {
+                if calls(name) {
+                    out.insert((method.to_string(), path.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_routed_write_is_listed_and_every_listed_write_is_routed() {
+        let listed: BTreeSet<(String, String)> =
+            WRITE_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(listed.len(), WRITE_ROUTES.len(), "WRITE_ROUTES lists a route twice");
+        let routed = routed_writes();
+        assert!(routed.len() >= 9, "the source scan found too few writes: {routed:?}");
+        assert_eq!(routed, listed, "the router's writes and WRITE_ROUTES differ");
+    }
+
+    /// A server's HTTP state over a fresh data dir.
+    fn state(dir: &std::path::Path) -> HttpState {
+        let store = Arc::new(Store::open(&dir.join("custos.db")).unwrap());
+        HttpState {
+            store: Arc::clone(&store),
+            config: Config::default(),
+            catalog: Arc::new(crate::reload::Reloadable::new(Catalog::builtin().unwrap(), Vec::new())),
+            agents: Arc::new(AgentRegistry::new(store)),
+            reevaluate: Arc::new(tokio::sync::Notify::new()),
+            policy: Arc::new(crate::reload::Reloadable::new(
+                crate::policy::Policy::builtin().unwrap(),
+                Vec::new(),
+            )),
+            data_dir: dir.to_path_buf(),
+            log_key: String::new(),
+            fleet: Arc::new(crate::fleet::Fleet::new()),
+        }
+    }
+
+    fn token(s: &HttpState, role: ApiRole) -> String {
+        let t = crate::secrets::new_token("ctest");
+        s.store.create_api_token(&crate::secrets::token_hash(&t), &NewApiToken::new(role, "t"), 0).unwrap();
+        t
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, token: &str) -> (u16, String) {
+        let req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A template's parameters filled with an id no object has.
+    fn sample(template: &str) -> String {
+        template
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "999999999" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[tokio::test]
+    async fn listed_writes_reach_their_handler_for_admins_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let (admin, auditor, viewer) =
+            (token(&s, ApiRole::Admin), token(&s, ApiRole::Auditor), token(&s, ApiRole::Viewer));
+        let store = Arc::clone(&s.store);
+        let app = router(s);
+        for (method, template) in WRITE_ROUTES {
+            let path = sample(template);
+            let (status, body) = call(&app, method, &path, &admin).await;
+            // The handler answered (400 for the empty body, 404 for the
+            // missing object, 200 for the reload): not the guard, not the fallback.
+            assert!(status != 405 && !body.contains("no such route"), "{method} {template}: {status} {body}");
+            for t in [&auditor, &viewer] {
+                let (status, body) = call(&app, method, &path, t).await;
+                assert_eq!(status, 403, "{method} {template}: {body}");
+                assert!(body.contains("may only read"), "{body}");
+            }
+        }
+        // The auditor's refused writes are in the audit trail, each as refused.
+        let trail = store.audit_trail(1000).unwrap();
+        let mut seen: Vec<(String, String, u16)> =
+            trail.iter().map(|r| (r.entry.action.clone(), r.entry.target.clone(), r.entry.status)).collect();
+        seen.sort();
+        let mut want: Vec<(String, String, u16)> =
+            WRITE_ROUTES.iter().map(|(m, t)| (m.to_string(), sample(t), 403)).collect();
+        want.sort();
+        assert_eq!(seen, want);
+        // Methods a route does not take are 405, admins included.
+        assert_eq!(call(&app, "DELETE", "/api/v1/risks/1", &admin).await.0, 405);
+        assert_eq!(call(&app, "POST", "/api/v1/hosts", &admin).await.0, 405);
+    }
+
+    #[tokio::test]
+    async fn an_unlisted_write_route_is_not_served_even_to_admins() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let admin = token(&s, ApiRole::Admin);
+        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&served);
+        let app: Router = Router::new()
+            .route(
+                "/api/v1/unlisted/{id}",
+                post(move || async move {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    "written"
+                }),
+            )
+            .route_layer(middleware::from_fn_with_state(s.clone(), access::require_token))
+            .with_state(s);
+        let (status, body) = call(&app, "POST", "/api/v1/unlisted/1", &admin).await;
+        assert_eq!(status, 405, "{body}");
+        assert!(!served.load(std::sync::atomic::Ordering::SeqCst), "the unlisted handler ran");
+    }
 }

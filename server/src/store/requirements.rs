@@ -1,7 +1,14 @@
 //! The change log of every host's standing on every requirement: one row
 //! per change with the record that decided it and the policy and mapping
 //! versions in force. The latest standing of each pair, now or at any past
-//! time, is read from the log itself.
+//! time, is read from the log itself, and so are the versions that decided
+//! it.
+//!
+//! Invariant: `at` never decreases along the log, and the rows of one `at`
+//! carry one policy and mapping version pair (a later pass under other
+//! versions in the same second, or with a clock that went back, is logged
+//! at the next second). So a standing's versions are read once per `at`,
+//! not once per row.
 
 use std::collections::BTreeMap;
 
@@ -46,8 +53,33 @@ pub struct StateAt {
     pub state: String,
     /// The checks JSON of a `not_satisfied` standing, when asked for.
     pub checks: Option<String>,
+    /// When the change was logged.
+    pub at: i64,
     /// The change log row it comes from.
     pub row: i64,
+}
+
+/// One host's standing on one requirement as the change log had it at
+/// some time: what the keeper decided then, under the versions then.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostStanding {
+    pub requirement: String,
+    pub state: String,
+    /// When this standing was logged (the keeper pass that decided it).
+    pub since: i64,
+    /// The requirement's checks with their statuses then.
+    pub checks: serde_json::Value,
+    /// `sha256:<hex>` of the record that decided it, when there is one.
+    pub record_digest: Option<String>,
+    pub policy_version: String,
+    pub mapping_version: String,
+}
+
+/// The policy and mapping versions recorded on change log rows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LoggedVersions {
+    pub policy_version: String,
+    pub mapping_version: String,
 }
 
 /// Which requirements an as-of question is about.
@@ -89,6 +121,21 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
+            use rusqlite::OptionalExtension as _;
+            // The log's invariant (module doc): never before the last row,
+            // and other versions never share its second.
+            let tail: Option<(i64, String, String)> = tx
+                .prepare_cached(
+                    "SELECT at, policy_version, mapping_version FROM requirement_changes
+                     ORDER BY rowid DESC LIMIT 1",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let at = match tail {
+                Some((last_at, p, m)) if p != policy_version || m != mapping_version => at.max(last_at + 1),
+                Some((last_at, _, _)) => at.max(last_at),
+                None => at,
+            };
             let mut digest_of = tx.prepare_cached(
                 "SELECT 'sha256:' || lower(hex(digest)) FROM records WHERE agent_id = ?1 AND seq = ?2",
             )?;
@@ -103,7 +150,6 @@ impl Store {
                     Some(seq) => match &last {
                         Some((key, d)) if *key == (c.agent_id.as_str(), seq) => d.clone(),
                         _ => {
-                            use rusqlite::OptionalExtension as _;
                             let d: Option<String> = digest_of
                                 .query_row(params![c.agent_id, seq as i64], |r| r.get(0))
                                 .optional()?;
@@ -147,15 +193,15 @@ impl Store {
         // to_state) covers the query, and a framework is a range of it.
         let mut stmt = match requirements {
             Requirements::One(_) => conn.prepare_cached(
-                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                "SELECT agent_id, requirement, to_state, at, MAX(rowid) FROM requirement_changes
                  WHERE requirement = ?2 AND at <= ?1 GROUP BY agent_id",
             )?,
             Requirements::Framework(_) => conn.prepare_cached(
-                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                "SELECT agent_id, requirement, to_state, at, MAX(rowid) FROM requirement_changes
                  WHERE requirement >= ?2 AND requirement < ?3 AND at <= ?1 GROUP BY requirement, agent_id",
             )?,
             Requirements::All => conn.prepare_cached(
-                "SELECT agent_id, requirement, to_state, MAX(rowid) FROM requirement_changes
+                "SELECT agent_id, requirement, to_state, at, MAX(rowid) FROM requirement_changes
                  WHERE at <= ?1 GROUP BY requirement, agent_id",
             )?,
         };
@@ -165,7 +211,8 @@ impl Store {
                 requirement: r.get(1)?,
                 state: r.get(2)?,
                 checks: None,
-                row: r.get(3)?,
+                at: r.get(3)?,
+                row: r.get(4)?,
             })
         };
         let rows = match requirements {
@@ -193,6 +240,69 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// `agent_id`'s standing on every requirement as the change log had it
+    /// at `at` (each pair's latest change at or before then; pairs removed
+    /// by then left out), ordered by requirement.
+    pub fn host_standings_at(&self, agent_id: &str, at: i64) -> Result<Vec<HostStanding>, StoreError> {
+        let conn = self.conn();
+        // Bare columns come from the row holding MAX(rowid): the pair's
+        // latest change by then (the (agent_id, at) index narrows the scan).
+        let mut stmt = conn.prepare_cached(
+            "SELECT requirement, to_state, at, checks, record_digest, policy_version, mapping_version, MAX(rowid)
+             FROM requirement_changes WHERE agent_id = ?1 AND at <= ?2
+             GROUP BY requirement ORDER BY requirement",
+        )?;
+        let rows = stmt.query_map(params![agent_id, at], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (requirement, state, since, checks, record_digest, policy_version, mapping_version) = row?;
+            if state == "removed" {
+                continue;
+            }
+            let checks = serde_json::from_str(&checks).map_err(|e| {
+                StoreError::Corrupt(format!("requirement_changes {agent_id} {requirement}: checks: {e}"))
+            })?;
+            out.push(HostStanding {
+                requirement,
+                state,
+                since,
+                checks,
+                record_digest,
+                policy_version,
+                mapping_version,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The versions recorded on each of `rows` (change log row ids), in the
+    /// same order. Callers pass one row per distinct `at`: by the log's
+    /// invariant its versions are those of every row logged then.
+    pub fn logged_versions(&self, rows: &[i64]) -> Result<Vec<LoggedVersions>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT policy_version, mapping_version FROM requirement_changes WHERE rowid = ?1",
+        )?;
+        rows.iter()
+            .map(|row| {
+                stmt.query_row([row], |r| {
+                    Ok(LoggedVersions { policy_version: r.get(0)?, mapping_version: r.get(1)? })
+                })
+                .map_err(StoreError::from)
+            })
+            .collect()
     }
 
     pub fn requirement_changes(&self, f: &ChangeFilter) -> Result<Vec<RequirementChange>, StoreError> {
