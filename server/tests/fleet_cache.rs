@@ -225,20 +225,8 @@ fn keeper_with(dir: &std::path::Path, config: Config, policy: Policy) -> Keeper 
 
 /// Every evidence entry of the register by (requirement, scope).
 fn register(store: &Store) -> std::collections::BTreeMap<(String, String), custos_server::risk::RiskEntry> {
-    use custos_server::risk::{Origin, Status};
-    let all = custos_server::store::risks::RiskFilter {
-        statuses: Some(vec![
-            Status::Pending,
-            Status::Open,
-            Status::InTreatment,
-            Status::Accepted,
-            Status::Closed,
-        ]),
-        origin: Some(Origin::Evidence),
-        ..Default::default()
-    };
     store
-        .risks(&all)
+        .risks(&custos_server::store::risks::RiskFilter::every_evidence_entry())
         .unwrap()
         .into_iter()
         .map(|e| ((e.requirement.clone().unwrap(), e.scope.clone()), e))

@@ -21,6 +21,22 @@ pub struct RiskFilter {
 }
 
 impl RiskFilter {
+    /// Every evidence entry, whatever its status (pending and closed too):
+    /// what the keeper reconciles.
+    pub fn every_evidence_entry() -> RiskFilter {
+        RiskFilter {
+            statuses: Some(vec![
+                Status::Pending,
+                Status::Open,
+                Status::InTreatment,
+                Status::Accepted,
+                Status::Closed,
+            ]),
+            origin: Some(Origin::Evidence),
+            ..RiskFilter::default()
+        }
+    }
+
     /// A filter from user-given values (API query or command line); the
     /// error names the bad value and what is allowed.
     pub fn parse(
@@ -172,18 +188,7 @@ impl Store {
     ) -> Result<Vec<Transition>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let all = RiskFilter {
-            statuses: Some(vec![
-                Status::Pending,
-                Status::Open,
-                Status::InTreatment,
-                Status::Accepted,
-                Status::Closed,
-            ]),
-            origin: Some(Origin::Evidence),
-            ..RiskFilter::default()
-        };
-        let entries = load(&tx, &all)?;
+        let entries = load(&tx, &RiskFilter::every_evidence_entry())?;
         let mut transitions = decide(&entries);
         apply(&tx, &mut transitions)?;
         insert_deliveries(&tx, &notify(&transitions))?;
