@@ -146,11 +146,23 @@ fn read_body(body: impl Read, size: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Entries handed from the reader to a worker at a time: a record is a few
+/// kB and checked in tens of microseconds, so handing them over one by one
+/// spent a quarter of the time waking threads.
+const BATCH_ENTRIES: usize = 64;
+/// ... or fewer, once the batch holds this many bytes.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A run of consecutive entries: the index of its first, then each name and body.
+type Batch = (u64, Vec<(String, Option<Vec<u8>>)>);
+
 /// [`each_entry`] with the costly part spread over the machine's cores:
 /// one thread reads and decompresses, `work(name, bytes)` runs on every
 /// core, and `merge(name, result)` runs on the caller's thread in archive
-/// order, so what it builds never depends on scheduling. The first error
-/// (from `merge` or from reading) stops the reading and is returned.
+/// order, so what it builds never depends on scheduling. Entries travel in
+/// batches of consecutive ones. The first error (from `merge` or from
+/// reading) stops the reading and is returned; entries read before a read
+/// error are merged first, as one by one.
 pub fn each_entry_parallel<T: Send>(
     path: &Path,
     wanted: impl FnMut(&str) -> bool + Send,
@@ -158,32 +170,51 @@ pub fn each_entry_parallel<T: Send>(
     mut merge: impl FnMut(String, T) -> Result<(), BundleError>,
 ) -> Result<(), BundleError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Bounded queues: the reader stays at most this far ahead of the work.
-    let depth = threads * 64;
+    // Bounded queues: the reader stays at most this many batches ahead.
+    let depth = threads * 4;
     std::thread::scope(|s| {
-        let (jobs_tx, jobs_rx) = sync_channel::<(u64, String, Option<Vec<u8>>)>(depth);
-        let (done_tx, done_rx) = sync_channel::<(u64, String, T)>(depth);
+        let (jobs_tx, jobs_rx) = sync_channel::<Batch>(depth);
+        let (done_tx, done_rx) = sync_channel::<(u64, Vec<(String, T)>)>(depth);
         let reader = std::thread::Builder::new().name("bundle-read".into()).spawn_scoped(s, move || {
+            let mut batch: Batch = (0, Vec::with_capacity(BATCH_ENTRIES));
+            let mut bytes_in_batch = 0usize;
             let mut n = 0u64;
-            each_entry(path, wanted, |name, bytes| {
-                // Every worker gone: the merge stopped on an error.
-                jobs_tx.send((n, name.to_string(), bytes)).map_err(|_| BundleError::Stopped)?;
+            let read = each_entry(path, wanted, |name, bytes| {
+                bytes_in_batch += bytes.as_ref().map_or(0, Vec::len);
+                batch.1.push((name.to_string(), bytes));
                 n += 1;
+                if batch.1.len() >= BATCH_ENTRIES || bytes_in_batch >= BATCH_BYTES {
+                    let full = std::mem::replace(&mut batch, (n, Vec::with_capacity(BATCH_ENTRIES)));
+                    bytes_in_batch = 0;
+                    // Every worker gone: the merge stopped on an error.
+                    jobs_tx.send(full).map_err(|_| BundleError::Stopped)?;
+                }
                 Ok(())
-            })
+            });
+            if !batch.1.is_empty() && !matches!(read, Err(BundleError::Stopped)) {
+                // The last entries, also those read before a read error.
+                let _ = jobs_tx.send(batch);
+            }
+            read
         });
         let reader = reader.map_err(|e| BundleError::Thread(e.to_string()))?;
         // Only the workers hold the queue, so when they are gone the
         // reader's next send fails instead of blocking.
-        let jobs_rx: Arc<Mutex<Receiver<_>>> = Arc::new(Mutex::new(jobs_rx));
+        let jobs_rx: Arc<Mutex<Receiver<Batch>>> = Arc::new(Mutex::new(jobs_rx));
         for _ in 0..threads {
             let (jobs_rx, done_tx, work) = (Arc::clone(&jobs_rx), done_tx.clone(), &work);
             let worker = std::thread::Builder::new().name("bundle-check".into()).spawn_scoped(s, move || {
                 loop {
                     let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok((i, name, bytes)) = job else { break };
-                    let out = work(&name, bytes);
-                    if done_tx.send((i, name, out)).is_err() {
+                    let Ok((first, entries)) = job else { break };
+                    let out = entries
+                        .into_iter()
+                        .map(|(name, bytes)| {
+                            let result = work(&name, bytes);
+                            (name, result)
+                        })
+                        .collect();
+                    if done_tx.send((first, out)).is_err() {
                         break;
                     }
                 }
@@ -191,16 +222,18 @@ pub fn each_entry_parallel<T: Send>(
             worker.map_err(|e| BundleError::Thread(e.to_string()))?;
         }
         drop((jobs_rx, done_tx));
-        let mut pending: BTreeMap<u64, (String, T)> = BTreeMap::new();
+        let mut pending: BTreeMap<u64, Vec<(String, T)>> = BTreeMap::new();
         let mut next = 0u64;
         let mut merged = Ok(());
-        'results: for (i, name, out) in done_rx.iter() {
-            pending.insert(i, (name, out));
-            while let Some((name, out)) = pending.remove(&next) {
-                next += 1;
-                merged = merge(name, out);
-                if merged.is_err() {
-                    break 'results;
+        'results: for (first, out) in done_rx.iter() {
+            pending.insert(first, out);
+            while let Some(batch) = pending.remove(&next) {
+                next += batch.len() as u64;
+                for (name, out) in batch {
+                    merged = merge(name, out);
+                    if merged.is_err() {
+                        break 'results;
+                    }
                 }
             }
         }
