@@ -329,11 +329,11 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  records  {} verified of {}: {} in the window from {} agents, {} predecessors and {} successors anchoring the chains (context, not evidence), {} more outside the window",
+            "  records  {} verified of {}: {} in the window from {}, {} predecessors and {} successors anchoring the chains (context, not evidence), {} more outside the window",
             self.records_verified,
             self.records,
             self.in_window,
-            self.agents.values().filter(|a| a.records > 0).count(),
+            count(self.agents.values().filter(|a| a.records > 0).count(), "agent"),
             self.predecessors,
             self.successors,
             self.agents.values().map(|a| a.outside).sum::<u64>(),
@@ -390,9 +390,9 @@ impl fmt::Display for Report {
             writeln!(f, "Notes:")?;
             writeln!(
                 f,
-                "  {} of {} agents have no record after the window in the bundle ({}): the log held none at export time, or it was left out; the end of a chain at export time cannot be proven offline",
+                "  {} of {} have no record after the window in the bundle ({}): the log held none at export time, or it was left out; the end of a chain at export time cannot be proven offline",
                 open.len(),
-                self.agents.len(),
+                count(self.agents.len(), "agent"),
                 open.join(", ")
             )?;
         }
@@ -423,4 +423,9 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// `n` and the noun, plural unless one.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
