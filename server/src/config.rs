@@ -426,6 +426,12 @@ mod tests {
             let e = Config::load(&path).unwrap_err().to_string();
             assert!(e.contains("risk.scopes") && e.contains(why), "{bad}: {e}");
         }
+        std::fs::write(&path, "[log]\ncheckpoint_seconds = 300").unwrap();
+        assert_eq!(Config::load(&path).unwrap().log.checkpoint_seconds, 300);
+        std::fs::write(&path, "[log]\ncheckpoint_seconds = 0").unwrap();
+        assert!(
+            Config::load(&path).unwrap_err().to_string().contains("log.checkpoint_seconds must be positive")
+        );
         std::fs::write(&path, "unknown_key = 1").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
     }
