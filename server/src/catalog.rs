@@ -260,6 +260,15 @@ struct MappingRow {
     rationale: Spanned<String>,
 }
 
+/// The field of a mapping row an error is about.
+#[derive(Debug, Clone, Copy)]
+enum RowField {
+    Check,
+    Control,
+    Relationship,
+    Rationale,
+}
+
 /// An error with the byte range of the mapping file it is about, if known.
 type Located = (CatalogError, Option<Range<usize>>);
 
@@ -466,39 +475,29 @@ impl Catalog {
             self.checks.insert(c.id.clone(), c);
         }
         for row in m.mapping {
-            let (check, control) = (row.check.get_ref().clone(), row.control.get_ref().clone());
-            if !self.checks.contains_key(&check) {
-                return Err((CatalogError::UnknownCheck(check), Some(row.check.span())));
-            }
-            if self.module(&control).is_some() {
-                return Err((
-                    CatalogError::MappedModule { check, module: control },
-                    Some(row.control.span()),
-                ));
-            }
-            if self.control(&control).is_none() {
-                return Err((CatalogError::UnknownControl { check, control }, Some(row.control.span())));
-            }
-            let Some(relationship) = Relationship::parse(row.relationship.get_ref()) else {
-                let found = row.relationship.get_ref().clone();
-                return Err((
-                    CatalogError::Relationship { check, control, found },
-                    Some(row.relationship.span()),
-                ));
+            let span = |field| match field {
+                RowField::Check => row.check.span(),
+                RowField::Control => row.control.span(),
+                RowField::Relationship => row.relationship.span(),
+                RowField::Rationale => row.rationale.span(),
             };
-            if let Some(why) = rationale_fault(row.rationale.get_ref()) {
-                return Err((CatalogError::Rationale { check, control, why }, Some(row.rationale.span())));
+            let mapping = self
+                .checked_row(
+                    row.check.get_ref().clone(),
+                    row.control.get_ref().clone(),
+                    row.relationship.get_ref(),
+                    row.rationale.get_ref().clone(),
+                    Origin::MappingSet,
+                )
+                .map_err(|(e, field)| (e, Some(span(field))))?;
+            if self.maps(&mapping.check, &mapping.requirement) {
+                let (check, control) = (mapping.check, mapping.requirement);
+                return Err((
+                    CatalogError::DuplicateMapping { check, control },
+                    Some(span(RowField::Control)),
+                ));
             }
-            if self.by_control.get(&control).is_some_and(|c| c.contains(&check)) {
-                return Err((CatalogError::DuplicateMapping { check, control }, Some(row.control.span())));
-            }
-            self.add_row(CheckMapping {
-                check,
-                requirement: control,
-                relationship,
-                rationale: row.rationale.into_inner(),
-                origin: Origin::MappingSet,
-            });
+            self.add_row(mapping);
         }
         self.add_crosswalk_rows();
         Ok(())
@@ -536,6 +535,41 @@ impl Catalog {
         for row in rows {
             self.add_row(row);
         }
+    }
+
+    /// A mapping row checked against the catalog: a declared check, a
+    /// requirement (not a module), a known relationship and a one-line
+    /// rationale. The error says which field is at fault.
+    fn checked_row(
+        &self,
+        check: String,
+        control: String,
+        relationship: &str,
+        rationale: String,
+        origin: Origin,
+    ) -> Result<CheckMapping, (CatalogError, RowField)> {
+        if !self.checks.contains_key(&check) {
+            return Err((CatalogError::UnknownCheck(check), RowField::Check));
+        }
+        if self.module(&control).is_some() {
+            return Err((CatalogError::MappedModule { check, module: control }, RowField::Control));
+        }
+        if self.control(&control).is_none() {
+            return Err((CatalogError::UnknownControl { check, control }, RowField::Control));
+        }
+        let Some(relationship) = Relationship::parse(relationship) else {
+            let found = relationship.to_string();
+            return Err((CatalogError::Relationship { check, control, found }, RowField::Relationship));
+        };
+        if let Some(why) = rationale_fault(&rationale) {
+            return Err((CatalogError::Rationale { check, control, why }, RowField::Rationale));
+        }
+        Ok(CheckMapping { check, requirement: control, relationship, rationale, origin })
+    }
+
+    /// Whether a row maps `check` to `requirement` already.
+    fn maps(&self, check: &str, requirement: &str) -> bool {
+        self.by_control.get(requirement).is_some_and(|c| c.iter().any(|x| x == check))
     }
 
     fn add_row(&mut self, row: CheckMapping) {
@@ -580,32 +614,12 @@ impl Catalog {
     /// maps already keeps its row.
     pub fn with_mappings(mut self, rows: Vec<Mapping>, label: &str) -> Result<Catalog, CatalogError> {
         for map in rows {
-            if !self.checks.contains_key(&map.check) {
-                return Err(CatalogError::UnknownCheck(map.check));
+            let mapping = self
+                .checked_row(map.check, map.control, &map.relationship, map.rationale, Origin::Imported)
+                .map_err(|(e, _)| e)?;
+            if !self.maps(&mapping.check, &mapping.requirement) {
+                self.add_row(mapping);
             }
-            if self.control(&map.control).is_none() {
-                return Err(CatalogError::UnknownControl { check: map.check, control: map.control });
-            }
-            let Some(relationship) = Relationship::parse(&map.relationship) else {
-                return Err(CatalogError::Relationship {
-                    check: map.check,
-                    control: map.control,
-                    found: map.relationship,
-                });
-            };
-            if let Some(why) = rationale_fault(&map.rationale) {
-                return Err(CatalogError::Rationale { check: map.check, control: map.control, why });
-            }
-            if self.by_control.get(&map.control).is_some_and(|c| c.contains(&map.check)) {
-                continue;
-            }
-            self.add_row(CheckMapping {
-                check: map.check,
-                requirement: map.control,
-                relationship,
-                rationale: map.rationale,
-                origin: Origin::Imported,
-            });
         }
         self.mapping_version = format!("{} + {label}", self.mapping_version);
         Ok(self)
@@ -672,6 +686,12 @@ impl Catalog {
     /// The declared checks, by id.
     pub fn checks(&self) -> impl Iterator<Item = &CheckInfo> {
         self.checks.values()
+    }
+
+    /// Whether `prefix` is a control id or the start of one
+    /// (`iso27001:2022/` for a framework, `iso27001:2022/A.8` for a theme).
+    pub fn knows_prefix(&self, prefix: &str) -> bool {
+        self.controls.iter().any(|c| c.id.starts_with(prefix))
     }
 
     pub fn control(&self, id: &str) -> Option<&Control> {

@@ -40,9 +40,6 @@ use crate::views;
 use crate::webhook;
 use custos_proto::evidence::CheckStatus;
 
-/// The scope of an entry when no host group narrows a requirement.
-pub const FLEET: &str = crate::risk::FLEET_SCOPE;
-
 /// The hosts each (requirement, scope) register entry names, with the
 /// checks the entry has them failing.
 pub type Named<'e> = HashMap<(&'e str, &'e str), Vec<(&'e str, &'e BTreeSet<String>)>>;
@@ -67,7 +64,8 @@ pub fn observations(
     named: &Named<'_>,
     fresh: impl Fn(&CheckEvidence) -> bool,
 ) -> Vec<Observation> {
-    let scopes: Vec<&str> = policy.scopes.iter().map(String::as_str).chain([FLEET]).collect();
+    let scopes: Vec<&str> =
+        policy.scopes.iter().map(String::as_str).chain([crate::risk::FLEET_SCOPE]).collect();
     let index_of = |scope: &str| scopes.iter().position(|s| *s == scope).unwrap_or(scopes.len() - 1);
     // Each host's scope, by its position in `hosts` (and in `standings`).
     let host_scope: Vec<usize> =

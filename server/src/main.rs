@@ -407,13 +407,20 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn risk_filter(f: &RiskFilterArgs) -> anyhow::Result<custos_server::store::risks::RiskFilter> {
+/// The register filter the arguments ask for, as the API reads it (the
+/// catalog is loaded only to check a `--requirement`).
+fn risk_filter(
+    data_dir: &std::path::Path,
+    f: &RiskFilterArgs,
+) -> anyhow::Result<custos_server::store::risks::RiskFilter> {
+    let catalog = f.requirement.as_ref().map(|_| app::load_catalog(data_dir)).transpose()?;
     custos_server::store::risks::RiskFilter::parse(
         f.status.as_deref(),
         f.level.as_deref(),
         f.owner.as_deref(),
         f.requirement.as_deref(),
         f.origin.as_deref(),
+        |r| catalog.as_ref().is_some_and(|c| c.knows_prefix(r)),
     )
     .map_err(anyhow::Error::msg)
 }
@@ -442,7 +449,7 @@ fn risk_command(data_dir: &std::path::Path, command: RiskCommand) -> anyhow::Res
     };
     match command {
         RiskCommand::List { filter, json } => {
-            let entries = register.list(&risk_filter(&filter)?)?;
+            let entries = register.list(&risk_filter(data_dir, &filter)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
@@ -457,7 +464,7 @@ fn risk_command(data_dir: &std::path::Path, command: RiskCommand) -> anyhow::Res
             );
         }
         RiskCommand::Export { filter, out } => {
-            let bytes = register.csv(&risk_filter(&filter)?)?;
+            let bytes = register.csv(&risk_filter(data_dir, &filter)?)?;
             if out.as_os_str() == "-" {
                 use std::io::Write as _;
                 std::io::stdout().write_all(&bytes)?;

@@ -246,7 +246,7 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
     assert!(!report.ok());
     assert_eq!(report.outcome(), Outcome::Unpinned);
     assert_eq!((report.records, report.records_verified), (AGENTS as u64 * RECORDS, AGENTS as u64 * RECORDS));
-    assert_eq!(report.in_window, AGENTS as u64 * RECORDS);
+    assert_eq!(report.in_window(), AGENTS as u64 * RECORDS);
     assert_eq!(report.key_bindings, AGENTS);
     assert!(report.findings.is_empty(), "{report}");
     let pinned = fleet.key();
@@ -568,7 +568,7 @@ fn chains_are_anchored_at_both_edges_of_the_window() {
     }
     let report = verify_bundle(&bundle, Some(&key)).unwrap();
     assert!(report.ok(), "{report}");
-    assert_eq!((report.in_window, report.predecessors, report.successors), (6, 3, 3));
+    assert_eq!((report.in_window(), report.predecessors(), report.successors()), (6, 3, 3));
     let a0 = &report.agents["agent-0"];
     assert_eq!((a0.records, a0.first_seq, a0.last_seq), (2, 2, 3));
     assert_eq!((a0.start, a0.end), (ChainStart::Predecessor(1), ChainEnd::Successor(4)));
@@ -605,7 +605,7 @@ fn chains_are_anchored_at_both_edges_of_the_window() {
     });
     let report = verify_bundle(&empty, Some(&key)).unwrap();
     assert!(report.ok(), "{report}");
-    assert_eq!(report.in_window, 0);
+    assert_eq!(report.in_window(), 0);
     let a1 = &report.agents["agent-1"];
     assert_eq!((a1.records, a1.start, a1.end), (0, ChainStart::Predecessor(1), ChainEnd::Successor(2)));
     // Records deleted from it and the predecessor with them: caught by the

@@ -129,4 +129,11 @@ fn the_register_is_worked_from_the_command_line() {
         "{row}"
     );
     refused(&risk(&dir, &["list", "--status", "opened"]), "in_treatment");
+    // The command line reads filters as the API does.
+    refused(&risk(&dir, &["list", "--owner", " "]), "owner is empty");
+    refused(
+        &risk(&dir, &["list", "--requirement", "iso27001:2099/"]),
+        "neither a requirement of the catalog",
+    );
+    ok(&risk(&dir, &["list", "--requirement", "iso27001:2022/A.8"]));
 }

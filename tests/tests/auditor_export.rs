@@ -64,7 +64,7 @@ async fn an_auditor_pulls_a_bundle_that_verifies_offline() {
     let report = custos_server::verify::verify_bundle(&file, Some(&published)).unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records, 2);
-    assert_eq!(report.in_window, 2);
+    assert_eq!(report.in_window(), 2);
     // Nothing is left behind on the server.
     let left = std::fs::read_dir(server.dir.join("exports")).unwrap().count();
     assert_eq!(left, 0, "the bundle file is removed once streamed");

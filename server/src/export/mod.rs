@@ -51,6 +51,7 @@ use csv::EvidenceRow;
 use format::{
     ASSESSMENT_RESULTS, CHECKPOINT, ContextRecord, ContextRole, Counts, Documents, EVIDENCE_CSV,
     EvaluationInfo, FORMAT, LOG_KEY, LogInfo, Manifest, ProofFile, Query, SAMPLE_METHOD, Sample,
+    rfc3339_unix,
 };
 
 /// Why an export failed. Nothing is left under the target name.
@@ -126,10 +127,6 @@ pub struct ExportSummary {
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-fn rfc3339_unix(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t).map(rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// The signed status of each check in a record.

@@ -255,34 +255,23 @@ impl Store {
              GROUP BY requirement ORDER BY requirement",
         )?;
         let rows = stmt.query_map(params![agent_id, at], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ))
+            Ok(HostStanding {
+                requirement: r.get(0)?,
+                state: r.get(1)?,
+                since: r.get(2)?,
+                // As `requirement_changes` reads them: unreadable is null.
+                checks: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(serde_json::Value::Null),
+                record_digest: r.get(4)?,
+                policy_version: r.get(5)?,
+                mapping_version: r.get(6)?,
+            })
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (requirement, state, since, checks, record_digest, policy_version, mapping_version) = row?;
-            if state == "removed" {
-                continue;
+            let row = row?;
+            if row.state != "removed" {
+                out.push(row);
             }
-            let checks = serde_json::from_str(&checks).map_err(|e| {
-                StoreError::Corrupt(format!("requirement_changes {agent_id} {requirement}: checks: {e}"))
-            })?;
-            out.push(HostStanding {
-                requirement,
-                state,
-                since,
-                checks,
-                record_digest,
-                policy_version,
-                mapping_version,
-            });
         }
         Ok(out)
     }

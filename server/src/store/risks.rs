@@ -38,14 +38,38 @@ impl RiskFilter {
     }
 
     /// A filter from user-given values (API query or command line); the
-    /// error names the bad value and what is allowed.
+    /// error names the bad value and what is allowed. An empty value is
+    /// refused rather than matching nothing (`owner=`) or everything
+    /// (`requirement=`), and a requirement that `known_requirement` does not
+    /// know as an id or the start of one is refused rather than answered
+    /// with nothing.
     pub fn parse(
         status: Option<&str>,
         level: Option<&str>,
         owner: Option<&str>,
         requirement: Option<&str>,
         origin: Option<&str>,
+        known_requirement: impl Fn(&str) -> bool,
     ) -> Result<RiskFilter, String> {
+        for (name, value) in [
+            ("status", status),
+            ("level", level),
+            ("owner", owner),
+            ("requirement", requirement),
+            ("origin", origin),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("{name} is empty"));
+            }
+        }
+        if let Some(r) = requirement
+            && !known_requirement(r)
+        {
+            return Err(format!(
+                "requirement {r:?} is neither a requirement of the catalog nor the start of one \
+                 (e.g. iso27001:2022/A.8.24, or iso27001:2022/ for a framework)"
+            ));
+        }
         let statuses = match status {
             None | Some("live") => Some(vec![Status::Open, Status::InTreatment, Status::Accepted]),
             Some("all") => None,

@@ -19,12 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use custos_proto::evidence::statement::Gap;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::RecInfo;
 use super::report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding};
-use crate::export::format::{ContextRecord, ContextRole, MANIFEST, record_path};
+use crate::export::format::{ContextRecord, ContextRole, MANIFEST, record_path, rfc3339_unix};
 
 /// What the chain check reads.
 pub(crate) struct Input<'a> {
@@ -51,15 +49,6 @@ pub(crate) struct Chains {
     pub agents: BTreeMap<String, AgentSummary>,
     /// Record files whose link to the previous record is broken.
     pub broken: BTreeSet<String>,
-    /// The context records the chains themselves show.
-    pub context: BTreeSet<ContextRecord>,
-}
-
-fn time(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
 }
 
 /// One agent's records as the checks see them.
@@ -120,7 +109,7 @@ impl Agent<'_> {
         } else if let Some(p) = self.info(pred).filter(|p| p.collected_at >= self.window.0) {
             format!(
                 "chain not anchored: the predecessor of {what} seq {first}, seq {pred}, was collected at {}, not before the window start",
-                time(p.collected_at)
+                rfc3339_unix(p.collected_at)
             )
         } else {
             // A broken link is already a chain failure of `first`.
@@ -137,6 +126,8 @@ impl Agent<'_> {
 /// Checks every agent's chain.
 pub(crate) fn check(input: &Input<'_>) -> Chains {
     let mut out = Chains::default();
+    // The context records the chains themselves show.
+    let mut shown: BTreeSet<ContextRecord> = BTreeSet::new();
     let none_seqs = BTreeSet::new();
     let (from, to) = input.window;
     for id in input.agents {
@@ -197,7 +188,7 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
                         a.info(next).filter(|r| r.collected_at < from).map(|r| {
                             format!(
                                 "chain not closed: the successor of last record seq {last}, seq {next}, was collected at {}, before the window start",
-                                time(r.collected_at)
+                                rfc3339_unix(r.collected_at)
                             )
                         })
                     };
@@ -260,7 +251,9 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
         s.end = end;
         let context_seqs: BTreeSet<u64> = context.iter().map(|(q, _)| *q).collect();
         s.context_records = context.len() as u64;
-        s.outside = a.seqs.iter().filter(|q| !a.inside(**q) && !context_seqs.contains(q)).count() as u64;
+        let outside: Vec<u64> =
+            a.seqs.iter().copied().filter(|q| !a.inside(*q) && !context_seqs.contains(q)).collect();
+        s.outside = outside.len() as u64;
 
         // Missed collections the agent declared, in the window or just after.
         let declared = window.iter().copied().chain(match end {
@@ -282,23 +275,17 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
                 });
             }
         }
-        let outside: Vec<u64> =
-            a.seqs.iter().copied().filter(|q| !a.inside(*q) && !context_seqs.contains(q)).collect();
         if !outside.is_empty() {
             out.findings.push(Finding::Context { agent: id.clone(), seqs: outside });
         }
-        out.context.extend(context.into_iter().map(|(seq, role)| ContextRecord {
-            agent: id.clone(),
-            seq,
-            role,
-        }));
+        shown.extend(context.into_iter().map(|(seq, role)| ContextRecord { agent: id.clone(), seq, role }));
         out.agents.insert(id.clone(), s);
     }
 
     // The manifest's context list says what the chains show, no more.
     let listed: BTreeSet<&ContextRecord> = input.listed.iter().collect();
     for c in &listed {
-        if !out.context.contains(c) {
+        if !shown.contains(c) {
             out.failures.push(Failure::Manifest {
                 file: MANIFEST.into(),
                 reason: format!(
@@ -310,7 +297,7 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
             });
         }
     }
-    for c in &out.context {
+    for c in &shown {
         if !listed.contains(c) {
             out.failures.push(Failure::Manifest {
                 file: MANIFEST.into(),

@@ -50,8 +50,8 @@ pub use read::BundleError;
 pub use report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding, Outcome, Report, TrustedKey};
 
 use crate::export::format::{
-    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, ContextRole, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST,
-    Manifest, ProofFile, SAMPLE_METHOD, key_proof_path, record_proof_path,
+    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST, Manifest, ProofFile,
+    SAMPLE_METHOD, key_proof_path, record_proof_path,
 };
 use crate::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
 use crate::tlog::{Checkpoint, Hash, InclusionProof, VerifierKey, leaf_hash};
@@ -501,9 +501,6 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
     for (agent, list) in &bindings {
         agents.entry(agent.clone()).or_default().key_bindings = list.len();
     }
-    let role_count = |role| chains.context.iter().filter(|c| c.role == role).count() as u64;
-    let (predecessors, successors) =
-        (role_count(ContextRole::Predecessor), role_count(ContextRole::Successor));
     check_selection(&mut v, &manifest, &in_bundle);
 
     // The CSV.
@@ -564,9 +561,6 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
         key_bindings: binding_count,
         proofs: v.proofs.len(),
         csv_rows,
-        in_window: agents.values().map(|a| a.records).sum(),
-        predecessors,
-        successors,
         oscal,
         agents,
         failures: v.failures,

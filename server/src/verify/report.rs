@@ -11,8 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use crate::export::format::rfc3339_unix;
 
 /// One check that did not hold. Every variant names the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,10 +228,6 @@ pub struct Report {
     pub key_bindings: usize,
     pub proofs: usize,
     pub csv_rows: u64,
-    /// Of `records`: collected in the window, and context records.
-    pub in_window: u64,
-    pub predecessors: u64,
-    pub successors: u64,
     /// What `assessment-results.json` held, when the bundle has one.
     pub oscal: Option<super::OscalSummary>,
     pub agents: BTreeMap<String, AgentSummary>,
@@ -264,6 +259,21 @@ impl Report {
         }
     }
 
+    /// Records collected in the window (the evidence), over every agent.
+    pub fn in_window(&self) -> u64 {
+        self.agents.values().map(|a| a.records).sum()
+    }
+
+    /// Agents whose chain a predecessor before the window anchors.
+    pub fn predecessors(&self) -> usize {
+        self.agents.values().filter(|a| matches!(a.start, ChainStart::Predecessor(_))).count()
+    }
+
+    /// Agents whose chain a successor after the window closes.
+    pub fn successors(&self) -> usize {
+        self.agents.values().filter(|a| matches!(a.end, ChainEnd::Successor(_))).count()
+    }
+
     /// Agents whose chain has no successor in the bundle.
     pub fn open_ends(&self) -> Vec<&str> {
         self.agents.iter().filter(|(_, s)| s.end == ChainEnd::Open).map(|(a, _)| a.as_str()).collect()
@@ -285,13 +295,6 @@ impl Report {
         let last = self.agents.values().filter_map(|a| a.last_time).max()?;
         Some((first, last))
     }
-}
-
-fn time(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
 }
 
 /// A log key as an auditor compares it with the one the organisation
@@ -332,10 +335,10 @@ impl fmt::Display for Report {
             "  records  {} verified of {}: {} in the window from {}, {} predecessors and {} successors anchoring the chains (context, not evidence), {} more outside the window",
             self.records_verified,
             self.records,
-            self.in_window,
+            self.in_window(),
             count(self.agents.values().filter(|a| a.records > 0).count(), "agent"),
-            self.predecessors,
-            self.successors,
+            self.predecessors(),
+            self.successors(),
             self.agents.values().map(|a| a.outside).sum::<u64>(),
         )?;
         writeln!(
@@ -351,7 +354,7 @@ impl fmt::Display for Report {
             )?;
         }
         if let Some((a, b)) = self.time_range() {
-            writeln!(f, "  collected {} to {}", time(a), time(b))?;
+            writeln!(f, "  collected {} to {}", rfc3339_unix(a), rfc3339_unix(b))?;
         }
         if !self.agents.is_empty() {
             writeln!(f, "Agents:")?;
@@ -360,7 +363,7 @@ impl fmt::Display for Report {
                     "no records in the window".to_string()
                 } else {
                     let span = match (s.first_time, s.last_time) {
-                        (Some(a), Some(b)) => format!(", {} to {}", time(a), time(b)),
+                        (Some(a), Some(b)) => format!(", {} to {}", rfc3339_unix(a), rfc3339_unix(b)),
                         _ => String::new(),
                     };
                     format!("{} records in the window, seq {}-{}{span}", s.records, s.first_seq, s.last_seq)
