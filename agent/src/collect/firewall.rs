@@ -1,15 +1,34 @@
-//! The `firewall` check: is inbound traffic actually filtered?
+//! The `firewall` check: what does the host let in?
 //!
-//! Measures the rules loaded in the kernel, not the presence of a tool:
-//! nftables (`nft -j list ruleset`, which also shows rules made by
-//! iptables-nft, ufw and firewalld) and legacy x_tables (`iptables-save`,
-//! `ip6tables-save` when they report the legacy backend). A family (IPv4,
-//! IPv6) counts as filtered when some input-hook filter chain covering it
-//! denies by default: policy drop with no unconditional accept, or a final
-//! unconditional drop/reject. Pass needs both families filtered (IPv6 only
-//! when enabled). ufw and firewalld are reported as facts: they manage the
-//! rules but their "active" flag is not the effective state.
+//! Judged by the meaning of the rules the kernel (or the OS firewall)
+//! enforces, not by the presence of a tool or a default policy alone: the
+//! result is the set of [`exposure::Exposure`]s, the services new inbound
+//! connections from outside reach, per address family, with the rule that
+//! admits each. `pass` when they are only specific services (at most
+//! [`exposure::MAX_SERVICE_PORTS`] ports for any program); `fail` when the
+//! port space is certainly open; `unknown` when it may be (a match the
+//! evaluator cannot decide, an unreadable source). Which services are
+//! acceptable is the organisation's policy (`firewall_allowed_inbound`).
+//!
+//! - Linux ([`linux`], [`netfilter`]): nftables (also what iptables-nft,
+//!   ufw, firewalld, Docker and libvirt load), the legacy x_tables tables
+//!   whatever the `iptables` alternative says, and the routes, evaluated
+//!   over regions of the packet space.
+//! - Windows ([`windows`]): the profiles and every inbound rule of the
+//!   ActiveStore (netsh as a fallback).
+//! - macOS ([`macos`]): the application firewall and pf, anchors included.
 
+pub mod alf;
+pub mod exposure;
+pub mod intervals;
 pub mod linux;
 pub mod macos;
+pub mod netfilter;
+pub mod pf;
+pub mod pf_addr;
+pub mod pf_region;
+pub mod pf_rule;
 pub mod windows;
+pub mod windows_reach;
+pub mod windows_rules;
+pub mod windows_values;
