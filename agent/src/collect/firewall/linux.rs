@@ -1,208 +1,182 @@
-//! The Linux backends of the `firewall` check.
+//! The Linux backend of the `firewall` check: the kernel's netfilter rules
+//! judged by what they accept ([`super::netfilter`]).
+//!
+//! Reads every rule source the kernel runs: nf_tables (`nft -j list
+//! ruleset`, which holds what nft, iptables-nft, ufw, firewalld and Docker
+//! load; tables holding iptables-nft compatibility expressions are read
+//! from `iptables-nft-save` / `ip6tables-nft-save`, which decode them) and
+//! legacy x_tables (`iptables-legacy-save`, `ip6tables-legacy-save`), read
+//! whatever the `iptables` alternative points to, since both run in the
+//! kernel at once. Also the routes and local addresses (`ip -j route show
+//! table all`, for DNAT'd traffic), whether IPv6 and forwarding are on, and
+//! `ufw status` / `firewall-cmd --state` as facts.
 
 use serde_json::{Value, json};
 
+use super::exposure::{self, Exposure, Judgement};
+use super::netfilter::interpret::{Env, TooLarge};
+use super::netfilter::ruleset::{Hook, Origin, Ruleset, Table, TableFamily};
+use super::netfilter::{analyse, iptables, nft_bytecode, nft_json};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
-
-/// An input-hook filter chain as loaded in the kernel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputChain {
-    /// `inet`, `ip` or `ip6` (nftables), or `ipv4`/`ipv6` for legacy iptables.
-    pub family: String,
-    pub table: String,
-    pub name: String,
-    pub policy: String,
-    pub rules: usize,
-    /// Whether the chain denies what no rule accepted.
-    pub default_deny: bool,
-    pub why: String,
-}
-
-impl InputChain {
-    fn covers_v4(&self) -> bool {
-        matches!(self.family.as_str(), "inet" | "ip" | "ipv4")
-    }
-    fn covers_v6(&self) -> bool {
-        matches!(self.family.as_str(), "inet" | "ip6" | "ipv6")
-    }
-    fn to_json(&self) -> Value {
-        json!({"family": self.family, "table": self.table, "chain": self.name, "policy": self.policy,
-               "rules": self.rules, "default_deny": self.default_deny, "why": self.why})
-    }
-}
-
-/// Verdict of one nftables rule when it has no match expression.
-fn unconditional_verdict(expr: &[Value]) -> Option<&'static str> {
-    let mut verdict = None;
-    for e in expr {
-        let obj = e.as_object()?;
-        let key = obj.keys().next()?;
-        match key.as_str() {
-            // Statements that do not select packets.
-            "counter" | "log" | "limit" | "comment" => {}
-            "accept" => verdict = Some("accept"),
-            "drop" => verdict = Some("drop"),
-            "reject" => verdict = Some("reject"),
-            _ => return None,
-        }
-    }
-    verdict
-}
-
-/// Decides whether a chain denies by default, from its policy and rule verdicts
-/// (`None` for a conditional rule), in order.
-fn judge_chain(policy: &str, verdicts: &[Option<&str>]) -> (bool, String) {
-    if let Some(i) = verdicts.iter().position(|v| *v == Some("accept")) {
-        return (false, format!("rule {} accepts everything unconditionally", i + 1));
-    }
-    if let Some(Some(v)) = verdicts.last()
-        && (*v == "drop" || *v == "reject")
-    {
-        return (true, format!("last rule {v}s everything not accepted before"));
-    }
-    if policy == "drop" {
-        return (true, "policy drop".into());
-    }
-    (false, format!("policy {policy} and no final drop or reject rule"))
-}
-
-/// Parses `nft -j list ruleset` into its input-hook filter chains.
-pub fn parse_nft_json(text: &str) -> Result<Vec<InputChain>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("nft JSON is malformed: {e}"))?;
-    let items = doc.get("nftables").and_then(Value::as_array).ok_or("nft JSON has no \"nftables\" array")?;
-    let mut chains: Vec<(InputChain, Vec<Option<&'static str>>)> = Vec::new();
-    for item in items {
-        if let Some(c) = item.get("chain") {
-            let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let family = field("family");
-            if field("hook") != "input"
-                || field("type") != "filter"
-                || !matches!(family.as_str(), "inet" | "ip" | "ip6")
-            {
-                continue;
-            }
-            let policy = c.get("policy").and_then(Value::as_str).unwrap_or("accept").to_string();
-            chains.push((
-                InputChain {
-                    family,
-                    table: field("table"),
-                    name: field("name"),
-                    policy,
-                    rules: 0,
-                    default_deny: false,
-                    why: String::new(),
-                },
-                Vec::new(),
-            ));
-        } else if let Some(r) = item.get("rule") {
-            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
-            if let Some((chain, verdicts)) = chains.iter_mut().find(|(c, _)| {
-                c.family == field("family") && c.table == field("table") && c.name == field("chain")
-            }) {
-                let expr = r.get("expr").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-                chain.rules += 1;
-                verdicts.push(unconditional_verdict(expr));
-            }
-        }
-    }
-    Ok(chains
-        .into_iter()
-        .map(|(mut c, verdicts)| {
-            (c.default_deny, c.why) = judge_chain(&c.policy, &verdicts);
-            c
-        })
-        .collect())
-}
-
-/// Parses `iptables-save` / `ip6tables-save` output: the INPUT chain of the
-/// filter table. `family` is `ipv4` or `ipv6`.
-pub fn parse_iptables_save(text: &str, family: &str) -> Option<InputChain> {
-    let mut in_filter = false;
-    let mut policy = None;
-    let mut verdicts: Vec<Option<&str>> = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('*') {
-            in_filter = line == "*filter";
-        } else if !in_filter {
-            continue;
-        } else if let Some(rest) = line.strip_prefix(":INPUT ") {
-            policy = rest.split_whitespace().next().map(str::to_ascii_lowercase);
-        } else if let Some(rest) = line.strip_prefix("-A INPUT ") {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let target = words.iter().position(|w| *w == "-j").and_then(|i| words.get(i + 1)).copied();
-            // Unconditional when nothing but the target (and its options) is given.
-            let unconditional = words.first() == Some(&"-j");
-            verdicts.push(match (unconditional, target) {
-                (true, Some("ACCEPT")) => Some("accept"),
-                (true, Some("DROP")) => Some("drop"),
-                (true, Some("REJECT")) => Some("reject"),
-                _ => None,
-            });
-        }
-    }
-    let policy = policy?;
-    let (default_deny, why) = judge_chain(&policy, &verdicts);
-    Some(InputChain {
-        family: family.to_string(),
-        table: "filter".into(),
-        name: "INPUT".into(),
-        policy,
-        rules: verdicts.len(),
-        default_deny,
-        why,
-    })
-}
 
 /// What was read from the host, for [`evaluate`].
 #[derive(Debug, Default, Clone)]
 pub struct Observed {
     /// `nft -j list ruleset` output, or why it could not be read.
     pub nft: Option<Result<String, String>>,
-    /// Legacy iptables-save / ip6tables-save output (only when the legacy backend is in use).
-    pub legacy_v4: Option<String>,
-    pub legacy_v6: Option<String>,
-    /// Whether IPv6 is enabled on the host.
+    /// `nft --debug=netlink list ruleset`: the bytecode, which settles what
+    /// the listing leaves ambiguous (`nft_bytecode.rs`).
+    pub nft_bytecode: Option<String>,
+    /// `iptables-nft-save` / `ip6tables-nft-save` output.
+    pub nft_save_v4: Option<String>,
+    pub nft_save_v6: Option<String>,
+    /// Legacy x_tables rules (`iptables-legacy-save`, `ip6tables-legacy-save`).
+    pub legacy_v4: Option<Result<String, String>>,
+    pub legacy_v6: Option<Result<String, String>>,
+    /// `ip -4 -j route show table all` and its IPv6 counterpart.
+    pub routes_v4: Option<String>,
+    pub routes_v6: Option<String>,
     pub ipv6_enabled: bool,
+    pub forwarding_v4: bool,
+    pub forwarding_v6: bool,
     /// `ufw status` first line and `firewall-cmd --state`, if present.
     pub ufw: Option<String>,
     pub firewalld: Option<String>,
 }
 
-/// Decides the check from what was observed.
-pub fn evaluate(o: &Observed) -> Finding {
-    let mut chains = Vec::new();
-    let mut raw = String::new();
-    let mut backends = Vec::new();
-    let mut unreadable = None;
+/// The rules read, by source, and what could not be read.
+struct Read {
+    ruleset: Ruleset,
+    raw: String,
+    backends: Vec<&'static str>,
+    problems: Vec<String>,
+}
+
+/// Reads every source into one ruleset.
+fn read(o: &Observed) -> Read {
+    let mut r =
+        Read { ruleset: Ruleset::default(), raw: String::new(), backends: Vec::new(), problems: Vec::new() };
     match &o.nft {
         Some(Ok(text)) => {
-            raw.push_str(text);
-            match parse_nft_json(text) {
-                Ok(c) => {
-                    chains.extend(c);
-                    backends.push("nftables");
+            r.raw.push_str(text);
+            let code = o.nft_bytecode.as_deref().map(nft_bytecode::parse);
+            match nft_json::parse(text, code.as_ref()) {
+                Ok(mut rs) => {
+                    replace_xt_tables(&mut rs, text, o, &mut r.problems);
+                    r.ruleset.tables.extend(rs.tables);
+                    r.backends.push("nftables");
                 }
-                Err(e) => unreadable = Some(e),
+                Err(e) => r.problems.push(e.to_string()),
             }
         }
-        Some(Err(e)) => unreadable = Some(e.clone()),
+        Some(Err(e)) => r.problems.push(format!("nft: {e}")),
         None => {}
     }
-    for (text, family) in [(&o.legacy_v4, "ipv4"), (&o.legacy_v6, "ipv6")] {
-        if let Some(text) = text {
-            raw.push('\n');
-            raw.push_str(text);
-            if let Some(c) = parse_iptables_save(text, family) {
-                chains.push(c);
-                if !backends.contains(&"iptables-legacy") {
-                    backends.push("iptables-legacy");
+    for (text, v6, program) in
+        [(&o.legacy_v4, false, "iptables-legacy-save"), (&o.legacy_v6, true, "ip6tables-legacy-save")]
+    {
+        match text {
+            Some(Ok(text)) => {
+                r.raw.push_str(&format!("\n# {program}\n{text}"));
+                match iptables::parse(text, v6, Origin::IptablesLegacy, program) {
+                    Ok(tables) => {
+                        if tables.iter().any(|t| !t.chains.is_empty())
+                            && !r.backends.contains(&"iptables-legacy")
+                        {
+                            r.backends.push("iptables-legacy");
+                        }
+                        r.ruleset.tables.extend(tables);
+                    }
+                    Err(e) => r.problems.push(e.to_string()),
                 }
+            }
+            Some(Err(e)) => r.problems.push(format!("{program}: {e}")),
+            None => {}
+        }
+    }
+    r
+}
+
+/// Tables of iptables-nft hold `xt` expressions nft cannot print: read
+/// them from the `iptables-nft-save` of their family instead.
+fn replace_xt_tables(rs: &mut Ruleset, text: &str, o: &Observed, problems: &mut Vec<String>) {
+    for (family, name) in nft_json::xt_tables(text) {
+        let (save, v6, program) = match family.as_str() {
+            "ip" => (&o.nft_save_v4, false, "iptables-nft-save"),
+            "ip6" => (&o.nft_save_v6, true, "ip6tables-nft-save"),
+            _ => continue,
+        };
+        let Some(save) = save else {
+            problems.push(format!(
+                "{program} is missing, so table {family} {name} keeps iptables-nft expressions"
+            ));
+            continue;
+        };
+        let parsed = match iptables::parse(save, v6, Origin::Nftables, program) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let fam = if v6 { TableFamily::Ip6 } else { TableFamily::Ip };
+        if let (Some(i), Some(t)) = (
+            rs.tables.iter().position(|t| t.family == fam && t.name == name),
+            parsed.into_iter().find(|t| t.name == name),
+        ) {
+            rs.tables[i] = t;
+        }
+    }
+}
+
+fn env(o: &Observed, problems: &mut Vec<String>) -> Env {
+    let mut env = Env { forwarding_v4: o.forwarding_v4, forwarding_v6: o.forwarding_v6, ..Env::default() };
+    for (text, v6) in [(&o.routes_v4, false), (&o.routes_v6, true)] {
+        if let Some(text) = text
+            && let Err(e) = env.routes.read(text, v6)
+        {
+            problems.push(e);
+        }
+    }
+    env
+}
+
+/// The base chains of the input hook, as facts.
+fn input_chains(rs: &Ruleset) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in &rs.tables {
+        for (i, c) in t.chains.iter().enumerate() {
+            if let Some(b) = c.base.as_ref().filter(|b| b.hook == Hook::Input && !b.nat) {
+                out.push(json!({
+                    "family": t.family.as_str(t.origin), "table": t.name, "chain": c.name, "backend": t.origin.backend(),
+                    "prio": b.prio, "policy": if b.policy_drop { "drop" } else { "accept" }, "rules": c.rules.len(),
+                    "name": t.chain_label(i),
+                }));
             }
         }
     }
-    let backend = if backends.is_empty() { "none".to_string() } else { backends.join("+") };
+    out
+}
+
+/// Whether each backend alone would filter the family (judged without the other's tables).
+fn filtered_by(rs: &Ruleset, env: &Env, v6: bool, backends: &[&'static str]) -> Vec<&'static str> {
+    backends
+        .iter()
+        .copied()
+        .filter(|b| {
+            let only: Vec<Table> = rs.tables.iter().filter(|t| t.origin.backend() == *b).cloned().collect();
+            let exposures = analyse(&Ruleset { tables: only }, env, &[v6]);
+            exposures.is_ok_and(|e| exposure::judge(&e) == Judgement::Filtered)
+        })
+        .collect()
+}
+
+/// Decides the check from what was observed.
+pub fn evaluate(o: &Observed) -> Finding {
+    let mut read = read(o);
+    let env = env(o, &mut read.problems);
     let mut managers = serde_json::Map::new();
     if let Some(u) = &o.ufw {
         managers.insert("ufw".into(), u.clone().into());
@@ -210,93 +184,141 @@ pub fn evaluate(o: &Observed) -> Finding {
     if let Some(f) = &o.firewalld {
         managers.insert("firewalld".into(), f.clone().into());
     }
-    if backends.is_empty() {
-        let reason = match unreadable {
+    let backend = if read.backends.is_empty() { "none".to_string() } else { read.backends.join("+") };
+    if read.backends.is_empty() {
+        let reason = match read.problems.first() {
             Some(e) => format!("the kernel's packet-filter rules could not be read: {e}"),
             None => {
                 "no packet-filter tool (nft, iptables-save) is available to read the kernel's rules".into()
             }
         };
-        return Finding::unknown(&backend, reason).with_raw(raw).fact("managers", Value::Object(managers));
+        return Finding::unknown(&backend, reason)
+            .with_raw(read.raw)
+            .fact("managers", Value::Object(managers));
     }
-    let v4 = chains.iter().any(|c| c.covers_v4() && c.default_deny);
-    let v6 = chains.iter().any(|c| c.covers_v6() && c.default_deny);
-    let finding_base = |status: CheckStatus| {
-        Finding::new(status, &backend)
-            .fact("ipv4_filtered", v4)
-            .fact("ipv6_filtered", v6)
-            .fact("ipv6_enabled", o.ipv6_enabled)
-            .fact("input_chains", chains.iter().map(InputChain::to_json).collect::<Vec<_>>())
-            .fact("managers", Value::Object(managers.clone()))
-            .with_raw(raw.clone())
+    let families: Vec<bool> = if o.ipv6_enabled { vec![false, true] } else { vec![false] };
+    let exposures = match analyse(&read.ruleset, &env, &families) {
+        Ok(e) => e,
+        Err(TooLarge) => {
+            return Finding::unknown(
+                &backend,
+                "the ruleset is too large to evaluate within the agent's limits",
+            )
+            .with_raw(read.raw)
+            .fact("managers", Value::Object(managers));
+        }
     };
-    if chains.is_empty() {
-        return finding_base(CheckStatus::Fail)
-            .with_reason("no input filter chain is loaded: all inbound traffic is accepted");
+    let of = |v6: bool| -> Vec<Exposure> {
+        exposures.iter().filter(|e| (e.family == exposure::Family::Ipv6) == v6).cloned().collect()
+    };
+    let (v4, v6) = (of(false), of(true));
+    let chains = input_chains(&read.ruleset);
+    let mut f = Finding::new(CheckStatus::Pass, &backend)
+        .fact("ipv4_filtered", exposure::judge(&v4) == Judgement::Filtered)
+        .fact("ipv6_filtered", o.ipv6_enabled && exposure::judge(&v6) == Judgement::Filtered)
+        .fact("ipv6_enabled", o.ipv6_enabled)
+        .fact("ipv4_filtered_by", filtered_by(&read.ruleset, &env, false, &read.backends))
+        .fact(
+            "ipv6_filtered_by",
+            if o.ipv6_enabled { filtered_by(&read.ruleset, &env, true, &read.backends) } else { Vec::new() },
+        )
+        .fact("exposed", exposure::capped_facts(&exposures))
+        .fact("exposed_total", exposures.len())
+        .fact("input_chains", chains.clone())
+        .fact("forwarding", json!({"ipv4": o.forwarding_v4, "ipv6": o.forwarding_v6}))
+        .fact("managers", Value::Object(managers))
+        .with_raw(read.raw);
+    if !read.problems.is_empty() {
+        f = f.fact("read_problems", read.problems.clone());
     }
-    let mut open = Vec::new();
-    if !v4 {
-        open.push("IPv4");
-    }
-    if o.ipv6_enabled && !v6 {
-        open.push("IPv6");
-    }
-    if open.is_empty() {
-        let why = chains
-            .iter()
-            .filter(|c| c.default_deny)
-            .map(|c| format!("{} {} {}: {}", c.family, c.table, c.name, c.why));
-        return finding_base(CheckStatus::Pass).with_reason(format!(
-            "inbound traffic is denied by default ({})",
-            why.collect::<Vec<_>>().join("; ")
-        ));
-    }
-    let seen: Vec<String> =
-        chains.iter().map(|c| format!("{} {} {}: {}", c.family, c.table, c.name, c.why)).collect();
-    finding_base(CheckStatus::Fail).with_reason(format!(
-        "inbound {} traffic is not filtered by default ({})",
-        open.join(" and "),
-        seen.join("; ")
-    ))
+    let (status, reason) = verdict(&exposures, chains.is_empty(), &read.problems);
+    f.status = status;
+    f.with_reason(reason)
 }
 
-fn describe(e: &HostError, out: Option<&str>) -> String {
-    match out {
-        Some(stderr) if !stderr.trim().is_empty() => format!("{e}: {}", stderr.trim()),
-        _ => e.to_string(),
+/// The status and reason from the exposures.
+fn verdict(exposures: &[Exposure], no_input_chain: bool, problems: &[String]) -> (CheckStatus, String) {
+    match exposure::judge(exposures) {
+        Judgement::Open(_) if no_input_chain => {
+            (CheckStatus::Fail, "no input filter chain is loaded: all inbound traffic is accepted".into())
+        }
+        Judgement::Open(open) => (
+            CheckStatus::Fail,
+            format!("inbound traffic is accepted by default: {}", exposure::list_with_rule(&open, 3)),
+        ),
+        Judgement::Unclear(maybe) => (
+            CheckStatus::Unknown,
+            format!("inbound traffic may be accepted by default: {}", exposure::list_with_rule(&maybe, 3)),
+        ),
+        Judgement::Filtered if !problems.is_empty() => {
+            (CheckStatus::Unknown, format!("part of the rules could not be read: {}", problems.join("; ")))
+        }
+        Judgement::Filtered => {
+            let listed: Vec<&Exposure> = exposures.iter().collect();
+            (
+                CheckStatus::Pass,
+                format!("new inbound connections are dropped except: {}", exposure::list_text(&listed, 8)),
+            )
+        }
     }
+}
+
+fn describe(e: &HostError) -> String {
+    e.to_string()
+}
+
+/// A command's output when it ran and succeeded; `None` when the program is
+/// missing; `Err` with why otherwise.
+fn output(host: &dyn Host, program: &str, args: &[&str]) -> Option<Result<String, String>> {
+    match host.run(program, args) {
+        Ok(out) if out.success() => Some(Ok(out.stdout)),
+        Ok(out) => Some(Err(format!("{program} exited with {:?}: {}", out.code, out.stderr.trim()))),
+        Err(HostError::NotFound { .. }) => None,
+        Err(e) => Some(Err(describe(&e))),
+    }
+}
+
+fn flag(host: &dyn Host, path: &str, default: bool) -> bool {
+    host.read_text(path).map(|v| v.trim() == "1").unwrap_or(default)
+}
+
+/// Legacy rules: the `-legacy` tools where they exist; on systems that
+/// only have legacy iptables (no nf_tables variant), plain `iptables-save`.
+fn legacy(host: &dyn Host, program: &str, plain: &str) -> Option<Result<String, String>> {
+    output(host, program, &[]).or_else(|| {
+        let version = host.run(plain.trim_end_matches("-save"), &["-V"]).ok()?;
+        if version.stdout.contains("nf_tables") {
+            return None;
+        }
+        output(host, plain, &[])
+    })
 }
 
 /// Reads the rules through the host.
 pub fn observe(host: &dyn Host) -> Observed {
-    let mut o = Observed {
+    let ok = |r: Option<Result<String, String>>| r.and_then(Result::ok);
+    Observed {
+        nft: output(host, "nft", &["-j", "list", "ruleset"]),
+        nft_bytecode: ok(output(host, "nft", &["--debug=netlink", "list", "ruleset"])),
+        nft_save_v4: ok(output(host, "iptables-nft-save", &[])),
+        nft_save_v6: ok(output(host, "ip6tables-nft-save", &[])),
+        legacy_v4: legacy(host, "iptables-legacy-save", "iptables-save"),
+        legacy_v6: legacy(host, "ip6tables-legacy-save", "ip6tables-save"),
+        routes_v4: ok(output(host, "ip", &["-4", "-j", "route", "show", "table", "all"])),
+        routes_v6: ok(output(host, "ip", &["-6", "-j", "route", "show", "table", "all"])),
         ipv6_enabled: host
             .read_text("/proc/sys/net/ipv6/conf/all/disable_ipv6")
             .map(|v| v.trim() == "0")
             .unwrap_or(false),
-        ..Observed::default()
-    };
-    o.nft = match host.run("nft", &["-j", "list", "ruleset"]) {
-        Ok(out) if out.success() => Some(Ok(out.stdout)),
-        Ok(out) => Some(Err(format!("nft exited with {:?}: {}", out.code, out.stderr.trim()))),
-        Err(HostError::NotFound { .. }) => None,
-        Err(e) => Some(Err(describe(&e, None))),
-    };
-    // Legacy x_tables rules are separate kernel state that nft does not show.
-    let legacy = |prog: &str| match host.run(prog, &[]) {
-        Ok(out) if out.success() && out.stdout.contains("(legacy)") => Some(out.stdout),
-        // Without nft, iptables-save (nf_tables backend) is the only view of the rules.
-        Ok(out) if out.success() && o.nft.is_none() => Some(out.stdout),
-        _ => None,
-    };
-    o.legacy_v4 = legacy("iptables-save");
-    o.legacy_v6 = legacy("ip6tables-save");
-    o.ufw = host.run("ufw", &["status"]).ok().and_then(|out| out.stdout.lines().next().map(str::to_string));
-    o.firewalld = host
-        .run("firewall-cmd", &["--state"])
-        .ok()
-        .map(|out| format!("{} {}", out.stdout.trim(), out.stderr.trim()).trim().to_string());
-    o
+        // Unreadable: assume forwarding, so DNAT'd traffic is judged, not ignored.
+        forwarding_v4: flag(host, "/proc/sys/net/ipv4/ip_forward", true),
+        forwarding_v6: flag(host, "/proc/sys/net/ipv6/conf/all/forwarding", true),
+        ufw: host.run("ufw", &["status"]).ok().and_then(|out| out.stdout.lines().next().map(str::to_string)),
+        firewalld: host
+            .run("firewall-cmd", &["--state"])
+            .ok()
+            .map(|out| format!("{} {}", out.stdout.trim(), out.stderr.trim()).trim().to_string()),
+    }
 }
 
 /// Gathers and evaluates on a Linux host.
