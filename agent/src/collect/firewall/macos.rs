@@ -1,77 +1,32 @@
-//! The macOS backend of the `firewall` check.
+//! The macOS backend of the `firewall` check: what gets in, through both
+//! of the Mac's inbound filters.
 //!
-//! Reads the application firewall with
-//! `/usr/libexec/ApplicationFirewall/socketfilterfw --getglobalstate`
-//! (`Firewall is enabled. (State = 1)`; state 2 blocks all incoming
-//! connections), `--getblockall` and `--getstealthmode` (both printed in an
-//! older `Block all ENABLED!` / `Stealth mode enabled` and a newer `Firewall
-//! has block all state set to enabled.` / `Firewall stealth mode is on`
-//! form), and the packet filter with `pfctl -s info` (`Status: Enabled`) and
-//! `pfctl -s rules`; pfctl needs root.
+//! A new inbound connection meets pf first (in the kernel's packet path)
+//! and then the application firewall (a socket filter), so it arrives only
+//! when pf passes it and the application firewall allows its program. The
+//! application firewall is read as `alf.rs` says; pf with `pfctl -s info`
+//! (`Status: Enabled`), `pfctl -s rules` and what those rules reach
+//! (anchors, tables), evaluated by meaning as `pf.rs` says, and `pfctl -s
+//! nat`, whose `rdr`/`binat` rules make pf's verdict undecidable (see
+//! [`check_translation`]); pfctl needs root.
 //!
-//! pf evaluates the rules of an anchor where the `anchor` rule stands (macOS
-//! loads `anchor "com.apple/*"` by default, and VPN clients, sharing and
-//! developer tools add their own), so the effective rule set includes them:
-//! every unconditional `anchor "name"` rule is followed with `pfctl -a PATH
-//! -s rules`, and a wildcard `anchor "name/*"` with the children `pfctl -a
-//! PATH -s Anchors` lists, each in turn, recursively (names are relative to
-//! the anchor holding the rule; at most `MAX_ANCHOR_DEPTH` levels and
-//! `MAX_ANCHORS` anchors). An anchor rule limited to some traffic (an
-//! interface, protocol or address) is not followed, like any other rule
-//! that matches only some traffic.
-//!
-//! Status rule: pass when the application firewall is on (state 1 or 2), or
-//! pf is enabled and its effective rule set blocks inbound traffic by
-//! default (an unconditional `block [in] all` that no later unconditional
-//! `pass [in] all` overrides; pf rules are last-match, so a later pass wins,
-//! and a `quick` rule, or a `quick` anchor with a matching rule inside, ends
-//! the evaluation). Fail when the application firewall is off and pf is
-//! disabled or does not block by default. Unknown when the application
-//! firewall state cannot be read, or it is off and pf, or an anchor it
-//! follows, cannot be read (not root), since pf alone might still filter.
+//! What gets in is the intersection where it can be computed: pf's
+//! exposures limited to the programs the application firewall allows when
+//! it is on, pf's alone when it is off, the application firewall's alone
+//! when pf is disabled (or unreadable, which can only make more get in).
+//! The status is [`exposure::judge`] of that: pass when only specific
+//! services (or programs) get in, fail when something broad does, naming
+//! the rule; unknown when the application firewall is off and pf cannot be
+//! read, or pf's verdict depends on a construct it does not evaluate.
 
+use serde_json::Value;
+
+use super::alf::{self, Alf, SOCKETFILTERFW};
+use super::exposure::{self, Exposure, Family, Judgement};
+use super::pf::{PfAnchors, PfOutcome, check_translation, evaluate_pf_rules, parse_pf_anchors};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
-
-const SOCKETFILTERFW: &str = "/usr/libexec/ApplicationFirewall/socketfilterfw";
-
-/// The application firewall's global state: 0 off, 1 on, 2 block all.
-pub fn parse_global_state(text: &str) -> Option<u8> {
-    if let Some(rest) = text.split("State = ").nth(1) {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(n) = digits.parse::<u8>() {
-            return Some(n);
-        }
-    }
-    // Some builds print the sentence only.
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("firewall is disabled") {
-        Some(0)
-    } else if lower.contains("firewall is blocking all") {
-        Some(2)
-    } else if lower.contains("firewall is enabled") {
-        Some(1)
-    } else {
-        None
-    }
-}
-
-/// An on/off answer of `--getblockall` or `--getstealthmode`, in either the
-/// old (`... ENABLED!`, `... enabled`) or new (`... set to enabled.`,
-/// `... is on`) wording.
-pub fn parse_on_off(text: &str) -> Option<bool> {
-    let lower = text.trim().to_ascii_lowercase();
-    let words: Vec<&str> =
-        lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    if words.iter().any(|w| matches!(*w, "disabled" | "off")) {
-        Some(false)
-    } else if words.iter().any(|w| matches!(*w, "enabled" | "on")) {
-        Some(true)
-    } else {
-        None
-    }
-}
 
 /// Whether `pfctl -s info` says pf is enabled (`Status: Enabled for ...`).
 pub fn parse_pf_info(text: &str) -> Option<bool> {
@@ -86,292 +41,194 @@ pub fn parse_pf_info(text: &str) -> Option<bool> {
     }
 }
 
-/// What an unconditional pf rule does to inbound traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unconditional {
-    Block { quick: bool },
-    Pass { quick: bool },
-}
-
-/// One line of `pfctl -s rules` as far as the default inbound verdict goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PfRule {
-    Unconditional(Unconditional),
-    /// An unconditional `anchor "name"` rule: its rules are evaluated here.
-    Anchor {
-        name: String,
-        quick: bool,
-    },
-    /// An inline anchor (`anchor { ... }`), which is not followed.
-    Inline,
-    /// Matches only some traffic, or is not a filter rule.
-    Other,
-}
-
-/// The words that do not narrow a rule down: direction, logging, address
-/// family, state keeping. `None` for a word that does (`out`, `on en0`,
-/// `proto tcp`, `from`, `to`, ...); `Some(true)` for `quick`.
-fn rule_words<'a>(words: impl Iterator<Item = &'a str>) -> Option<(bool, bool)> {
-    let (mut quick, mut all, mut in_state) = (false, false, false);
-    for w in words {
-        if in_state {
-            // "keep state", "modulate state", "no state", "flags S/SA" take one word.
-            in_state = false;
-            continue;
-        }
-        match w {
-            "drop" | "return" | "in" | "log" | "inet" | "inet6" => {}
-            "quick" => quick = true,
-            "all" => all = true,
-            "keep" | "modulate" | "synproxy" | "no" | "flags" => in_state = true,
-            "label" => break,
-            _ => return None,
-        }
-    }
-    Some((quick, all))
-}
-
-/// Classifies one `pfctl -s rules` line.
-fn classify_rule(line: &str) -> PfRule {
-    let mut words = line.split_whitespace();
-    match words.next() {
-        Some("anchor") => {
-            if line.contains('{') {
-                return PfRule::Inline;
-            }
-            let Some(name) = words.next().map(|n| n.trim_matches('"').to_string()) else {
-                return PfRule::Other;
-            };
-            match rule_words(words) {
-                // `pfctl` prints `all` for an anchor rule without conditions.
-                Some((quick, _)) => PfRule::Anchor { name, quick },
-                None => PfRule::Other,
-            }
-        }
-        Some(action @ ("block" | "pass")) => match rule_words(words) {
-            Some((quick, true)) if action == "block" => PfRule::Unconditional(Unconditional::Block { quick }),
-            Some((quick, true)) => PfRule::Unconditional(Unconditional::Pass { quick }),
-            _ => PfRule::Other,
-        },
-        _ => PfRule::Other,
-    }
-}
-
-/// Deepest anchor nesting followed.
-pub const MAX_ANCHOR_DEPTH: usize = 8;
-/// Most anchors read for one evaluation.
-pub const MAX_ANCHORS: usize = 64;
-
-/// Where the rules of anchors come from (`pfctl -a` on a host, a map in tests).
-pub trait PfAnchors {
-    /// The rules of the anchor at `path` as `pfctl -a PATH -s rules` prints them.
-    fn rules(&mut self, path: &str) -> Result<String, String>;
-    /// The full paths of the anchors directly below `path` (`pfctl -a PATH -s Anchors`).
-    fn children(&mut self, path: &str) -> Result<Vec<String>, String>;
-}
-
-/// Resolves an anchor call made inside the anchor `current`: relative to
-/// it, absolute with a leading `/`, `..` going up.
-fn resolve_anchor(current: &str, name: &str) -> Result<String, String> {
-    let mut parts: Vec<&str> = if name.starts_with('/') {
-        Vec::new()
-    } else {
-        current.split('/').filter(|p| !p.is_empty()).collect()
-    };
-    for part in name.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        if part == ".." {
-            parts.pop().ok_or_else(|| format!("anchor {name:?} reaches above the main rule set"))?;
-        } else {
-            parts.push(part);
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// The verdict so far for inbound traffic no specific rule matches.
-struct Walk<'a> {
-    anchors: &'a mut dyn PfAnchors,
-    read: usize,
-    /// (blocks, which rule decided, whether it was quick).
-    verdict: Option<(bool, String, bool)>,
-    /// Whether an unconditional rule matched since the count was reset (for `quick` anchors).
-    matched: bool,
-}
-
-fn rule_name(path: &str, n: usize) -> String {
-    if path.is_empty() { format!("rule {n}") } else { format!("rule {n} of anchor {path}") }
-}
-
-impl Walk<'_> {
-    /// Evaluates the rules of `path` in order; `Ok(true)` when a quick rule
-    /// ended the evaluation.
-    fn ruleset(&mut self, path: &str, text: &str, depth: usize) -> Result<bool, String> {
-        for (i, line) in text.lines().enumerate() {
-            let here = rule_name(path, i + 1);
-            match classify_rule(line.trim()) {
-                PfRule::Unconditional(u) => {
-                    self.matched = true;
-                    let (blocks, quick) = match u {
-                        Unconditional::Block { quick } => (true, quick),
-                        Unconditional::Pass { quick } => (false, quick),
-                    };
-                    self.verdict = Some((blocks, here, quick));
-                    if quick {
-                        // A quick match ends evaluation for every packet, whatever follows.
-                        return Ok(true);
-                    }
-                }
-                PfRule::Anchor { name, quick } => {
-                    let before = std::mem::replace(&mut self.matched, false);
-                    if self.anchor(path, &name, depth + 1)? {
-                        return Ok(true);
-                    }
-                    if quick && self.matched {
-                        return Ok(true);
-                    }
-                    self.matched |= before;
-                }
-                PfRule::Inline => {
-                    return Err(format!("{here} is an inline anchor, which this agent does not evaluate"));
-                }
-                PfRule::Other => {}
-            }
-        }
-        Ok(false)
-    }
-
-    /// Evaluates the anchor call `name` made in `current`.
-    fn anchor(&mut self, current: &str, name: &str, depth: usize) -> Result<bool, String> {
-        if depth > MAX_ANCHOR_DEPTH {
-            return Err(format!("anchors are nested deeper than {MAX_ANCHOR_DEPTH} levels at {name:?}"));
-        }
-        let (base, wildcard) = match name.strip_suffix("/*") {
-            Some(b) => (b, true),
-            None if name == "*" => ("", true),
-            None => (name, false),
-        };
-        let base = resolve_anchor(current, base)?;
-        // A wildcard evaluates each child (alphabetically), not the anchor's own rules.
-        let targets = if wildcard {
-            let mut c = self.anchors.children(&base)?;
-            c.sort();
-            c
-        } else {
-            vec![base]
-        };
-        for target in targets {
-            self.read += 1;
-            if self.read > MAX_ANCHORS {
-                return Err(format!("more than {MAX_ANCHORS} anchors to read"));
-            }
-            let rules = self.anchors.rules(&target)?;
-            if self.ruleset(&target, &rules, depth)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Whether the effective pf rule set (the main rules of `pfctl -s rules`
-/// with every anchor they call) blocks inbound traffic by default, with
-/// why; `Err` when an anchor cannot be read or followed.
-pub fn evaluate_pf_rules(main: &str, anchors: &mut dyn PfAnchors) -> Result<(bool, String), String> {
-    let mut walk = Walk { anchors, read: 0, verdict: None, matched: false };
-    walk.ruleset("", main, 0)?;
-    Ok(match walk.verdict {
-        Some((true, r, false)) => {
-            (true, format!("{r} blocks all inbound traffic not passed by a later rule"))
-        }
-        Some((true, r, true)) => (true, format!("{r} blocks all inbound traffic (quick)")),
-        Some((false, r, true)) => (false, format!("{r} passes everything (quick)")),
-        Some((false, r, false)) => (false, format!("{r} passes all inbound traffic")),
-        None => (false, "no rule blocks inbound traffic by default".into()),
-    })
-}
-
-/// Parses `pfctl -a PATH -s Anchors`: one anchor path per line, indented.
-pub fn parse_pf_anchors(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
-}
-
 /// What was read of pf.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pf {
-    /// Enabled with (default deny, why).
-    Enabled(bool, String),
+    /// Enabled, with what its rules pass.
+    Enabled(PfOutcome),
     Disabled,
-    /// Could not be read, with why.
+    /// Could not be read or evaluated, with why.
     Unreadable(String),
 }
 
-/// Decides the check from the application firewall answers and pf.
-pub fn evaluate(
-    global: Option<u8>,
-    block_all: Option<bool>,
-    stealth: Option<bool>,
-    pf: &Pf,
-    raw: String,
-) -> Finding {
-    let (pf_fact, pf_deny) = match pf {
-        Pf::Enabled(deny, _) => ("enabled", *deny),
-        Pf::Disabled => ("disabled", false),
-        Pf::Unreadable(_) => ("unknown", false),
-    };
-    let base = |status| {
-        let mut f = Finding::new(status, "socketfilterfw")
-            .fact("application_firewall_state", global.map(u64::from))
-            .fact("block_all", block_all)
-            .fact("stealth_mode", stealth)
-            .fact("pf", pf_fact)
-            .with_raw(raw.clone());
-        if let Pf::Enabled(deny, _) = pf {
-            f = f.fact("pf_default_deny", *deny);
+/// Most exposures listed when pf's are intersected with the application
+/// firewall's (beyond it, the application firewall's alone are listed).
+const MAX_COMBINED: usize = 256;
+
+/// pf's exposures limited to what the application firewall allows.
+fn intersect(pf: &[Exposure], allowed: &[Exposure]) -> Vec<Exposure> {
+    if pf.len().saturating_mul(allowed.len()) > MAX_COMBINED {
+        return allowed
+            .iter()
+            .map(|a| Exposure { qualifiers: vec!["where pf passes it".into()], ..a.clone() })
+            .collect();
+    }
+    let mut out = Vec::new();
+    for e in pf {
+        for a in allowed {
+            let mut both = e.clone();
+            both.program = a.program.clone();
+            both.certain = e.certain && a.certain;
+            both.because = format!("{}, and {}", e.because, a.because);
+            out.push(both);
         }
-        f
-    };
-    let pf_note = match pf {
-        Pf::Enabled(true, why) => format!("pf enabled and blocks inbound by default ({why})"),
-        Pf::Enabled(false, why) => format!("pf enabled but does not block inbound by default ({why})"),
-        Pf::Disabled => "pf disabled".into(),
-        Pf::Unreadable(why) => format!("pf state unreadable: {why}"),
-    };
-    match global {
-        Some(1) | Some(2) => {
-            let blocks = global == Some(2) || block_all == Some(true);
-            let mode = if blocks { "blocks all incoming connections" } else { "on" };
-            let stealth = match stealth {
-                Some(true) => ", stealth mode on",
-                Some(false) => ", stealth mode off",
-                None => "",
-            };
-            base(CheckStatus::Pass).with_reason(format!("application firewall {mode}{stealth}"))
+    }
+    out
+}
+
+/// What gets in, when it can be told, with a note on how it was computed.
+fn what_gets_in(alf: &Alf, pf: &Pf) -> Option<Vec<Exposure>> {
+    match (alf.state, pf) {
+        (Some(1 | 2), _) if alf.blocks_all() => Some(Vec::new()),
+        (Some(1 | 2), Pf::Enabled(o)) => Some(intersect(&o.exposures, &alf.allowance())),
+        (Some(1 | 2), _) => Some(alf.allowance()),
+        (Some(0) | None, Pf::Enabled(o)) => Some(o.exposures.clone()),
+        (Some(0), Pf::Disabled) => {
+            Some(vec![Exposure::everything(Family::Any, "application firewall off and pf disabled")])
         }
-        Some(0) if pf_deny => {
-            let mut f = base(CheckStatus::Pass).with_reason(format!("application firewall off; {pf_note}"));
-            f.backend = "pf".into();
-            f
-        }
-        Some(0) => match pf {
-            Pf::Unreadable(_) => base(CheckStatus::Unknown)
-                .with_reason(format!("application firewall off and {pf_note}; pf alone might filter")),
-            _ => base(CheckStatus::Fail).with_reason(format!("application firewall off; {pf_note}")),
-        },
-        Some(n) => {
-            base(CheckStatus::Unknown).with_reason(format!("unexpected application firewall state {n}"))
-        }
-        None if pf_deny => {
-            let mut f = base(CheckStatus::Pass)
-                .with_reason(format!("application firewall state unreadable; {pf_note}"));
-            f.backend = "pf".into();
-            f
-        }
-        None => base(CheckStatus::Unknown)
-            .with_reason(format!("application firewall state unreadable; {pf_note}")),
+        _ => None,
     }
 }
 
-fn run_text(host: &dyn Host, program: &str, args: &[&str]) -> Result<String, String> {
+/// pf's own verdict in words (for reasons).
+fn pf_note(pf: &Pf) -> String {
+    match pf {
+        Pf::Enabled(o) => match exposure::judge(&o.exposures) {
+            Judgement::Filtered => {
+                let by = o.default_block.as_deref().unwrap_or("no rule passes anything");
+                let listed: Vec<&Exposure> = o.exposures.iter().collect();
+                format!(
+                    "pf enabled and blocks inbound by default ({by}); pf passes only: {}",
+                    exposure::list_text(&listed, 8)
+                )
+            }
+            Judgement::Open(open) => {
+                format!("pf enabled but does not block inbound by default ({})", opening(&open))
+            }
+            Judgement::Unclear(maybe) => {
+                format!(
+                    "pf enabled, but it may pass inbound traffic by default: {}",
+                    exposure::list_text(&maybe, 3)
+                )
+            }
+        },
+        Pf::Disabled => "pf disabled".into(),
+        Pf::Unreadable(why) => format!("pf cannot be judged: {why}"),
+    }
+}
+
+/// The first rule that opens the host, and what it passes.
+fn opening(open: &[&Exposure]) -> String {
+    let Some(first) = open.first() else { return "nothing".into() };
+    let rule = &first.because;
+    let by_rule: Vec<&Exposure> = open.iter().copied().filter(|e| &e.because == rule).collect();
+    let covers = |fam: Family, proto: &str| {
+        by_rule.iter().any(|e| {
+            (e.family == fam || e.family == Family::Any)
+                && (e.proto == proto || e.proto == "any")
+                && e.ports.is_full()
+                && e.from.is_none()
+                && e.via.is_none()
+                && e.qualifiers.is_empty()
+        })
+    };
+    let all = [Family::Ipv4, Family::Ipv6].iter().all(|&f| covers(f, "tcp") && covers(f, "udp"));
+    if rule == super::pf::DEFAULT_PASS {
+        "no rule blocks inbound traffic: pf passes what no rule matches".into()
+    } else if all {
+        format!("{rule} passes all inbound traffic")
+    } else {
+        format!("{rule} passes {}", exposure::list_text(&by_rule, 3))
+    }
+}
+
+/// The application firewall's state in words (`on, stealth mode on`).
+fn alf_note(alf: &Alf) -> String {
+    let mode = if alf.blocks_all() { "blocks all incoming connections" } else { "on" };
+    let stealth = match alf.stealth {
+        Some(true) => ", stealth mode on",
+        Some(false) => ", stealth mode off",
+        None => "",
+    };
+    let apps = match &alf.apps {
+        Err(e) if !alf.blocks_all() => format!("; its list of allowed programs could not be read ({e})"),
+        _ => String::new(),
+    };
+    format!("application firewall {mode}{stealth}{apps}")
+}
+
+fn status_of(j: &Judgement) -> CheckStatus {
+    match j {
+        Judgement::Filtered => CheckStatus::Pass,
+        Judgement::Open(_) => CheckStatus::Fail,
+        Judgement::Unclear(_) => CheckStatus::Unknown,
+    }
+}
+
+/// Decides the check from the application firewall and pf.
+pub fn evaluate(alf: &Alf, pf: &Pf, raw: String) -> Finding {
+    let through = what_gets_in(alf, pf);
+    let mut f = facts(Finding::new(CheckStatus::Unknown, "socketfilterfw"), alf, pf, through.as_deref())
+        .with_raw(raw);
+    let judged = through.as_deref().map(exposure::judge);
+    let listed = |t: &[Exposure]| exposure::list_text(&t.iter().collect::<Vec<_>>(), 8);
+    let (status, reason) = match (alf.state, judged) {
+        (Some(n @ 3..), _) => (CheckStatus::Unknown, format!("unexpected application firewall state {n}")),
+        (Some(1 | 2), Some(j)) => {
+            let t = through.as_deref().unwrap_or_default();
+            (status_of(&j), format!("{}; what gets in: {}", alf_note(alf), listed(t)))
+        }
+        (_, Some(Judgement::Filtered)) => {
+            f.backend = "pf".into();
+            let prefix = if alf.state.is_some() {
+                "application firewall off"
+            } else {
+                "application firewall state unreadable"
+            };
+            (CheckStatus::Pass, format!("{prefix}; {}", pf_note(pf)))
+        }
+        (None, _) => {
+            (CheckStatus::Unknown, format!("application firewall state unreadable; {}", pf_note(pf)))
+        }
+        (_, Some(j)) => (status_of(&j), format!("application firewall off; {}", pf_note(pf))),
+        (_, None) => (
+            CheckStatus::Unknown,
+            format!("application firewall off and {}; pf alone might filter", pf_note(pf)),
+        ),
+    };
+    f.status = status;
+    f.with_reason(reason)
+}
+
+/// The facts: the application firewall's settings, pf's state and verdict,
+/// and what gets in.
+fn facts(f: Finding, alf: &Alf, pf: &Pf, through: Option<&[Exposure]>) -> Finding {
+    let pf_fact = match pf {
+        Pf::Enabled(_) => "enabled",
+        Pf::Disabled => "disabled",
+        Pf::Unreadable(_) => "unknown",
+    };
+    let mut f = f
+        .fact("application_firewall_state", alf.state.map(u64::from))
+        .fact("block_all", alf.block_all)
+        .fact("stealth_mode", alf.stealth)
+        .fact("allow_built_in_signed", alf.signed_built_in)
+        .fact("allow_downloaded_signed", alf.signed_downloaded)
+        .fact("allowed_apps", alf.allowed_apps())
+        .fact("pf", pf_fact)
+        .fact("exposed", through.map_or(Value::Null, exposure::to_facts));
+    if let Pf::Enabled(o) = pf {
+        // "pf alone admits only specific services"; left out when undecided.
+        match exposure::judge(&o.exposures) {
+            Judgement::Filtered => f = f.fact("pf_default_deny", true),
+            Judgement::Open(_) => f = f.fact("pf_default_deny", false),
+            Judgement::Unclear(_) => {}
+        }
+    }
+    f
+}
+
+pub(super) fn run_text(host: &dyn Host, program: &str, args: &[&str]) -> Result<String, String> {
     match host.run(program, args) {
         Ok(out) if out.success() => Ok(out.stdout),
         Ok(out) => {
@@ -382,7 +239,7 @@ fn run_text(host: &dyn Host, program: &str, args: &[&str]) -> Result<String, Str
     }
 }
 
-/// Anchors read through `pfctl -a`, their output kept in the raw observation.
+/// Anchors and tables read through `pfctl`, their output kept in the raw observation.
 struct HostAnchors<'a> {
     host: &'a dyn Host,
     raw: &'a mut String,
@@ -412,6 +269,34 @@ impl PfAnchors for HostAnchors<'_> {
             Err(e) => Err(format!("anchors under {path} unreadable: {e}")),
         }
     }
+
+    fn nat(&mut self, path: &str) -> Result<String, String> {
+        let args: &[&str] = if path.is_empty() { &["-s", "nat"] } else { &["-a", path, "-s", "nat"] };
+        let text =
+            run_text(self.host, "pfctl", args).map_err(|e| format!("translation rules unreadable: {e}"))?;
+        self.raw.push_str(&format!("# translation rules {path}\n{text}"));
+        Ok(text)
+    }
+
+    fn table(&mut self, anchor: &str, name: &str) -> Result<Option<String>, String> {
+        let mut args = if anchor.is_empty() { Vec::new() } else { vec!["-a", anchor] };
+        args.extend(["-t", name, "-T", "show"]);
+        match self.host.run("pfctl", &args) {
+            Ok(out) if out.success() => {
+                self.raw.push_str(&format!("# table <{name}> {anchor}\n{}", out.stdout));
+                Ok(Some(out.stdout))
+            }
+            Ok(out) if out.stderr.contains("Table does not exist") => Ok(None),
+            Ok(out) => {
+                Err(format!("pfctl {} exited with {:?}: {}", args.join(" "), out.code, out.stderr.trim()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn services(&mut self) -> Option<String> {
+        self.host.read_text("/etc/services").ok()
+    }
 }
 
 /// Reads pf through `pfctl`.
@@ -438,7 +323,12 @@ pub fn observe_pf(host: &dyn Host, raw: &mut String) -> Pf {
                 raw.push_str(&rules);
                 let mut anchors = HostAnchors { host, raw };
                 match evaluate_pf_rules(&rules, &mut anchors) {
-                    Ok((deny, why)) => Pf::Enabled(deny, why),
+                    Ok(outcome) => match check_translation(&mut anchors) {
+                        Ok(()) => Pf::Enabled(outcome),
+                        Err(e) => {
+                            Pf::Unreadable(format!("pf is enabled but what it lets in cannot be told: {e}"))
+                        }
+                    },
                     Err(e) => {
                         Pf::Unreadable(format!("pf is enabled but its rule set cannot be evaluated: {e}"))
                     }
@@ -449,136 +339,34 @@ pub fn observe_pf(host: &dyn Host, raw: &mut String) -> Pf {
     }
 }
 
-/// Gathers and evaluates on a macOS host.
-pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
-    let mut raw = String::new();
+/// Reads the application firewall through `socketfilterfw`.
+pub fn observe_alf(host: &dyn Host, ctx: &Context, raw: &mut String) -> Alf {
     let mut ask = |arg: &str| match run_text(host, SOCKETFILTERFW, &[arg]) {
         Ok(text) => {
             raw.push_str(&text);
-            Some(text)
+            Ok(text)
         }
-        Err(_) => None,
+        Err(e) => Err(e),
     };
-    let global = ask("--getglobalstate").as_deref().and_then(parse_global_state);
-    let block_all = ask("--getblockall").as_deref().and_then(parse_on_off);
-    let stealth = ask("--getstealthmode").as_deref().and_then(parse_on_off);
+    let state = ask("--getglobalstate").ok().as_deref().and_then(alf::parse_global_state);
+    let block_all = ask("--getblockall").ok().as_deref().and_then(alf::parse_on_off);
+    let stealth = ask("--getstealthmode").ok().as_deref().and_then(alf::parse_on_off);
+    let (signed_built_in, signed_downloaded) =
+        ask("--getallowsigned").ok().as_deref().map_or((None, None), alf::parse_allow_signed);
+    let apps = ask("--listapps").and_then(|t| alf::parse_listapps(&t)).map(|apps| {
+        apps.into_iter().map(|a| alf::App { path: alf::recordable_path(&a.path, ctx), ..a }).collect()
+    });
+    Alf { state, block_all, stealth, signed_built_in, signed_downloaded, apps }
+}
+
+/// Gathers and evaluates on a macOS host.
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
+    let mut raw = String::new();
+    let alf = observe_alf(host, ctx, &mut raw);
     let pf = observe_pf(host, &mut raw);
-    evaluate(global, block_all, stealth, &pf, raw)
+    evaluate(&alf, &pf, raw)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_wordings_of_socketfilterfw_are_read() {
-        assert_eq!(parse_global_state("Firewall is enabled. (State = 1)\n"), Some(1));
-        assert_eq!(parse_global_state("Firewall is disabled. (State = 0)\n"), Some(0));
-        assert_eq!(
-            parse_global_state("Firewall is blocking all non-essential incoming connections. (State = 2)"),
-            Some(2)
-        );
-        assert_eq!(parse_on_off("Firewall has block all state set to enabled.\n"), Some(true));
-        assert_eq!(parse_on_off("Firewall has block all state set to disabled.\n"), Some(false));
-        assert_eq!(parse_on_off("Block all DISABLED! \n"), Some(false));
-        assert_eq!(parse_on_off("Firewall stealth mode is on\n"), Some(true));
-        assert_eq!(parse_on_off("Stealth mode disabled \n"), Some(false));
-        assert_eq!(parse_on_off("garbage"), None);
-    }
-
-    use std::collections::BTreeMap;
-
-    /// Anchors from a map; a missing entry cannot be read.
-    #[derive(Default)]
-    struct Map {
-        rules: BTreeMap<&'static str, &'static str>,
-        children: BTreeMap<&'static str, Vec<String>>,
-    }
-
-    impl PfAnchors for Map {
-        fn rules(&mut self, path: &str) -> Result<String, String> {
-            self.rules.get(path).map(|r| r.to_string()).ok_or_else(|| format!("anchor {path} unreadable"))
-        }
-        fn children(&mut self, path: &str) -> Result<Vec<String>, String> {
-            Ok(self.children.get(path).cloned().unwrap_or_default())
-        }
-    }
-
-    fn parse_pf_rules(text: &str) -> (bool, String) {
-        evaluate_pf_rules(text, &mut Map::default()).unwrap()
-    }
-
-    #[test]
-    fn anchors_are_followed_where_they_stand() {
-        let main =
-            "block drop in all\npass in quick on lo0 all flags S/SA keep state\nanchor \"com.apple/*\" all\n";
-        let mut m = Map::default();
-        m.children.insert(
-            "com.apple",
-            vec!["com.apple/250.ApplicationFirewall".into(), "com.apple/200.AirDrop".into()],
-        );
-        m.rules.insert("com.apple/200.AirDrop", "");
-        m.rules.insert(
-            "com.apple/250.ApplicationFirewall",
-            "pass in on awdl0 proto udp from any to any port = 5353 keep state\n",
-        );
-        assert!(evaluate_pf_rules(main, &mut m).unwrap().0);
-
-        // A pass-all inside an anchor after the block reopens everything.
-        m.rules.insert("com.apple/200.AirDrop", "anchor \"Bonjour\" all\n");
-        m.rules.insert("com.apple/200.AirDrop/Bonjour", "pass in all flags S/SA keep state\n");
-        let (deny, why) = evaluate_pf_rules(main, &mut m).unwrap();
-        assert!(!deny);
-        assert_eq!(why, "rule 1 of anchor com.apple/200.AirDrop/Bonjour passes all inbound traffic");
-
-        // ... but not before it: pf is last-match.
-        let early = "anchor \"com.apple/*\" all\nblock drop in all\n";
-        assert!(evaluate_pf_rules(early, &mut m).unwrap().0);
-        // A quick block inside an anchor ends the evaluation.
-        m.rules.insert("com.apple/200.AirDrop/Bonjour", "block drop in quick all\n");
-        let reopened = "anchor \"com.apple/*\" all\npass in all\n";
-        assert!(evaluate_pf_rules(reopened, &mut m).unwrap().0);
-        // A quick anchor stops after a match inside it.
-        let quick_anchor = "anchor \"x\" quick all\npass in all\n";
-        m.rules.insert("x", "block drop in all\n");
-        assert!(evaluate_pf_rules(quick_anchor, &mut m).unwrap().0);
-        m.rules.insert("x", "block drop in on en0 all\n");
-        assert!(!evaluate_pf_rules(quick_anchor, &mut m).unwrap().0, "nothing matched inside");
-    }
-
-    #[test]
-    fn unreadable_deep_and_inline_anchors_are_errors() {
-        let mut m = Map::default();
-        let e = evaluate_pf_rules("block drop in all\nanchor \"vpn\" all\n", &mut m).unwrap_err();
-        assert_eq!(e, "anchor vpn unreadable");
-        // An anchor calling itself stops at the depth bound.
-        m.rules.insert("loop", "anchor \"/loop\" all\n");
-        let e = evaluate_pf_rules("anchor \"loop\" all\n", &mut m).unwrap_err();
-        assert!(e.contains("deeper than 8"), "{e}");
-        let e = evaluate_pf_rules("anchor \"x\" all {\n", &mut m).unwrap_err();
-        assert!(e.contains("inline anchor"), "{e}");
-        // Conditional anchors are not followed, like conditional rules.
-        assert!(evaluate_pf_rules("block drop in all\nanchor \"vpn\" on utun3 all\n", &mut m).unwrap().0);
-        assert_eq!(resolve_anchor("a/b", "../c"), Ok("a/c".into()));
-        assert_eq!(resolve_anchor("a/b", "/c"), Ok("c".into()));
-        assert!(resolve_anchor("", "../c").is_err());
-        assert_eq!(
-            parse_pf_anchors("  com.apple/200.AirDrop\n  com.apple/250.ApplicationFirewall\n").len(),
-            2
-        );
-    }
-
-    #[test]
-    fn pf_rules_are_last_match() {
-        let deny = "scrub-anchor \"com.apple/*\" all fragment reassemble\nblock drop in all\n\
-                    pass in quick on lo0 all flags S/SA keep state\npass out all flags S/SA keep state\n";
-        assert!(parse_pf_rules(deny).0);
-        let reopened = "block drop in all\npass in all flags S/SA keep state\n";
-        assert!(!parse_pf_rules(reopened).0);
-        let quick = "pass in quick all no state\nblock drop in all\n";
-        assert!(!parse_pf_rules(quick).0);
-        let apple_default = "scrub-anchor \"com.apple/*\" all fragment reassemble\n";
-        assert!(!parse_pf_rules(apple_default).0);
-        assert!(!parse_pf_rules("block drop in on en0 all\n").0);
-    }
-}
+#[path = "macos_tests.rs"]
+mod tests;
