@@ -1020,13 +1020,52 @@ tags_none = ["kiosk"]
     }
 
     #[test]
+    fn allowed_inbound_services_are_decided_per_host_tag() {
+        let builtin = Policy::builtin().unwrap();
+        let text = "version = \"fw\"\n[params]\nfirewall_allowed_inbound = { default = [\"*\"], laptop = [], server = [\"tcp/22\", \"udp/53\"] }\n";
+        let p = Policy::with_override(&builtin, Path::new("fw.toml"), text).unwrap();
+        let exposed = |service: &str, certain: bool| {
+            json!({"family": "ipv4", "proto": "tcp", "port_count": 1, "services": [service],
+                   "program": "any", "certain": certain})
+        };
+        let with = |list: Vec<Json>| {
+            json!({"ipv4_filtered": true, "ipv6_filtered": false, "ipv6_enabled": false,
+                   "ipv4_filtered_by": ["nftables"], "exposed_total": list.len(), "exposed": list})
+        };
+        let on = |tags: &[&str], f: Json| {
+            let h = HostFacts { os: "linux".into(), tags: tags.iter().map(|t| t.to_string()).collect() };
+            p.decide("firewall", CheckStatus::Pass, &facts(f), &h).status
+        };
+        let ssh = || with(vec![exposed("tcp/22", true)]);
+        assert_eq!(on(&["server"], ssh()), CheckStatus::Pass);
+        assert_eq!(on(&["laptop"], ssh()), CheckStatus::Fail);
+        assert_eq!(on(&["server", "laptop"], ssh()), CheckStatus::Pass, "the lists of all tags together");
+        assert_eq!(on(&[], ssh()), CheckStatus::Pass, "untagged hosts take `default`");
+        assert_eq!(on(&["laptop"], with(vec![])), CheckStatus::Pass);
+        let web = with(vec![exposed("tcp/22", true), exposed("tcp/443", true)]);
+        assert_eq!(on(&["server"], web), CheckStatus::Fail);
+        let maybe = with(vec![exposed("tcp/22", true), exposed("tcp/443", false)]);
+        assert_eq!(on(&["server"], maybe.clone()), CheckStatus::Unknown, "possibly open, not allowed");
+        assert_eq!(on(&[], maybe), CheckStatus::Pass);
+        // A capped list: what was left out cannot be judged unless anything goes.
+        let mut capped = ssh();
+        capped["exposed_total"] = json!(300);
+        assert_eq!(on(&["server"], capped.clone()), CheckStatus::Unknown);
+        assert_eq!(on(&[], capped), CheckStatus::Pass);
+        // The port space fails even where any service is allowed.
+        let all = with(vec![
+            json!({"services": ["tcp/any"], "port_count": 65536, "program": "any", "certain": true}),
+        ]);
+        assert_eq!(on(&[], all), CheckStatus::Fail);
+    }
+
+    #[test]
     fn accepted_firewall_backends_decide_which_filter_may_do_the_filtering() {
         let builtin = Policy::builtin().unwrap();
-        let nft = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true, "input_chains": [
-            {"family": "inet", "table": "filter", "chain": "input", "policy": "drop", "default_deny": true}]});
-        let legacy = json!({"ipv4_filtered": true, "ipv6_filtered": false, "ipv6_enabled": false, "input_chains": [
-            {"family": "ipv4", "table": "filter", "chain": "INPUT", "policy": "drop", "default_deny": true},
-            {"family": "ip", "table": "t", "chain": "in", "policy": "accept", "default_deny": false}]});
+        let nft = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true,
+            "ipv4_filtered_by": ["nftables"], "ipv6_filtered_by": ["nftables"]});
+        let legacy = json!({"ipv4_filtered": true, "ipv6_filtered": false, "ipv6_enabled": false,
+            "ipv4_filtered_by": ["iptables-legacy"], "ipv6_filtered_by": []});
         let profiles: Vec<Json> = ["Domain", "Private", "Public"]
             .map(|n| json!({"name": n, "enabled": true, "default_inbound": "Block"}))
             .into();
@@ -1044,18 +1083,21 @@ tags_none = ["kiosk"]
         assert_eq!(decide_with(&nft_only, "firewall", nft.clone()), CheckStatus::Pass);
         let d = nft_only.decide("firewall", CheckStatus::Pass, &facts(legacy.clone()), &host());
         assert_eq!(d.status, CheckStatus::Fail, "IPv4 filtered by legacy iptables only");
-        assert!(d.reason.unwrap().contains("not by an accepted packet filter (policy fw)"));
+        let reason = d.reason.unwrap();
+        assert!(
+            reason.contains("not by an accepted packet filter") && reason.contains("(policy fw)"),
+            "{reason}"
+        );
         for f in [&windows, &pf, &alf] {
             assert_eq!(decide_with(&nft_only, "firewall", f.clone()), CheckStatus::Fail, "{f}");
         }
-        // IPv6 enabled: it too must be filtered by an accepted chain.
-        let mixed = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true, "input_chains": [
-            {"family": "ip", "table": "filter", "chain": "input", "policy": "drop", "default_deny": true},
-            {"family": "ipv6", "table": "filter", "chain": "INPUT", "policy": "drop", "default_deny": true}]});
+        // IPv6 enabled: it too must be filtered by an accepted backend.
+        let mixed = json!({"ipv4_filtered": true, "ipv6_filtered": true, "ipv6_enabled": true,
+            "ipv4_filtered_by": ["nftables"], "ipv6_filtered_by": ["iptables-legacy"]});
         assert_eq!(decide_with(&builtin, "firewall", mixed.clone()), CheckStatus::Pass);
         assert_eq!(decide_with(&nft_only, "firewall", mixed.clone()), CheckStatus::Fail);
         assert_eq!(decide_with(&only(r#"["iptables-legacy"]"#), "firewall", mixed), CheckStatus::Fail);
-        // Facts without chains cannot say which filter works: unknown, never a pass.
+        // Facts that do not say which backend filters: unknown, never a pass.
         let bare = json!({"ipv4_filtered": true, "ipv6_enabled": false});
         assert_eq!(decide_with(&builtin, "firewall", bare.clone()), CheckStatus::Pass);
         let d = nft_only.decide("firewall", CheckStatus::Pass, &facts(bare), &host());

@@ -111,6 +111,7 @@ fn the_builtin_policy_decides_what_the_agent_decided_on_every_recorded_host() {
 
 #[test]
 fn the_builtin_parameters_are_the_agents_thresholds() {
+    use custos_agent::collect::firewall::exposure;
     use custos_agent::collect::{antivirus, os_patches, password_policy, screen_lock, ssh_server, time_sync};
     let p = Policy::builtin().unwrap();
     let n = |k: &str| p.params()[k].as_f64().unwrap_or_else(|| panic!("{k} is not a number"));
@@ -125,6 +126,8 @@ fn the_builtin_parameters_are_the_agents_thresholds() {
     assert_eq!(n("max_sync_age_seconds"), time_sync::MAX_SYNC_AGE_SECONDS);
     assert_eq!(n("ssh_max_auth_tries"), f64::from(ssh_server::MAX_AUTH_TRIES));
     assert_eq!(p.params()["ssh_allow_password_logins"], ssh_server::ALLOW_PASSWORD_LOGINS);
+    assert_eq!(n("firewall_max_service_ports"), exposure::MAX_SERVICE_PORTS as f64);
+    assert_eq!(p.params()["firewall_allowed_inbound"], serde_json::json!({"default": ["*"]}));
 }
 
 #[test]
