@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use custos_agent::collect::ssh_server::evaluate_sshd_t;
-use custos_agent::collect::ssh_server::linux::{Service, evaluate};
+use custos_agent::collect::ssh_server::linux::{Service, evaluate, match_blocks};
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
 
@@ -87,7 +87,68 @@ fn real_sshd_configurations_are_judged_by_their_effective_values() {
 
     // A configuration sshd rejects is unknown with sshd's own message.
     let err = sshd_t(dir.path(), "broken", "PermitRootLogin perhaps\n").unwrap_err();
-    let f = evaluate(Service::Running, Err(err.clone()));
+    let f = evaluate(Service::Running, Err(err.clone()), Ok(Vec::new()));
     assert_eq!(f.status, CheckStatus::Unknown);
     assert!(f.reason.unwrap().contains("perhaps"), "{err}");
+}
+
+/// The check's verdict on `config` as the real sshd resolves it, `Match`
+/// blocks included (each asked about with `sshd -T -C`).
+fn judged(dir: &Path, name: &str, config: &str) -> custos_agent::collect::Finding {
+    let text = sshd_t(dir, name, config).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let path = dir.join(name);
+    let path = path.to_str().unwrap();
+    let blocks = match_blocks(&SystemHost::default(), path, &["-f", path]);
+    evaluate(Service::Running, Ok(text), blocks)
+}
+
+#[test]
+fn match_blocks_are_judged_for_the_connections_they_apply_to() {
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live sshd test cannot run in CI: {why}");
+        eprintln!("skipping the live sshd test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hardened = "PermitRootLogin no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+        Ciphers aes256-gcm@openssh.com\nMACs hmac-sha2-256-etm@openssh.com\nKexAlgorithms curve25519-sha256\n";
+    // Password and root logins for one network: plain `sshd -T` shows a
+    // hardened server; sshd itself, asked for a connection from that
+    // network, says otherwise.
+    let hostile =
+        format!("{hardened}Match Address 10.0.0.0/8\n  PasswordAuthentication yes\n  PermitRootLogin yes\n");
+    let f = judged(dir.path(), "match-address", &hostile);
+    assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+    let why = f.reason.clone().unwrap();
+    assert!(
+        why.contains("`Match Address 10.0.0.0/8` (addr=10.0.0.1)") && why.contains("password logins"),
+        "{why}"
+    );
+    assert_eq!(f.facts["permit_root_login"], "no", "the global settings stay as sshd prints them");
+    // Everyone but one network: the same. (A list of negations only never
+    // matches in sshd, whatever it reads like: asked, sshd says so.)
+    let outside = format!("{hardened}Match Address *,!10.0.0.0/8\n  PasswordAuthentication yes\n");
+    assert_eq!(judged(dir.path(), "match-but", &outside).status, CheckStatus::Fail);
+    let never = format!("{hardened}Match Address !10.0.0.0/8\n  PasswordAuthentication yes\n");
+    assert_eq!(judged(dir.path(), "match-never", &never).status, CheckStatus::Pass);
+    // In an included file, and for root only.
+    let extra = dir.path().join("extra.conf");
+    std::fs::write(&extra, "Match User root\n  PermitRootLogin yes\n").unwrap();
+    let included = format!("{hardened}Include {}\n", extra.display());
+    let f = judged(dir.path(), "match-included", &included);
+    assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+    assert!(f.reason.unwrap().contains("root may log in with a password"));
+    // A block that only tightens passes; one for a group nobody is in
+    // applies to no one and is listed as such.
+    let sound = format!(
+        "{hardened}Match Address 192.0.2.0/24\n  MaxAuthTries 2\nMatch Group custos-no-such-group\n  PasswordAuthentication yes\n"
+    );
+    let f = judged(dir.path(), "match-sound", &sound);
+    assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
+    let blocks = f.facts["match_blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[1]["status"], "not_applicable", "{blocks:?}");
+    // A criterion the agent does not follow is unknown, never a pass.
+    let odd = format!("{hardened}Match Address 10.0.0.1,!10.0.0.0/8\n  PasswordAuthentication yes\n");
+    assert_eq!(judged(dir.path(), "match-odd", &odd).status, CheckStatus::Unknown);
 }

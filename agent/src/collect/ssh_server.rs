@@ -15,6 +15,7 @@
 
 pub mod linux;
 pub mod macos;
+pub mod matches;
 pub mod windows;
 
 use std::collections::BTreeMap;
