@@ -2,4 +2,5 @@
 
 pub mod linux;
 pub mod macos;
+pub mod sudo_rules;
 pub mod windows;

@@ -4,16 +4,20 @@
 //! administrative groups `sudo`, `wheel` and `admin`, including accounts whose
 //! primary group it is), and `/etc/sudoers` with the files it includes
 //! (`@includedir`/`#includedir`: every file in the directory whose name has no
-//! `.` and does not end in `~`, as sudo does; `@include`/`#include`). A sudoers
-//! user specification grants administrative rights when its command list is
-//! `ALL`; its users (`name`, `%group`, `#uid`, `User_Alias` names, `ALL`) are
-//! resolved against passwd and group. Not understood: `Cmnd_Alias` names that
-//! expand to `ALL`, netgroups (`+name`) and non-Unix groups (`%:name`).
+//! `.` and does not end in `~`, as sudo does; `@include`/`#include`). The
+//! rules are read by sudo's own parser where it is installed (`cvtsudoers -e
+//! -f json`: aliases expanded, includes followed), by the text otherwise. A
+//! user specification grants administrative rights when it runs as root a
+//! root-equivalent command: `ALL`, but also a shell, an interpreter or a
+//! program with open arguments that runs commands (`sudo_rules.rs`); its
+//! users (`name`, `%group`, `#uid`, `User_Alias` names, `ALL`) are resolved
+//! against passwd and group. Not understood: netgroups (`+name`), non-Unix
+//! groups (`%:name`), and, without cvtsudoers, `Cmnd_Alias` names.
 //!
 //! User names enter facts only through `ctx.personal`.
 //!
 //! Status rule: `fail` when an account other than `root` has uid 0, or
-//! sudoers grants `ALL` commands to `ALL` users; `unknown` when passwd or
+//! sudoers grants a root-equivalent command to `ALL` users; `unknown` when passwd or
 //! group cannot be read, or sudoers exists but cannot be read (an
 //! everyone-grant cannot then be ruled out; fact `sudoers_readable = false`);
 //! otherwise `pass`, with the administrators listed as facts.
@@ -22,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use super::sudo_rules::{self, root_equivalent};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use crate::privacy::Personal;
@@ -84,8 +89,11 @@ pub fn parse_group(text: &str) -> Vec<Group> {
 /// What one sudoers file says.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sudoers {
-    /// Users lists (as written: `alice`, `%wheel`, `ALL`, alias names) granted `ALL` commands.
+    /// Users lists (as written: `alice`, `%wheel`, `ALL`, alias names)
+    /// granted root-equivalent commands (`ALL`, a shell ...: see `sudo_rules.rs`).
     pub all_grants: Vec<String>,
+    /// The root-equivalent command of each grant to `ALL` users.
+    pub everyone: Vec<String>,
     /// `User_Alias` definitions.
     pub user_aliases: BTreeMap<String, Vec<String>>,
     pub include_files: Vec<String>,
@@ -146,6 +154,14 @@ pub fn parse_sudoers(text: &str) -> Sudoers {
         // "alice, bob  ALL" -> users "alice,bob", hosts "ALL".
         let left = left.replace(", ", ",").replace(" ,", ",");
         let Some(users) = left.split_whitespace().next() else { continue };
+        // The first Runas part: no list runs as root; `(:group)` as oneself.
+        let as_root = match (right.find('('), right.find(')')) {
+            (Some(a), Some(b)) if a < b => {
+                let runas = right[a + 1..b].split(':').next().unwrap_or("");
+                split_list(runas).iter().any(|u| matches!(u.as_str(), "ALL" | "root" | "#0"))
+            }
+            _ => true,
+        };
         // Drop the Runas part "(ALL:ALL)" and tags "NOPASSWD:" before reading the commands.
         let mut cmds = right.to_string();
         while let (Some(a), Some(b)) = (cmds.find('('), cmds.find(')')) {
@@ -166,8 +182,12 @@ pub fn parse_sudoers(text: &str) -> Sudoers {
                     .join(" ")
             })
             .collect();
-        if cmds.iter().any(|c| c == "ALL") {
-            out.all_grants.extend(split_list(users));
+        if let Some(cmd) = cmds.iter().find(|c| as_root && root_equivalent(c)) {
+            let users = split_list(users);
+            if users.iter().any(|u| u == "ALL") {
+                out.everyone.push(cmd.clone());
+            }
+            out.all_grants.extend(users);
         }
     }
     out
@@ -180,6 +200,9 @@ pub struct Observed {
     pub group: Option<Result<String, String>>,
     /// `None`: no /etc/sudoers (sudo not installed); `Some(Err)`: not readable.
     pub sudoers: Option<Result<Vec<(String, String)>, String>>,
+    /// `cvtsudoers -e -f json /etc/sudoers`: sudo's own reading of the
+    /// rules, which wins over the files' text; `None` where it is missing.
+    pub sudo_json: Option<Result<String, String>>,
 }
 
 /// Decides the check from what was observed.
@@ -224,15 +247,47 @@ pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
     admins.extend(uid0.iter().map(|s| s.to_string()));
 
     let mut raw = format!("# /etc/passwd\n{passwd}\n# /etc/group\n{group}");
-    let mut everyone = false;
+    let mut everyone: Vec<String> = Vec::new();
     let mut sudo_grants = 0;
-    let sudoers_readable = match &o.sudoers {
+    let sudo_rules = match &o.sudo_json {
+        Some(Ok(text)) => Some(sudo_rules::grants(text)),
+        Some(Err(e)) => Some(Err(e.clone())),
+        None => None,
+    };
+    let sudoers = match (&o.sudoers, &sudo_rules) {
+        (Some(_), Some(Err(e))) => Some(Err(e.clone())),
+        (s, _) => s.clone(),
+    };
+    let sudoers_readable = match &sudoers {
         None => json!(null),
         Some(Err(_)) => json!(false),
         Some(Ok(files)) => {
-            let parsed: Vec<Sudoers> = files.iter().map(|(_, t)| parse_sudoers(t)).collect();
+            let mut parsed: Vec<Sudoers> = files.iter().map(|(_, t)| parse_sudoers(t)).collect();
+            if let Some(Ok(grants)) = &sudo_rules {
+                // sudo's reading: aliases expanded, nothing left to resolve.
+                parsed = vec![Sudoers {
+                    all_grants: grants.iter().flat_map(|g| g.users.clone()).collect(),
+                    everyone: grants
+                        .iter()
+                        .filter(|g| g.users.iter().any(|u| u == "ALL"))
+                        .map(|g| {
+                            if g.nopasswd {
+                                format!("{} without a password", g.command)
+                            } else {
+                                g.command.clone()
+                            }
+                        })
+                        .collect(),
+                    ..Sudoers::default()
+                }];
+                raw.push_str(&format!(
+                    "\n# cvtsudoers -e -f json /etc/sudoers\n{}",
+                    o.sudo_json.clone().and_then(Result::ok).unwrap_or_default()
+                ));
+            }
             let aliases: BTreeMap<String, Vec<String>> =
                 parsed.iter().flat_map(|s| s.user_aliases.clone()).collect();
+            everyone.extend(parsed.iter().flat_map(|s| s.everyone.clone()));
             for (path, text) in files {
                 raw.push_str(&format!("\n# {path}\n{text}"));
             }
@@ -241,7 +296,7 @@ pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
             let mut seen_alias = BTreeSet::new();
             while let Some(p) = resolve_stack.pop() {
                 if p == "ALL" {
-                    everyone = true;
+                    // Counted above, with the command.
                 } else if let Some(gid) = p.strip_prefix("%#") {
                     if let Some(g) = groups.iter().find(|g| gid.parse() == Ok(g.gid)) {
                         admins.extend(group_members(&g.name));
@@ -275,7 +330,7 @@ pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
             .fact("admin_groups", serde_json::Value::Object(by_group.clone()))
             .fact("sudoers_readable", sudoers_readable.clone())
             .fact("sudoers_all_grants", sudo_grants)
-            .fact("sudo_grants_everyone", everyone)
+            .fact("sudo_grants_everyone", !everyone.is_empty())
             .with_raw(raw.clone())
     };
     let mut problems = Vec::new();
@@ -284,13 +339,17 @@ pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
         let list = if shown.is_empty() { String::new() } else { format!(" ({})", shown.join(", ")) };
         problems.push(format!("{} account(s) other than root have uid 0{list}", others.len()));
     }
-    if everyone {
-        problems.push("sudoers grants ALL commands to ALL users".to_string());
+    match everyone.first().map(String::as_str) {
+        Some("ALL") => problems.push("sudoers grants ALL commands to ALL users".to_string()),
+        Some(cmd) => {
+            problems.push(format!("sudoers lets ALL users run {cmd} as root, which gives a root shell"))
+        }
+        None => {}
     }
     if !problems.is_empty() {
         return f(CheckStatus::Fail).with_reason(problems.join("; "));
     }
-    if let Some(Err(e)) = &o.sudoers {
+    if let Some(Err(e)) = &sudoers {
         return f(CheckStatus::Unknown)
             .with_reason(format!("sudoers could not be read ({e}); its grants are not known"));
     }
@@ -343,12 +402,23 @@ fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>
     Some(Ok(files))
 }
 
+/// sudo's own parser over the rules: `None` where cvtsudoers is missing.
+fn cvtsudoers(host: &dyn Host) -> Option<Result<String, String>> {
+    match host.run("cvtsudoers", &["-e", "-f", "json", "/etc/sudoers"]) {
+        Ok(out) if out.success() => Some(Ok(out.stdout)),
+        Ok(out) => Some(Err(format!("cvtsudoers exited with {:?}: {}", out.code, out.stderr.trim()))),
+        Err(HostError::NotFound { .. }) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
+}
+
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let o = Observed {
         passwd: read(host, "/etc/passwd"),
         group: read(host, "/etc/group"),
         sudoers: read_sudoers(host),
+        sudo_json: cvtsudoers(host),
     };
     evaluate(&o, ctx)
 }
@@ -364,6 +434,7 @@ mod tests {
             passwd: Some(Ok("root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n".into())),
             group: Some(Ok("root:x:0:\nwheel:x:10:alice\n".into())),
             sudoers: None,
+            sudo_json: None,
         };
         let omit = Context::new(
             0,
