@@ -3,7 +3,10 @@
 //! Asks the time daemons themselves, in this order, and judges by the first
 //! one that answers:
 //! 1. chrony: `chronyc -n tracking` (`System time : X seconds slow|fast of NTP
-//!    time`, `Leap status : Normal | Not synchronised`, `Reference ID`);
+//!    time`, `Leap status : Normal | Not synchronised`, `Reference ID`) and
+//!    `chronyc -n sources`: tracking keeps its last state when every source
+//!    has become unreachable, so synchronised also needs a selected source
+//!    (`*`) that still answers (reach not 0);
 //! 2. ntpd: `ntpq -pn` (the peer marked `*` or `o` is the selected source, its
 //!    `offset` column is in ms); when `ntpq` is missing, `ntpstat` (exit 0
 //!    synchronised with "time correct to within N ms", 1 unsynchronised);
@@ -72,6 +75,28 @@ pub fn parse_chrony_tracking(text: &str) -> Option<SyncState> {
     st.synchronised = leap.as_deref().is_some_and(|l| l != "Not synchronised")
         && refid.as_deref().is_some_and(|r| r != "00000000" && r != "7F7F0101");
     Some(st)
+}
+
+/// One source of `chronyc -n sources`: its state mark (`*` selected, `+`
+/// combined, `?` unreachable ...) and its reach register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChronySource {
+    pub state: char,
+    pub reach: u32,
+}
+
+/// Parses `chronyc -n sources` (the lines after the `====` rule: mode,
+/// state, name, stratum, poll, reach in octal, ...).
+pub fn parse_chrony_sources(text: &str) -> Vec<ChronySource> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("===="))
+        .skip(1)
+        .filter_map(|l| {
+            let state = l.chars().nth(1)?;
+            let reach = l.split_whitespace().nth(4).and_then(|r| u32::from_str_radix(r, 8).ok())?;
+            Some(ChronySource { state, reach })
+        })
+        .collect()
 }
 
 /// Parses `ntpq -pn`. `None` when there is no peer table (ntpd not answering).
@@ -193,6 +218,8 @@ pub fn parse_timesync_status(text: &str) -> Option<SyncState> {
 pub struct Observed {
     /// `chronyc -n tracking` output, when chronyd answered.
     pub chrony: Option<String>,
+    /// `chronyc -n sources` output, when chronyd answered.
+    pub chrony_sources: Option<String>,
     /// `ntpq -pn` output, when ntpd answered.
     pub ntpq: Option<String>,
     /// `ntpstat` exit code and output, when ntpq is missing.
@@ -236,9 +263,19 @@ fn judge(backend: &str, st: &SyncState, raw: &str, ctx: &Context) -> Finding {
 /// Decides the check from what was observed.
 pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
     if let Some(text) = &o.chrony
-        && let Some(st) = parse_chrony_tracking(text)
+        && let Some(mut st) = parse_chrony_tracking(text)
     {
-        return judge("chrony", &st, text, ctx);
+        let Some(sources) = &o.chrony_sources else { return judge("chrony", &st, text, ctx) };
+        let raw = format!("{text}\n{sources}");
+        let live = parse_chrony_sources(sources).iter().any(|s| s.state == '*' && s.reach != 0);
+        if st.synchronised && !live {
+            st.synchronised = false;
+            return judge("chrony", &st, &raw, ctx).with_reason(
+                "chrony reports its last synchronisation, but no selected source answers any more \
+                 (no `*` source with a non-zero reach in `chronyc sources`)",
+            );
+        }
+        return judge("chrony", &st, &raw, ctx);
     }
     if let Some(text) = &o.ntpq
         && let Some(st) = parse_ntpq_peers(text)
@@ -304,6 +341,9 @@ pub fn observe(host: &dyn Host) -> Observed {
     if let Some(out) = answered(host, "chronyc", &["-n", "tracking"], &mut notes) {
         if out.success() {
             o.chrony = Some(out.stdout);
+            o.chrony_sources = answered(host, "chronyc", &["-n", "sources"], &mut notes)
+                .filter(CommandOutput::success)
+                .map(|out| out.stdout);
         } else {
             notes.push(format!("chronyc: {}", out.stdout.trim().lines().next().unwrap_or(out.stderr.trim())));
         }

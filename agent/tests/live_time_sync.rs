@@ -1,0 +1,100 @@
+//! Live `time_sync` test: the real chronyd synchronised to a second chronyd
+//! on loopback (both with `-x`, so the machine's clock is never touched, in
+//! a private mount namespace whose `/run/chrony` is the test's), then the
+//! server stopped: chronyd's tracking report keeps saying "Normal" while
+//! `chronyc sources` shows the source unreachable. The agent must pass the
+//! first state and fail the second. `CUSTOS_BLESS=1` records both as cases
+//! `tests/cases/linux-time_sync-chrony-*`. Needs root, `unshare` and chrony
+//! (CI installs it); outside CI it says why and stops when they are missing.
+
+use std::path::Path;
+use std::process::Command;
+
+fn prerequisites() -> Result<(), String> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if !root {
+        return Err("not running as root".into());
+    }
+    for tool in ["/usr/sbin/chronyd", "/usr/bin/chronyc", "/usr/bin/unshare"] {
+        if !Path::new(tool).exists() {
+            return Err(format!("{tool} is not installed"));
+        }
+    }
+    Ok(())
+}
+
+/// The agent's command for one state: collect (as JSON) or, blessing, record.
+fn agent(dir: &Path, name: &str) -> String {
+    let agent = env!("CARGO_BIN_EXE_custos-agent");
+    let out = dir.join(format!("{name}.json"));
+    let mut cmd = format!("'{agent}' collect --json --check time_sync > '{}'", out.display());
+    if std::env::var_os("CUSTOS_BLESS").is_some() {
+        let case =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/cases/linux-time_sync-chrony-{name}"));
+        let _ = std::fs::remove_dir_all(&case);
+        let description =
+            format!("chronyd synchronised to a chronyd on loopback, then: {name} (live_time_sync.rs)");
+        cmd += &format!(
+            " && '{agent}' record '{}' --check time_sync --description '{description}' >&2",
+            case.display()
+        );
+    }
+    cmd
+}
+
+fn finding(dir: &Path, name: &str) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
+    doc["checks"][0].clone()
+}
+
+#[test]
+fn chrony_is_judged_by_sources_that_still_answer() {
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live time_sync test cannot run in CI: {why}");
+        eprintln!("skipping the live time_sync test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    assert!(Command::new("chmod").arg("0750").arg(&run).status().unwrap().success());
+    // The server's own command socket must not be the client's: chronyd
+    // removes its socket when it stops.
+    std::fs::write(
+        dir.path().join("server.conf"),
+        format!("port 11123\nlocal stratum 8\nallow 127.0.0.1\ncmdport 0\nbindcmdaddress {d}/server.sock\npidfile {d}/server.pid\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("client.conf"),
+        format!("server 127.0.0.1 port 11123 iburst minpoll -4 maxpoll -4\nport 0\ncmdport 0\npidfile {d}/client.pid\n"),
+    )
+    .unwrap();
+    let script = format!(
+        "set -e\nmkdir -p /run/chrony\nmount --bind '{d}/run' /run/chrony\n\
+         chronyd -x -u root -f '{d}/server.conf'\nchronyd -x -u root -f '{d}/client.conf'\n\
+         for i in $(seq 50); do chronyc -n sources | grep -q '^\\^\\*' && break; sleep 0.2; done\n\
+         {}\nkill $(cat '{d}/server.pid')\n\
+         for i in $(seq 50); do chronyc -n sources | grep -q '^\\^?' && break; sleep 0.2; done\n\
+         {}\nkill $(cat '{d}/client.pid')\n",
+        agent(dir.path(), "synced"),
+        agent(dir.path(), "sources-lost"),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let synced = finding(dir.path(), "synced");
+    assert_eq!(synced["status"], "pass", "{synced:#}");
+    let lost = finding(dir.path(), "sources-lost");
+    assert_eq!(lost["status"], "fail", "{lost:#}");
+    assert!(lost["reason"].as_str().unwrap().contains("no selected source answers"), "{lost:#}");
+}
