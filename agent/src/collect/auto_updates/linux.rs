@@ -72,14 +72,58 @@ pub struct AptPeriodic {
     pub unattended_upgrade_days: u32,
     /// The origins unattended-upgrades may install from.
     pub origins: Vec<String>,
+    /// `Unattended-Upgrade::Package-Blacklist` and `-Whitelist` patterns
+    /// (regular expressions matched at the start of package names).
+    pub blacklist: Vec<String>,
+    pub whitelist: Vec<String>,
 }
 
-/// Interval value of an `APT::Periodic` option: days, or `always`.
+/// Interval value of an `APT::Periodic` option in whole days (a shorter
+/// interval counts as one, since the daily job runs it at most daily):
+/// `always`, a number of days, or a number with the suffix `d`, `h`, `m`
+/// or `s`, as `apt.systemd.daily` reads it; 0 or unreadable: off.
 fn periodic_days(value: &str) -> u32 {
+    let value = value.trim();
     if value.eq_ignore_ascii_case("always") {
         return 1;
     }
-    value.trim().parse().unwrap_or(0)
+    let (number, unit) = match value.char_indices().last() {
+        Some((i, c @ ('s' | 'm' | 'h' | 'd'))) => (&value[..i], c),
+        _ => (value, 'd'),
+    };
+    let Ok(n) = number.parse::<u64>() else { return 0 };
+    let seconds = n.saturating_mul(match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        _ => 86_400,
+    });
+    u32::try_from(seconds.div_ceil(86_400)).unwrap_or(u32::MAX)
+}
+
+/// Packages whose security updates any automatic update must reach: a
+/// blacklist that holds back all of them (or a whitelist that names none)
+/// leaves unattended-upgrades installing nothing that matters.
+pub const ESSENTIAL_PACKAGES: [&str; 8] =
+    ["libc6", "openssl", "libssl3", "openssh-server", "sudo", "systemd", "apt", "linux-image-amd64"];
+
+/// The essential packages unattended-upgrades would never upgrade under
+/// these lists; `Err` names a pattern that is not a valid regular expression.
+pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, String> {
+    let compile = |list: &[String]| -> Result<Vec<regex::Regex>, String> {
+        list.iter()
+            .filter(|x| !x.is_empty())
+            .map(|x| regex::Regex::new(&format!("^(?:{x})")).map_err(|e| format!("pattern {x:?}: {e}")))
+            .collect()
+    };
+    let (black, white) = (compile(&p.blacklist)?, compile(&p.whitelist)?);
+    Ok(ESSENTIAL_PACKAGES
+        .into_iter()
+        .filter(|pkg| {
+            black.iter().any(|r| r.is_match(pkg))
+                || (!white.is_empty() && !white.iter().any(|r| r.is_match(pkg)))
+        })
+        .collect())
 }
 
 /// Parses `apt-config dump` (`Key "value";` lines).
@@ -95,6 +139,8 @@ pub fn parse_apt_config(text: &str) -> AptPeriodic {
             "Unattended-Upgrade::Allowed-Origins::" | "Unattended-Upgrade::Origins-Pattern::" => {
                 p.origins.push(value.to_string())
             }
+            "Unattended-Upgrade::Package-Blacklist::" => p.blacklist.push(value.to_string()),
+            "Unattended-Upgrade::Package-Whitelist::" => p.whitelist.push(value.to_string()),
             _ => {}
         }
     }
@@ -169,6 +215,10 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
             .fact("unattended_upgrade_days", p.unattended_upgrade_days)
             .fact("security_origin", !security.is_empty())
             .fact("origins", p.origins.clone())
+            .fact("package_blacklist", p.blacklist.clone())
+            .fact("package_whitelist", p.whitelist.clone())
+            .fact("essential_held_back", held_back(&p).unwrap_or_default())
+            .fact("all_essential_held_back", held_back(&p).is_ok_and(|h| h.len() == ESSENTIAL_PACKAGES.len()))
             .fact("timer_enabled", timer.clone())
             .with_raw(format!(
                 "dpkg-query unattended-upgrades: {}\n{}",
@@ -194,6 +244,16 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
     }
     if o.timer == Ok(Some(false)) {
         problems.push("apt-daily-upgrade.timer is disabled".to_string());
+    }
+    match held_back(&p) {
+        Ok(held) if held.len() == ESSENTIAL_PACKAGES.len() => problems
+            .push(format!("the Package-Blacklist/-Whitelist hold back every package ({})", held.join(", "))),
+        Ok(_) => {}
+        Err(e) if problems.is_empty() => {
+            return f(CheckStatus::Unknown)
+                .with_reason(format!("unattended-upgrades' package lists cannot be read: {e}"));
+        }
+        Err(_) => {}
     }
     if problems.is_empty() {
         let days = p.unattended_upgrade_days;
@@ -572,5 +632,32 @@ mod tests {
         assert!(evaluate_yum_cron(&none).reason.unwrap().contains("not installed"));
         assert_eq!(parse_is_active(Some(3), "inactive\n", ""), Ok(false));
         assert!(parse_is_active(Some(1), "", "Failed to connect to bus").is_err());
+    }
+
+    #[test]
+    fn apt_intervals_take_suffixes_and_blacklists_can_hold_back_everything() {
+        assert_eq!(periodic_days("1"), 1);
+        assert_eq!(periodic_days("12h"), 1, "apt.systemd.daily accepts h, m, s and d");
+        assert_eq!(periodic_days("3d"), 3);
+        assert_eq!(periodic_days("always"), 1);
+        assert_eq!(periodic_days("0"), 0);
+        assert_eq!(periodic_days("0h"), 0);
+        let dump = "APT::Periodic::Update-Package-Lists \"12h\";\nAPT::Periodic::Unattended-Upgrade \"12h\";\n\
+            Unattended-Upgrade::Allowed-Origins:: \"${distro_id}:${distro_codename}-security\";\n\
+            Unattended-Upgrade::Package-Blacklist \"\";\nUnattended-Upgrade::Package-Blacklist:: \".*\";\n";
+        let o = AptObserved {
+            package_status: Some("install ok installed".into()),
+            apt_config: dump.into(),
+            timer: Ok(Some(true)),
+        };
+        let f = evaluate_apt(&o);
+        assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+        assert!(f.reason.unwrap().contains("hold back every package"));
+        let kernel_only = AptObserved { apt_config: dump.replace("\".*\"", "\"linux-\""), ..o.clone() };
+        let f = evaluate_apt(&kernel_only);
+        assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
+        assert_eq!(f.facts["essential_held_back"], serde_json::json!(["linux-image-amd64"]));
+        let broken = AptObserved { apt_config: dump.replace("\".*\"", "\"(\""), ..o };
+        assert_eq!(evaluate_apt(&broken).status, CheckStatus::Unknown);
     }
 }
