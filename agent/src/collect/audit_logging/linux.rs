@@ -13,7 +13,9 @@
 //!   `/var/log/journal` exists; `volatile` and `none` do not.
 //!
 //! Status rule: `pass` when auditd runs, auditing is enabled, at least one
-//! rule is loaded, and the journal persists; `fail` when auditd is not
+//! loaded rule records (not shadowed by `-a never,task` or an earlier
+//! unconditional `-a never,exit`, see [`rule_effect`]), and the journal
+//! persists; `fail` when auditd is not
 //! installed or not running, auditing is disabled, no rules are loaded
 //! (`No rules`), or the journal is volatile; otherwise `unknown` (auditctl
 //! needs root; systemd not present so journald's storage cannot be told).
@@ -46,6 +48,57 @@ pub fn parse_auditctl_status(text: &str) -> Option<AuditStatus> {
 /// Counts the rules in `auditctl -l` output (`No rules` gives 0).
 pub fn count_audit_rules(text: &str) -> usize {
     text.lines().map(str::trim).filter(|l| l.starts_with('-')).count()
+}
+
+/// What the loaded rules can record: the kernel's audit rules are
+/// first-match per list, and a `never` rule ends the evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleEffect {
+    /// Rules that record (`-w`, `-a always,exit`) and that no earlier
+    /// unconditional `never` rule shadows.
+    pub effective: usize,
+    /// The rule that suppresses the others, if any.
+    pub suppressed_by: Option<String>,
+}
+
+/// Reads `auditctl -l` for what it records. An unconditional `-a
+/// never,task` marks every new task as not audited, so no syscall rule (the
+/// watches included) ever fires for them; an unconditional `-a never,exit`
+/// (fields limited to the architecture and `-S all`) shadows every exit
+/// rule after it.
+pub fn rule_effect(text: &str) -> RuleEffect {
+    let rules: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with('-')).collect();
+    let unconditional = |rest: &str| {
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() {
+            match (words[i], words.get(i + 1)) {
+                ("-F", Some(f)) if f.starts_with("arch=") => i += 2,
+                ("-S", Some(&"all")) => i += 2,
+                _ => return false,
+            }
+        }
+        true
+    };
+    let never = |l: &str, list: &str| {
+        [format!("-a never,{list}"), format!("-a {list},never")]
+            .iter()
+            .find_map(|p| l.strip_prefix(p.as_str()))
+            .is_some_and(unconditional)
+    };
+    if let Some(task) = rules.iter().find(|l| never(l, "task")) {
+        return RuleEffect { effective: 0, suppressed_by: Some(task.to_string()) };
+    }
+    let mut effective = 0;
+    for l in &rules {
+        if never(l, "exit") {
+            return RuleEffect { effective, suppressed_by: Some(l.to_string()) };
+        }
+        if l.starts_with("-w ") || l.starts_with("-a always,exit") || l.starts_with("-a exit,always") {
+            effective += 1;
+        }
+    }
+    RuleEffect { effective, suppressed_by: None }
 }
 
 /// The `Storage=` value of a journald.conf text (in its `[Journal]` section), if set.
@@ -128,8 +181,19 @@ pub fn evaluate(o: &Observed) -> Finding {
             if s.enabled == 0 {
                 fails.push("kernel auditing is disabled (enabled 0)".into());
             }
+            let effect = match &o.rules {
+                Some(Ok(text)) => Some(rule_effect(text)),
+                _ => None,
+            };
             match (&o.rules, rules) {
                 (_, Some(0)) => fails.push("no audit rules are loaded".into()),
+                (_, Some(n)) if effect.as_ref().is_some_and(|e| e.effective == 0) => {
+                    let by = effect.as_ref().and_then(|e| e.suppressed_by.clone());
+                    fails.push(match by {
+                        Some(rule) => format!("{n} audit rules are loaded but `{rule}` keeps any of them from recording"),
+                        None => format!("{n} audit rules are loaded but none records events (no watch or always,exit rule)"),
+                    });
+                }
                 (Some(Err(e)), _) if denied(e) => {
                     unknowns.push("auditctl needs root to list the rules".into())
                 }
@@ -181,6 +245,13 @@ pub fn evaluate(o: &Observed) -> Finding {
         .fact("auditd_active", auditd_active.map_or(json!(null), |b| json!(b)))
         .fact("audit_enabled", audit.as_ref().map_or(json!(null), |a| json!(a.enabled)))
         .fact("audit_rules", rules.map_or(json!(null), |n| json!(n)))
+        .fact(
+            "audit_rules_effective",
+            match &o.rules {
+                Some(Ok(text)) => json!(rule_effect(text).effective),
+                _ => json!(null),
+            },
+        )
         .fact("journal_storage", storage)
         .fact("journal_persistent", journal_persistent.map_or(json!(null), |b| json!(b)))
         .with_reason(reason)
@@ -274,5 +345,35 @@ mod tests {
             count_audit_rules("-w /etc/passwd -p wa -k identity\n-a always,exit -F arch=b64 -S execve\n"),
             2
         );
+    }
+
+    #[test]
+    fn never_rules_keep_the_others_from_recording() {
+        let watches = "-w /etc/passwd -p wa -k identity\n-a always,exit -F arch=b64 -S execve -F key=exec\n";
+        assert_eq!(rule_effect(watches), RuleEffect { effective: 2, suppressed_by: None });
+        // Debian's packaged audit.rules starts with this line.
+        let task = format!("-a never,task\n{watches}");
+        assert_eq!(rule_effect(&task).effective, 0);
+        assert_eq!(rule_effect(&task).suppressed_by.as_deref(), Some("-a never,task"));
+        let exit_first = format!("-a never,exit -F arch=b64 -S all\n{watches}");
+        assert_eq!(rule_effect(&exit_first).effective, 0);
+        let exit_last = format!("{watches}-a never,exit -F arch=b64 -S all\n");
+        assert_eq!(rule_effect(&exit_last).effective, 2);
+        // A conditional never rule only narrows.
+        let narrow = format!(
+            "-a never,task -F uid=33\n-a never,exit -F arch=b64 -S all -F auid=4294967295\n{watches}"
+        );
+        assert_eq!(rule_effect(&narrow).effective, 2);
+        let o = Observed {
+            status: Some(Ok("enabled 1\npid 42\n".into())),
+            rules: Some(Ok(task)),
+            auditd_unit: Some("active".into()),
+            journald_present: true,
+            var_log_journal: true,
+            ..Observed::default()
+        };
+        let f = evaluate(&o);
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert!(f.reason.unwrap().contains("`-a never,task` keeps any of them from recording"));
     }
 }
