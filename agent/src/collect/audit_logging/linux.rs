@@ -135,6 +135,9 @@ pub struct Observed {
     /// Whether the journald daemon is present at all (systemd host).
     pub journald_present: bool,
     pub var_log_journal: bool,
+    /// Whether systemd-journald runs (`systemctl is-active`); `None` when
+    /// it cannot be told.
+    pub journald_running: Option<bool>,
 }
 
 fn denied(e: &HostError) -> bool {
@@ -220,7 +223,11 @@ pub fn evaluate(o: &Observed) -> Finding {
             _ => Some(false),
         }
     };
+    let journal_persistent = if o.journald_running == Some(false) { Some(false) } else { journal_persistent };
     match journal_persistent {
+        Some(false) if o.journald_running == Some(false) => fails.push(
+            "systemd-journald is not running, so nothing is written to the journal, persistent or not".into(),
+        ),
         None => unknowns.push("journald is not present, so whether logs persist is not known".into()),
         Some(false) if storage == "auto" => {
             fails.push("the journal is kept in memory only (Storage=auto and no /var/log/journal)".into())
@@ -254,6 +261,7 @@ pub fn evaluate(o: &Observed) -> Finding {
         )
         .fact("journal_storage", storage)
         .fact("journal_persistent", journal_persistent.map_or(json!(null), |b| json!(b)))
+        .fact("journald_running", o.journald_running.map_or(json!(null), |b| json!(b)))
         .with_reason(reason)
         .with_raw(raw)
 }
@@ -312,7 +320,17 @@ pub fn observe(host: &dyn Host) -> Observed {
     let journald_present = !journald_confs.is_empty()
         || host.exists("/usr/lib/systemd/systemd-journald")
         || host.exists("/lib/systemd/systemd-journald");
+    let journald_running = host.run("systemctl", &["is-active", "systemd-journald"]).ok().and_then(|out| {
+        match out.stdout.lines().next().unwrap_or("").trim() {
+            "active" | "reloading" => Some(true),
+            "inactive" | "failed" => Some(false),
+            // No systemd as PID 1: nothing starts journald.
+            "" if out.stderr.contains("not been booted with systemd") => Some(false),
+            _ => None,
+        }
+    });
     Observed {
+        journald_running,
         auditd_unit,
         status: auditctl(host, "-s"),
         rules: auditctl(host, "-l"),
