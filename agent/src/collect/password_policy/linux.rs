@@ -3,14 +3,16 @@
 //! Reads the PAM stacks that set and check local passwords:
 //! `/etc/pam.d/common-password` and `common-auth` (Debian, Ubuntu, SUSE),
 //! `/etc/pam.d/system-auth` and `password-auth` (RHEL, Fedora; authselect
-//! links them), plus `/etc/security/pwquality.conf` and
-//! `/etc/security/pwquality.conf.d/*.conf`, `/etc/security/faillock.conf`, and
+//! links them) with their `@include`, `include` and `substack` files in
+//! place, plus `/etc/security/pwquality.conf.d/*.conf` and then
+//! `/etc/security/pwquality.conf` (libpwquality's order: the main file
+//! wins), `/etc/security/faillock.conf` (pam_faillock reads no drop-ins), and
 //! `/etc/login.defs` (`PASS_MAX_DAYS`, `PASS_MIN_LEN`: facts only, PAM
 //! ignores `PASS_MIN_LEN`).
 //!
 //! Minimum length, per `password` stack, from the first enforcing module:
-//! - `pam_pwquality`: `minlen` from the module arguments, else the last one in
-//!   pwquality.conf and its `.conf.d` files, else 8. pwquality counts
+//! - `pam_pwquality`, unless `enforcing=0` (it then only warns): `minlen`
+//!   from the module arguments, else the last one read, else 8. pwquality counts
 //!   *credits*: with `dcredit`/`ucredit`/`lcredit`/`ocredit` = N > 0 each digit,
 //!   upper, lower or other character (up to N of each) counts one extra
 //!   towards `minlen`, so a password can be shorter by the sum of the positive
@@ -137,7 +139,12 @@ pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'stat
             })
             .sum()
     };
-    if let Some(r) = enforcing("pam_pwquality.so") {
+    // `enforcing=0` (argument or pwquality.conf): pwquality only warns.
+    let pwquality = enforcing("pam_pwquality.so").filter(|r| {
+        r.arg("enforcing").map(str::to_string).or_else(|| conf_value(pwquality_confs, "enforcing")).as_deref()
+            != Some("0")
+    });
+    if let Some(r) = pwquality {
         let minlen = r
             .arg("minlen")
             .map(str::to_string)
@@ -279,26 +286,72 @@ pub fn evaluate(o: &Observed) -> Finding {
         .with_reason(format!("minimum length {len} ({module}); {lmod} locks after {deny} failures"))
 }
 
+/// Deepest include nesting followed.
+const MAX_PAM_INCLUDE_DEPTH: usize = 8;
+
+/// A PAM file with its includes put in place, as libpam reads it: `@include
+/// FILE` inserts every line of FILE; `TYPE include FILE` and `TYPE
+/// substack FILE` insert FILE's lines of that TYPE (a substack's `done`
+/// and `die` end only the substack, which the reading here does not tell
+/// apart). Files are under `/etc/pam.d`; one that cannot be read is left
+/// out, as libpam does.
+pub fn expand_includes(host: &dyn Host, text: &str, depth: usize) -> String {
+    let mut out = String::new();
+    let read = |name: &str| {
+        let path = if name.starts_with('/') { name.to_string() } else { format!("/etc/pam.d/{name}") };
+        host.read_text(&path).ok().map(|t| expand_includes(host, &t, depth + 1))
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["@include", name, ..] if depth < MAX_PAM_INCLUDE_DEPTH => {
+                out.push_str(&read(name).unwrap_or_default());
+            }
+            [kind, "include" | "substack", name, ..] if depth < MAX_PAM_INCLUDE_DEPTH => {
+                let kind = kind.trim_start_matches('-');
+                for l in read(name).unwrap_or_default().lines() {
+                    if l.split_whitespace().next().map(|k| k.trim_start_matches('-')) == Some(kind) {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// Reads the PAM and policy files through the host.
 pub fn observe(host: &dyn Host) -> Observed {
     let mut o = Observed::default();
     for name in ["common-password", "common-auth", "system-auth", "password-auth"] {
         let path = format!("/etc/pam.d/{name}");
         match host.read_text(&path) {
-            Ok(t) => o.pam.push((path, t)),
+            Ok(t) => o.pam.push((path, expand_includes(host, &t, 0))),
             Err(HostError::NoFile { .. }) => {}
             Err(e) => o.unreadable.push(e.to_string()),
         }
     }
-    let read_conf = |main: &str, dir: &str| -> Vec<String> {
-        let mut texts: Vec<String> = host.read_text(main).ok().into_iter().collect();
-        for name in host.read_dir(dir).unwrap_or_default().into_iter().filter(|n| n.ends_with(".conf")) {
-            texts.extend(host.read_text(&format!("{dir}/{name}")).ok());
-        }
-        texts
-    };
-    o.pwquality = read_conf("/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d");
-    o.faillock = read_conf("/etc/security/faillock.conf", "/etc/security/faillock.conf.d");
+    // libpwquality reads the drop-ins (in name order) first and the main
+    // file last, so the main file wins (`conf_value` takes the last value).
+    let mut dropins: Vec<String> = host
+        .read_dir("/etc/security/pwquality.conf.d")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    dropins.sort();
+    o.pwquality = dropins
+        .iter()
+        .filter_map(|n| host.read_text(&format!("/etc/security/pwquality.conf.d/{n}")).ok())
+        .chain(host.read_text("/etc/security/pwquality.conf").ok())
+        .collect();
+    // pam_faillock reads only faillock.conf (no drop-in directory).
+    o.faillock = host.read_text("/etc/security/faillock.conf").ok().into_iter().collect();
     o.login_defs = host.read_text("/etc/login.defs").ok();
     o
 }
@@ -331,5 +384,33 @@ mod tests {
         let rules =
             parse_pam("password optional pam_pwquality.so minlen=20\npassword sufficient pam_unix.so\n");
         assert_eq!(min_length(&rules, &[]).0, 6);
+    }
+
+    #[test]
+    fn pwquality_that_only_warns_enforces_nothing() {
+        let stack = parse_pam(
+            "password requisite pam_pwquality.so retry=3\npassword [success=1 default=ignore] pam_unix.so obscure\n",
+        );
+        let conf = vec!["minlen = 14\n".to_string()];
+        assert_eq!(min_length(&stack, &conf).1, "pam_pwquality");
+        let warns = vec!["minlen = 14\nenforcing = 0\n".to_string()];
+        assert_eq!(min_length(&stack, &warns), (6, "pam_unix", 6, 0));
+        let by_arg = parse_pam("password requisite pam_pwquality.so enforcing=0 minlen=14\n");
+        assert_eq!(min_length(&by_arg, &conf).1, "pam_unix");
+    }
+
+    #[test]
+    fn includes_are_followed_and_faillock_drop_ins_are_not_read() {
+        let host = crate::host::FixtureHost::new()
+            .file("/etc/pam.d/common-password", "@include hardened\n")
+            .file("/etc/pam.d/hardened", "password requisite pam_pwquality.so minlen=14\n")
+            .file("/etc/pam.d/common-auth", "auth required pam_faillock.so authfail\n")
+            .file("/etc/security/faillock.conf.d/deny.conf", "deny = 20\n");
+        let o = observe(&host);
+        assert!(o.faillock.is_empty(), "pam_faillock never reads faillock.conf.d");
+        let f = evaluate(&o);
+        assert_eq!(f.facts["min_length"], json!(14), "{:?}", f.reason);
+        // Not 20 from the drop-in: faillock's default, 3, applies.
+        assert_eq!(f.facts["lockout_threshold"], json!(3));
     }
 }
