@@ -21,6 +21,7 @@ fn apt(name: &str, lists_age_days: Option<i64>) -> Observed {
         running_kernel: Some("6.1.0-28-amd64".into()),
         boot_entries: vec!["vmlinuz-6.1.0-28-amd64".into(), "config-6.1.0-28-amd64".into()],
         reboot_required: false,
+        apt_ignoring_holds: None,
     }
 }
 

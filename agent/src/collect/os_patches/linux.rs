@@ -1,5 +1,9 @@
 //! The Linux backends of the `os_patches` check.
 //!
+//! apt: `apt-get -s dist-upgrade` leaves out packages on hold, so the same
+//! simulation runs again with `--ignore-hold`; a held package's security
+//! update counts as pending (fact `held_security_packages`).
+//!
 //! Status rule: fail when a security update is pending, the running kernel
 //! is older than the newest installed one or a reboot is required, or (apt,
 //! zypper) the package lists are older than [`MAX_LIST_AGE_DAYS`]; pass when
@@ -123,6 +127,9 @@ pub struct Observed {
     pub running_kernel: Option<String>,
     pub boot_entries: Vec<String>,
     pub reboot_required: bool,
+    /// apt only: the same simulation with holds ignored (`--ignore-hold`),
+    /// where it answered: a held package's security update is still pending.
+    pub apt_ignoring_holds: Option<String>,
 }
 
 /// Decides the check; `now` is Unix seconds.
@@ -152,6 +159,16 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             }
         },
     };
+    // Held packages: what apt would install were the holds lifted, and does not.
+    let held: Vec<Pending> = match (manager.as_str(), &o.apt_ignoring_holds) {
+        ("apt", Some(all)) => parse_apt_simulation(all)
+            .into_iter()
+            .filter(|h| !pending.iter().any(|p| p.package == h.package))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let held_security: Vec<&str> = held.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
+    let pending: Vec<Pending> = pending.iter().chain(&held).cloned().collect();
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let age_days = o.lists_updated_at.map(|t| (now - t).max(0) / 86_400);
     let newest = newest_kernel(&o.boot_entries);
@@ -169,13 +186,19 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             .fact("running_kernel", o.running_kernel.clone().map_or(json!(null), |k| json!(k)))
             .fact("newest_kernel", newest.clone().map_or(json!(null), |k| json!(k)))
             .fact("reboot_required", o.reboot_required)
+            .fact("held_security_packages", held_security.iter().take(20).copied().collect::<Vec<_>>())
             .with_raw(text.clone())
     };
     let mut problems = Vec::new();
     if !security.is_empty() {
         let names = security.iter().take(5).copied().collect::<Vec<_>>().join(", ");
         let more = if security.len() > 5 { ", ..." } else { "" };
-        problems.push(format!("{} security updates pending ({names}{more})", security.len()));
+        let on_hold = if held_security.is_empty() {
+            String::new()
+        } else {
+            format!("; {} of them held back with apt-mark hold", held_security.len())
+        };
+        problems.push(format!("{} security updates pending ({names}{more}){on_hold}", security.len()));
     }
     if kernel_outdated || o.reboot_required {
         problems.push(match (&o.running_kernel, &newest) {
@@ -253,7 +276,16 @@ pub fn observe(host: &dyn Host) -> Observed {
         .then(|| host.run("stat", &args).ok())
         .flatten()
         .and_then(|out| out.stdout.lines().filter_map(|l| l.trim().parse::<i64>().ok()).max());
+    let apt_ignoring_holds = match manager.as_ref().map(|(m, _)| m.as_str()) {
+        Some("apt") => host
+            .run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "--ignore-hold", "dist-upgrade"])
+            .ok()
+            .filter(|out| out.success())
+            .map(|out| out.stdout),
+        _ => None,
+    };
     Observed {
+        apt_ignoring_holds,
         manager,
         lists_updated_at,
         running_kernel: host.read_text("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_string()),
@@ -266,4 +298,38 @@ pub fn observe(host: &dyn Host) -> Observed {
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     evaluate(&observe(host), ctx.now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `apt-get -s dist-upgrade` with openssl on hold (apt-mark hold), and
+    /// the same with `--ignore-hold` (apt 2.6 output, shortened).
+    const HELD: &str = "Reading package lists...\nBuilding dependency tree...\nCalculating upgrade...\n\
+        The following packages have been kept back:\n  openssl\n\
+        0 upgraded, 0 newly installed, 0 to remove and 1 not upgraded.\n";
+    const IGNORING: &str = "Reading package lists...\nBuilding dependency tree...\nCalculating upgrade...\n\
+        The following packages will be upgraded:\n  openssl\n1 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n\
+        Inst openssl [3.0.11-1~deb12u1] (3.0.11-1~deb12u2 Debian-Security:12/stable-security [amd64])\n\
+        Conf openssl (3.0.11-1~deb12u2 Debian-Security:12/stable-security [amd64])\n";
+
+    #[test]
+    fn a_security_update_on_hold_is_still_pending() {
+        let now = 1_800_000_000;
+        let o = Observed {
+            manager: Some(("apt".into(), Ok(HELD.into()))),
+            lists_updated_at: Some(now - 3600),
+            running_kernel: None,
+            boot_entries: Vec::new(),
+            reboot_required: false,
+            apt_ignoring_holds: Some(IGNORING.into()),
+        };
+        let f = evaluate(&o, now);
+        assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+        assert!(f.reason.unwrap().contains("1 of them held back with apt-mark hold"));
+        assert_eq!(f.facts["held_security_packages"], json!(["openssl"]));
+        let unheld = Observed { apt_ignoring_holds: None, ..o };
+        assert_eq!(evaluate(&unheld, now).status, CheckStatus::Pass);
+    }
 }
