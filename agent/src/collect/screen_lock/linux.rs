@@ -13,8 +13,10 @@
 //! lock lists `/etc/dconf/db/<db>.d/locks/*`. Keys:
 //! `org/gnome/desktop/screensaver` `lock-enabled` (default true), `lock-delay`
 //! (default 0 s), `org/gnome/desktop/session` `idle-delay` (default 300 s, 0 =
-//! never), and `org/gnome/desktop/lockdown` `disable-lock-screen`. The keyfiles
-//! are assumed compiled (`dconf update`). Per-user values live in each user's
+//! never), and `org/gnome/desktop/lockdown` `disable-lock-screen`. GNOME
+//! reads the compiled databases (`/etc/dconf/db/NAME`), not the keyfiles:
+//! a compiled database missing or older than its keyfiles (`dconf update`
+//! not run since they changed) makes a pass `unknown` ([`stale_databases`]). Per-user values live in each user's
 //! binary dconf database, which is not read: only *locked* keys bind users.
 //!
 //! KDE Plasma: `kscreenlockerrc` `[Daemon]` `Autolock` (default true),
@@ -261,6 +263,45 @@ fn read_all(host: &dyn Host, dir: &str) -> Vec<String> {
         .collect()
 }
 
+/// The compiled system databases (`/etc/dconf/db/NAME`, what GNOME reads)
+/// that are missing or older than a keyfile, lock file or directory they
+/// are compiled from, by `stat` modification times. Nothing when `stat`
+/// cannot be run (it then cannot be told, and the keyfiles stand).
+pub fn stale_databases(host: &dyn Host, names: &[String]) -> Vec<String> {
+    let mut stale = Vec::new();
+    for name in names {
+        let db = format!("/etc/dconf/db/{name}");
+        let dir = format!("{db}.d");
+        let locks = format!("{dir}/locks");
+        let mut paths = vec![db.clone(), dir.clone()];
+        for d in [&dir, &locks] {
+            if let Ok(entries) = host.read_dir(d) {
+                if d == &locks {
+                    paths.push(locks.clone());
+                }
+                paths.extend(entries.into_iter().filter(|e| e != "locks").map(|e| format!("{d}/{e}")));
+            }
+        }
+        // Nanoseconds: `dconf update` right after an edit is the common case.
+        let mut args = vec!["-c", "%.9Y %n"];
+        args.extend(paths.iter().map(String::as_str));
+        let Ok(out) = host.run("stat", &args) else { continue };
+        let times: Vec<(f64, &str)> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(' ').and_then(|(t, p)| Some((t.parse().ok()?, p))))
+            .collect();
+        let compiled = times.iter().find(|(_, p)| *p == db).map(|(t, _)| *t);
+        let newest_source = times.iter().filter(|(_, p)| *p != db).map(|(t, _)| *t).reduce(f64::max);
+        match (compiled, newest_source) {
+            (None, Some(_)) => stale.push(db),
+            (Some(c), Some(n)) if n > c => stale.push(db),
+            _ => {}
+        }
+    }
+    stale
+}
+
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let dms: Vec<&str> = DISPLAY_MANAGERS.iter().copied().filter(|p| host.exists(p)).collect();
@@ -296,7 +337,23 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
                 dbs.push((keyfiles, read_all(host, &format!("{dir}/locks"))));
             }
         }
-        verdicts.push(("gnome", judge_gnome(profile.as_deref(), &dbs)));
+        let mut verdict = judge_gnome(profile.as_deref(), &dbs);
+        let names: Vec<String> = profile
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("system-db:").map(|n| n.trim().to_string()))
+            .collect();
+        let stale = stale_databases(host, &names);
+        if !stale.is_empty() && verdict.0 == CheckStatus::Pass {
+            verdict.0 = CheckStatus::Unknown;
+            verdict.1 = format!(
+                "GNOME: the keyfiles comply, but GNOME reads the compiled databases, and {} older than \
+                 its keyfiles (`dconf update` has not run since they changed)",
+                stale.join(", ") + if stale.len() == 1 { " is" } else { " are" }
+            );
+        }
+        verdicts.push(("gnome", verdict));
     }
     if kde {
         let system = host.read_text("/etc/xdg/kscreenlockerrc").ok();
