@@ -2,7 +2,8 @@
 //! `mdatp health --output json` and `falconctl` output.
 
 use custos_agent::collect::antivirus::linux::{
-    Product, clamav, evaluate, parse_cvd_header, parse_falconctl, parse_mdatp_health, parse_sentinelctl,
+    NO_DATABASE, Product, clamav, evaluate, parse_cvd_header, parse_falconctl, parse_mdatp_health,
+    parse_sentinelctl,
 };
 use custos_proto::evidence::CheckStatus;
 
@@ -28,10 +29,27 @@ fn clamav_needs_the_daemon_and_fresh_signatures() {
     assert_eq!(parse_cvd_header(&fixture("daily_cvd_header_20261122.bin")).unwrap(), ("27465".into(), BUILT));
     let header = || Ok(fixture("daily_cvd_header_20261122.bin"));
     let cases = [
-        (clamav(Some(true), header(), BUILT + 24 * HOUR), CheckStatus::Pass, "ClamAV is active"),
-        (clamav(Some(true), header(), BUILT + 240 * HOUR), CheckStatus::Fail, "signatures are 240 h old"),
-        (clamav(Some(false), header(), BUILT + HOUR), CheckStatus::Fail, "clamd is not running"),
-        (clamav(Some(true), Err("permission denied".into()), BUILT), CheckStatus::Unknown, "unreadable"),
+        (clamav(Some(true), header(), Some(true), BUILT + 24 * HOUR), CheckStatus::Pass, "ClamAV is active"),
+        (
+            clamav(Some(true), header(), Some(true), BUILT + 240 * HOUR),
+            CheckStatus::Fail,
+            "signatures are 240 h old",
+        ),
+        (clamav(Some(false), header(), Some(true), BUILT + HOUR), CheckStatus::Fail, "clamd is not running"),
+        (
+            clamav(Some(true), Err("permission denied".into()), Some(true), BUILT),
+            CheckStatus::Unknown,
+            "unreadable",
+        ),
+        // Running with current signatures but scanning only on demand.
+        (clamav(Some(true), header(), Some(false), BUILT + HOUR), CheckStatus::Fail, "no on-access scanning"),
+        (clamav(Some(true), header(), None, BUILT + HOUR), CheckStatus::Unknown, "clamd.conf unreadable"),
+        // Installed, stopped, no signatures: off, not unknown.
+        (
+            clamav(Some(false), Err(NO_DATABASE.into()), Some(false), BUILT),
+            CheckStatus::Fail,
+            "clamd is not running",
+        ),
     ];
     for (p, want, reason) in cases {
         let (got, why) = status(&[p]);
@@ -71,7 +89,7 @@ fn nothing_found_fails_and_one_good_product_suffices() {
     let (s, why) = status(&[]);
     assert_eq!(s, CheckStatus::Fail);
     assert!(why.contains("no anti-malware or EDR product found"));
-    let off = clamav(Some(false), Ok(fixture("daily_cvd_header_20261122.bin")), BUILT);
+    let off = clamav(Some(false), Ok(fixture("daily_cvd_header_20261122.bin")), Some(true), BUILT);
     let on = parse_falconctl(&text("falconctl_ok.txt"), Some(true));
     assert_eq!(status(&[off, on]).0, CheckStatus::Pass);
 }

@@ -57,12 +57,13 @@ fn clamav_databases_built_by_sigtool_are_dated_and_the_install_is_found() {
     assert_eq!(version, "7");
     assert!((built - now()).abs() < 300, "build time {built} is not now");
 
-    let fresh = evaluate(&[clamav(Some(true), Ok(db.clone()), built + HOUR)], String::new());
+    let fresh = evaluate(&[clamav(Some(true), Ok(db.clone()), Some(true), built + HOUR)], String::new());
     assert_eq!(fresh.status, CheckStatus::Pass, "{:?}", fresh.reason);
-    let stale = evaluate(&[clamav(Some(true), Ok(db.clone()), built + 100 * HOUR)], String::new());
+    let stale =
+        evaluate(&[clamav(Some(true), Ok(db.clone()), Some(true), built + 100 * HOUR)], String::new());
     assert_eq!(stale.status, CheckStatus::Fail);
     assert!(stale.reason.unwrap().contains("signatures are 100 h old"));
-    let stopped = evaluate(&[clamav(Some(false), Ok(db), built)], String::new());
+    let stopped = evaluate(&[clamav(Some(false), Ok(db), Some(true), built)], String::new());
     assert_eq!(stopped.status, CheckStatus::Fail);
 
     // The agent on this host: ClamAV is found; it passes only with a
@@ -79,8 +80,18 @@ fn clamav_databases_built_by_sigtool_are_dated_and_the_install_is_found() {
     let has_db = ["daily.cvd", "daily.cld"].iter().any(|f| Path::new("/var/lib/clamav").join(f).exists());
     if !has_db {
         assert_ne!(check["status"], "pass", "{check:#}");
-        assert!(clam["problem"].as_str().unwrap().contains("no daily.cvd or daily.cld"), "{check:#}");
+        assert!(clam["problem"].as_str().unwrap().contains("no signature database"), "{check:#}");
+        // Installed with no database: nothing protects the host, a fail.
+        if clam["active"] == false {
+            assert_eq!(check["status"], "fail", "{check:#}");
+        }
     } else if clam["active"] != true {
         assert_ne!(check["status"], "pass", "{check:#}");
+    }
+    // Debian's packaged clamd.conf configures no on-access scanning: never a pass.
+    let conf = std::fs::read_to_string("/etc/clamav/clamd.conf").unwrap_or_default();
+    if !conf.lines().any(|l| l.starts_with("OnAccessIncludePath") || l.starts_with("OnAccessMountPath")) {
+        assert_ne!(check["status"], "pass", "{check:#}");
+        assert!(clam["problem"].as_str().unwrap().contains("no on-access scanning"), "{check:#}");
     }
 }

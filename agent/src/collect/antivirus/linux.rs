@@ -20,27 +20,66 @@ pub fn parse_cvd_header(header: &[u8]) -> Result<(String, i64), String> {
     Ok((fields[2].to_string(), stime))
 }
 
-/// Evaluates ClamAV from the daemon state and the database header.
-pub fn clamav(daemon_active: Option<bool>, header: Result<Vec<u8>, String>, now: i64) -> Product {
+/// Why no ClamAV signature database was read when none exists.
+pub const NO_DATABASE: &str = "no signature database (daily.cvd or daily.cld) in /var/lib/clamav";
+
+/// Evaluates ClamAV from the daemon state, the database header (or why it
+/// was not read: [`NO_DATABASE`] when there is none) and on-access
+/// scanning (`Some(true)`: configured in clamd.conf and clamonacc runs;
+/// `None`: clamd.conf unreadable). clamd without on-access scanning only
+/// scans what is handed to it: files are written and read unscanned.
+pub fn clamav(
+    daemon_active: Option<bool>,
+    header: Result<Vec<u8>, String>,
+    on_access: Option<bool>,
+    now: i64,
+) -> Product {
     let mut p = Product { active: daemon_active, ..Product::named("ClamAV") };
+    let mut problems = Vec::new();
     match header.and_then(|h| parse_cvd_header(&h)) {
         Ok((version, built)) => {
             p.version = Some(version);
             p.signatures_age_hours = Some((now - built).max(0) / 3600);
         }
-        Err(e) => p.problem = Some(format!("signature database unreadable: {e}")),
+        Err(e) if e == NO_DATABASE => problems.push(e),
+        Err(e) => problems.push(format!("signature database unreadable: {e}")),
     }
-    if p.problem.is_none() {
-        p.problem = match (p.active, p.signatures_age_hours) {
-            (Some(false), _) => Some("clamd is not running".into()),
-            (None, _) => Some("whether clamd runs could not be determined".into()),
-            (_, Some(age)) if age > MAX_SIGNATURE_AGE_HOURS => {
-                Some(format!("signatures are {age} h old (limit {MAX_SIGNATURE_AGE_HOURS} h)"))
-            }
-            _ => None,
-        };
+    match p.active {
+        Some(false) => problems.push("clamd is not running".into()),
+        None => problems.push("whether clamd runs could not be determined".into()),
+        Some(true) => {}
     }
+    if let Some(age) = p.signatures_age_hours.filter(|a| *a > MAX_SIGNATURE_AGE_HOURS) {
+        problems.push(format!("signatures are {age} h old (limit {MAX_SIGNATURE_AGE_HOURS} h)"));
+    }
+    match on_access {
+        Some(false) => problems.push(
+            "no on-access scanning (OnAccessIncludePath or OnAccessMountPath in clamd.conf, and clamonacc running): files are written and read unscanned"
+                .into(),
+        ),
+        None => problems.push("clamd.conf unreadable, so whether on-access scanning is on is not known".into()),
+        Some(true) => {}
+    }
+    p.problem = (!problems.is_empty()).then(|| problems.join("; "));
     p
+}
+
+/// Whether ClamAV scans on access: clamd.conf names what to watch and
+/// clamonacc runs. `None` when clamd.conf cannot be read.
+fn clamav_on_access(host: &dyn Host) -> Option<bool> {
+    let conf = match host.read_text("/etc/clamav/clamd.conf") {
+        Ok(t) => t,
+        Err(HostError::NoFile { .. }) => return Some(false),
+        Err(_) => return None,
+    };
+    let watched = conf.lines().map(str::trim).any(|l| {
+        let key = l.split_whitespace().next().unwrap_or("");
+        key == "OnAccessIncludePath" || key == "OnAccessMountPath"
+    });
+    let running = service_active(host, "clamav-clamonacc")
+        .or_else(|| host.run("pidof", &["clamonacc"]).ok().map(|o| o.success()))
+        .unwrap_or(false);
+    Some(watched && running)
 }
 
 /// Reads a field of `mdatp health --output json`; newer versions wrap values as `{"value": ...}`.
@@ -434,12 +473,12 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
         let header = match db {
             Some(Ok(bytes)) => Ok(bytes[..bytes.len().min(512)].to_vec()),
             Some(Err(e)) => Err(e.to_string()),
-            None => Err("no daily.cvd or daily.cld in /var/lib/clamav".into()),
+            None => Err(NO_DATABASE.to_string()),
         };
         if let Ok(h) = &header {
             raw.push_str(&String::from_utf8_lossy(h));
         }
-        products.push(clamav(active, header, now));
+        products.push(clamav(active, header, clamav_on_access(host), now));
     }
     // Products read through a command: (name, program, args, parser).
     type Parse<'a> = Box<dyn Fn(&str) -> Product + 'a>;
