@@ -93,6 +93,8 @@ fn gnome_is_judged_by_the_compiled_database() {
     // Compiled with "never go idle"; then the keyfile is fixed, not compiled.
     std::fs::write(&keyfile, settings(0)).unwrap();
     inside(d, "dconf update");
+    // File times tick with the kernel's coarse clock: let one tick pass.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     std::fs::write(&keyfile, settings(300)).unwrap();
     assert_eq!(inside(d, read).trim(), "uint32 0", "the compiled database still says never");
     let f = agent_says(d, "not-compiled");

@@ -295,7 +295,10 @@ pub fn stale_databases(host: &dyn Host, names: &[String]) -> Vec<String> {
         let newest_source = times.iter().filter(|(_, p)| *p != db).map(|(t, _)| *t).reduce(f64::max);
         match (compiled, newest_source) {
             (None, Some(_)) => stale.push(db),
-            (Some(c), Some(n)) if n > c => stale.push(db),
+            // File times tick with the kernel's coarse clock: equal times
+            // mean a write within the same few milliseconds as the compile,
+            // which cannot be ordered, so they count as stale.
+            (Some(c), Some(n)) if n >= c => stale.push(db),
             _ => {}
         }
     }
