@@ -152,3 +152,50 @@ fn match_blocks_are_judged_for_the_connections_they_apply_to() {
     let odd = format!("{hardened}Match Address 10.0.0.1,!10.0.0.0/8\n  PasswordAuthentication yes\n");
     assert_eq!(judged(dir.path(), "match-odd", &odd).status, CheckStatus::Unknown);
 }
+
+/// Stops the daemon the test started.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_running_daemons_own_options_are_judged() {
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live sshd test cannot run in CI: {why}");
+        eprintln!("skipping the live sshd test: {why}");
+        return;
+    }
+    if Command::new("pgrep").args(["-x", "sshd"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: an sshd already runs on this machine, whose options the agent would read");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hardened = "Port 22022\nListenAddress 127.0.0.1\nPermitRootLogin no\nPasswordAuthentication no\n\
+        KbdInteractiveAuthentication no\nCiphers aes256-gcm@openssh.com\nMACs hmac-sha2-256-etm@openssh.com\n\
+        KexAlgorithms curve25519-sha256\n";
+    sshd_t(dir.path(), "daemon.conf", hardened).unwrap();
+    let conf = dir.path().join("daemon.conf");
+    // Started with its configuration file and an option that undoes it.
+    let child = Command::new(SSHD)
+        .args(["-D", "-f", conf.to_str().unwrap(), "-o", "PasswordAuthentication=yes"])
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = Command::new(env!("CARGO_BIN_EXE_custos-agent"))
+        .args(["collect", "--json", "--check", "ssh_server"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &doc["checks"][0];
+    // The daemon's file (its port, its algorithms) and its `-o` together.
+    assert_eq!(f["facts"]["ports"], serde_json::json!(["22022"]), "{f:#}");
+    assert_eq!(f["facts"]["weak_macs"], serde_json::json!([]), "{f:#}");
+    assert_eq!(f["status"], "fail", "{f:#}");
+    assert!(f["reason"].as_str().unwrap().contains("PasswordAuthentication yes"), "{f:#}");
+}

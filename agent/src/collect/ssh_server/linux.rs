@@ -157,7 +157,14 @@ fn with_blocks(mut f: Finding, blocks: &[Block]) -> Finding {
 
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
-    let sshd_t = match host.run(SSHD, &["-T"]) {
+    // The running daemon's own options change what it applies.
+    let daemon =
+        host.run("pgrep", &["-a", "-x", "sshd"]).ok().map(|o| daemon_options(&o.stdout)).unwrap_or_default();
+    let config = daemon.iter().position(|a| a == "-f").and_then(|i| daemon.get(i + 1)).cloned();
+    let config = config.unwrap_or_else(|| CONFIG.to_string());
+    let mut argv: Vec<&str> = vec!["-T"];
+    argv.extend(daemon.iter().map(String::as_str));
+    let sshd_t = match host.run(SSHD, &argv) {
         Ok(out) if out.success() => Ok(out.stdout),
         Ok(out) => {
             let msg = out.stderr.trim();
@@ -189,7 +196,8 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
         None => (None, None),
     };
     let service = parse_service(active.as_deref(), enabled.as_deref());
-    let blocks = match_blocks(host, CONFIG, &[]);
+    let options: Vec<&str> = daemon.iter().map(String::as_str).collect();
+    let blocks = match_blocks(host, &config, &options);
     private(evaluate(service, sshd_t, blocks.clone()), &blocks.unwrap_or_default(), ctx)
 }
 
@@ -212,6 +220,42 @@ fn private(mut f: Finding, blocks: &[Block], ctx: &Context) -> Finding {
         *v = serde_json::from_str(&ctx.scrub(&v.to_string())).unwrap_or(serde_json::Value::Null);
     }
     f
+}
+
+/// The `-f FILE` and `-o OPTION` arguments of the listening sshd, from
+/// `pgrep -a -x sshd` (OpenSSH 9 titles its listener `sshd: /usr/sbin/sshd
+/// -D -o ... [listener] ...`; older ones keep the plain command line;
+/// per-connection processes, `sshd: alice [priv]`, are skipped). The
+/// result is ready to pass to `sshd -T`.
+pub fn daemon_options(pgrep: &str) -> Vec<String> {
+    for line in pgrep.lines() {
+        let mut words = line.split_whitespace().skip(1).peekable();
+        if words.peek() == Some(&"sshd:") {
+            words.next();
+        }
+        let Some(binary) = words.next() else { continue };
+        if !(binary == "sshd" || binary.ends_with("/sshd")) {
+            continue;
+        }
+        let args: Vec<&str> = words.take_while(|w| *w != "[listener]").collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            match args[i] {
+                flag @ ("-f" | "-o") if i + 1 < args.len() => {
+                    out.extend([flag.to_string(), args[i + 1].to_string()]);
+                    i += 2;
+                }
+                a if a.starts_with("-o") && a.len() > 2 => {
+                    out.extend(["-o".to_string(), a[2..].to_string()]);
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        return out;
+    }
+    Vec::new()
 }
 
 /// The server's configuration file.
@@ -306,4 +350,22 @@ fn group_member(host: &dyn Host, group: &str) -> Option<String> {
         let f: Vec<&str> = l.split(':').collect();
         (f.get(3) == Some(gid)).then(|| f[0].to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listeners_own_options_are_found() {
+        let pgrep = "812 sshd: /usr/sbin/sshd -D -f /etc/ssh/custom.conf -oPermitRootLogin=yes [listener] 0 of 10-100 startups\n\
+                     901 sshd: alice [priv]\n";
+        assert_eq!(
+            daemon_options(pgrep),
+            ["-f", "/etc/ssh/custom.conf", "-o", "PermitRootLogin=yes"].map(String::from).to_vec()
+        );
+        assert_eq!(daemon_options("77 /usr/sbin/sshd -D -o PasswordAuthentication=yes\n").len(), 2);
+        assert!(daemon_options("901 sshd: alice [priv]\n").is_empty());
+        assert!(daemon_options("").is_empty());
+    }
 }
