@@ -9,7 +9,10 @@
 //!   `APT::Periodic::Unattended-Upgrade`, and the
 //!   `Unattended-Upgrade::Allowed-Origins` / `Origins-Pattern` entries; and
 //!   `systemctl is-enabled apt-daily-upgrade.timer` (without systemd the cron
-//!   job runs it instead, so an unanswered systemctl is not held against it).
+//!   job runs it instead, so an unanswered systemctl is not held against it);
+//!   what runs the job at all: systemd as PID 1 (`/proc/1/comm`), or a cron
+//!   daemon (`pgrep -x cron`) with Debian's `/etc/cron.daily/apt-compat`.
+//!   A timer reads "enabled" on a host where no systemd runs it.
 //! - RHEL/Fedora: `systemctl is-enabled` of `dnf-automatic-install.timer`
 //!   (always installs), `dnf-automatic.timer` / `dnf5-automatic.timer` (install
 //!   only with `apply_updates = yes` in `/etc/dnf/automatic.conf`), and
@@ -195,6 +198,33 @@ pub struct AptObserved {
     pub apt_config: String,
     /// `apt-daily-upgrade.timer` state, see [`parse_is_enabled`].
     pub timer: Result<Option<bool>, String>,
+    /// What runs the daily job, when it can be told: `Ok(name)` (`systemd`
+    /// as PID 1, or `cron` running Debian's `/etc/cron.daily/apt-compat`),
+    /// `Err(why nothing does)`; `None` when PID 1 cannot be read.
+    pub runner: Option<Result<&'static str, String>>,
+}
+
+/// What runs `apt.systemd.daily`: systemd's timers only run under systemd
+/// as PID 1; without it Debian's cron job does, if a cron daemon runs.
+pub fn apt_runner(
+    pid1: Option<&str>,
+    cron_running: Option<bool>,
+    cron_job: bool,
+) -> Option<Result<&'static str, String>> {
+    let pid1 = pid1?.trim();
+    if pid1 == "systemd" {
+        return Some(Ok("systemd"));
+    }
+    match (cron_running, cron_job) {
+        (Some(true), true) => Some(Ok("cron")),
+        (None, true) => None,
+        (_, false) => Some(Err(format!(
+            "PID 1 is {pid1}, not systemd, so the timer never fires, and there is no /etc/cron.daily/apt-compat"
+        ))),
+        (Some(false), true) => Some(Err(format!(
+            "PID 1 is {pid1}, not systemd, so the timer never fires, and no cron daemon runs"
+        ))),
+    }
 }
 
 /// Decides the check for a Debian/Ubuntu host.
@@ -220,6 +250,14 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
             .fact("essential_held_back", held_back(&p).unwrap_or_default())
             .fact("all_essential_held_back", held_back(&p).is_ok_and(|h| h.len() == ESSENTIAL_PACKAGES.len()))
             .fact("timer_enabled", timer.clone())
+            .fact(
+                "runner",
+                match &o.runner {
+                    Some(Ok(r)) => json!(r),
+                    Some(Err(_)) => json!("none"),
+                    None => json!(null),
+                },
+            )
             .with_raw(format!(
                 "dpkg-query unattended-upgrades: {}\n{}",
                 o.package_status.as_deref().unwrap_or("not installed"),
@@ -244,6 +282,9 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
     }
     if o.timer == Ok(Some(false)) {
         problems.push("apt-daily-upgrade.timer is disabled".to_string());
+    }
+    if let Some(Err(why)) = &o.runner {
+        problems.push(format!("nothing runs the daily apt job: {why}"));
     }
     match held_back(&p) {
         Ok(held) if held.len() == ESSENTIAL_PACKAGES.len() => problems
@@ -516,7 +557,10 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
                     _ => None,
                 };
             let timer = unit_enabled(host, "apt-daily-upgrade.timer");
-            return evaluate_apt(&AptObserved { package_status, apt_config: out.stdout, timer });
+            let pid1 = host.read_text("/proc/1/comm").ok();
+            let cron = host.run("pgrep", &["-x", "cron"]).ok().map(|o| o.success());
+            let runner = apt_runner(pid1.as_deref(), cron, host.exists("/etc/cron.daily/apt-compat"));
+            return evaluate_apt(&AptObserved { package_status, apt_config: out.stdout, timer, runner });
         }
         Ok(out) => {
             return Finding::unknown(
@@ -649,6 +693,7 @@ mod tests {
             package_status: Some("install ok installed".into()),
             apt_config: dump.into(),
             timer: Ok(Some(true)),
+            runner: Some(Ok("systemd")),
         };
         let f = evaluate_apt(&o);
         assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
@@ -659,5 +704,16 @@ mod tests {
         assert_eq!(f.facts["essential_held_back"], serde_json::json!(["linux-image-amd64"]));
         let broken = AptObserved { apt_config: dump.replace("\".*\"", "\"(\""), ..o };
         assert_eq!(evaluate_apt(&broken).status, CheckStatus::Unknown);
+    }
+
+    #[test]
+    fn an_enabled_timer_needs_something_that_runs_it() {
+        assert_eq!(apt_runner(Some("systemd\n"), None, false), Some(Ok("systemd")));
+        assert_eq!(apt_runner(Some("bash"), Some(true), true), Some(Ok("cron")));
+        assert!(
+            matches!(apt_runner(Some("bash"), Some(false), true), Some(Err(e)) if e.contains("no cron daemon"))
+        );
+        assert!(matches!(apt_runner(Some("tini"), Some(true), false), Some(Err(_))));
+        assert_eq!(apt_runner(None, Some(false), true), None, "PID 1 unreadable: cannot tell");
     }
 }
