@@ -139,8 +139,9 @@ pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'stat
             })
             .sum()
     };
-    // `enforcing=0` (argument or pwquality.conf): pwquality only warns.
-    let pwquality = enforcing("pam_pwquality.so").filter(|r| {
+    // `enforcing=0` (argument or pwquality.conf): pwquality only warns; and
+    // a rule before it that can end the stack with success skips it.
+    let pwquality = enforcing("pam_pwquality.so").filter(|r| !bypassed(rules, r)).filter(|r| {
         r.arg("enforcing").map(str::to_string).or_else(|| conf_value(pwquality_confs, "enforcing")).as_deref()
             != Some("0")
     });
@@ -162,6 +163,28 @@ pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'stat
     let minlen =
         enforcing("pam_unix.so").and_then(|r| r.arg("minlen")).and_then(|v| v.parse().ok()).unwrap_or(6);
     (minlen, "pam_unix", minlen, 0)
+}
+
+/// Whether a `password` rule before `target` can end the stack, or jump
+/// past `target`, when it succeeds: `sufficient`, `[success=done ...]`,
+/// `[success=N ...]` landing beyond it, or any `default=` that does the
+/// same (libpam's control values). Whether that rule succeeds is not
+/// known, so it is taken as able to: the check behind it is skipped on
+/// that path, and an attacker picks the path.
+pub fn bypassed(rules: &[PamRule], target: &PamRule) -> bool {
+    let stack: Vec<&PamRule> = rules.iter().filter(|r| r.kind == target.kind).collect();
+    let Some(at) = stack.iter().position(|r| std::ptr::eq(*r, target)) else { return false };
+    stack[..at].iter().enumerate().any(|(i, r)| {
+        let control = r.control.as_str();
+        if control == "sufficient" {
+            return true;
+        }
+        let Some(inner) = control.strip_prefix('[').and_then(|c| c.strip_suffix(']')) else { return false };
+        inner.split_whitespace().filter_map(|kv| kv.split_once('=')).any(|(k, v)| {
+            let ends_well = matches!(k, "success" | "default" | "ignore" | "new_authtok_reqd");
+            ends_well && (v == "done" || v.parse::<usize>().is_ok_and(|n| i + n >= at))
+        })
+    })
 }
 
 /// Lockout threshold of one `auth` stack: `Some((module, deny))`, or `None` when nothing locks.
@@ -412,5 +435,28 @@ mod tests {
         assert_eq!(f.facts["min_length"], json!(14), "{:?}", f.reason);
         // Not 20 from the drop-in: faillock's default, 3, applies.
         assert_eq!(f.facts["lockout_threshold"], json!(3));
+    }
+
+    #[test]
+    fn a_rule_that_can_end_the_stack_first_skips_pwquality() {
+        let sound = parse_pam(
+            "password requisite pam_pwquality.so minlen=14\npassword [success=1 default=ignore] pam_unix.so obscure\n\
+             password requisite pam_deny.so\npassword required pam_permit.so\n",
+        );
+        assert_eq!(min_length(&sound, &[]).0, 14);
+        for first in [
+            "password sufficient pam_unix.so",
+            "password [success=1 default=ignore] pam_permit.so",
+            "password [success=done default=ignore] pam_unix.so",
+        ] {
+            let hostile = parse_pam(&format!("{first}\npassword requisite pam_pwquality.so minlen=14\n"));
+            assert_eq!(min_length(&hostile, &[]).1, "pam_unix", "{first}");
+        }
+        // A jump that lands before pwquality skips nothing.
+        let short = parse_pam(
+            "password [success=1 default=ignore] pam_permit.so\npassword optional pam_echo.so x\n\
+             password requisite pam_pwquality.so minlen=14\n",
+        );
+        assert_eq!(min_length(&short, &[]).0, 14);
     }
 }
