@@ -7,9 +7,14 @@
 //! main file holds the long minimum, it passes. The stacks reach
 //! pam_pwquality through `@include`, which the agent must follow.
 //! `CUSTOS_BLESS=1` records both states as cases
-//! `tests/cases/linux-password_policy-pwquality-*`. Needs root, `unshare`
-//! and `pwscore` (libpwquality-tools; CI installs it); outside CI it says
-//! why and stops when they are missing.
+//! `tests/cases/linux-password_policy-pwquality-*`.
+//!
+//! The stack's control flow is held against libpam itself: `pamtester`
+//! changes a test user's password through each stack (in a private copy of
+//! `/etc`), and whether a 10-character password gets through must match
+//! the minimum the agent reports. Needs root, `unshare`, `pwscore`
+//! (libpwquality-tools) and `pamtester` (CI installs them); outside CI it
+//! says why and stops when they are missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,10 +26,19 @@ fn prerequisites() -> Result<(), String> {
     if !root {
         return Err("not running as root".into());
     }
-    for tool in ["/usr/bin/pwscore", "/usr/bin/unshare"] {
+    for tool in ["/usr/bin/pwscore", "/usr/bin/unshare", "/usr/bin/pamtester"] {
         if !Path::new(tool).exists() {
             return Err(format!("{tool} is not installed"));
         }
+    }
+    // The module itself (libpam-pwquality), under the multiarch library directory.
+    let module = std::fs::read_dir("/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| d.path().join("security/pam_pwquality.so").exists());
+    if !module {
+        return Err("pam_pwquality.so (libpam-pwquality) is not installed".into());
     }
     Ok(())
 }
@@ -116,4 +130,58 @@ fn pwquality_is_judged_in_the_order_libpwquality_reads_it() {
     let f = agent_says(sound.path(), "main-file-long");
     assert_eq!(f["status"], "pass", "{f:#}");
     assert_eq!(f["facts"]["min_length"], 14, "{f:#}");
+}
+
+/// Runs `script` with a private copy of `/etc` (so `useradd` and password
+/// changes stay in it) whose `pam.d/common-password` is `stack`.
+fn in_private_etc(stack: &str, script: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    assert!(Command::new("cp").arg("-a").arg("/etc").arg(&etc).status().unwrap().success());
+    std::fs::write(etc.join("pam.d/common-password"), stack).unwrap();
+    let setup = format!(
+        "mount --bind '{}' /etc && (id custos-pt >/dev/null 2>&1 || useradd -M custos-pt) && {script}",
+        etc.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "bash", "-c", &setup])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_stacks_control_flow_is_judged_as_libpam_runs_it() {
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live password_policy test cannot run in CI: {why}");
+        eprintln!("skipping the live password_policy test: {why}");
+        return;
+    }
+    let pwquality = "pam_pwquality.so retry=1 minlen=14 dictcheck=0 enforce_for_root";
+    let unix = "pam_unix.so obscure yescrypt";
+    let stacks = [
+        format!(
+            "password requisite {pwquality}\npassword [success=1 default=ignore] {unix}\npassword requisite pam_deny.so\npassword required pam_permit.so\n"
+        ),
+        format!(
+            "password sufficient {unix}\npassword requisite {pwquality}\npassword requisite pam_deny.so\n"
+        ),
+        format!(
+            "password [success=1 default=ignore] pam_permit.so\npassword requisite {pwquality}\npassword required {unix}\n"
+        ),
+        format!("password [success=done default=ignore] {unix}\npassword requisite {pwquality}\n"),
+    ];
+    let agent = env!("CARGO_BIN_EXE_custos-agent");
+    for stack in stacks {
+        let (changed, _) = in_private_etc(
+            &stack,
+            "printf 'Xq7#mPz2vL\\nXq7#mPz2vL\\n' | pamtester common-password custos-pt chauthtok >/dev/null 2>&1",
+        );
+        let (ok, out) = in_private_etc(&stack, &format!("'{agent}' collect --json --check password_policy"));
+        assert!(ok, "the agent failed");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let min = doc["checks"][0]["facts"]["min_length"].as_i64().unwrap_or(0);
+        // libpam let a 10-character password through exactly when the agent's minimum allows it.
+        assert_eq!(changed, min <= 10, "pamtester changed: {changed}, agent minimum {min}, stack:\n{stack}");
+    }
 }
