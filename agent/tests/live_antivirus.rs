@@ -95,3 +95,36 @@ fn clamav_databases_built_by_sigtool_are_dated_and_the_install_is_found() {
         assert!(clam["problem"].as_str().unwrap().contains("no on-access scanning"), "{check:#}");
     }
 }
+
+/// A process that only calls itself clamd is not ClamAV running: the agent
+/// asks for the executable behind the name.
+#[test]
+fn a_process_named_clamd_is_not_clamd() {
+    if !Path::new("/usr/bin/pgrep").exists() || !Path::new("/usr/sbin/clamd").exists() {
+        assert!(std::env::var_os("CI").is_none(), "pgrep and clamd are needed in CI");
+        eprintln!("skipping: pgrep or clamd missing");
+        return;
+    }
+    if Command::new("pgrep").args(["-x", "clamd"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: a clamd already runs here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("clamd");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let mut child = Command::new(&fake).arg("30").spawn().unwrap();
+    let seen = Command::new("pgrep").args(["-x", "clamd"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custos-agent"))
+        .args(["collect", "--json", "--check", "antivirus"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.status.success(), "the fake clamd should be visible to pgrep");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = &doc["checks"][0];
+    let products = check["facts"]["products"].as_array().unwrap();
+    let clam = products.iter().find(|p| p["name"] == "ClamAV").unwrap_or_else(|| panic!("{check:#}"));
+    // systemd, where it answers, decides first; here nothing runs the real clamd.
+    assert_ne!(clam["active"], true, "{check:#}");
+}

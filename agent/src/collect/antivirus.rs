@@ -1,8 +1,9 @@
 //! The `antivirus` check: is an anti-malware or EDR product present, active
 //! and current?
 //!
-//! ClamAV: the daemon runs (`systemctl is-active clamav-daemon` or `pidof
-//! clamd`) and the signature database is fresh, read from the 512-byte
+//! ClamAV: the daemon runs (`systemctl is-active clamav-daemon`, or a
+//! process named clamd whose executable is `/usr/sbin/clamd`), it scans on
+//! access, and the signature database is fresh, read from the 512-byte
 //! header of `daily.cvd` / `daily.cld` (`ClamAV-VDB:<date>:<version>:...:
 //! <build time>`). Microsoft Defender for Endpoint: `mdatp health --output
 //! json` (healthy, real-time protection, definitions). CrowdStrike Falcon:

@@ -77,7 +77,7 @@ fn clamav_on_access(host: &dyn Host) -> Option<bool> {
         key == "OnAccessIncludePath" || key == "OnAccessMountPath"
     });
     let running = service_active(host, "clamav-clamonacc")
-        .or_else(|| host.run("pidof", &["clamonacc"]).ok().map(|o| o.success()))
+        .or_else(|| runs_as(host, "clamonacc", &["/usr/sbin/clamonacc", "/usr/bin/clamonacc"]))
         .unwrap_or(false);
     Some(watched && running)
 }
@@ -447,6 +447,22 @@ pub fn eset(
     p
 }
 
+/// Whether a process named `name` runs *the* program: its executable
+/// (`/proc/PID/exe`) is one of `paths`, so any process that merely calls
+/// itself clamd does not count. `None` when processes cannot be listed.
+pub fn runs_as(host: &dyn Host, name: &str, paths: &[&str]) -> Option<bool> {
+    let Ok(out) = host.run("pgrep", &["-x", name]) else {
+        // Without pgrep, pidof can still say that nothing of that name runs.
+        let none = host.run("pidof", &[name]).ok().is_some_and(|o| !o.success());
+        return none.then_some(false);
+    };
+    let pids: Vec<&str> = out.stdout.split_whitespace().collect();
+    Some(pids.iter().any(|pid| {
+        host.run("readlink", &[&format!("/proc/{pid}/exe")])
+            .is_ok_and(|o| o.success() && paths.contains(&o.stdout.trim()))
+    }))
+}
+
 fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
     match host.run("systemctl", &["is-active", unit]) {
         Ok(out) => match out.stdout.trim() {
@@ -468,8 +484,8 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
         .find(|r| !matches!(r, Err(HostError::NoFile { .. })));
     let clamd = host.exists("/usr/sbin/clamd");
     if clamd || db.is_some() {
-        let active = service_active(host, "clamav-daemon")
-            .or_else(|| host.run("pidof", &["clamd"]).ok().map(|o| o.success()));
+        let active =
+            service_active(host, "clamav-daemon").or_else(|| runs_as(host, "clamd", &["/usr/sbin/clamd"]));
         let header = match db {
             Some(Ok(bytes)) => Ok(bytes[..bytes.len().min(512)].to_vec()),
             Some(Err(e)) => Err(e.to_string()),
