@@ -185,3 +185,76 @@ fn the_stacks_control_flow_is_judged_as_libpam_runs_it() {
         assert_eq!(changed, min <= 10, "pamtester changed: {changed}, agent minimum {min}, stack:\n{stack}");
     }
 }
+
+/// One random `password` stack: rules of (control, module).
+fn stack_text(rules: &[(usize, usize)]) -> String {
+    const CONTROLS: [&str; 7] = [
+        "required",
+        "requisite",
+        "sufficient",
+        "optional",
+        "[success=1 default=ignore]",
+        "[success=done default=ignore]",
+        "[success=ok default=bad]",
+    ];
+    const MODULES: [&str; 4] = [
+        "pam_pwquality.so retry=1 minlen=14 dictcheck=0 enforce_for_root",
+        "pam_unix.so obscure yescrypt",
+        "pam_permit.so",
+        "pam_deny.so",
+    ];
+    rules.iter().map(|(c, m)| format!("password {} {}\n", CONTROLS[*c], MODULES[*m])).collect()
+}
+
+/// The differential test: random stacks, each run by libpam (pamtester
+/// changing a test user's password to a 10-character one) and judged by
+/// the agent's evaluator. Whenever libpam lets the password through, the
+/// minimum the agent reports must allow it: never a pass on a stack that
+/// accepts what the minimum forbids. (The agent may be stricter: it does
+/// not know whether a module succeeds, and takes that it may.)
+#[test]
+fn random_password_stacks_never_let_through_what_the_agent_forbids() {
+    use custos_agent::collect::password_policy::linux::{min_length, parse_pam};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    if let Err(why) = prerequisites() {
+        assert!(std::env::var_os("CI").is_none(), "live password_policy test cannot run in CI: {why}");
+        eprintln!("skipping the live password_policy test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    assert!(Command::new("cp").arg("-a").arg("/etc").arg(&etc).status().unwrap().success());
+    let stack_file = etc.join("pam.d/custos-random");
+    let run = |script: &str| {
+        let setup = format!("mount --bind '{}' /etc && {script}", etc.display());
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "bash", "-c", &setup])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(run("id custos-pt >/dev/null 2>&1 || useradd -M custos-pt"));
+    let mut runner = TestRunner::new(Config { cases: 400, failure_persistence: None, ..Config::default() });
+    let counts = std::cell::Cell::new((0, 0));
+    let result = runner.run(&prop::collection::vec((0..7usize, 0..4usize), 1..5), |rules| {
+        let text = stack_text(&rules);
+        std::fs::write(&stack_file, &text).unwrap();
+        let through = run("printf 'Xq7#mPz2vL\\nXq7#mPz2vL\\n' | pamtester custos-random custos-pt chauthtok >/dev/null 2>&1");
+        let (min, module, ..) = min_length(&parse_pam(&text), &[]);
+        let (a, r) = counts.get();
+        counts.set(if through { (a + 1, r) } else { (a, r + 1) });
+        if through && min > 10 {
+            return Err(TestCaseError::fail(format!(
+                "libpam accepted 10 characters, the agent says at least {min} ({module}):\n{text}"
+            )));
+        }
+        Ok(())
+    });
+    let (accepted, refused) = counts.get();
+    eprintln!("password stacks: {accepted} accepted a 10-character password, {refused} refused it");
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(accepted > 0 && refused > 0, "the stacks should go both ways: {accepted} / {refused}");
+}

@@ -125,7 +125,7 @@ pub fn login_defs_value(text: &str, key: &str) -> Option<i64> {
 /// Effective minimum length of one `password` stack: (length, module, nominal minlen, credit sum).
 pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'static str, i64, i64) {
     let enforcing =
-        |m: &str| rules.iter().find(|r| r.kind == "password" && r.control != "optional" && r.is(m));
+        |m: &str| rules.iter().find(|r| r.kind == "password" && fails_the_stack(&r.control) && r.is(m));
     let credits = |rule: &PamRule, conf: &[String], default: i64| -> i64 {
         ["dcredit", "ucredit", "lcredit", "ocredit"]
             .iter()
@@ -163,6 +163,29 @@ pub fn min_length(rules: &[PamRule], pwquality_confs: &[String]) -> (i64, &'stat
     let minlen =
         enforcing("pam_unix.so").and_then(|r| r.arg("minlen")).and_then(|v| v.parse().ok()).unwrap_or(6);
     (minlen, "pam_unix", minlen, 0)
+}
+
+/// Whether a module's failure (a weak password: `PAM_AUTHTOK_ERR`) fails
+/// the stack under this control: `required` and `requisite` do; a failing
+/// `sufficient` or `optional` module is ignored; in libpam's bracket form
+/// the `authtok_err` action, else the `default` one, must be `bad` or `die`
+/// (`ignore`, `ok`, `done` and jumps are not taken as enforcing).
+pub fn fails_the_stack(control: &str) -> bool {
+    match control {
+        "required" | "requisite" => true,
+        "sufficient" | "optional" => false,
+        c => {
+            let Some(inner) = c.strip_prefix('[').and_then(|c| c.strip_suffix(']')) else { return false };
+            let action = |key: &str| {
+                inner
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v)
+            };
+            matches!(action("authtok_err").or_else(|| action("default")), Some("bad" | "die"))
+        }
+    }
 }
 
 /// Whether a `password` rule before `target` can end the stack, or jump
