@@ -90,9 +90,14 @@ pub fn parse(text: &str) -> Bytecode {
             let Some(key) = &current else { continue };
             let code = out.rules.entry(key.clone()).or_default();
             let ins = ins.trim();
-            if ins.starts_with("payload load") || ins.starts_with("meta load") {
+            // Every load (payload, meta, ct ...) replaces the register; any
+            // other operation on it (bitwise, lookup) leaves no plain field.
+            if ins.split_whitespace().nth(1) == Some("load") {
                 load = Some(ins.to_string());
                 continue;
+            }
+            if !ins.starts_with("cmp ") && !ins.starts_with("range ") {
+                load = None;
             }
             if ins.starts_with("cmp gt")
                 && let Some(first) = lt.take()
@@ -312,5 +317,17 @@ mod tests {
             correct(&mut d, code.as_ref());
             assert!(exprs(&d)[0]["custos-undecided"].as_str().unwrap().contains("`!= 5-10`"), "{d}");
         }
+    }
+
+    /// nft 1.0.6 for `tcp dport != 1 th sport != 1 ct state != established
+    /// accept`: the `cmp neq` on the conntrack state is not a third port.
+    #[test]
+    fn a_compare_pairs_with_its_own_load() {
+        let listing = "inet t0 b0 2\n  [ meta load l4proto => reg 1 ]\n  [ cmp eq reg 1 0x00000006 ]\n  \
+            [ payload load 4b @ transport header + 0 => reg 1 ]\n  [ cmp neq reg 1 0x01000100 ]\n  \
+            [ ct load state => reg 1 ]\n  [ cmp neq reg 1 0x00000002 ]\n  [ immediate reg 0 accept ]\n";
+        let code = parse(listing);
+        let c = code.rules.values().next().unwrap();
+        assert_eq!(c.neq_merged.len(), 1);
     }
 }
