@@ -4,9 +4,12 @@
 //! across veth pairs from outside addresses, and where each one ended (at
 //! the host, forwarded to the namespace behind it, nowhere) must be what
 //! the agent's evaluator says for the same packet, reading the ruleset back
-//! from the kernel the way the agent does (`nft -j list ruleset`).
+//! from the kernel the way the agent does (`nft -j list ruleset` and its
+//! bytecode).
 //!
-//! `CUSTOS_FW_CASES` sets how many rulesets (default 1500). A disagreement
+//! `CUSTOS_FW_CASES` sets how many rulesets (default 1500), `CUSTOS_FW_SEED`
+//! the generator's seed (default fixed, so CI is reproducible; `random`
+//! explores new rulesets on every run). A disagreement
 //! fails with the shrunk ruleset, the probe and both answers; keep it as a
 //! recorded case in `collect_firewall.rs` once fixed. Needs root, `ip` and
 //! `nft`; outside CI it says why and stops when they are missing.
@@ -23,7 +26,7 @@ use custos_agent::collect::firewall::netfilter::interpret::{End, Env};
 use custos_agent::collect::firewall::netfilter::{Packet, evaluate_packet, nft_bytecode, nft_json};
 use netlab::{Arrival, Lab, Probe, Proto};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
 fn number(a: IpAddr) -> u128 {
     match a {
@@ -134,7 +137,14 @@ fn the_evaluator_agrees_with_the_kernel_on_random_nft_rulesets() {
     };
     let pool = probe_pool(&lab);
     let stats = RefCell::new((0usize, 0usize, 0usize));
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    // A fixed seed keeps CI reproducible; CUSTOS_FW_SEED=random explores.
+    let rng_seed = match std::env::var("CUSTOS_FW_SEED").as_deref() {
+        Ok("random") => RngSeed::Random,
+        Ok(n) => RngSeed::Fixed(n.parse().expect("CUSTOS_FW_SEED: a number or `random`")),
+        Err(_) => RngSeed::Fixed(11),
+    };
+    let mut runner =
+        TestRunner::new(Config { cases, rng_seed, failure_persistence: None, ..Config::default() });
     let strategy = (nft_gen::ruleset(), prop::sample::subsequence(pool.clone(), 40));
     let result = runner.run(&strategy, |(rs, probes)| {
         let text = nft_gen::render(&rs, &ctx);
