@@ -39,6 +39,7 @@
 
 use serde_json::json;
 
+use super::apt_rules::{ESSENTIAL_PACKAGES, apt_runner, held_back, periodic_days};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
@@ -79,54 +80,6 @@ pub struct AptPeriodic {
     /// (regular expressions matched at the start of package names).
     pub blacklist: Vec<String>,
     pub whitelist: Vec<String>,
-}
-
-/// Interval value of an `APT::Periodic` option in whole days (a shorter
-/// interval counts as one, since the daily job runs it at most daily):
-/// `always`, a number of days, or a number with the suffix `d`, `h`, `m`
-/// or `s`, as `apt.systemd.daily` reads it; 0 or unreadable: off.
-fn periodic_days(value: &str) -> u32 {
-    let value = value.trim();
-    if value.eq_ignore_ascii_case("always") {
-        return 1;
-    }
-    let (number, unit) = match value.char_indices().last() {
-        Some((i, c @ ('s' | 'm' | 'h' | 'd'))) => (&value[..i], c),
-        _ => (value, 'd'),
-    };
-    let Ok(n) = number.parse::<u64>() else { return 0 };
-    let seconds = n.saturating_mul(match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        _ => 86_400,
-    });
-    u32::try_from(seconds.div_ceil(86_400)).unwrap_or(u32::MAX)
-}
-
-/// Packages whose security updates any automatic update must reach: a
-/// blacklist that holds back all of them (or a whitelist that names none)
-/// leaves unattended-upgrades installing nothing that matters.
-pub const ESSENTIAL_PACKAGES: [&str; 8] =
-    ["libc6", "openssl", "libssl3", "openssh-server", "sudo", "systemd", "apt", "linux-image-amd64"];
-
-/// The essential packages unattended-upgrades would never upgrade under
-/// these lists; `Err` names a pattern that is not a valid regular expression.
-pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, String> {
-    let compile = |list: &[String]| -> Result<Vec<regex::Regex>, String> {
-        list.iter()
-            .filter(|x| !x.is_empty())
-            .map(|x| regex::Regex::new(&format!("^(?:{x})")).map_err(|e| format!("pattern {x:?}: {e}")))
-            .collect()
-    };
-    let (black, white) = (compile(&p.blacklist)?, compile(&p.whitelist)?);
-    Ok(ESSENTIAL_PACKAGES
-        .into_iter()
-        .filter(|pkg| {
-            black.iter().any(|r| r.is_match(pkg))
-                || (!white.is_empty() && !white.iter().any(|r| r.is_match(pkg)))
-        })
-        .collect())
 }
 
 /// Parses `apt-config dump` (`Key "value";` lines).
@@ -202,29 +155,6 @@ pub struct AptObserved {
     /// as PID 1, or `cron` running Debian's `/etc/cron.daily/apt-compat`),
     /// `Err(why nothing does)`; `None` when PID 1 cannot be read.
     pub runner: Option<Result<&'static str, String>>,
-}
-
-/// What runs `apt.systemd.daily`: systemd's timers only run under systemd
-/// as PID 1; without it Debian's cron job does, if a cron daemon runs.
-pub fn apt_runner(
-    pid1: Option<&str>,
-    cron_running: Option<bool>,
-    cron_job: bool,
-) -> Option<Result<&'static str, String>> {
-    let pid1 = pid1?.trim();
-    if pid1 == "systemd" {
-        return Some(Ok("systemd"));
-    }
-    match (cron_running, cron_job) {
-        (Some(true), true) => Some(Ok("cron")),
-        (None, true) => None,
-        (_, false) => Some(Err(format!(
-            "PID 1 is {pid1}, not systemd, so the timer never fires, and there is no /etc/cron.daily/apt-compat"
-        ))),
-        (Some(false), true) => Some(Err(format!(
-            "PID 1 is {pid1}, not systemd, so the timer never fires, and no cron daemon runs"
-        ))),
-    }
 }
 
 /// Decides the check for a Debian/Ubuntu host.
@@ -622,98 +552,5 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHIPPED: &str = "[commands]\n#  default                            = yum upgrade\nupdate_cmd = default\nupdate_messages = yes\ndownload_updates = yes\napply_updates = no\nrandom_sleep = 360\n\n[emitters]\nsystem_name = None\n";
-
-    fn observed(
-        daily: &str,
-        enabled: Result<Option<bool>, String>,
-        active: Result<bool, String>,
-    ) -> YumCronObserved {
-        YumCronObserved { daily: Some(Ok(daily.to_string())), hourly: None, enabled, active }
-    }
-
-    #[test]
-    fn yum_cron_must_apply_security_updates_and_run() {
-        let applying = SHIPPED.replace("apply_updates = no", "apply_updates = yes");
-        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(true)), Ok(true)));
-        assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
-
-        let f = evaluate_yum_cron(&observed(SHIPPED, Ok(Some(true)), Ok(true)));
-        assert_eq!(f.status, CheckStatus::Fail);
-        assert!(f.reason.unwrap().contains("only downloads"));
-
-        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(false)), Ok(false)));
-        assert!(f.reason.unwrap().contains("service is disabled"));
-        let f = evaluate_yum_cron(&observed(&applying, Ok(Some(true)), Ok(false)));
-        assert!(f.reason.unwrap().contains("not started"));
-        let f = evaluate_yum_cron(&observed(&applying, Err("timeout".into()), Ok(true)));
-        assert_eq!(f.status, CheckStatus::Unknown);
-
-        let critical = applying.replace("update_cmd = default", "update_cmd = security-severity:Critical");
-        let f = evaluate_yum_cron(&observed(&critical, Ok(Some(true)), Ok(true)));
-        assert_eq!(f.status, CheckStatus::Fail);
-        assert!(f.reason.unwrap().contains("security-severity:Critical"));
-        assert!(yum_cmd_covers_security("minimal-security") && !yum_cmd_covers_security("minimal"));
-    }
-
-    #[test]
-    fn yum_cron_hourly_counts_and_unreadable_is_unknown() {
-        let o = YumCronObserved {
-            daily: Some(Ok(SHIPPED.into())),
-            hourly: Some(Ok("[commands]\nupdate_cmd = security\napply_updates = yes\n".into())),
-            enabled: Ok(Some(true)),
-            active: Ok(true),
-        };
-        let f = evaluate_yum_cron(&o);
-        assert_eq!(f.status, CheckStatus::Pass);
-        assert!(f.reason.unwrap().contains("yum-cron-hourly.conf"));
-        let o = YumCronObserved { daily: Some(Err("permission denied".into())), ..o };
-        assert_eq!(evaluate_yum_cron(&o).status, CheckStatus::Unknown);
-        let none = YumCronObserved { daily: None, hourly: None, enabled: Ok(None), active: Ok(false) };
-        assert!(evaluate_yum_cron(&none).reason.unwrap().contains("not installed"));
-        assert_eq!(parse_is_active(Some(3), "inactive\n", ""), Ok(false));
-        assert!(parse_is_active(Some(1), "", "Failed to connect to bus").is_err());
-    }
-
-    #[test]
-    fn apt_intervals_take_suffixes_and_blacklists_can_hold_back_everything() {
-        assert_eq!(periodic_days("1"), 1);
-        assert_eq!(periodic_days("12h"), 1, "apt.systemd.daily accepts h, m, s and d");
-        assert_eq!(periodic_days("3d"), 3);
-        assert_eq!(periodic_days("always"), 1);
-        assert_eq!(periodic_days("0"), 0);
-        assert_eq!(periodic_days("0h"), 0);
-        let dump = "APT::Periodic::Update-Package-Lists \"12h\";\nAPT::Periodic::Unattended-Upgrade \"12h\";\n\
-            Unattended-Upgrade::Allowed-Origins:: \"${distro_id}:${distro_codename}-security\";\n\
-            Unattended-Upgrade::Package-Blacklist \"\";\nUnattended-Upgrade::Package-Blacklist:: \".*\";\n";
-        let o = AptObserved {
-            package_status: Some("install ok installed".into()),
-            apt_config: dump.into(),
-            timer: Ok(Some(true)),
-            runner: Some(Ok("systemd")),
-        };
-        let f = evaluate_apt(&o);
-        assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
-        assert!(f.reason.unwrap().contains("hold back every package"));
-        let kernel_only = AptObserved { apt_config: dump.replace("\".*\"", "\"linux-\""), ..o.clone() };
-        let f = evaluate_apt(&kernel_only);
-        assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
-        assert_eq!(f.facts["essential_held_back"], serde_json::json!(["linux-image-amd64"]));
-        let broken = AptObserved { apt_config: dump.replace("\".*\"", "\"(\""), ..o };
-        assert_eq!(evaluate_apt(&broken).status, CheckStatus::Unknown);
-    }
-
-    #[test]
-    fn an_enabled_timer_needs_something_that_runs_it() {
-        assert_eq!(apt_runner(Some("systemd\n"), None, false), Some(Ok("systemd")));
-        assert_eq!(apt_runner(Some("bash"), Some(true), true), Some(Ok("cron")));
-        assert!(
-            matches!(apt_runner(Some("bash"), Some(false), true), Some(Err(e)) if e.contains("no cron daemon"))
-        );
-        assert!(matches!(apt_runner(Some("tini"), Some(true), false), Some(Err(_))));
-        assert_eq!(apt_runner(None, Some(false), true), None, "PID 1 unreadable: cannot tell");
-    }
-}
+#[path = "linux_tests.rs"]
+mod tests;
