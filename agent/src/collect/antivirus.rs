@@ -23,6 +23,7 @@
 
 use serde_json::{Value, json};
 
+pub mod eset;
 pub mod linux;
 pub mod macos;
 pub mod windows;

@@ -4,6 +4,8 @@ use serde_json::Value;
 
 use super::MAX_SIGNATURE_AGE_HOURS;
 pub use super::Product;
+use super::eset::observe_eset;
+pub use super::eset::{eset, parse_eset_licence, parse_eset_modules};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
@@ -359,94 +361,6 @@ pub fn sophos_spl(
     p
 }
 
-/// Whether `lic -s` says the ESET product is activated (`Status: Activated`).
-pub fn parse_eset_licence(text: &str) -> Result<bool, String> {
-    let status = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Status:"))
-        .map(str::trim)
-        .ok_or("lic -s printed no Status line")?;
-    Ok(status.eq_ignore_ascii_case("Activated"))
-}
-
-/// The detection engine in `upd --list-modules` output (`EM002\t 31832
-/// (20250909)\tDetection engine`): its version and build date (Unix seconds,
-/// midnight UTC of that day, so the age is never understated by more than the
-/// time zone).
-pub fn parse_eset_modules(text: &str) -> Result<(String, i64), String> {
-    let line = text
-        .lines()
-        .find(|l| l.split('\t').nth(2).is_some_and(|n| n.trim().eq_ignore_ascii_case("Detection engine")))
-        .ok_or("upd --list-modules lists no Detection engine module")?;
-    let middle = line.split('\t').nth(1).unwrap_or("").trim();
-    let (version, date) = middle
-        .split_once('(')
-        .and_then(|(v, d)| Some((v.trim(), d.strip_suffix(')')?.trim())))
-        .ok_or_else(|| format!("detection engine line {line:?} is not `version (YYYYMMDD)`"))?;
-    let built =
-        parse_compact_time(date).ok_or_else(|| format!("detection engine date {date:?} is not YYYYMMDD"))?;
-    Ok((version.to_string(), built))
-}
-
-/// Evaluates ESET Server Security or Endpoint Antivirus for Linux: the
-/// service, activation (`lic -s`) and the detection engine's age (`upd
-/// --list-modules`). ESET documents no command whose output states whether
-/// real-time file system protection is on, so a running, activated and
-/// current product is still `unknown`, never a pass; a stopped service, a
-/// missing activation or an outdated engine fail.
-pub fn eset(
-    name: &'static str,
-    running: Option<bool>,
-    licence: Result<String, String>,
-    modules: Result<String, String>,
-    now: i64,
-) -> Product {
-    let mut p = Product::named(name);
-    match running {
-        Some(false) => {
-            p.active = Some(false);
-            p.problem = Some(format!("the {name} service is not running"));
-            return p;
-        }
-        None => {
-            p.problem = Some(format!("whether the {name} service runs could not be determined"));
-            return p;
-        }
-        Some(true) => {}
-    }
-    let mut failures = Vec::new();
-    let mut unread = Vec::new();
-    match licence.and_then(|t| parse_eset_licence(&t)) {
-        Ok(true) => {}
-        Ok(false) => failures.push("the product is not activated (no module updates)".to_string()),
-        Err(e) => unread.push(format!("activation unreadable: {e}")),
-    }
-    match modules.and_then(|t| parse_eset_modules(&t)) {
-        Ok((version, built)) => {
-            let age = (now - built).max(0) / 3600;
-            p.version = Some(version.clone());
-            p.signatures_age_hours = Some(age);
-            if age > MAX_SIGNATURE_AGE_HOURS {
-                failures.push(format!(
-                    "detection engine {version} is {age} h old (limit {MAX_SIGNATURE_AGE_HOURS} h)"
-                ));
-            }
-        }
-        Err(e) => unread.push(format!("detection engine age unreadable: {e}")),
-    }
-    if !failures.is_empty() {
-        // Off or outdated whatever real-time protection does: a failure.
-        p.active = Some(true);
-        p.problem = Some(failures.join("; "));
-        return p;
-    }
-    unread.push(format!(
-        "the {name} service runs, but whether real-time file system protection is on is not readable (no ESET command prints it)"
-    ));
-    p.problem = Some(unread.join("; "));
-    p
-}
-
 /// Whether a process named `name` runs *the* program: its executable
 /// (`/proc/PID/exe`) is one of `paths`, so any process that merely calls
 /// itself clamd does not count. `None` when processes cannot be listed.
@@ -463,7 +377,7 @@ pub fn runs_as(host: &dyn Host, name: &str, paths: &[&str]) -> Option<bool> {
     }))
 }
 
-fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
+pub(super) fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
     match host.run("systemctl", &["is-active", unit]) {
         Ok(out) => match out.stdout.trim() {
             "active" => Some(true),
@@ -474,29 +388,59 @@ fn service_active(host: &dyn Host, unit: &str) -> Option<bool> {
     }
 }
 
-/// Looks for each product through the host.
+/// Looks for each product through the host: ClamAV, Sophos, ESET, then
+/// the products read through one command each.
 pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
-    let mut products = Vec::new();
     let mut raw = String::new();
+    let mut products: Vec<Product> = observe_clamav(host, now, &mut raw).into_iter().collect();
+    products.extend(observe_sophos(host, now, &mut raw));
+    products.extend(observe_eset(host, now, &mut raw));
+    products.extend(observe_commands(host, &mut raw));
+    (products, raw)
+}
+
+/// ClamAV, when clamd or a database is installed.
+fn observe_clamav(host: &dyn Host, now: i64, raw: &mut String) -> Option<Product> {
     let db = ["/var/lib/clamav/daily.cld", "/var/lib/clamav/daily.cvd"]
         .iter()
         .map(|p| host.read_file(p))
         .find(|r| !matches!(r, Err(HostError::NoFile { .. })));
-    let clamd = host.exists("/usr/sbin/clamd");
-    if clamd || db.is_some() {
-        let active =
-            service_active(host, "clamav-daemon").or_else(|| runs_as(host, "clamd", &["/usr/sbin/clamd"]));
-        let header = match db {
-            Some(Ok(bytes)) => Ok(bytes[..bytes.len().min(512)].to_vec()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err(NO_DATABASE.to_string()),
-        };
-        if let Ok(h) = &header {
-            raw.push_str(&String::from_utf8_lossy(h));
-        }
-        products.push(clamav(active, header, clamav_on_access(host), now));
+    if !host.exists("/usr/sbin/clamd") && db.is_none() {
+        return None;
     }
-    // Products read through a command: (name, program, args, parser).
+    let active =
+        service_active(host, "clamav-daemon").or_else(|| runs_as(host, "clamd", &["/usr/sbin/clamd"]));
+    let header = match db {
+        Some(Ok(bytes)) => Ok(bytes[..bytes.len().min(512)].to_vec()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err(NO_DATABASE.to_string()),
+    };
+    if let Ok(h) = &header {
+        raw.push_str(&String::from_utf8_lossy(h));
+    }
+    Some(clamav(active, header, clamav_on_access(host), now))
+}
+
+/// Sophos Protection for Linux: its service and the status files SPL keeps
+/// for Sophos Central.
+fn observe_sophos(host: &dyn Host, now: i64, raw: &mut String) -> Option<Product> {
+    if !host.exists("/opt/sophos-spl") {
+        return None;
+    }
+    let version = host.read_text("/opt/sophos-spl/base/VERSION.ini").ok();
+    let mut read = |path: &str| {
+        let t = host.read_text(path).map_err(|e| e.to_string())?;
+        raw.push_str(&t);
+        Ok(t)
+    };
+    let (sav, alc) = (read(SPL_SAV_STATUS), read(SPL_ALC_STATUS));
+    raw.push_str(version.as_deref().unwrap_or_default());
+    let running = service_active(host, "sophos-spl");
+    Some(sophos_spl(version.as_deref().and_then(parse_sophos_version), running, sav, alc, now))
+}
+
+/// Products read through one command each: (name, program, args, parser).
+fn observe_commands(host: &dyn Host, raw: &mut String) -> Vec<Product> {
     type Parse<'a> = Box<dyn Fn(&str) -> Product + 'a>;
     let probes: [(&'static str, &str, &[&str], Parse); 3] = [
         (
@@ -518,70 +462,18 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
             Box::new(|out| parse_sentinelctl(out, service_active(host, "sentinelone"))),
         ),
     ];
-    // Sophos Protection for Linux: its service and the status files SPL
-    // keeps for Sophos Central.
-    if host.exists("/opt/sophos-spl") {
-        let version = host.read_text("/opt/sophos-spl/base/VERSION.ini").ok();
-        let mut read = |path: &str| match host.read_text(path) {
-            Ok(t) => {
-                raw.push_str(&t);
-                Ok(t)
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        let sav = read(SPL_SAV_STATUS);
-        let alc = read(SPL_ALC_STATUS);
-        if let Some(v) = &version {
-            raw.push_str(v);
-        }
-        products.push(sophos_spl(
-            version.as_deref().and_then(parse_sophos_version),
-            service_active(host, "sophos-spl"),
-            sav,
-            alc,
-            now,
-        ));
-    }
-    // ESET Server Security and ESET Endpoint Antivirus: service, activation
-    // and detection engine, through ESET's own command-line tools.
-    for (name, dir, unit) in [
-        ("ESET Server Security", "/opt/eset/efs", "efs"),
-        ("ESET Endpoint Antivirus", "/opt/eset/eea", "eea"),
-    ] {
-        if !host.exists(dir) {
-            continue;
-        }
-        let mut ask = |program: String, args: &[&str]| match host.run(&program, args) {
-            Ok(out) if out.success() => {
-                raw.push_str(&out.stdout);
-                Ok(out.stdout)
-            }
-            Ok(out) => {
-                Err(format!("{program} {} exited with {:?}: {}", args.join(" "), out.code, out.stderr.trim()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        let running = service_active(host, unit);
-        let (licence, modules) = if running == Some(true) {
-            (ask(format!("{dir}/sbin/lic"), &["-s"]), ask(format!("{dir}/bin/upd"), &["--list-modules"]))
-        } else {
-            (Err("not asked".into()), Err("not asked".into()))
-        };
-        products.push(eset(name, running, licence, modules, now));
-    }
+    let mut out = Vec::new();
     for (name, program, args, parse) in probes {
         match host.run(program, args) {
-            Ok(out) => {
-                raw.push_str(&out.stdout);
-                products.push(parse(&out.stdout));
+            Ok(o) => {
+                raw.push_str(&o.stdout);
+                out.push(parse(&o.stdout));
             }
             Err(HostError::NotFound { .. }) => {}
-            Err(e) => {
-                products.push(Product { problem: Some(format!("unreadable: {e}")), ..Product::named(name) })
-            }
+            Err(e) => out.push(Product { problem: Some(format!("unreadable: {e}")), ..Product::named(name) }),
         }
     }
-    (products, raw)
+    out
 }
 
 /// Gathers and evaluates on a Linux host.

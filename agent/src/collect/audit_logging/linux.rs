@@ -144,69 +144,115 @@ fn denied(e: &HostError) -> bool {
     matches!(e, HostError::PermissionDenied { .. })
 }
 
-/// Decides the check from what was observed.
-pub fn evaluate(o: &Observed) -> Finding {
-    let mut fails = Vec::new();
-    let mut unknowns = Vec::new();
-    let mut raw = String::new();
+/// What keeps the check from passing: failures, and what cannot be told.
+#[derive(Default)]
+struct Problems {
+    fails: Vec<String>,
+    unknowns: Vec<String>,
+}
 
-    // auditd.
-    let audit = match &o.status {
+/// The kernel audit side as read.
+struct Audit {
+    status: Option<AuditStatus>,
+    rules: Option<usize>,
+    effect: Option<RuleEffect>,
+    auditd_active: Option<bool>,
+}
+
+/// Decides the check from what was observed: auditd, its rules, the
+/// journal, then the status from what was found.
+pub fn evaluate(o: &Observed) -> Finding {
+    let mut p = Problems::default();
+    let mut raw = String::new();
+    let audit = read_audit(o, &mut raw);
+    judge_audit(o, &audit, &mut p);
+    let (storage, journal_persistent) = judge_journal(o, &mut raw, &mut p);
+    let status = match (p.fails.is_empty(), p.unknowns.is_empty()) {
+        (false, _) => CheckStatus::Fail,
+        (true, false) => CheckStatus::Unknown,
+        (true, true) => CheckStatus::Pass,
+    };
+    let reason = if status == CheckStatus::Pass {
+        format!(
+            "auditd runs with {} rules; the journal persists (Storage={storage})",
+            audit.rules.unwrap_or(0)
+        )
+    } else {
+        p.fails.iter().chain(&p.unknowns).cloned().collect::<Vec<_>>().join("; ")
+    };
+    let opt = |v: Option<serde_json::Value>| v.unwrap_or(json!(null));
+    Finding::new(status, "auditd+journald")
+        .fact("auditd_active", opt(audit.auditd_active.map(|b| json!(b))))
+        .fact("audit_enabled", opt(audit.status.as_ref().map(|a| json!(a.enabled))))
+        .fact("audit_rules", opt(audit.rules.map(|n| json!(n))))
+        .fact("audit_rules_effective", opt(audit.effect.as_ref().map(|e| json!(e.effective))))
+        .fact("journal_storage", storage)
+        .fact("journal_persistent", opt(journal_persistent.map(|b| json!(b))))
+        .fact("journald_running", opt(o.journald_running.map(|b| json!(b))))
+        .with_reason(reason)
+        .with_raw(raw)
+}
+
+/// The audit status, the rules and what they record, and whether auditd runs.
+fn read_audit(o: &Observed, raw: &mut String) -> Audit {
+    let status = match &o.status {
         Some(Ok(text)) => {
             raw.push_str(text);
             parse_auditctl_status(text)
         }
         _ => None,
     };
-    let rules = match &o.rules {
+    let (rules, effect) = match &o.rules {
         Some(Ok(text)) => {
             raw.push_str(text);
-            Some(count_audit_rules(text))
+            (Some(count_audit_rules(text)), Some(rule_effect(text)))
         }
-        _ => None,
+        _ => (None, None),
     };
-    let auditd_active = match (o.auditd_unit.as_deref(), &audit) {
+    let auditd_active = match (o.auditd_unit.as_deref(), &status) {
         (Some(state), _) => Some(state == "active"),
         (None, Some(s)) => Some(s.pid != 0),
         (None, None) => None,
     };
-    match (&o.status, &audit) {
-        (None, _) => fails.push("auditd is not installed (no auditctl)".to_string()),
-        (Some(Err(e)), _) if denied(e) => {
-            unknowns.push("auditctl needs root (CAP_AUDIT_CONTROL) to read the audit status".into())
-        }
-        (Some(Err(e)), _) => unknowns.push(format!("auditctl -s: {e}")),
-        (Some(Ok(_)), None) => unknowns.push("auditctl -s printed no audit status".into()),
-        (Some(Ok(_)), Some(s)) => {
-            if auditd_active == Some(false) {
-                fails.push("auditd is not running".into());
-            }
-            if s.enabled == 0 {
-                fails.push("kernel auditing is disabled (enabled 0)".into());
-            }
-            let effect = match &o.rules {
-                Some(Ok(text)) => Some(rule_effect(text)),
-                _ => None,
-            };
-            match (&o.rules, rules) {
-                (_, Some(0)) => fails.push("no audit rules are loaded".into()),
-                (_, Some(n)) if effect.as_ref().is_some_and(|e| e.effective == 0) => {
-                    let by = effect.as_ref().and_then(|e| e.suppressed_by.clone());
-                    fails.push(match by {
-                        Some(rule) => format!("{n} audit rules are loaded but `{rule}` keeps any of them from recording"),
-                        None => format!("{n} audit rules are loaded but none records events (no watch or always,exit rule)"),
-                    });
-                }
-                (Some(Err(e)), _) if denied(e) => {
-                    unknowns.push("auditctl needs root to list the rules".into())
-                }
-                (Some(Err(e)), _) => unknowns.push(format!("auditctl -l: {e}")),
-                _ => {}
-            }
-        }
-    }
+    Audit { status, rules, effect, auditd_active }
+}
 
-    // journald.
+/// auditd installed and running, auditing on, and rules that record.
+fn judge_audit(o: &Observed, a: &Audit, p: &mut Problems) {
+    let s = match (&o.status, &a.status) {
+        (None, _) => return p.fails.push("auditd is not installed (no auditctl)".to_string()),
+        (Some(Err(e)), _) if denied(e) => {
+            return p
+                .unknowns
+                .push("auditctl needs root (CAP_AUDIT_CONTROL) to read the audit status".into());
+        }
+        (Some(Err(e)), _) => return p.unknowns.push(format!("auditctl -s: {e}")),
+        (Some(Ok(_)), None) => return p.unknowns.push("auditctl -s printed no audit status".into()),
+        (Some(Ok(_)), Some(s)) => s,
+    };
+    if a.auditd_active == Some(false) {
+        p.fails.push("auditd is not running".into());
+    }
+    if s.enabled == 0 {
+        p.fails.push("kernel auditing is disabled (enabled 0)".into());
+    }
+    match (&o.rules, a.rules, &a.effect) {
+        (_, Some(0), _) => p.fails.push("no audit rules are loaded".into()),
+        (_, Some(n), Some(e)) if e.effective == 0 => p.fails.push(match &e.suppressed_by {
+            Some(rule) => format!("{n} audit rules are loaded but `{rule}` keeps any of them from recording"),
+            None => {
+                format!("{n} audit rules are loaded but none records events (no watch or always,exit rule)")
+            }
+        }),
+        (Some(Err(e)), ..) if denied(e) => p.unknowns.push("auditctl needs root to list the rules".into()),
+        (Some(Err(e)), ..) => p.unknowns.push(format!("auditctl -l: {e}")),
+        _ => {}
+    }
+}
+
+/// journald runs and keeps the journal on disk: `Storage=` (the last value
+/// read wins, as systemd reads them) and `/var/log/journal` for `auto`.
+fn judge_journal(o: &Observed, raw: &mut String, p: &mut Problems) -> (String, Option<bool>) {
     let mut storage = "auto".to_string();
     for (path, text) in &o.journald_confs {
         raw.push_str(&format!("\n# {path}\n{text}"));
@@ -214,56 +260,30 @@ pub fn evaluate(o: &Observed) -> Finding {
             storage = s;
         }
     }
-    let journal_persistent = if !o.journald_present {
-        None
-    } else {
-        match storage.as_str() {
-            "persistent" => Some(true),
-            "auto" => Some(o.var_log_journal),
-            _ => Some(false),
+    let persistent = match (o.journald_running, o.journald_present, storage.as_str()) {
+        (Some(false), ..) => {
+            p.fails.push(
+                "systemd-journald is not running, so nothing is written to the journal, persistent or not"
+                    .into(),
+            );
+            Some(false)
+        }
+        (_, false, _) => {
+            p.unknowns.push("journald is not present, so whether logs persist is not known".into());
+            None
+        }
+        (_, true, "persistent") => Some(true),
+        (_, true, "auto") if o.var_log_journal => Some(true),
+        (_, true, "auto") => {
+            p.fails.push("the journal is kept in memory only (Storage=auto and no /var/log/journal)".into());
+            Some(false)
+        }
+        (_, true, other) => {
+            p.fails.push(format!("the journal is not persistent (Storage={other})"));
+            Some(false)
         }
     };
-    let journal_persistent = if o.journald_running == Some(false) { Some(false) } else { journal_persistent };
-    match journal_persistent {
-        Some(false) if o.journald_running == Some(false) => fails.push(
-            "systemd-journald is not running, so nothing is written to the journal, persistent or not".into(),
-        ),
-        None => unknowns.push("journald is not present, so whether logs persist is not known".into()),
-        Some(false) if storage == "auto" => {
-            fails.push("the journal is kept in memory only (Storage=auto and no /var/log/journal)".into())
-        }
-        Some(false) => fails.push(format!("the journal is not persistent (Storage={storage})")),
-        Some(true) => {}
-    }
-
-    let status = if !fails.is_empty() {
-        CheckStatus::Fail
-    } else if !unknowns.is_empty() {
-        CheckStatus::Unknown
-    } else {
-        CheckStatus::Pass
-    };
-    let reason = if status == CheckStatus::Pass {
-        format!("auditd runs with {} rules; the journal persists (Storage={storage})", rules.unwrap_or(0))
-    } else {
-        fails.iter().chain(unknowns.iter()).cloned().collect::<Vec<_>>().join("; ")
-    };
-    Finding::new(status, "auditd+journald")
-        .fact("auditd_active", auditd_active.map_or(json!(null), |b| json!(b)))
-        .fact("audit_enabled", audit.as_ref().map_or(json!(null), |a| json!(a.enabled)))
-        .fact("audit_rules", rules.map_or(json!(null), |n| json!(n)))
-        .fact(
-            "audit_rules_effective",
-            match &o.rules {
-                Some(Ok(text)) => json!(rule_effect(text).effective),
-                _ => json!(null),
-            },
-        )
-        .fact("journal_storage", storage)
-        .fact("journal_persistent", journal_persistent.map_or(json!(null), |b| json!(b)))
-        .fact("journald_running", o.journald_running.map_or(json!(null), |b| json!(b)))
-        .with_reason(reason)
-        .with_raw(raw)
+    (storage, persistent)
 }
 
 fn auditctl(host: &dyn Host, arg: &str) -> Option<Result<String, HostError>> {

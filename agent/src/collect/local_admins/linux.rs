@@ -205,135 +205,191 @@ pub struct Observed {
     pub sudo_json: Option<Result<String, String>>,
 }
 
-/// Decides the check from what was observed.
-pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
-    let (passwd, group) = match (&o.passwd, &o.group) {
-        (Some(Ok(p)), Some(Ok(g))) => (p, g),
-        (p, g) => {
-            let why = |name: &str, r: &Option<Result<String, String>>| match r {
-                Some(Ok(_)) => None,
-                Some(Err(e)) => Some(format!("{name}: {e}")),
-                None => Some(format!("{name} is missing")),
-            };
-            let reasons: Vec<String> =
-                [why("/etc/passwd", p), why("/etc/group", g)].into_iter().flatten().collect();
-            return Finding::unknown(
-                "passwd",
-                format!("the account database could not be read ({})", reasons.join("; ")),
-            );
-        }
-    };
-    let accounts = parse_passwd(passwd);
-    let groups = parse_group(group);
-    let group_members = |name: &str| -> BTreeSet<String> {
+/// The account database: accounts and groups.
+struct Accounts {
+    accounts: Vec<Account>,
+    groups: Vec<Group>,
+}
+
+impl Accounts {
+    /// A group's members: listed ones and those whose primary group it is.
+    fn members(&self, name: &str) -> BTreeSet<String> {
         let mut set = BTreeSet::new();
-        if let Some(g) = groups.iter().find(|g| g.name == name) {
+        if let Some(g) = self.groups.iter().find(|g| g.name == name) {
             set.extend(g.members.iter().cloned());
-            set.extend(accounts.iter().filter(|a| a.gid == g.gid).map(|a| a.name.clone()));
+            set.extend(self.accounts.iter().filter(|a| a.gid == g.gid).map(|a| a.name.clone()));
         }
         set
-    };
+    }
 
+    /// The accounts sudoers user entries stand for (`name`, `%group`,
+    /// `%#gid`, `#uid`, `User_Alias` names); `ALL` is counted apart.
+    fn resolve(&self, entries: Vec<String>, aliases: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = entries;
+        let mut seen_alias = BTreeSet::new();
+        while let Some(p) = stack.pop() {
+            if p == "ALL" || p.starts_with(['!', '+']) {
+                continue;
+            }
+            if let Some(gid) = p.strip_prefix("%#") {
+                if let Some(g) = self.groups.iter().find(|g| gid.parse() == Ok(g.gid)) {
+                    out.extend(self.members(&g.name));
+                }
+            } else if let Some(g) = p.strip_prefix('%') {
+                out.extend(self.members(g));
+            } else if let Some(uid) = p.strip_prefix('#') {
+                out.extend(self.accounts.iter().filter(|a| uid.parse() == Ok(a.uid)).map(|a| a.name.clone()));
+            } else if let Some(members) = aliases.get(&p) {
+                if seen_alias.insert(p.clone()) {
+                    stack.extend(members.iter().cloned());
+                }
+            } else {
+                out.insert(p);
+            }
+        }
+        out
+    }
+}
+
+/// What the sudoers rules grant, as read.
+struct SudoView {
+    /// `null` (no sudoers), `false` (unreadable) or `true`.
+    readable: serde_json::Value,
+    /// Why the rules could not be read.
+    error: Option<String>,
+    /// User entries granted root-equivalent commands, and the aliases naming users.
+    grants: Vec<String>,
+    aliases: BTreeMap<String, Vec<String>>,
+    /// The root-equivalent command of each grant to `ALL` users.
+    everyone: Vec<String>,
+}
+
+/// The grants: sudo's own reading (cvtsudoers) where there is one, the
+/// files' text otherwise; the files are kept in `raw` either way.
+fn sudo_view(o: &Observed, raw: &mut String) -> SudoView {
+    let sudo_rules = o.sudo_json.as_ref().map(|r| r.clone().and_then(|text| sudo_rules::grants(&text)));
+    let files = match (&o.sudoers, &sudo_rules) {
+        (None, _) => None,
+        (Some(_), Some(Err(e))) | (Some(Err(e)), _) => Some(Err(e.clone())),
+        (Some(Ok(files)), _) => Some(Ok(files)),
+    };
+    let mut view = SudoView {
+        readable: json!(null),
+        error: None,
+        grants: Vec::new(),
+        aliases: BTreeMap::new(),
+        everyone: Vec::new(),
+    };
+    let files = match files {
+        None => return view,
+        Some(Err(e)) => {
+            view.readable = json!(false);
+            view.error = Some(e);
+            return view;
+        }
+        Some(Ok(files)) => files,
+    };
+    view.readable = json!(true);
+    let parsed: Vec<Sudoers> = match &sudo_rules {
+        // sudo's reading: aliases expanded, nothing left to resolve.
+        Some(Ok(grants)) => {
+            raw.push_str(&format!(
+                "\n# cvtsudoers -e -f json /etc/sudoers\n{}",
+                o.sudo_json.clone().and_then(Result::ok).unwrap_or_default()
+            ));
+            vec![Sudoers {
+                all_grants: grants.iter().flat_map(|g| g.users.clone()).collect(),
+                everyone: everyone_of(grants),
+                ..Sudoers::default()
+            }]
+        }
+        _ => files.iter().map(|(_, t)| parse_sudoers(t)).collect(),
+    };
+    for (path, text) in files {
+        raw.push_str(&format!("\n# {path}\n{text}"));
+    }
+    view.aliases = parsed.iter().flat_map(|s| s.user_aliases.clone()).collect();
+    view.everyone = parsed.iter().flat_map(|s| s.everyone.clone()).collect();
+    view.grants = parsed.iter().flat_map(|s| s.all_grants.clone()).collect();
+    view
+}
+
+/// The commands that grants to `ALL` users allow, as the reason names them.
+fn everyone_of(grants: &[sudo_rules::Grant]) -> Vec<String> {
+    grants
+        .iter()
+        .filter(|g| g.users.iter().any(|u| u == "ALL"))
+        .map(|g| if g.nopasswd { format!("{} without a password", g.command) } else { g.command.clone() })
+        .collect()
+}
+
+/// Why the account database cannot be judged, if it cannot.
+fn unreadable_accounts(o: &Observed) -> Option<Finding> {
+    let why = |name: &str, r: &Option<Result<String, String>>| match r {
+        Some(Ok(_)) => None,
+        Some(Err(e)) => Some(format!("{name}: {e}")),
+        None => Some(format!("{name} is missing")),
+    };
+    let reasons: Vec<String> =
+        [why("/etc/passwd", &o.passwd), why("/etc/group", &o.group)].into_iter().flatten().collect();
+    (!reasons.is_empty()).then(|| {
+        Finding::unknown("passwd", format!("the account database could not be read ({})", reasons.join("; ")))
+    })
+}
+
+/// Decides the check from what was observed: the admin groups, uid 0, the
+/// sudoers grants, then the status.
+pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
+    if let Some(f) = unreadable_accounts(o) {
+        return f;
+    }
+    let (passwd, group) = (
+        o.passwd.clone().and_then(Result::ok).unwrap_or_default(),
+        o.group.clone().and_then(Result::ok).unwrap_or_default(),
+    );
+    let db = Accounts { accounts: parse_passwd(&passwd), groups: parse_group(&group) };
     let mut admins: BTreeSet<String> = BTreeSet::new();
     let mut by_group = serde_json::Map::new();
-    for g in ADMIN_GROUPS {
-        if groups.iter().any(|x| x.name == *g) {
-            let m = group_members(g);
-            by_group.insert(g.to_string(), json!(m.len()));
-            admins.extend(m);
-        }
+    for g in ADMIN_GROUPS.iter().filter(|g| db.groups.iter().any(|x| x.name == **g)) {
+        let m = db.members(g);
+        by_group.insert(g.to_string(), json!(m.len()));
+        admins.extend(m);
     }
-    let uid0: Vec<&str> = accounts.iter().filter(|a| a.uid == 0).map(|a| a.name.as_str()).collect();
+    let uid0: Vec<&str> = db.accounts.iter().filter(|a| a.uid == 0).map(|a| a.name.as_str()).collect();
     admins.extend(uid0.iter().map(|s| s.to_string()));
-
     let mut raw = format!("# /etc/passwd\n{passwd}\n# /etc/group\n{group}");
-    let mut everyone: Vec<String> = Vec::new();
-    let mut sudo_grants = 0;
-    let sudo_rules = match &o.sudo_json {
-        Some(Ok(text)) => Some(sudo_rules::grants(text)),
-        Some(Err(e)) => Some(Err(e.clone())),
-        None => None,
-    };
-    let sudoers = match (&o.sudoers, &sudo_rules) {
-        (Some(_), Some(Err(e))) => Some(Err(e.clone())),
-        (s, _) => s.clone(),
-    };
-    let sudoers_readable = match &sudoers {
-        None => json!(null),
-        Some(Err(_)) => json!(false),
-        Some(Ok(files)) => {
-            let mut parsed: Vec<Sudoers> = files.iter().map(|(_, t)| parse_sudoers(t)).collect();
-            if let Some(Ok(grants)) = &sudo_rules {
-                // sudo's reading: aliases expanded, nothing left to resolve.
-                parsed = vec![Sudoers {
-                    all_grants: grants.iter().flat_map(|g| g.users.clone()).collect(),
-                    everyone: grants
-                        .iter()
-                        .filter(|g| g.users.iter().any(|u| u == "ALL"))
-                        .map(|g| {
-                            if g.nopasswd {
-                                format!("{} without a password", g.command)
-                            } else {
-                                g.command.clone()
-                            }
-                        })
-                        .collect(),
-                    ..Sudoers::default()
-                }];
-                raw.push_str(&format!(
-                    "\n# cvtsudoers -e -f json /etc/sudoers\n{}",
-                    o.sudo_json.clone().and_then(Result::ok).unwrap_or_default()
-                ));
-            }
-            let aliases: BTreeMap<String, Vec<String>> =
-                parsed.iter().flat_map(|s| s.user_aliases.clone()).collect();
-            everyone.extend(parsed.iter().flat_map(|s| s.everyone.clone()));
-            for (path, text) in files {
-                raw.push_str(&format!("\n# {path}\n{text}"));
-            }
-            let mut resolve_stack: Vec<String> = parsed.iter().flat_map(|s| s.all_grants.clone()).collect();
-            sudo_grants = resolve_stack.len();
-            let mut seen_alias = BTreeSet::new();
-            while let Some(p) = resolve_stack.pop() {
-                if p == "ALL" {
-                    // Counted above, with the command.
-                } else if let Some(gid) = p.strip_prefix("%#") {
-                    if let Some(g) = groups.iter().find(|g| gid.parse() == Ok(g.gid)) {
-                        admins.extend(group_members(&g.name));
-                    }
-                } else if let Some(g) = p.strip_prefix('%') {
-                    admins.extend(group_members(g));
-                } else if let Some(uid) = p.strip_prefix('#') {
-                    admins
-                        .extend(accounts.iter().filter(|a| uid.parse() == Ok(a.uid)).map(|a| a.name.clone()));
-                } else if let Some(members) = aliases.get(&p) {
-                    if seen_alias.insert(p.clone()) {
-                        resolve_stack.extend(members.iter().cloned());
-                    }
-                } else if !p.starts_with(['!', '+']) {
-                    admins.insert(p);
-                }
-            }
-            json!(true)
-        }
-    };
+    let sudo = sudo_view(o, &mut raw);
+    admins.extend(db.resolve(sudo.grants.clone(), &sudo.aliases));
 
-    let names = ctx.personal_list(Personal::UserName, admins.iter().map(String::as_str));
-    let uid0_names = ctx.personal_list(Personal::UserName, uid0.iter().copied());
-    let others: Vec<&str> = uid0.iter().copied().filter(|n| *n != "root").collect();
     let f = |status| {
         Finding::new(status, "passwd+sudoers")
             .fact("admin_count", admins.len())
-            .fact("admins", names.clone())
-            .fact("uid0_accounts", uid0_names.clone())
+            .fact("admins", ctx.personal_list(Personal::UserName, admins.iter().map(String::as_str)))
+            .fact("uid0_accounts", ctx.personal_list(Personal::UserName, uid0.iter().copied()))
             .fact("uid0_count", uid0.len())
             .fact("admin_groups", serde_json::Value::Object(by_group.clone()))
-            .fact("sudoers_readable", sudoers_readable.clone())
-            .fact("sudoers_all_grants", sudo_grants)
-            .fact("sudo_grants_everyone", !everyone.is_empty())
+            .fact("sudoers_readable", sudo.readable.clone())
+            .fact("sudoers_all_grants", sudo.grants.len())
+            .fact("sudo_grants_everyone", !sudo.everyone.is_empty())
             .with_raw(raw.clone())
     };
+    let problems = problems(&uid0, &sudo.everyone, ctx);
+    if !problems.is_empty() {
+        return f(CheckStatus::Fail).with_reason(problems.join("; "));
+    }
+    if let Some(e) = &sudo.error {
+        return f(CheckStatus::Unknown)
+            .with_reason(format!("sudoers could not be read ({e}); its grants are not known"));
+    }
+    f(CheckStatus::Pass).with_reason(format!("{} administrative accounts; only root has uid 0", admins.len()))
+}
+
+/// What fails the check: accounts besides root with uid 0, and a grant of
+/// a root-equivalent command to every user.
+fn problems(uid0: &[&str], everyone: &[String], ctx: &Context) -> Vec<String> {
     let mut problems = Vec::new();
+    let others: Vec<&str> = uid0.iter().copied().filter(|n| *n != "root").collect();
     if !others.is_empty() {
         let shown = ctx.personal_list(Personal::UserName, others.iter().copied());
         let list = if shown.is_empty() { String::new() } else { format!(" ({})", shown.join(", ")) };
@@ -346,14 +402,7 @@ pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
         }
         None => {}
     }
-    if !problems.is_empty() {
-        return f(CheckStatus::Fail).with_reason(problems.join("; "));
-    }
-    if let Some(Err(e)) = &sudoers {
-        return f(CheckStatus::Unknown)
-            .with_reason(format!("sudoers could not be read ({e}); its grants are not known"));
-    }
-    f(CheckStatus::Pass).with_reason(format!("{} administrative accounts; only root has uid 0", admins.len()))
+    problems
 }
 
 fn read(host: &dyn Host, path: &str) -> Option<Result<String, String>> {

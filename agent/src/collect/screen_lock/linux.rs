@@ -305,7 +305,65 @@ pub fn stale_databases(host: &dyn Host, names: &[String]) -> Vec<String> {
     stale
 }
 
-/// Gathers and evaluates on a Linux host.
+/// GNOME: the system databases named by the profile, their keyfiles and
+/// locks, and whether the compiled databases are as new as those.
+fn gather_gnome(host: &dyn Host, raw: &mut String) -> Verdict {
+    let profile = host.read_text("/etc/dconf/profile/user").ok();
+    let names: Vec<String> = profile
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("system-db:").map(|n| n.trim().to_string()))
+        .collect();
+    let mut dbs = Vec::new();
+    for name in &names {
+        let dir = format!("/etc/dconf/db/{name}.d");
+        let keyfiles = read_all(host, &dir);
+        for k in &keyfiles {
+            raw.push_str(k);
+            raw.push('\n');
+        }
+        dbs.push((keyfiles, read_all(host, &format!("{dir}/locks"))));
+    }
+    let mut verdict = judge_gnome(profile.as_deref(), &dbs);
+    let stale = stale_databases(host, &names);
+    if !stale.is_empty() && verdict.0 == CheckStatus::Pass {
+        verdict.0 = CheckStatus::Unknown;
+        verdict.1 = format!(
+            "GNOME: the keyfiles comply, but GNOME reads the compiled databases, and {} older than \
+             its keyfiles (`dconf update` has not run since they changed)",
+            stale.join(", ") + if stale.len() == 1 { " is" } else { " are" }
+        );
+    }
+    verdict
+}
+
+/// KDE Plasma: the system file and each user's, labelled by position.
+fn gather_kde(host: &dyn Host, raw: &mut String) -> Verdict {
+    let system = host.read_text("/etc/xdg/kscreenlockerrc").ok();
+    let users: Vec<(String, Result<Option<String>, String>)> = host
+        .read_dir("/home")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            // Users are labelled by position, not name: the reason is signed and names are personal.
+            let file = match host.read_text(&format!("/home/{u}/.config/kscreenlockerrc")) {
+                Ok(t) => Ok(Some(t)),
+                Err(HostError::NoFile { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+            (format!("#{}", i + 1), file)
+        })
+        .collect();
+    if let Some(s) = &system {
+        raw.push_str(s);
+    }
+    judge_kde(system.as_deref(), &users)
+}
+
+/// Gathers and evaluates on a Linux host: which desktops, each one's
+/// verdict, then the worst of them.
 pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let dms: Vec<&str> = DISPLAY_MANAGERS.iter().copied().filter(|p| host.exists(p)).collect();
     let sessions: Vec<String> = SESSION_DIRS
@@ -327,58 +385,10 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let mut verdicts: Vec<(&str, Verdict)> = Vec::new();
     let mut raw = format!("display managers: {dms:?}\nsessions: {sessions:?}\n");
     if gnome {
-        let profile = host.read_text("/etc/dconf/profile/user").ok();
-        let mut dbs = Vec::new();
-        for line in profile.as_deref().unwrap_or("").lines() {
-            if let Some(name) = line.trim().strip_prefix("system-db:") {
-                let dir = format!("/etc/dconf/db/{}.d", name.trim());
-                let keyfiles = read_all(host, &dir);
-                for k in &keyfiles {
-                    raw.push_str(k);
-                    raw.push('\n');
-                }
-                dbs.push((keyfiles, read_all(host, &format!("{dir}/locks"))));
-            }
-        }
-        let mut verdict = judge_gnome(profile.as_deref(), &dbs);
-        let names: Vec<String> = profile
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("system-db:").map(|n| n.trim().to_string()))
-            .collect();
-        let stale = stale_databases(host, &names);
-        if !stale.is_empty() && verdict.0 == CheckStatus::Pass {
-            verdict.0 = CheckStatus::Unknown;
-            verdict.1 = format!(
-                "GNOME: the keyfiles comply, but GNOME reads the compiled databases, and {} older than \
-                 its keyfiles (`dconf update` has not run since they changed)",
-                stale.join(", ") + if stale.len() == 1 { " is" } else { " are" }
-            );
-        }
-        verdicts.push(("gnome", verdict));
+        verdicts.push(("gnome", gather_gnome(host, &mut raw)));
     }
     if kde {
-        let system = host.read_text("/etc/xdg/kscreenlockerrc").ok();
-        let users: Vec<(String, Result<Option<String>, String>)> = host
-            .read_dir("/home")
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, u)| {
-                // Users are labelled by position, not name: the reason is signed and names are personal.
-                let file = match host.read_text(&format!("/home/{u}/.config/kscreenlockerrc")) {
-                    Ok(t) => Ok(Some(t)),
-                    Err(HostError::NoFile { .. }) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                };
-                (format!("#{}", i + 1), file)
-            })
-            .collect();
-        if let Some(s) = &system {
-            raw.push_str(s);
-        }
-        verdicts.push(("kde", judge_kde(system.as_deref(), &users)));
+        verdicts.push(("kde", gather_kde(host, &mut raw)));
     }
     if !others.is_empty() || verdicts.is_empty() {
         let what = if others.is_empty() {
@@ -391,6 +401,12 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
             (CheckStatus::Unknown, format!("the screen lock of {what} is not assessed"), json!(null)),
         ));
     }
+    combine(verdicts, raw)
+}
+
+/// The host's finding from each desktop's verdict: the worst status, the
+/// reasons that explain it, each desktop's facts.
+fn combine(verdicts: Vec<(&str, Verdict)>, raw: String) -> Finding {
     let worst = if verdicts.iter().any(|(_, v)| v.0 == CheckStatus::Fail) {
         CheckStatus::Fail
     } else if verdicts.iter().any(|(_, v)| v.0 == CheckStatus::Unknown) {
