@@ -17,31 +17,26 @@
 //! (libpwquality-tools) and `pamtester` (CI installs them); outside CI it
 //! says why and stops when they are missing.
 
+#[path = "support/private.rs"]
+mod private;
+
 use std::path::Path;
 use std::process::Command;
 
-fn prerequisites() -> Result<(), String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    if !root {
-        return Err("not running as root".into());
-    }
-    for tool in ["/usr/bin/pwscore", "/usr/bin/unshare", "/usr/bin/pamtester"] {
-        if !Path::new(tool).exists() {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    // The module itself (libpam-pwquality), under the multiarch library directory.
+/// Root, the tools, and libpam-pwquality's module (under the multiarch
+/// library directory).
+fn ready(name: &str) -> bool {
     let module = std::fs::read_dir("/lib")
         .into_iter()
         .flatten()
         .flatten()
         .any(|d| d.path().join("security/pam_pwquality.so").exists());
-    if !module {
-        return Err("pam_pwquality.so (libpam-pwquality) is not installed".into());
-    }
-    Ok(())
+    let tools: &[&str] = if module {
+        &["/usr/bin/pwscore", "/usr/bin/pamtester"]
+    } else {
+        &["/lib/*/security/pam_pwquality.so"]
+    };
+    private::ready(name, tools)
 }
 
 const COMMON_PASSWORD: &str = "# pam_pwquality comes from the included file\n@include custos-pwquality\n\
@@ -73,10 +68,7 @@ fn inside(dir: &Path, script: &str) -> (bool, String) {
         "mount --bind '{0}/pam.d' /etc/pam.d && mount --bind '{0}/security' /etc/security && {script}",
         dir.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", &setup])
-        .output()
-        .unwrap();
+    let out = private::unshared(&setup);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -108,9 +100,7 @@ fn agent_says(dir: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn pwquality_is_judged_in_the_order_libpwquality_reads_it() {
-    if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "live password_policy test cannot run in CI: {why}");
-        eprintln!("skipping the live password_policy test: {why}");
+    if !ready("live password_policy test") {
         return;
     }
     let ten = "Xq7#mPz2vL";
@@ -144,18 +134,13 @@ fn in_private_etc(stack: &str, script: &str) -> (bool, String) {
         "mount --bind '{}' /etc && (id custos-pt >/dev/null 2>&1 || useradd -M custos-pt) && {script}",
         etc.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", &setup])
-        .output()
-        .unwrap();
+    let out = private::unshared(&setup);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
 fn the_stacks_control_flow_is_judged_as_libpam_runs_it() {
-    if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "live password_policy test cannot run in CI: {why}");
-        eprintln!("skipping the live password_policy test: {why}");
+    if !ready("live password_policy test") {
         return;
     }
     let pwquality = "pam_pwquality.so retry=1 minlen=14 dictcheck=0 enforce_for_root";
@@ -218,9 +203,7 @@ fn random_password_stacks_never_let_through_what_the_agent_forbids() {
     use custos_agent::collect::password_policy::linux::{min_length, parse_pam};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
-    if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "live password_policy test cannot run in CI: {why}");
-        eprintln!("skipping the live password_policy test: {why}");
+    if !ready("live password_policy test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -229,11 +212,7 @@ fn random_password_stacks_never_let_through_what_the_agent_forbids() {
     let stack_file = etc.join("pam.d/custos-random");
     let run = |script: &str| {
         let setup = format!("mount --bind '{}' /etc && {script}", etc.display());
-        Command::new("unshare")
-            .args(["-m", "--propagation", "private", "bash", "-c", &setup])
-            .status()
-            .unwrap()
-            .success()
+        private::unshared(&setup).status.success()
     };
     assert!(run("id custos-pt >/dev/null 2>&1 || useradd -M custos-pt"));
     // A fixed seed keeps CI reproducible; CUSTOS_PAM_SEED=random explores.

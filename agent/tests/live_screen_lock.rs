@@ -8,23 +8,10 @@
 //! `tests/cases/linux-screen_lock-dconf-*`. Needs root, `unshare` and
 //! `dconf` (dconf-cli; CI installs it); outside CI it says why and stops.
 
-use std::path::Path;
-use std::process::Command;
+#[path = "support/private.rs"]
+mod private;
 
-fn prerequisites() -> Result<(), String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    if !root {
-        return Err("not running as root".into());
-    }
-    for tool in ["/usr/bin/dconf", "/usr/bin/unshare"] {
-        if !Path::new(tool).exists() {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    Ok(())
-}
+use std::path::Path;
 
 /// Runs `script` with the test's `/etc/dconf` and session directory.
 fn inside(dir: &Path, script: &str) -> String {
@@ -33,10 +20,7 @@ fn inside(dir: &Path, script: &str) -> String {
          mount --bind '{0}/xsessions' /usr/share/xsessions && {script}",
         dir.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", &setup])
-        .output()
-        .unwrap();
+    let out = private::unshared(&setup);
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -69,9 +53,7 @@ fn agent_says(dir: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn gnome_is_judged_by_the_compiled_database() {
-    if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "live screen_lock test cannot run in CI: {why}");
-        eprintln!("skipping the live screen_lock test: {why}");
+    if !private::ready("live screen_lock test", &["/usr/bin/dconf"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -7,23 +7,11 @@
 //! `tests/cases/linux-time_sync-chrony-*`. Needs root, `unshare` and chrony
 //! (CI installs it); outside CI it says why and stops when they are missing.
 
+#[path = "support/private.rs"]
+mod private;
+
 use std::path::Path;
 use std::process::Command;
-
-fn prerequisites() -> Result<(), String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    if !root {
-        return Err("not running as root".into());
-    }
-    for tool in ["/usr/sbin/chronyd", "/usr/bin/chronyc", "/usr/bin/unshare"] {
-        if !Path::new(tool).exists() {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    Ok(())
-}
 
 /// The agent's command for one state: collect (as JSON) or, blessing, record.
 fn agent(dir: &Path, name: &str) -> String {
@@ -54,9 +42,7 @@ fn finding(dir: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn chrony_is_judged_by_sources_that_still_answer() {
-    if let Err(why) = prerequisites() {
-        assert!(std::env::var_os("CI").is_none(), "live time_sync test cannot run in CI: {why}");
-        eprintln!("skipping the live time_sync test: {why}");
+    if !private::ready("live time_sync test", &["/usr/sbin/chronyd", "/usr/bin/chronyc"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -86,10 +72,7 @@ fn chrony_is_judged_by_sources_that_still_answer() {
         agent(dir.path(), "synced"),
         agent(dir.path(), "sources-lost"),
     );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", &script])
-        .output()
-        .unwrap();
+    let out = private::unshared(&script);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let synced = finding(dir.path(), "synced");
