@@ -161,7 +161,17 @@ fn input_chains(rs: &Ruleset) -> Vec<Value> {
 }
 
 /// Whether each backend alone would filter the family (judged without the other's tables).
-fn filtered_by(rs: &Ruleset, env: &Env, v6: bool, backends: &[&'static str]) -> Vec<&'static str> {
+fn filtered_by(
+    rs: &Ruleset,
+    env: &Env,
+    v6: bool,
+    backends: &[&'static str],
+    whole: Judgement,
+) -> Vec<&'static str> {
+    // One backend: its rules alone are the whole ruleset, already judged.
+    if let [only] = backends {
+        return if whole == Judgement::Filtered { vec![*only] } else { Vec::new() };
+    }
     backends
         .iter()
         .copied()
@@ -217,10 +227,17 @@ pub fn evaluate(o: &Observed) -> Finding {
         .fact("ipv4_filtered", exposure::judge(&v4) == Judgement::Filtered)
         .fact("ipv6_filtered", o.ipv6_enabled && exposure::judge(&v6) == Judgement::Filtered)
         .fact("ipv6_enabled", o.ipv6_enabled)
-        .fact("ipv4_filtered_by", filtered_by(&read.ruleset, &env, false, &read.backends))
+        .fact(
+            "ipv4_filtered_by",
+            filtered_by(&read.ruleset, &env, false, &read.backends, exposure::judge(&v4)),
+        )
         .fact(
             "ipv6_filtered_by",
-            if o.ipv6_enabled { filtered_by(&read.ruleset, &env, true, &read.backends) } else { Vec::new() },
+            if o.ipv6_enabled {
+                filtered_by(&read.ruleset, &env, true, &read.backends, exposure::judge(&v6))
+            } else {
+                Vec::new()
+            },
         )
         .fact("exposed", exposure::capped_facts(&exposures))
         .fact("exposed_total", exposures.len())
