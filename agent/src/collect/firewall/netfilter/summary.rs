@@ -234,8 +234,9 @@ fn tidy(items: &mut Vec<Item>, domain: &Region) {
 }
 
 fn because(o: &Outcome) -> String {
+    // No rule named: only empty chains with accepting policies, or none.
     let accepted = if o.trail.is_empty() {
-        "accepted".to_string()
+        "no rule or policy drops it".to_string()
     } else {
         format!("accepted by {}", o.trail.join(", then "))
     };
