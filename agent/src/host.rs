@@ -62,6 +62,99 @@ pub trait Host: Send + Sync {
     fn exists(&self, path: &str) -> bool {
         self.read_file(path).is_ok() || self.read_dir(path).is_ok()
     }
+    /// The kernel's clock discipline state (`adjtimex(2)`, read only).
+    /// Recorded hosts keep it as a file entry at [`KERNEL_CLOCK`], so by
+    /// default it is read from there.
+    fn kernel_clock(&self) -> Result<KernelClock, HostError> {
+        let text = self.read_text(KERNEL_CLOCK)?;
+        KernelClock::parse(&text).ok_or_else(|| HostError::Io {
+            what: KERNEL_CLOCK.to_string(),
+            message: format!("not a kernel clock reading: {}", text.trim()),
+        })
+    }
+}
+
+/// Where a recorded host keeps its [`KernelClock`] reading: not a path on
+/// any machine, a name for the system call's answer.
+pub const KERNEL_CLOCK: &str = "syscall:adjtimex";
+
+/// What `adjtimex(2)` with `modes = 0` (which changes nothing and needs no
+/// privilege) says about the clock. The kernel grows `max_error_us` by 500
+/// µs every second unless a time daemon resets it, and declares the clock
+/// unsynchronised when it reaches 16 s; systemd's `NTPSynchronized` is the
+/// same test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelClock {
+    /// The call's return value: `TIME_OK` (0) ... `TIME_ERROR` (5).
+    pub state: i32,
+    /// The `STA_*` status bits.
+    pub status: i32,
+    pub max_error_us: i64,
+    pub est_error_us: i64,
+}
+
+impl KernelClock {
+    /// `STA_UNSYNC`: set by the kernel when the error bound reaches its cap,
+    /// and left set by chronyd unless `rtcsync` is on, so not decisive alone.
+    pub const STA_UNSYNC: i32 = 0x0040;
+    /// The kernel's cap on `max_error_us` (`NTP_PHASE_LIMIT`): at it the clock
+    /// has not been steered for hours, or never.
+    pub const UNSYNC_MAX_ERROR_US: i64 = 16_000_000;
+
+    /// Whether a time daemon steers the clock, as the kernel (and systemd's
+    /// `ntp_synced()`) tells it: the error bound is below its cap.
+    pub fn steered(&self) -> bool {
+        self.max_error_us < Self::UNSYNC_MAX_ERROR_US
+    }
+
+    /// The recorded form: `key value` lines.
+    pub fn render(&self) -> String {
+        format!(
+            "state {}\nstatus 0x{:04x}\nmaxerror {}\nesterror {}\n",
+            self.state, self.status, self.max_error_us, self.est_error_us
+        )
+    }
+
+    /// Reads [`KernelClock::render`]'s form back.
+    pub fn parse(text: &str) -> Option<KernelClock> {
+        let field = |key: &str| {
+            text.lines().find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(' ').map(str::trim))
+        };
+        let status = field("status")?;
+        let status = match status.strip_prefix("0x") {
+            Some(hex) => i32::from_str_radix(hex, 16).ok()?,
+            None => status.parse().ok()?,
+        };
+        Some(KernelClock {
+            state: field("state")?.parse().ok()?,
+            status,
+            max_error_us: field("maxerror")?.parse().ok()?,
+            est_error_us: field("esterror")?.parse().ok()?,
+        })
+    }
+}
+
+/// Reads the clock state with `adjtimex(2)` and `modes = 0`: a pure query.
+#[cfg(target_os = "linux")]
+fn read_kernel_clock() -> Result<KernelClock, HostError> {
+    // SAFETY: `timex` is plain data; zeroed means `modes = 0`, which only reads.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is to a live, writable `timex`.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state < 0 {
+        return Err(io_error("adjtimex", &std::io::Error::last_os_error()));
+    }
+    Ok(KernelClock {
+        state,
+        status: tx.status,
+        max_error_us: tx.maxerror as i64,
+        est_error_us: tx.esterror as i64,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_kernel_clock() -> Result<KernelClock, HostError> {
+    Err(HostError::NotFound { program: "adjtimex".to_string() })
 }
 
 /// Largest file the agent reads as evidence.
@@ -153,6 +246,10 @@ impl Host for SystemHost {
 
     fn exists(&self, path: &str) -> bool {
         std::path::Path::new(path).exists()
+    }
+
+    fn kernel_clock(&self) -> Result<KernelClock, HostError> {
+        read_kernel_clock()
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
@@ -298,6 +395,23 @@ mod tests {
         assert!(host.read_text("/proc/self/status").unwrap().contains("Name:"));
         assert!(host.read_dir("/proc/self").unwrap().contains(&"status".to_string()));
         assert!(matches!(host.read_file("/no/such/file"), Err(HostError::NoFile { .. })));
+    }
+
+    #[test]
+    fn the_kernel_clock_reading_is_recorded_and_replayed_unchanged() {
+        let clock = SystemHost::default().kernel_clock();
+        if cfg!(target_os = "linux") {
+            let clock = clock.unwrap();
+            assert!(clock.max_error_us >= 0 && clock.max_error_us <= KernelClock::UNSYNC_MAX_ERROR_US);
+            let replayed = FixtureHost::new().file(KERNEL_CLOCK, clock.render()).kernel_clock().unwrap();
+            assert_eq!(replayed, clock);
+        }
+        let steered = KernelClock { state: 0, status: 0x2001, max_error_us: 250_000, est_error_us: 12 };
+        assert!(steered.steered());
+        assert!(!KernelClock { max_error_us: 16_000_000, status: 0x40, ..steered }.steered());
+        assert!(matches!(FixtureHost::new().kernel_clock(), Err(HostError::NoFile { .. })));
+        let bad = FixtureHost::new().file(KERNEL_CLOCK, "state x").kernel_clock().unwrap_err();
+        assert!(bad.to_string().contains("not a kernel clock reading"), "{bad}");
     }
 
     #[test]

@@ -352,6 +352,13 @@ impl Host for RecordingHost {
         result
     }
 
+    fn kernel_clock(&self) -> Result<crate::host::KernelClock, HostError> {
+        let result = self.inner.kernel_clock();
+        let bytes = result.clone().map(|k| k.render().into_bytes());
+        self.remember(Call::Read { path: crate::host::KERNEL_CLOCK.to_string(), result: bytes });
+        result
+    }
+
     fn exists(&self, path: &str) -> bool {
         // Recorded as existence only: reading a program to see that it is
         // there would copy the binary into the recording.

@@ -1,5 +1,6 @@
 //! The `time_sync` check: is the clock synchronised to a time source, and by how much is it off?
 
+pub mod kernel;
 pub mod linux;
 pub mod macos;
 pub mod windows;

@@ -13,17 +13,20 @@
 //! 3. systemd: `timedatectl show` (`NTP=`, `NTPSynchronized=`) and, for
 //!    systemd-timesyncd, `timedatectl timesync-status` (`Offset: -1.234ms`).
 //!
-//! Status rule: `pass` when the answering daemon is synchronised and the
+//! Status rule: `pass` when the answering daemon is synchronised, the
 //! measured |offset| (for ntpstat: its stated error bound, which is never
-//! smaller than the offset) is at most [`super::MAX_OFFSET_MS`]; `fail` when it
-//! is not synchronised, the offset is larger, or systemd reports that no
-//! network time synchronisation is enabled (`NTP=no`) and no daemon answered;
+//! smaller than the offset) is at most [`super::MAX_OFFSET_MS`], and the
+//! kernel confirms that something steers the clock ([`super::kernel`]); `fail` when it
+//! is not synchronised, the offset is larger, the kernel reports the clock
+//! unsynchronised, or systemd reports that no network time synchronisation
+//! is enabled (`NTP=no`) and no daemon answered;
 //! `unknown` when synchronised but no offset can be measured, or when neither
 //! systemd nor any daemon tool can be asked (no way to tell).
 
 use serde_json::json;
 
 use super::MAX_OFFSET_MS;
+use super::kernel::{self, Reading};
 use crate::collect::{Context, Finding};
 use crate::host::{CommandOutput, Host, HostError};
 use crate::privacy::Personal;
@@ -230,6 +233,8 @@ pub struct Observed {
     pub timesync: Option<String>,
     /// Notes on the sources that could not be asked.
     pub notes: Vec<String>,
+    /// The kernel's clock state (`adjtimex`), or why it could not be read.
+    pub kernel: Option<Reading>,
 }
 
 fn judge(backend: &str, st: &SyncState, raw: &str, ctx: &Context) -> Finding {
@@ -260,8 +265,22 @@ fn judge(backend: &str, st: &SyncState, raw: &str, ctx: &Context) -> Finding {
     }
 }
 
-/// Decides the check from what was observed.
+/// Decides the check from what was observed: the daemon that answers, then
+/// the kernel's word on whether the clock is steered at all.
 pub fn evaluate(o: &Observed, ctx: &Context) -> Finding {
+    let reading = o.kernel.clone().unwrap_or_else(|| Err("not read".to_string()));
+    let f = daemons(o, ctx);
+    if f.backend == "none"
+        && let Some(unsteered) = kernel::unsteered(&reading, &o.notes.join("; "))
+    {
+        return unsteered;
+    }
+    let backend = f.backend.clone();
+    kernel::confirm(f, &reading, &backend)
+}
+
+/// The verdict of the first time daemon (or systemd) that answers.
+fn daemons(o: &Observed, ctx: &Context) -> Finding {
     if let Some(text) = &o.chrony
         && let Some(mut st) = parse_chrony_tracking(text)
     {
@@ -370,6 +389,7 @@ pub fn observe(host: &dyn Host) -> Observed {
         }
     }
     o.notes = notes;
+    o.kernel = Some(host.kernel_clock().map_err(|e| e.to_string()));
     o
 }
 
