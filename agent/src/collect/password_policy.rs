@@ -2,6 +2,7 @@
 
 pub mod linux;
 pub mod macos;
+pub mod pam_auth;
 pub mod windows;
 
 /// Shortest accepted minimum password length.

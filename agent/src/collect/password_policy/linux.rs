@@ -23,9 +23,11 @@
 //! - otherwise `pam_unix`'s `minlen=` argument (default 6).
 //!
 //! A module with control `optional` does not enforce anything and is ignored.
-//! Lockout, per `auth` stack: `pam_faillock` with an `authfail` line (`deny`
-//! from its arguments, else faillock.conf, else 3; 0 disables), or
-//! `pam_tally2` with `deny=N`. When a host has several stacks (RHEL's
+//! Lockout, per `auth` stack: run as libpam runs it ([`super::pam_auth`]),
+//! every wrong password must reach a `pam_faillock` `authfail` (or
+//! `pam_tally2`) line and a locked account must fail every path; the
+//! threshold is the largest `deny` (arguments, else faillock.conf, else 3;
+//! 0 disables). When a host has several stacks (RHEL's
 //! system-auth and password-auth) the weakest counts.
 //!
 //! Status rule: `pass` when the effective minimum length is at least
@@ -210,27 +212,32 @@ pub fn bypassed(rules: &[PamRule], target: &PamRule) -> bool {
     })
 }
 
-/// Lockout threshold of one `auth` stack: `Some((module, deny))`, or `None` when nothing locks.
+/// Lockout threshold of one `auth` stack: `Some((module, deny))`, or `None`
+/// when nothing locks. The stack must lock as libpam runs it
+/// ([`super::pam_auth::locks`]); the threshold is then the largest `deny` of
+/// its lockout lines (each line tests the count against its own `deny`,
+/// from its arguments, else faillock.conf, else 3; pam_tally2 has no
+/// default), and a `deny` of 0 on any of them means that line never refuses.
 pub fn lockout(rules: &[PamRule], faillock_conf: &[String]) -> Option<(&'static str, i64)> {
-    fn auth<'a>(rules: &'a [PamRule], m: &'a str) -> impl Iterator<Item = &'a PamRule> {
-        rules.iter().filter(move |r| r.kind == "auth" && r.control != "optional" && r.is(m))
+    if !super::pam_auth::locks(rules) {
+        return None;
     }
-    // Failures are only counted by the `authfail` step (or a line without preauth/authsucc).
-    if let Some(r) = auth(rules, "pam_faillock.so").find(|r| {
-        r.args.iter().any(|a| a == "authfail") || !r.args.iter().any(|a| a == "preauth" || a == "authsucc")
-    }) {
-        let deny = r
-            .arg("deny")
-            .map(str::to_string)
-            .or_else(|| conf_value(faillock_conf, "deny"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
-        return (deny > 0).then_some(("pam_faillock", deny));
+    let mut threshold: Option<(&'static str, i64)> = None;
+    for r in rules.iter().filter(|r| r.kind == "auth") {
+        let deny = if r.is("pam_faillock.so") {
+            let deny = r.arg("deny").map(str::to_string).or_else(|| conf_value(faillock_conf, "deny"));
+            ("pam_faillock", deny.and_then(|v| v.parse::<i64>().ok()).unwrap_or(3))
+        } else if r.is("pam_tally2.so") {
+            ("pam_tally2", r.arg("deny").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))
+        } else {
+            continue;
+        };
+        if deny.1 <= 0 {
+            return None;
+        }
+        threshold = threshold.filter(|t| t.1 >= deny.1).or(Some(deny));
     }
-    if let Some(deny) = auth(rules, "pam_tally2.so").find_map(|r| r.arg("deny")?.parse::<i64>().ok()) {
-        return (deny > 0).then_some(("pam_tally2", deny));
-    }
-    None
+    threshold
 }
 
 /// What was read from the host, for [`evaluate`].
