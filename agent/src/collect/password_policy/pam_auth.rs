@@ -13,7 +13,8 @@
 //! `bad`) over two scenarios, with every outcome a module could give:
 //! - a wrong password on an account that is not locked: every path must
 //!   fail and reach a line that counts the failure;
-//! - the right password on a locked account: every path must fail.
+//! - a locked account, with the right password or any other: every path
+//!   must fail.
 //!
 //! Modules whose outcome the scenario fixes: pam_unix (the password),
 //! pam_faillock (`preauth`, `authfail`, `authsucc`: a locked account fails
@@ -54,8 +55,8 @@ enum Action {
 enum Scenario {
     /// A wrong password, the account not locked.
     WrongPassword,
-    /// The right password, the account locked.
-    LockedRightPassword,
+    /// The account locked, whatever password is typed.
+    Locked,
 }
 
 /// Modules that check the typed password against a directory of their own.
@@ -111,7 +112,9 @@ fn outcomes(rule: &PamRule, scenario: Scenario) -> (&'static [Ret], Tally) {
     let wrong = scenario == Scenario::WrongPassword;
     match rule.module.rsplit('/').next().unwrap_or(&rule.module) {
         "pam_unix.so" if wrong => (&[Ret::AuthErr], Tally::Keep),
-        "pam_unix.so" => (&[Ret::Success], Tally::Keep),
+        // Locked, any password may be typed: a stack can let a locked
+        // account in with a wrong one (found by the live test).
+        "pam_unix.so" => (&[Ret::Success, Ret::AuthErr], Tally::Keep),
         // The same wrong password fails every module that checks one (or
         // the user is not theirs); the right one may be theirs or not.
         m if wrong && PASSWORD_MODULES.contains(&m) => (&[Ret::AuthErr, Ret::Ignore], Tally::Keep),
@@ -119,7 +122,10 @@ fn outcomes(rule: &PamRule, scenario: Scenario) -> (&'static [Ret], Tally) {
         "pam_deny.so" => (&[Ret::AuthErr], Tally::Keep),
         // Every pam_faillock and pam_tally2 line refuses a locked account.
         "pam_faillock.so" | "pam_tally2.so" if !wrong => (&[Ret::AuthErr], Tally::Keep),
-        "pam_faillock.so" if has("authfail") => (&[Ret::Ignore, Ret::Success], Tally::Count),
+        // authfail records the failure and returns PAM_IGNORE (the live
+        // test sees `required authfail` with an `optional` pam_unix refuse
+        // wrong passwords and admit the right one, which only that allows).
+        "pam_faillock.so" if has("authfail") => (&[Ret::Ignore], Tally::Count),
         "pam_faillock.so" if has("preauth") => (&[Ret::Success], Tally::Keep),
         // authsucc clears the record whenever it runs on an unlocked
         // account, before or after a failure is counted (found by the live
@@ -213,13 +219,14 @@ fn runs(rules: &[&PamRule], scenario: Scenario) -> Option<Vec<End>> {
 }
 
 /// Whether the `auth` rules lock accounts: every wrong password is counted
-/// and a locked account never gets through, on every path.
+/// and a locked account never gets through, whatever the password, on
+/// every path.
 pub fn locks(rules: &[PamRule]) -> bool {
     let auth: Vec<&PamRule> = rules.iter().filter(|r| r.kind == "auth").collect();
     // A path that lets a wrong password in is a hole of its own: no lockout.
     let counted =
         runs(&auth, Scenario::WrongPassword).is_some_and(|e| e.iter().all(|e| !e.success && e.counted));
-    counted && runs(&auth, Scenario::LockedRightPassword).is_some_and(|e| e.iter().all(|e| !e.success))
+    counted && runs(&auth, Scenario::Locked).is_some_and(|e| e.iter().all(|e| !e.success))
 }
 
 #[cfg(test)]
@@ -279,6 +286,13 @@ mod tests {
         assert!(!locking(
             "auth [success=ok default=bad] pam_faillock.so authsucc\nauth required pam_unix.so\n\
              auth required pam_faillock.so authfail\n"
+        ));
+        // Found by the live differential test: locked, the right password is
+        // refused but a wrong one gets in (pam_unix's failure falls through
+        // to pam_permit).
+        assert!(!locking(
+            "auth [success=2 default=ignore] pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+             auth required pam_permit.so\nauth sufficient pam_faillock.so authfail\n"
         ));
         // Found by the live differential test: an unlocked account gets in
         // with any password, so no failure is ever counted.
