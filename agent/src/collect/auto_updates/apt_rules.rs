@@ -3,7 +3,7 @@
 //! whitelists as unattended-upgrades matches them, and what runs the daily
 //! job at all. Pure.
 
-use super::linux::AptPeriodic;
+use super::apt::AptPeriodic;
 
 /// Interval value of an `APT::Periodic` option in whole days (a shorter
 /// interval counts as one, since the daily job runs it at most daily):
@@ -35,7 +35,11 @@ pub const ESSENTIAL_PACKAGES: [&str; 8] =
     ["libc6", "openssl", "libssl3", "openssh-server", "sudo", "systemd", "apt", "linux-image-amd64"];
 
 /// The essential packages unattended-upgrades would never upgrade under
-/// these lists; `Err` names a pattern that is not a valid regular expression.
+/// these lists, as it matches them (`re.match`: at the start of the name):
+/// any blacklist pattern holds a package back; a whitelist does only when
+/// `Package-Whitelist-Strict` is on (a plain whitelist just raises the
+/// priority of what it names). `Err` names a pattern that is not a valid
+/// regular expression.
 pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, String> {
     let compile = |list: &[String]| -> Result<Vec<regex::Regex>, String> {
         list.iter()
@@ -48,7 +52,7 @@ pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, String> {
         .into_iter()
         .filter(|pkg| {
             black.iter().any(|r| r.is_match(pkg))
-                || (!white.is_empty() && !white.iter().any(|r| r.is_match(pkg)))
+                || (p.whitelist_strict && !white.is_empty() && !white.iter().any(|r| r.is_match(pkg)))
         })
         .collect())
 }

@@ -1,18 +1,7 @@
 //! The Linux backends of the `auto_updates` check.
 //!
 //! Reads, per distribution family (chosen by which package tooling answers):
-//! - Debian/Ubuntu: `dpkg-query -W -f ${Status} unattended-upgrades` (the
-//!   package must be `install ok installed`); `apt-config dump`, the merged
-//!   effective APT configuration (so `/etc/apt/apt.conf.d/20auto-upgrades` and
-//!   `50unattended-upgrades` with comments and overrides resolved):
-//!   `APT::Periodic::Enable`, `APT::Periodic::Update-Package-Lists`,
-//!   `APT::Periodic::Unattended-Upgrade`, and the
-//!   `Unattended-Upgrade::Allowed-Origins` / `Origins-Pattern` entries; and
-//!   `systemctl is-enabled apt-daily-upgrade.timer` (without systemd the cron
-//!   job runs it instead, so an unanswered systemctl is not held against it);
-//!   what runs the job at all: systemd as PID 1 (`/proc/1/comm`), or a cron
-//!   daemon (`pgrep -x cron`) with Debian's `/etc/cron.daily/apt-compat`.
-//!   A timer reads "enabled" on a host where no systemd runs it.
+//! - Debian/Ubuntu: unattended-upgrades, see [`super::apt`].
 //! - RHEL/Fedora: `systemctl is-enabled` of `dnf-automatic-install.timer`
 //!   (always installs), `dnf-automatic.timer` / `dnf5-automatic.timer` (install
 //!   only with `apply_updates = yes` in `/etc/dnf/automatic.conf`), and
@@ -39,7 +28,6 @@
 
 use serde_json::json;
 
-use super::apt_rules::{ESSENTIAL_PACKAGES, apt_runner, held_back, periodic_days};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
@@ -64,48 +52,6 @@ fn unit_enabled(host: &dyn Host, unit: &str) -> Result<Option<bool>, String> {
         Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The automatic-update settings in `apt-config dump` output.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AptPeriodic {
-    /// `APT::Periodic::Enable` (unset means enabled).
-    pub enable: bool,
-    /// Interval in days of `Update-Package-Lists` and `Unattended-Upgrade` (0: off).
-    pub update_lists_days: u32,
-    pub unattended_upgrade_days: u32,
-    /// The origins unattended-upgrades may install from.
-    pub origins: Vec<String>,
-    /// `Unattended-Upgrade::Package-Blacklist` and `-Whitelist` patterns
-    /// (regular expressions matched at the start of package names).
-    pub blacklist: Vec<String>,
-    pub whitelist: Vec<String>,
-}
-
-/// Parses `apt-config dump` (`Key "value";` lines).
-pub fn parse_apt_config(text: &str) -> AptPeriodic {
-    let mut p = AptPeriodic { enable: true, ..AptPeriodic::default() };
-    for line in text.lines() {
-        let Some((key, rest)) = line.trim().split_once(' ') else { continue };
-        let value = rest.trim().trim_end_matches(';').trim_matches('"');
-        match key {
-            "APT::Periodic::Enable" => p.enable = periodic_days(value) > 0,
-            "APT::Periodic::Update-Package-Lists" => p.update_lists_days = periodic_days(value),
-            "APT::Periodic::Unattended-Upgrade" => p.unattended_upgrade_days = periodic_days(value),
-            "Unattended-Upgrade::Allowed-Origins::" | "Unattended-Upgrade::Origins-Pattern::" => {
-                p.origins.push(value.to_string())
-            }
-            "Unattended-Upgrade::Package-Blacklist::" => p.blacklist.push(value.to_string()),
-            "Unattended-Upgrade::Package-Whitelist::" => p.whitelist.push(value.to_string()),
-            _ => {}
-        }
-    }
-    p
-}
-
-/// Whether an unattended-upgrades origin names a security archive.
-pub fn is_security_origin(origin: &str) -> bool {
-    origin.to_ascii_lowercase().contains("security")
 }
 
 /// Reads `key = value` settings from one section of an INI file (`automatic.conf`).
@@ -141,98 +87,6 @@ pub fn sysconfig_value(text: &str, key: &str) -> Option<String> {
         .filter(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'').to_string())
         .next_back()
-}
-
-/// What a Debian/Ubuntu host showed.
-#[derive(Debug, Clone)]
-pub struct AptObserved {
-    /// `dpkg-query` status of unattended-upgrades (`None`: not known to dpkg).
-    pub package_status: Option<String>,
-    pub apt_config: String,
-    /// `apt-daily-upgrade.timer` state, see [`parse_is_enabled`].
-    pub timer: Result<Option<bool>, String>,
-    /// What runs the daily job, when it can be told: `Ok(name)` (`systemd`
-    /// as PID 1, or `cron` running Debian's `/etc/cron.daily/apt-compat`),
-    /// `Err(why nothing does)`; `None` when PID 1 cannot be read.
-    pub runner: Option<Result<&'static str, String>>,
-}
-
-/// Decides the check for a Debian/Ubuntu host.
-pub fn evaluate_apt(o: &AptObserved) -> Finding {
-    let p = parse_apt_config(&o.apt_config);
-    let installed = o.package_status.as_deref().is_some_and(|s| s.trim() == "install ok installed");
-    let security: Vec<&String> = p.origins.iter().filter(|o| is_security_origin(o)).collect();
-    let timer = match &o.timer {
-        Ok(Some(b)) => json!(b),
-        _ => json!(null),
-    };
-    let f = |status| {
-        Finding::new(status, "unattended-upgrades")
-            .fact("mechanism", "unattended-upgrades")
-            .fact("package_installed", installed)
-            .fact("periodic_enabled", p.enable)
-            .fact("update_package_lists_days", p.update_lists_days)
-            .fact("unattended_upgrade_days", p.unattended_upgrade_days)
-            .fact("security_origin", !security.is_empty())
-            .fact("origins", p.origins.clone())
-            .fact("package_blacklist", p.blacklist.clone())
-            .fact("package_whitelist", p.whitelist.clone())
-            .fact("essential_held_back", held_back(&p).unwrap_or_default())
-            .fact("all_essential_held_back", held_back(&p).is_ok_and(|h| h.len() == ESSENTIAL_PACKAGES.len()))
-            .fact("timer_enabled", timer.clone())
-            .fact(
-                "runner",
-                match &o.runner {
-                    Some(Ok(r)) => json!(r),
-                    Some(Err(_)) => json!("none"),
-                    None => json!(null),
-                },
-            )
-            .with_raw(format!(
-                "dpkg-query unattended-upgrades: {}\n{}",
-                o.package_status.as_deref().unwrap_or("not installed"),
-                o.apt_config
-            ))
-    };
-    let mut problems = Vec::new();
-    if !installed {
-        problems.push("the unattended-upgrades package is not installed".to_string());
-    }
-    if !p.enable {
-        problems.push("APT::Periodic::Enable is 0".to_string());
-    }
-    if p.update_lists_days == 0 {
-        problems.push("APT::Periodic::Update-Package-Lists is off".to_string());
-    }
-    if p.unattended_upgrade_days == 0 {
-        problems.push("APT::Periodic::Unattended-Upgrade is off".to_string());
-    }
-    if installed && security.is_empty() {
-        problems.push("no security origin is allowed for unattended-upgrades".to_string());
-    }
-    if o.timer == Ok(Some(false)) {
-        problems.push("apt-daily-upgrade.timer is disabled".to_string());
-    }
-    if let Some(Err(why)) = &o.runner {
-        problems.push(format!("nothing runs the daily apt job: {why}"));
-    }
-    match held_back(&p) {
-        Ok(held) if held.len() == ESSENTIAL_PACKAGES.len() => problems
-            .push(format!("the Package-Blacklist/-Whitelist hold back every package ({})", held.join(", "))),
-        Ok(_) => {}
-        Err(e) if problems.is_empty() => {
-            return f(CheckStatus::Unknown)
-                .with_reason(format!("unattended-upgrades' package lists cannot be read: {e}"));
-        }
-        Err(_) => {}
-    }
-    if problems.is_empty() {
-        let days = p.unattended_upgrade_days;
-        f(CheckStatus::Pass)
-            .with_reason(format!("unattended-upgrades installs security updates every {days} day(s)"))
-    } else {
-        f(CheckStatus::Fail).with_reason(problems.join("; "))
-    }
 }
 
 /// What a RHEL/Fedora host showed.
@@ -480,18 +334,7 @@ pub fn evaluate_zypper(o: &ZypperObserved) -> Finding {
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     match host.run("apt-config", &["dump"]) {
-        Ok(out) if out.success() => {
-            let package_status =
-                match host.run("dpkg-query", &["-W", "-f", "${Status}", "unattended-upgrades"]) {
-                    Ok(p) if p.success() => Some(p.stdout),
-                    _ => None,
-                };
-            let timer = unit_enabled(host, "apt-daily-upgrade.timer");
-            let pid1 = host.read_text("/proc/1/comm").ok();
-            let cron = host.run("pgrep", &["-x", "cron"]).ok().map(|o| o.success());
-            let runner = apt_runner(pid1.as_deref(), cron, host.exists("/etc/cron.daily/apt-compat"));
-            return evaluate_apt(&AptObserved { package_status, apt_config: out.stdout, timer, runner });
-        }
+        Ok(out) if out.success() => return super::apt::gather(host, out.stdout),
         Ok(out) => {
             return Finding::unknown(
                 "unattended-upgrades",

@@ -1,6 +1,9 @@
 //! Tests of the Linux `auto_updates` backend (`linux.rs`), kept apart for its size.
 
 use super::*;
+use crate::collect::auto_updates::apt::{AptObserved, evaluate_apt};
+use crate::collect::auto_updates::apt_origins::{Distro, parse_release};
+use crate::collect::auto_updates::apt_rules::{apt_runner, periodic_days};
 
 const SHIPPED: &str = "[commands]\n#  default                            = yum upgrade\nupdate_cmd = default\nupdate_messages = yes\ndownload_updates = yes\napply_updates = no\nrandom_sleep = 360\n\n[emitters]\nsystem_name = None\n";
 
@@ -71,6 +74,13 @@ fn apt_intervals_take_suffixes_and_blacklists_can_hold_back_everything() {
         apt_config: dump.into(),
         timer: Ok(Some(true)),
         runner: Some(Ok("systemd")),
+        releases: Ok(parse_release(
+            "deb.debian.org_debian-security_dists_bookworm-security_InRelease",
+            "Origin: Debian\nLabel: Debian-Security\nSuite: bookworm-security\nCodename: bookworm-security\n",
+        )
+        .into_iter()
+        .collect()),
+        distro: Distro { id: "Debian".into(), codename: "bookworm".into() },
     };
     let f = evaluate_apt(&o);
     assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
