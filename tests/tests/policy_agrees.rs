@@ -116,6 +116,7 @@ fn the_builtin_parameters_are_the_agents_thresholds() {
     let p = Policy::builtin().unwrap();
     let n = |k: &str| p.params()[k].as_f64().unwrap_or_else(|| panic!("{k} is not a number"));
     assert_eq!(n("max_list_age_days"), os_patches::MAX_LIST_AGE_DAYS as f64);
+    assert_eq!(n("max_patch_age_days"), os_patches::windows::MAX_PATCH_AGE_DAYS as f64);
     assert_eq!(n("max_signature_age_hours"), antivirus::MAX_SIGNATURE_AGE_HOURS as f64);
     assert_eq!(n("max_xprotect_age_days"), antivirus::macos::MAX_XPROTECT_AGE_DAYS as f64);
     assert_eq!(n("max_idle_seconds"), screen_lock::MAX_IDLE_SECONDS as f64);

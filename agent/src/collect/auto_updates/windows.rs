@@ -1,12 +1,12 @@
 //! The Windows backend of the `auto_updates` check: Windows Update.
 //!
-//! Reads, with `reg query` (text format of reg.exe) and `sc qc`:
+//! Reads, with `reg query` (text format of reg.exe), `sc qc` and PowerShell:
 //! - the Group Policy / MDM-mirrored policy key
 //!   `HKLM\SOFTWARE\Policies\Microsoft\Windows\WindowsUpdate\AU`
-//!   (`NoAutoUpdate`, `AUOptions`);
+//!   (`NoAutoUpdate`, `AUOptions`; `UseWUServer`, a WSUS server, is a fact);
 //! - the MDM (Intune) policy `AllowAutoUpdate` under
 //!   `HKLM\SOFTWARE\Microsoft\PolicyManager\current\device\Update`
-//!   (0 notify, 1-4 automatic, 5 off);
+//!   (0 notify, 1-4 automatic, 5 off; the values the Update CSP defines);
 //! - a user pause, `PauseUpdatesExpiryTime` under
 //!   `HKLM\SOFTWARE\Microsoft\WindowsUpdate\UX\Settings`;
 //! - a pause set by Group Policy or MDM ("Select when Quality / Feature
@@ -15,30 +15,52 @@
 //!   `PauseQualityUpdatesStartTime` / `PauseQualityUpdatesEndTime` (the
 //!   policy pauses for 35 days from the start date when no end is written),
 //!   the same pair for feature updates (a fact: feature updates are not
-//!   security fixes), and `SetDisablePauseUXAccess` (a fact);
+//!   security fixes), `SetDisablePauseUXAccess` and the quality-update
+//!   deferral (`DeferQualityUpdatesPeriodInDays`; facts);
 //! - the start type of the Windows Update service (`sc qc wuauserv`,
-//!   `START_TYPE : 4 DISABLED`; the number is locale-independent).
+//!   `START_TYPE : 4 DISABLED`; the number is locale-independent);
+//! - the product type (`ProductType` under
+//!   `HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions`: `WinNT` a
+//!   workstation, `ServerNT` / `LanmanNT` a server or domain controller);
+//! - the date of the newest installed update (`Get-HotFix`, the same
+//!   command as `os_patches`).
+//!
+//! A policy says what Windows Update is meant to do, not that updates get
+//! installed. Windows without a policy installs updates by itself on client
+//! editions only: on Windows Server "Download only ... is the default option"
+//! (Microsoft Learn, "Configure a Server Core installation of Windows Server
+//! with SConfig"), which waits for a person to install. And whatever the
+//! settings, updates that are not installed for more than
+//! [`MAX_PATCH_AGE_DAYS`] (Microsoft releases monthly) are not being
+//! installed automatically: a WSUS server that approves nothing, an update
+//! source that cannot be reached, a client that fails to install.
 //!
 //! Status rule:
 //! - fail: the service is disabled; `NoAutoUpdate` = 1; `AUOptions` 2
 //!   (notify before download), 3 (download, then *wait for a person* to
 //!   install) or 7 (notify to install); MDM `AllowAutoUpdate` 0 or 5;
 //!   updates paused past the collection time, by the user or by a
-//!   quality-update pause policy in force at the collection time;
+//!   quality-update pause policy in force at the collection time; the
+//!   newest installed update older than [`MAX_PATCH_AGE_DAYS`];
 //! - pass: `AUOptions` 4 (download and install on a schedule), or no
-//!   `AUOptions` policy at all: since Windows 10, an unmanaged machine
-//!   downloads and installs updates by itself, and that default is what runs
-//!   ("no policy: Windows default (automatic)");
+//!   `AUOptions` policy at all on a client edition: since Windows 10, an
+//!   unmanaged client downloads and installs updates by itself ("no
+//!   policy: Windows default (automatic)"); in both cases with an update
+//!   installed within [`MAX_PATCH_AGE_DAYS`];
 //! - unknown: `AUOptions` 5 (the local administrator chooses; that local
-//!   choice is not read), an unrecognised value, or the policy key, the
-//!   pause, the pause policy, the MDM policy or the service configuration
-//!   could not be read (a pause date that is not a readable date included).
+//!   choice is not read), an unrecognised `AUOptions` or `AllowAutoUpdate`
+//!   value, no `AUOptions` policy on Windows Server (its local setting is not
+//!   read), or the policy key, the pause, the pause policy, the MDM policy,
+//!   the service configuration, the product type or the date of the newest
+//!   installed update could not be read (a pause date that is not a
+//!   readable date included).
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::collect::windows::{RegValue, Unavailable, console, parse_iso_date, reg_query};
+use crate::collect::os_patches::windows::{HOTFIX_SCRIPT, MAX_PATCH_AGE_DAYS, parse_last_hotfix};
+use crate::collect::windows::{RegValue, Unavailable, console, parse_iso_date, powershell, reg_query};
 use crate::collect::{Context, Finding};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
@@ -48,6 +70,7 @@ const AU_KEY: &str = "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdat
 const UX_KEY: &str = "HKLM\\SOFTWARE\\Microsoft\\WindowsUpdate\\UX\\Settings";
 const MDM_KEY: &str = "HKLM\\SOFTWARE\\Microsoft\\PolicyManager\\current\\device\\Update";
 const POLICY_KEY: &str = "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WindowsUpdate";
+const PRODUCT_KEY: &str = "HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions";
 /// How long a pause policy with only a start date lasts.
 const POLICY_PAUSE_DAYS: i64 = 35;
 
@@ -133,68 +156,106 @@ pub struct Observed {
     pub mdm_allow_auto_update: Result<Option<u64>, Unavailable>,
     /// `sc qc wuauserv` output, or why it could not be read.
     pub service: Result<String, Unavailable>,
+    /// `ProductType` (`WinNT`, `ServerNT`, `LanmanNT`), or why it could not be read.
+    pub product_type: Result<String, Unavailable>,
+    /// The newest installed update (hotfix id, Unix seconds, date as
+    /// printed), or why it could not be read.
+    pub last_installed: Result<(String, i64, String), String>,
 }
 
-/// Decides the check; `now` is Unix seconds.
-pub fn evaluate(o: &Observed, now: i64) -> Finding {
-    let policy = match &o.policy {
-        Ok(p) => p.clone(),
-        Err(e) => return e.unknown(BACKEND, "the Windows Update policy key could not be read"),
-    };
-    // The raw observation: the policy values as reg printed them, then sc's answer.
-    let mut raw = format!("{AU_KEY}\n");
-    for (name, v) in policy.iter().flatten() {
-        raw.push_str(&format!("    {name}    {}    {}\n", v.kind, v.data));
-    }
-    if let Ok(Some(values)) = &o.policy_pause {
-        raw.push_str(&format!("{POLICY_KEY}\n"));
-        for (name, v) in values {
+/// The values [`evaluate`] works from, read out of [`Observed`].
+struct Values {
+    policy: Option<BTreeMap<String, RegValue>>,
+    no_auto: Option<u64>,
+    au_options: Option<u64>,
+    start_type: Option<u32>,
+    paused_until: Option<String>,
+    paused_at: Option<i64>,
+    mdm: Option<u64>,
+    pause_values: BTreeMap<String, RegValue>,
+    quality_pause: Result<Option<PolicyPause>, String>,
+    feature_pause: Result<Option<PolicyPause>, String>,
+    /// Days since the newest installed update.
+    last_age: Option<i64>,
+    raw: String,
+}
+
+impl Values {
+    fn read(o: &Observed, policy: Option<BTreeMap<String, RegValue>>, now: i64) -> Values {
+        // The raw observation: the policy values as reg printed them, then sc's answer.
+        let mut raw = format!("{AU_KEY}\n");
+        for (name, v) in policy.iter().flatten() {
             raw.push_str(&format!("    {name}    {}    {}\n", v.kind, v.data));
         }
-    }
-    let num = |name: &str| policy.as_ref().and_then(|p| p.get(name)).and_then(RegValue::number);
-    let no_auto = num("noautoupdate");
-    let au_options = num("auoptions");
-    let start_type = match &o.service {
-        Ok(text) => {
-            raw.push_str(text);
-            parse_sc_start_type(text)
+        if let Ok(Some(values)) = &o.policy_pause {
+            raw.push_str(&format!("{POLICY_KEY}\n"));
+            for (name, v) in values {
+                raw.push_str(&format!("    {name}    {}    {}\n", v.kind, v.data));
+            }
         }
-        Err(_) => None,
-    };
-    let paused_until = o.paused_until.as_ref().ok().cloned().flatten();
-    let mdm = o.mdm_allow_auto_update.as_ref().ok().copied().flatten();
-    let paused_at = paused_until.as_deref().and_then(parse_iso_date);
-    let pause_values = o.policy_pause.as_ref().ok().cloned().flatten().unwrap_or_default();
-    let quality_pause = policy_pause(&pause_values, "quality");
-    let feature_pause = policy_pause(&pause_values, "feature");
-    let pause_fact = |p: &Result<Option<PolicyPause>, String>| match p {
-        Ok(Some(p)) => json!(p.until_text()),
-        _ => json!(null),
-    };
-    let disable_pause_ux = pause_values.get("setdisablepauseuxaccess").and_then(RegValue::number);
-    let base = |status| {
+        let num = |name: &str| policy.as_ref().and_then(|p| p.get(name)).and_then(RegValue::number);
+        let start_type = match &o.service {
+            Ok(text) => {
+                raw.push_str(text);
+                parse_sc_start_type(text)
+            }
+            Err(_) => None,
+        };
+        let paused_until = o.paused_until.as_ref().ok().cloned().flatten();
+        let pause_values = o.policy_pause.as_ref().ok().cloned().flatten().unwrap_or_default();
+        Values {
+            no_auto: num("noautoupdate"),
+            au_options: num("auoptions"),
+            start_type,
+            paused_at: paused_until.as_deref().and_then(parse_iso_date),
+            paused_until,
+            mdm: o.mdm_allow_auto_update.as_ref().ok().copied().flatten(),
+            quality_pause: policy_pause(&pause_values, "quality"),
+            feature_pause: policy_pause(&pause_values, "feature"),
+            pause_values,
+            last_age: o.last_installed.as_ref().ok().map(|(_, at, _)| (now - at).max(0) / 86_400),
+            policy,
+            raw,
+        }
+    }
+
+    fn finding(&self, o: &Observed, status: CheckStatus, now: i64) -> Finding {
+        let pause_fact = |p: &Result<Option<PolicyPause>, String>| match p {
+            Ok(Some(p)) => json!(p.until_text()),
+            _ => json!(null),
+        };
+        let pause_num = |k: &str| self.pause_values.get(k).and_then(RegValue::number);
+        let deferral = (pause_num("deferqualityupdates") == Some(1))
+            .then(|| pause_num("deferqualityupdatesperiodindays"))
+            .flatten();
+        let use_wsus = self.policy.as_ref().and_then(|p| p.get("usewuserver")).and_then(RegValue::number);
         Finding::new(status, BACKEND)
-            .fact("policy_configured", policy.is_some())
-            .fact("no_auto_update", json!(no_auto))
-            .fact("au_options", json!(au_options))
-            .fact("service_start_type", json!(start_type))
-            .fact("paused_until", json!(paused_until))
-            .fact("mdm_allow_auto_update", json!(mdm))
-            .fact("policy_quality_paused_until", pause_fact(&quality_pause))
-            .fact("policy_feature_paused_until", pause_fact(&feature_pause))
-            .fact("policy_feature_pause_in_force", matches!(&feature_pause, Ok(Some(p)) if p.in_force(now)))
-            .fact("disable_pause_ux_access", json!(disable_pause_ux))
-            .with_raw(raw.clone())
-    };
-    let mut problems = Vec::new();
-    if start_type == Some(4) {
-        problems.push("the Windows Update service (wuauserv) is disabled".to_string());
+            .fact("policy_configured", self.policy.is_some())
+            .fact("no_auto_update", json!(self.no_auto))
+            .fact("au_options", json!(self.au_options))
+            .fact("service_start_type", json!(self.start_type))
+            .fact("paused_until", json!(self.paused_until))
+            .fact("mdm_allow_auto_update", json!(self.mdm))
+            .fact("policy_quality_paused_until", pause_fact(&self.quality_pause))
+            .fact("policy_feature_paused_until", pause_fact(&self.feature_pause))
+            .fact(
+                "policy_feature_pause_in_force",
+                matches!(&self.feature_pause, Ok(Some(p)) if p.in_force(now)),
+            )
+            .fact("disable_pause_ux_access", json!(pause_num("setdisablepauseuxaccess")))
+            .fact("quality_deferral_days", json!(deferral))
+            .fact("use_wsus", json!(use_wsus.map(|n| n == 1)))
+            .fact("product_type", json!(o.product_type.as_ref().ok()))
+            .fact("last_installed_at", json!(o.last_installed.as_ref().ok().map(|(_, _, d)| d)))
+            .fact("last_installed_age_days", json!(self.last_age))
+            .with_raw(self.raw.clone())
     }
-    if no_auto == Some(1) {
-        problems.push("automatic updates are turned off by policy (NoAutoUpdate = 1)".to_string());
-    }
-    let options_verdict = match au_options {
+}
+
+/// What `AUOptions` says: `Ok` a reason to pass (or, prefixed `unknown: `,
+/// why it cannot be told), `Err` why it fails.
+fn options_verdict(au_options: Option<u64>) -> Result<&'static str, &'static str> {
+    match au_options {
         None => Ok("no policy: Windows default (automatic)"),
         Some(4) => Ok("policy installs updates automatically on a schedule (AUOptions = 4)"),
         Some(2) => Err("policy only notifies before downloading updates (AUOptions = 2)"),
@@ -204,40 +265,56 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             Ok("unknown: AUOptions = 5 lets the local administrator choose, and that choice is not read")
         }
         Some(_) => Ok("unknown: unrecognised AUOptions value"),
-    };
-    match options_verdict {
-        Err(e) if no_auto != Some(1) => problems.push(e.to_string()),
-        _ => {}
+    }
+}
+
+/// What certainly keeps updates from being installed automatically.
+fn problems(v: &Values, now: i64) -> Vec<String> {
+    let mut problems = Vec::new();
+    if v.start_type == Some(4) {
+        problems.push("the Windows Update service (wuauserv) is disabled".to_string());
+    }
+    if v.no_auto == Some(1) {
+        problems.push("automatic updates are turned off by policy (NoAutoUpdate = 1)".to_string());
+    }
+    if let Err(e) = options_verdict(v.au_options)
+        && v.no_auto != Some(1)
+    {
+        problems.push(e.to_string());
     }
     // MDM: 0 notify before download, 1-4 install automatically, 5 off. Either
     // policy channel turning updates off is enough to fail.
-    match mdm {
+    match v.mdm {
         Some(0) => {
             problems.push("MDM policy only notifies before downloading updates (AllowAutoUpdate = 0)".into())
         }
         Some(5) => problems.push("MDM policy turns automatic updates off (AllowAutoUpdate = 5)".into()),
         _ => {}
     }
-    if paused_at.is_some_and(|t| t > now) {
-        problems.push(format!("updates are paused until {}", paused_until.as_deref().unwrap_or("?")));
+    if v.paused_at.is_some_and(|t| t > now) {
+        problems.push(format!("updates are paused until {}", v.paused_until.as_deref().unwrap_or("?")));
     }
-    if let Ok(Some(p)) = &quality_pause
+    if let Ok(Some(p)) = &v.quality_pause
         && p.in_force(now)
     {
         problems.push(format!("quality updates are paused by policy until {}", p.until_text()));
     }
-    if !problems.is_empty() {
-        return base(CheckStatus::Fail).with_reason(problems.join("; "));
+    if let Some(age) = v.last_age.filter(|a| *a > MAX_PATCH_AGE_DAYS) {
+        problems.push(format!(
+            "the newest installed update is {age} days old (limit {MAX_PATCH_AGE_DAYS}): updates are not \
+             being installed"
+        ));
     }
-    let verdict = options_verdict.unwrap_or("");
-    if let Some(why) = verdict.strip_prefix("unknown: ") {
-        return base(CheckStatus::Unknown).with_reason(why.to_string());
-    }
-    // A pause or an MDM policy that cannot be read may be what turns updates off.
+    problems
+}
+
+/// What could not be read or understood and might keep updates from being
+/// installed.
+fn unread(o: &Observed, v: &Values) -> Vec<String> {
     let mut unread = Vec::new();
-    match (&o.paused_until, &paused_until) {
+    match (&o.paused_until, &v.paused_until) {
         (Err(e), _) => unread.push(format!("the update pause could not be read: {}", e.message())),
-        (_, Some(p)) if paused_at.is_none() => {
+        (_, Some(p)) if v.paused_at.is_none() => {
             unread.push(format!("PauseUpdatesExpiryTime {p:?} is not a date that could be read"))
         }
         _ => {}
@@ -245,25 +322,70 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
     match &o.policy_pause {
         Err(e) => unread.push(format!("the Windows Update pause policy could not be read: {}", e.message())),
         Ok(_) => {
-            if let Err(e) = &quality_pause {
+            if let Err(e) = &v.quality_pause {
                 unread.push(e.clone());
             }
         }
     }
-    if let Err(e) = &o.mdm_allow_auto_update {
-        unread.push(format!("the MDM AllowAutoUpdate policy could not be read: {}", e.message()));
+    match (&o.mdm_allow_auto_update, v.mdm) {
+        (Err(e), _) => {
+            unread.push(format!("the MDM AllowAutoUpdate policy could not be read: {}", e.message()))
+        }
+        (_, Some(n)) if n > 5 => unread.push(format!("unrecognised MDM AllowAutoUpdate value {n}")),
+        _ => {}
     }
+    if v.au_options.is_none() {
+        match &o.product_type {
+            Ok(t) if t.eq_ignore_ascii_case("WinNT") => {}
+            Ok(t) => unread.push(format!(
+                "no update policy on Windows Server (ProductType {t}), whose default is to download \
+                 updates only (SConfig 'Download only'); the local setting is not read"
+            )),
+            Err(e) => unread.push(format!(
+                "no update policy, and whether this is a client edition (which installs by default) \
+                 could not be read: {}",
+                e.message()
+            )),
+        }
+    }
+    match &v.start_type {
+        Some(_) => {}
+        None => unread.push(match &o.service {
+            Err(e) => format!("the Windows Update service configuration could not be read: {}", e.message()),
+            Ok(_) => "sc qc wuauserv printed no START_TYPE".to_string(),
+        }),
+    }
+    if let Err(e) = &o.last_installed {
+        unread.push(format!(
+            "the date of the newest installed update could not be read ({e}), so whether updates get \
+             installed is not shown"
+        ));
+    }
+    unread
+}
+
+/// Decides the check; `now` is Unix seconds.
+pub fn evaluate(o: &Observed, now: i64) -> Finding {
+    let policy = match &o.policy {
+        Ok(p) => p.clone(),
+        Err(e) => return e.unknown(BACKEND, "the Windows Update policy key could not be read"),
+    };
+    let v = Values::read(o, policy, now);
+    let problems = problems(&v, now);
+    if !problems.is_empty() {
+        return v.finding(o, CheckStatus::Fail, now).with_reason(problems.join("; "));
+    }
+    let verdict = options_verdict(v.au_options).unwrap_or("");
+    if let Some(why) = verdict.strip_prefix("unknown: ") {
+        return v.finding(o, CheckStatus::Unknown, now).with_reason(why.to_string());
+    }
+    // A pause, a policy or a state that cannot be read may be what keeps updates out.
+    let unread = unread(o, &v);
     if !unread.is_empty() {
-        return base(CheckStatus::Unknown).with_reason(unread.join("; "));
+        return v.finding(o, CheckStatus::Unknown, now).with_reason(unread.join("; "));
     }
-    match (&o.service, start_type) {
-        (Err(e), _) => base(CheckStatus::Unknown).with_reason(format!(
-            "the Windows Update service configuration could not be read: {}",
-            e.message()
-        )),
-        (Ok(_), None) => base(CheckStatus::Unknown).with_reason("sc qc wuauserv printed no START_TYPE"),
-        (Ok(_), Some(_)) => base(CheckStatus::Pass).with_reason(verdict.to_string()),
-    }
+    let age = v.last_age.map_or(String::new(), |a| format!("; the newest installed update is {a} days old"));
+    v.finding(o, CheckStatus::Pass, now).with_reason(format!("{verdict}{age}"))
 }
 
 /// Reads the policy, pause and service state through the host.
@@ -282,12 +404,21 @@ pub fn observe(host: &dyn Host) -> Observed {
                 .ok_or_else(|| Unavailable::Failed(format!("AllowAutoUpdate is not a number: {:?}", r.data))),
         },
     });
+    let product_type = reg_query(host, &[PRODUCT_KEY, "/v", "ProductType"]).and_then(|v| {
+        v.and_then(|v| v.get("producttype").map(|r| r.data.trim().to_string()))
+            .ok_or_else(|| Unavailable::Failed("ProductType is not set".into()))
+    });
+    let last_installed = powershell(host, HOTFIX_SCRIPT)
+        .map_err(|e| e.message().to_string())
+        .and_then(|t| parse_last_hotfix(&t).ok_or_else(|| "Get-HotFix listed no dated update".to_string()));
     Observed {
         policy: reg_query(host, &[AU_KEY]),
         paused_until,
         policy_pause: reg_query(host, &[POLICY_KEY]),
         mdm_allow_auto_update,
         service: console(host, "sc", &["qc", "wuauserv"]),
+        product_type,
+        last_installed,
     }
 }
 
@@ -311,6 +442,9 @@ mod tests {
             policy_pause: Ok(None),
             mdm_allow_auto_update: Ok(None),
             service: Ok("        START_TYPE         : 3   DEMAND_START\r\n".into()),
+            product_type: Ok("WinNT".into()),
+            // 2026-11-18, five days before the collection time the tests use.
+            last_installed: Ok(("KB5068861".into(), 1_795_000_000, "2026-11-18".into())),
         }
     }
 
@@ -366,5 +500,30 @@ mod tests {
             ..observed(&[("auoptions", 4)])
         };
         assert_eq!(evaluate(&denied, now).status, CheckStatus::Unknown);
+    }
+
+    #[test]
+    fn what_the_policy_cannot_show_is_not_taken_for_granted() {
+        let now = 1_795_428_000;
+        // No policy on Windows Server: it downloads only by default.
+        let server = Observed { product_type: Ok("ServerNT".into()), ..observed(&[]) };
+        let f = evaluate(&Observed { policy: Ok(None), ..server }, now);
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("SConfig 'Download only'"));
+        let client = Observed { policy: Ok(None), ..observed(&[]) };
+        assert_eq!(evaluate(&client, now).status, CheckStatus::Pass);
+        // Set to install, but nothing installed for two months.
+        let stale = Observed {
+            last_installed: Ok(("KB5065429".into(), 1_789_603_200, "2026-09-17".into())),
+            ..observed(&[("auoptions", 4)])
+        };
+        let f = evaluate(&stale, now);
+        assert_eq!(f.status, CheckStatus::Fail);
+        assert!(f.reason.unwrap().contains("newest installed update is 67 days old (limit 35)"));
+        let unread = Observed { last_installed: Err("timeout".into()), ..observed(&[("auoptions", 4)]) };
+        assert_eq!(evaluate(&unread, now).status, CheckStatus::Unknown);
+        // An AllowAutoUpdate value the Update CSP does not define.
+        let mdm = Observed { mdm_allow_auto_update: Ok(Some(6)), ..observed(&[("auoptions", 4)]) };
+        assert_eq!(evaluate(&mdm, now).status, CheckStatus::Unknown);
     }
 }

@@ -2,19 +2,34 @@
 //!
 //! Reads `Get-BitLockerVolume` as JSON (`MountPoint`, `VolumeType` 0
 //! OperatingSystem / 1 Data, `ProtectionStatus` 0 Off / 1 On / 2 Unknown,
-//! `VolumeStatus`, `EncryptionPercentage`, `EncryptionMethod`; enums print as
-//! numbers, names are accepted too), plus whether the drive letter is a
-//! removable disk (`Win32_LogicalDisk` `DriveType` 2), which the BitLocker
-//! module does not tell. When the cmdlet is missing or fails for another
-//! reason than access, falls back to `manage-bde -status` (English text).
+//! `VolumeStatus`, `EncryptionPercentage`, `EncryptionMethod`, the types of
+//! its `KeyProtector`s; enums print as numbers, names are accepted too), plus
+//! whether the drive letter is a removable disk (`Win32_LogicalDisk`
+//! `DriveType` 2), which the BitLocker module does not tell. When the cmdlet
+//! is missing or fails for another reason than access, falls back to
+//! `manage-bde -status` (English text).
+//!
+//! BitLocker lists only the volumes it can protect: a volume on a dynamic
+//! disk, for one, is not among them ("BitLocker doesn't support dynamic
+//! disks"), and a list without it is no evidence that it is encrypted. So
+//! the fixed drive letters (`Win32_LogicalDisk` `DriveType` 3) are read as
+//! well, and each must be one of BitLocker's volumes.
 //!
 //! Status rule: pass only when every OperatingSystem and fixed Data volume is
-//! 100 % encrypted with ProtectionStatus On. Encrypted but protection Off
-//! (BitLocker suspended, key stored in the clear) is fail, as is any
-//! unencrypted or partly encrypted volume. Removable volumes are listed but
-//! out of scope. No operating-system volume in the list, protection status
-//! Unknown (volume locked) or unreadable output is unknown; access denied
-//! (agent not elevated) is unknown "needs administrator".
+//! 100 % encrypted with ProtectionStatus On, in software. Encrypted but
+//! protection Off (BitLocker suspended, key stored in the clear; manage-bde
+//! `Protection Off (N reboots left)`) is fail, as is any unencrypted or
+//! partly encrypted volume. Removable volumes are listed but out of scope.
+//! Unknown: no operating-system volume in the list; a fixed drive letter
+//! BitLocker does not list, or the fixed drives could not be listed;
+//! protection status Unknown (volume locked); unreadable output; hardware
+//! encryption (`EncryptionMethod` Hardware, eDrive), whose strength is the
+//! drive firmware's and which Microsoft advises against (advisory
+//! ADV180028: self-encrypting drives with weaknesses; BitLocker uses
+//! software encryption by default since then); access denied (agent not
+//! elevated) is unknown "needs administrator". The key protectors are facts:
+//! a TPM-only protector unlocks without pre-boot authentication, which the
+//! check accepts.
 
 use serde_json::{Value, json};
 
@@ -29,7 +44,11 @@ const BACKEND_MANAGE_BDE: &str = "manage-bde";
 /// The BitLocker state of every volume; enums print as numbers. The BitLocker
 /// module only knows OperatingSystem and Data volumes, so removable drives
 /// (USB sticks, SD cards) are marked from `Win32_LogicalDisk` `DriveType` 2.
-pub const VOLUME_SCRIPT: &str = "$ErrorActionPreference='Stop'; $removable = @(Get-CimInstance -ClassName Win32_LogicalDisk -Filter 'DriveType=2' | ForEach-Object { $_.DeviceID }); ConvertTo-Json -InputObject @(Get-BitLockerVolume | Select-Object MountPoint,VolumeType,ProtectionStatus,VolumeStatus,EncryptionPercentage,EncryptionMethod,@{n='Removable';e={$removable -contains $_.MountPoint}})";
+pub const VOLUME_SCRIPT: &str = "$ErrorActionPreference='Stop'; $removable = @(Get-CimInstance -ClassName Win32_LogicalDisk -Filter 'DriveType=2' | ForEach-Object { $_.DeviceID }); ConvertTo-Json -Depth 3 -InputObject @(Get-BitLockerVolume | Select-Object MountPoint,VolumeType,ProtectionStatus,VolumeStatus,EncryptionPercentage,EncryptionMethod,@{n='Removable';e={$removable -contains $_.MountPoint}},@{n='KeyProtectors';e={@($_.KeyProtector | ForEach-Object { [string]$_.KeyProtectorType })}})";
+
+/// The drive letters of the local fixed disks (`DriveType` 3), whether or
+/// not BitLocker can protect them.
+pub const FIXED_DRIVES_SCRIPT: &str = "$ErrorActionPreference='Stop'; ConvertTo-Json -InputObject @(Get-CimInstance -ClassName Win32_LogicalDisk -Filter 'DriveType=3' | ForEach-Object { $_.DeviceID })";
 
 /// One volume as BitLocker reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +61,8 @@ pub struct Volume {
     pub status: String,
     pub percent: Option<f64>,
     pub method: String,
+    /// Key protector types (`Tpm`, `TpmPin`, `RecoveryPassword`, ...).
+    pub key_protectors: Vec<String>,
 }
 
 impl Volume {
@@ -50,7 +71,8 @@ impl Volume {
     }
     fn to_json(&self) -> Value {
         json!({"mount_point": self.mount_point, "volume_type": self.kind, "protection": self.protection,
-               "volume_status": self.status, "encryption_percentage": self.percent, "encryption_method": self.method})
+               "volume_status": self.status, "encryption_percentage": self.percent, "encryption_method": self.method,
+               "key_protectors": self.key_protectors})
     }
 }
 
@@ -64,6 +86,42 @@ fn enum_name(v: Option<&Value>, names: &[&str]) -> String {
             .map_or_else(|| format!("unknown ({n})"), |s| s.to_string()),
         _ => "unknown".into(),
     }
+}
+
+/// The key protector types as printed (names, or numbers of the
+/// `KeyProtectorType` enumeration).
+fn key_protectors(v: Option<&Value>) -> Vec<String> {
+    let names = [
+        "Unknown",
+        "Tpm",
+        "ExternalKey",
+        "RecoveryPassword",
+        "TpmPin",
+        "TpmStartupKey",
+        "TpmPinStartupKey",
+        "PublicKey",
+        "Password",
+        "TpmNetworkKey",
+        "AdAccountOrGroup",
+    ];
+    let one = |x: &Value| match x {
+        Value::Number(_) => enum_name(Some(x), &names),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match v {
+        Some(Value::Array(items)) => items.iter().map(one).collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(x) => vec![one(x)],
+    }
+}
+
+/// Parses the JSON of [`FIXED_DRIVES_SCRIPT`]: drive letters such as `C:`.
+pub fn parse_fixed_drives(text: &str) -> Result<Vec<String>, String> {
+    json_items(text)?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("not a drive letter: {v}")))
+        .collect()
 }
 
 /// Parses the JSON of [`VOLUME_SCRIPT`].
@@ -112,6 +170,7 @@ pub fn parse_bitlocker_volumes(text: &str) -> Result<Vec<Volume>, String> {
                         "XtsAes256",
                     ],
                 ),
+                key_protectors: key_protectors(v.get("KeyProtectors")),
             }
         })
         .collect())
@@ -119,9 +178,11 @@ pub fn parse_bitlocker_volumes(text: &str) -> Result<Vec<Volume>, String> {
 
 /// Parses `manage-bde -status` (English): one `Volume X: [label]` block per
 /// volume with `[OS Volume]` / `[Data Volume]`, `Conversion Status`,
-/// `Percentage Encrypted`, `Encryption Method` and `Protection Status`.
+/// `Percentage Encrypted`, `Encryption Method`, `Protection Status` and the
+/// `Key Protectors` list.
 pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
     let mut vols: Vec<Volume> = Vec::new();
+    let mut in_protectors = false;
     for line in text.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("Volume ") {
             let mount = rest.split_whitespace().next().unwrap_or("").to_string();
@@ -132,10 +193,18 @@ pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
                 status: "unknown".into(),
                 percent: None,
                 method: "unknown".into(),
+                key_protectors: Vec::new(),
             });
+            in_protectors = false;
             continue;
         }
         let Some(v) = vols.last_mut() else { continue };
+        // The protector types follow `Key Protectors:`, one per line.
+        if in_protectors && !line.is_empty() && !line.contains(':') {
+            v.key_protectors.push(line.to_string());
+            continue;
+        }
+        in_protectors = line == "Key Protectors:";
         match line {
             "[OS Volume]" => v.kind = "OperatingSystem".into(),
             // manage-bde does not tell fixed from removable data volumes; both stay in scope.
@@ -149,9 +218,10 @@ pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
             "Percentage Encrypted" => v.percent = value.trim_end_matches('%').trim().parse().ok(),
             "Encryption Method" => v.method = value.to_string(),
             "Protection Status" => {
+                // Suspended for some restarts prints `Protection Off (1 reboots left)`.
                 v.protection = match value {
                     "Protection On" => "On".into(),
-                    "Protection Off" => "Off".into(),
+                    v if v.starts_with("Protection Off") => "Off".into(),
                     _ => "Unknown".into(),
                 }
             }
@@ -164,21 +234,12 @@ pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
     Ok(vols)
 }
 
-/// Decides the check from the volumes read by `backend`.
-pub fn evaluate(vols: &[Volume], backend: &str, raw: &str) -> Finding {
-    let scoped: Vec<&Volume> = vols.iter().filter(|v| v.in_scope()).collect();
-    let protected =
-        scoped.iter().filter(|v| v.protection == "On" && v.percent.is_some_and(|p| p >= 100.0)).count();
-    let base = |status| {
-        Finding::new(status, backend)
-            .fact("volumes_in_scope", scoped.len())
-            .fact("volumes_protected", protected)
-            .fact("volumes", vols.iter().map(Volume::to_json).collect::<Vec<_>>())
-            .with_raw(raw)
-    };
+/// Why each in-scope volume does not count as protected: certain problems
+/// and what cannot be told.
+fn volume_problems(scoped: &[&Volume]) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
     let mut unclear = Vec::new();
-    for v in &scoped {
+    for v in scoped {
         let name = if v.mount_point.is_empty() { "a volume without mount point" } else { &v.mount_point };
         let percent = v.percent.map_or("?".to_string(), |p| format!("{p}"));
         match (v.protection.as_str(), v.percent) {
@@ -194,7 +255,50 @@ pub fn evaluate(vols: &[Volume], backend: &str, raw: &str) -> Finding {
         if v.kind.starts_with("unknown") {
             unclear.push(format!("{name}: volume type {}", v.kind));
         }
+        if v.method.starts_with("Hardware") {
+            unclear.push(format!(
+                "{name} uses hardware encryption (eDrive), whose strength is the drive firmware's \
+                 (Microsoft advisory ADV180028)"
+            ));
+        }
     }
+    (problems, unclear)
+}
+
+/// The fixed drive letters BitLocker does not list (`fixed` is the list of
+/// local fixed disks, or why it could not be read).
+fn unlisted_fixed(vols: &[Volume], fixed: &Result<Vec<String>, String>) -> Vec<String> {
+    match fixed {
+        Err(e) => vec![format!("the fixed drives could not be listed ({e}), so some may be missing")],
+        Ok(letters) => letters
+            .iter()
+            .filter(|d| !vols.iter().any(|v| v.mount_point.trim_end_matches('\\').eq_ignore_ascii_case(d)))
+            .map(|d| {
+                format!(
+                    "fixed drive {d} is not among BitLocker's volumes (a dynamic disk, or a volume \
+                     BitLocker cannot protect): its encryption is not known"
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Decides the check from the volumes read by `backend` and the local fixed
+/// drive letters (or why they could not be read).
+pub fn evaluate(vols: &[Volume], fixed: &Result<Vec<String>, String>, backend: &str, raw: &str) -> Finding {
+    let scoped: Vec<&Volume> = vols.iter().filter(|v| v.in_scope()).collect();
+    let protected =
+        scoped.iter().filter(|v| v.protection == "On" && v.percent.is_some_and(|p| p >= 100.0)).count();
+    let base = |status| {
+        Finding::new(status, backend)
+            .fact("volumes_in_scope", scoped.len())
+            .fact("volumes_protected", protected)
+            .fact("volumes", vols.iter().map(Volume::to_json).collect::<Vec<_>>())
+            .fact("fixed_drives", fixed.as_ref().ok().cloned())
+            .with_raw(raw)
+    };
+    let (mut problems, mut unclear) = volume_problems(&scoped);
+    unclear.extend(unlisted_fixed(vols, fixed));
     if !problems.is_empty() {
         problems.extend(unclear);
         return base(CheckStatus::Fail).with_reason(problems.join("; "));
@@ -211,11 +315,18 @@ pub fn evaluate(vols: &[Volume], backend: &str, raw: &str) -> Finding {
     ))
 }
 
+/// The local fixed drive letters, or why they could not be read.
+fn fixed_drives(host: &dyn Host) -> Result<Vec<String>, String> {
+    powershell(host, FIXED_DRIVES_SCRIPT)
+        .map_err(|e| e.message().to_string())
+        .and_then(|t| parse_fixed_drives(&t))
+}
+
 /// Gathers and evaluates on a Windows host.
 pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let ps_problem = match powershell(host, VOLUME_SCRIPT) {
         Ok(text) => match parse_bitlocker_volumes(&text) {
-            Ok(vols) if !vols.is_empty() => return evaluate(&vols, BACKEND, &text),
+            Ok(vols) if !vols.is_empty() => return evaluate(&vols, &fixed_drives(host), BACKEND, &text),
             Ok(_) => Unavailable::Failed("Get-BitLockerVolume listed no volume".into()),
             Err(e) => Unavailable::Failed(e),
         },
@@ -225,7 +336,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     };
     match console(host, "manage-bde", &["-status"]) {
         Ok(text) => match parse_manage_bde(&text) {
-            Ok(vols) => evaluate(&vols, BACKEND_MANAGE_BDE, &text),
+            Ok(vols) => evaluate(&vols, &fixed_drives(host), BACKEND_MANAGE_BDE, &text),
             Err(e) => Finding::unknown(
                 BACKEND_MANAGE_BDE,
                 format!("{e}; Get-BitLockerVolume: {}", ps_problem.message()),
@@ -249,7 +360,35 @@ mod tests {
         let v = parse_bitlocker_volumes(one).unwrap();
         assert_eq!(v[0].kind, "OperatingSystem");
         assert_eq!(v[0].percent, Some(100.0));
-        assert_eq!(evaluate(&v, BACKEND, one).status, CheckStatus::Pass);
+        assert_eq!(evaluate(&v, &Ok(vec!["C:".into()]), BACKEND, one).status, CheckStatus::Pass);
+        // A fixed drive BitLocker does not list may be unencrypted.
+        let f = evaluate(&v, &Ok(vec!["C:".into(), "D:".into()]), BACKEND, one);
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("fixed drive D: is not among BitLocker's volumes"));
+        assert_eq!(evaluate(&v, &Err("timeout".into()), BACKEND, one).status, CheckStatus::Unknown);
+    }
+
+    #[test]
+    fn hardware_encryption_is_not_vouched_for() {
+        let one = r#"{"MountPoint":"C:","VolumeType":0,"ProtectionStatus":1,"VolumeStatus":1,"EncryptionPercentage":100,"EncryptionMethod":5,"KeyProtectors":[3,1]}"#;
+        let v = parse_bitlocker_volumes(one).unwrap();
+        assert_eq!(
+            (v[0].method.as_str(), v[0].key_protectors.clone()),
+            ("Hardware", vec!["RecoveryPassword".to_string(), "Tpm".to_string()])
+        );
+        let f = evaluate(&v, &Ok(vec!["C:".into()]), BACKEND, one);
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("hardware encryption"));
+    }
+
+    #[test]
+    fn manage_bde_suspension_for_some_restarts_is_off() {
+        let text = "Volume C: [OS]\n[OS Volume]\n\n    Conversion Status:    Fully Encrypted\n    Percentage Encrypted: 100.0%\n    Encryption Method:    XTS-AES 128\n    Protection Status:    Protection Off (1 reboots left)\n    Lock Status:          Unlocked\n    Key Protectors:\n        TPM\n        Numerical Password\n";
+        let v = parse_manage_bde(text).unwrap();
+        assert_eq!(v[0].protection, "Off");
+        assert_eq!(v[0].key_protectors, vec!["TPM", "Numerical Password"]);
+        let f = evaluate(&v, &Ok(vec!["C:".into()]), BACKEND_MANAGE_BDE, text);
+        assert_eq!(f.status, CheckStatus::Fail);
     }
 
     #[test]
@@ -257,6 +396,9 @@ mod tests {
         let vols = r#"[{"MountPoint":"C:","VolumeType":0,"ProtectionStatus":1,"VolumeStatus":1,"EncryptionPercentage":100,"EncryptionMethod":6},
                        {"MountPoint":"D:","VolumeType":1,"ProtectionStatus":2,"VolumeStatus":1,"EncryptionPercentage":null,"EncryptionMethod":6}]"#;
         let v = parse_bitlocker_volumes(vols).unwrap();
-        assert_eq!(evaluate(&v, BACKEND, vols).status, CheckStatus::Unknown);
+        assert_eq!(
+            evaluate(&v, &Ok(vec!["C:".into(), "D:".into()]), BACKEND, vols).status,
+            CheckStatus::Unknown
+        );
     }
 }

@@ -3,24 +3,37 @@
 //! Asks the Windows Update Agent, through its COM API in PowerShell, for the
 //! applicable updates that are not installed:
 //! `Microsoft.Update.Session` → `CreateUpdateSearcher().Search("IsInstalled=0
-//! and IsHidden=0 and Type='Software'")`, each update's `Title`,
-//! `MsrcSeverity`, category names and `KBArticleIDs` as JSON. The search uses
-//! the update source the machine is configured for (Windows Update, WSUS or
-//! Intune); it changes nothing. The newest entry of `Get-HotFix`
-//! (`InstalledOn`) gives the date of the last installed update.
+//! and Type='Software'")`, each update's `Title`, `MsrcSeverity`, category
+//! names, `KBArticleIDs` and `IsHidden` as JSON. Hidden updates are asked
+//! for too: Automatic Updates does not offer or install a hidden update
+//! (IUpdate::IsHidden), so a security update hidden by a person or a tool
+//! stays missing while a search for `IsHidden=0` reports nothing pending.
+//! The search uses the update source the machine is configured for
+//! (Windows Update, WSUS or Intune); it changes nothing. The newest entry of
+//! `Get-HotFix` (`InstalledOn`) gives the date of the last installed update.
 //!
-//! Status rule: fail when a security update is pending (MsrcSeverity
-//! Critical or Important, or category "Security Updates"); pass when the
-//! search succeeded and none is; unknown when the search fails (offline, no
-//! update source, service disabled, timeout) or when a pending update is
-//! not rated Critical/Important and none of its categories is an English
-//! classification name (WUA translates them, so "Security Updates" cannot
-//! be recognised). Other pending updates and the
-//! last install date are facts.
+//! The search only answers for its source: against a WSUS server it lists
+//! what that server approved, and a source that offers nothing (no
+//! approvals, a stale catalogue) makes every search come back empty.
+//! Microsoft releases security updates monthly, so a host that has
+//! installed none for more than [`MAX_PATCH_AGE_DAYS`] is not kept patched,
+//! whatever its source says is pending.
+//!
+//! Status rule: fail when a security update is pending, hidden or not
+//! (MsrcSeverity Critical or Important, or category "Security Updates"), or
+//! when nothing is pending but the newest installed update is older than
+//! [`MAX_PATCH_AGE_DAYS`]; pass when the search succeeded, none is pending
+//! and an update was installed within that time; unknown when the search
+//! fails (offline, no update source, service disabled, timeout), when the
+//! date of the newest installed update cannot be read, or when a pending
+//! update is not rated Critical/Important and none of its categories is an
+//! English classification name (WUA translates them, so "Security Updates"
+//! cannot be recognised). Other pending updates and the last install date
+//! are facts.
 
 use serde_json::{Value, json};
 
-use crate::collect::windows::{json_date, json_items, json_str, powershell, powershell_for};
+use crate::collect::windows::{json_bool, json_date, json_items, json_str, powershell, powershell_for};
 use crate::collect::{Context, Finding};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
@@ -29,7 +42,12 @@ const BACKEND: &str = "windows-update";
 
 /// Pending software updates through the Windows Update Agent; any COM error
 /// ends the script (exit 1), so a failed search never prints an empty list.
-pub const SEARCH_SCRIPT: &str = "$ErrorActionPreference='Stop'; [Console]::OutputEncoding = [Text.Encoding]::UTF8; $s = (New-Object -ComObject Microsoft.Update.Session).CreateUpdateSearcher(); $r = $s.Search('IsInstalled=0 and IsHidden=0 and Type=''Software'''); ConvertTo-Json -Depth 4 -InputObject @($r.Updates | ForEach-Object { [pscustomobject]@{ Title = $_.Title; MsrcSeverity = $_.MsrcSeverity; Categories = @($_.Categories | ForEach-Object { $_.Name }); KBArticleIDs = @($_.KBArticleIDs) } })";
+pub const SEARCH_SCRIPT: &str = "$ErrorActionPreference='Stop'; [Console]::OutputEncoding = [Text.Encoding]::UTF8; $s = (New-Object -ComObject Microsoft.Update.Session).CreateUpdateSearcher(); $r = $s.Search('IsInstalled=0 and Type=''Software'''); ConvertTo-Json -Depth 4 -InputObject @($r.Updates | ForEach-Object { [pscustomobject]@{ Title = $_.Title; MsrcSeverity = $_.MsrcSeverity; Categories = @($_.Categories | ForEach-Object { $_.Name }); KBArticleIDs = @($_.KBArticleIDs); IsHidden = $_.IsHidden } })";
+
+/// Longest accepted time since the newest installed update: Microsoft's
+/// monthly releases are 28 or 35 days apart (the policy's
+/// `max_patch_age_days`, CIS Controls v8 safeguard 7.3).
+pub const MAX_PATCH_AGE_DAYS: i64 = 35;
 
 /// The most recently installed hotfix, its date as an ISO date.
 pub const HOTFIX_SCRIPT: &str = "$ErrorActionPreference='Stop'; Get-HotFix | Where-Object { $_.InstalledOn } | Sort-Object InstalledOn -Descending | Select-Object -First 1 | ForEach-Object { [pscustomobject]@{ HotFixID = $_.HotFixID; InstalledOn = $_.InstalledOn.ToString('yyyy-MM-dd', [Globalization.CultureInfo]::InvariantCulture) } } | ConvertTo-Json";
@@ -41,6 +59,8 @@ pub struct Update {
     pub severity: Option<String>,
     pub categories: Vec<String>,
     pub kbs: Vec<String>,
+    /// Hidden from Automatic Updates: never installed by it.
+    pub hidden: bool,
 }
 
 /// The English names of the Windows Update classifications. Every update
@@ -74,7 +94,7 @@ impl Update {
     }
     fn to_json(&self) -> Value {
         json!({"title": self.title, "severity": self.severity, "categories": self.categories,
-               "kb": self.kbs, "security": self.is_security()})
+               "kb": self.kbs, "security": self.is_security(), "hidden": self.hidden})
     }
 }
 
@@ -102,6 +122,7 @@ pub fn parse_pending_updates(text: &str) -> Result<Vec<Update>, String> {
                 severity: json_str(u, "MsrcSeverity").filter(|s| !s.is_empty()).map(str::to_string),
                 categories: strings(u.get("Categories")),
                 kbs: strings(u.get("KBArticleIDs")),
+                hidden: json_bool(u.get("IsHidden")).unwrap_or(false),
             })
         })
         .collect()
@@ -164,8 +185,22 @@ pub fn evaluate(search: Result<String, String>, hotfix: Option<(String, i64, Str
         ));
     }
     if security.is_empty() {
-        return f(CheckStatus::Pass)
-            .with_reason(format!("no security updates pending; {} other updates", updates.len()));
+        return match hotfix.as_ref().map(|(_, at, _)| (now - at).max(0) / 86_400) {
+            None => f(CheckStatus::Unknown).with_reason(format!(
+                "no security updates pending, but the date of the newest installed update could not be \
+                 read, so whether the update source offers updates is not known; {} other updates",
+                updates.len()
+            )),
+            Some(age) if age > MAX_PATCH_AGE_DAYS => f(CheckStatus::Fail).with_reason(format!(
+                "no security updates pending, but the newest installed update is {age} days old (limit \
+                 {MAX_PATCH_AGE_DAYS}): the update source offers nothing (WSUS approvals, a stale \
+                 catalogue) and the host is not being patched"
+            )),
+            Some(age) => f(CheckStatus::Pass).with_reason(format!(
+                "no security updates pending, an update installed {age} days ago; {} other updates",
+                updates.len()
+            )),
+        };
     }
     let names: Vec<String> = security
         .iter()
@@ -173,8 +208,12 @@ pub fn evaluate(search: Result<String, String>, hotfix: Option<(String, i64, Str
         .map(|u| u.kbs.first().map_or_else(|| u.title.clone(), |kb| format!("KB{kb}")))
         .collect();
     let more = if security.len() > 5 { ", ..." } else { "" };
+    let hidden = match security.iter().filter(|u| u.hidden).count() {
+        0 => String::new(),
+        n => format!("; {n} of them hidden, which Automatic Updates never installs"),
+    };
     f(CheckStatus::Fail).with_reason(format!(
-        "{} security updates pending ({}{more})",
+        "{} security updates pending ({}{more}){hidden}",
         security.len(),
         names.join(", ")
     ))

@@ -1,7 +1,10 @@
 //! The Windows backend of the `os_support` check: caption, build number and
 //! product type from `Win32_OperatingSystem` (PowerShell, JSON). Support
 //! follows the build (feature update) and, for clients, the edition:
-//! Enterprise and Education get a year more than Home and Pro.
+//! Enterprise and Education get a year more than Home and Pro. Pro Education
+//! is serviced like Pro (24 months, Microsoft's lifecycle for Windows 11 Home,
+//! Pro, Pro Education and Pro for Workstations), although its name contains
+//! "Education": it never gets the Enterprise dates.
 
 use serde_json::Value;
 
@@ -23,7 +26,7 @@ pub fn parse_win32_os(text: &str) -> Result<Running, String> {
     // ProductType 1 is a workstation; 2 (domain controller) and 3 are servers.
     let server =
         doc.get("ProductType").and_then(Value::as_u64).map(|t| t != 1).unwrap_or(caption.contains("Server"));
-    let enterprise = caption.contains("Enterprise") || caption.contains("Education");
+    let enterprise = is_enterprise_servicing(&caption);
     Ok(Running {
         os: Os::Windows,
         id: if server { "server" } else { "client" }.into(),
@@ -31,6 +34,13 @@ pub fn parse_win32_os(text: &str) -> Result<Running, String> {
         pretty: caption,
         enterprise: enterprise && !server,
     })
+}
+
+/// Whether the edition gets the Enterprise and Education servicing dates:
+/// Enterprise or Education in the caption, but not Pro Education, which
+/// Microsoft services like Pro.
+fn is_enterprise_servicing(caption: &str) -> bool {
+    (caption.contains("Enterprise") || caption.contains("Education")) && !caption.contains("Pro Education")
 }
 
 /// Gathers and evaluates on a Windows host.
@@ -47,5 +57,22 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
         Err(e) => {
             Finding::unknown("win32_os", format!("Win32_OperatingSystem output: {e}")).with_raw(out.stdout)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pro_education_is_serviced_like_pro() {
+        let json = |caption: &str| {
+            format!("{{\"Caption\": \"{caption}\", \"BuildNumber\": \"26100\", \"ProductType\": 1}}")
+        };
+        let edu = parse_win32_os(&json("Microsoft Windows 11 Pro Education")).unwrap();
+        assert!(!edu.enterprise);
+        assert!(parse_win32_os(&json("Microsoft Windows 11 Education")).unwrap().enterprise);
+        assert!(parse_win32_os(&json("Microsoft Windows 11 Enterprise")).unwrap().enterprise);
+        assert!(!parse_win32_os(&json("Microsoft Windows 11 Pro")).unwrap().enterprise);
     }
 }
