@@ -2,19 +2,36 @@
 //!
 //! Two sources. Microsoft Defender for Endpoint: `/usr/local/bin/mdatp
 //! health --output json`, the same JSON as on Linux, read by
-//! [`crate::collect::antivirus::linux::parse_mdatp_health`]. XProtect, the
-//! anti-malware built into macOS: its version is `CFBundleShortVersionString`
-//! of `/Library/Apple/System/Library/CoreServices/XProtect.bundle/Contents/Info.plist`
-//! (an XML plist), and its last update is the newest `install_date` of the
+//! [`crate::collect::antivirus::linux::parse_mdatp_health`], and then for
+//! what only matters on a Mac or was left out there ([`defender_problem`]):
+//! passive mode (`passiveModeEnabled`: Defender detects but neither blocks
+//! nor remediates), no event source for real-time protection
+//! (`realTimeProtectionSubsystem` `unavailable`: the system extension is not
+//! approved), no Full Disk Access (`fullDiskAccessEnabled` false: it cannot
+//! see most files), and definitions older than
+//! [`super::MAX_SIGNATURE_AGE_HOURS`] (`definitionsUpdatedMinutesAgo`).
+//!
+//! XProtect, the anti-malware built into macOS, checks code when it is
+//! first launched or changed (it is not an on-access scanner of every file
+//! in the EDR sense). The bundle it uses: on macOS 15 and later
+//! `/var/protected/xprotect/XProtect.bundle` when it exists (updated over
+//! iCloud, not through Software Update), otherwise
+//! `/Library/Apple/System/Library/CoreServices/XProtect.bundle`, which XProtect
+//! falls back to and which Software Update fills. Its version is
+//! `CFBundleShortVersionString` of the bundle's `Contents/Info.plist` (an
+//! XML plist), and its last update is the newest `install_date` of the
 //! `XProtectPlistConfigData` / `XProtectPayloads` entries in `system_profiler
 //! SPInstallHistoryDataType -json`. XProtect is only counted as current when
-//! that newest entry installed the version the bundle has now: a bundle
-//! newer than every recorded install was updated through a channel the
-//! history does not show (macOS 15 can fetch XProtect on its own), so its age
-//! is not known.
+//! that newest entry installed exactly the version in use: a bundle newer
+//! than every recorded install was updated through a channel the history
+//! does not show (iCloud), and one older than the newest recorded install is
+//! not the update the history dates (on macOS 15 the copy in use lags when
+//! iCloud is unreachable while Software Update still fills the other one),
+//! so in both cases its age is not known.
 //!
 //! Status rule: pass when Defender is healthy with real-time protection and
-//! current definitions, or XProtect is present and was updated within
+//! current definitions and none of the problems above, or XProtect is
+//! present and the version in use was installed within
 //! [`MAX_XPROTECT_AGE_DAYS`] (the reason says it is the built-in baseline);
 //! fail when neither is true and the state was read (XProtect missing or
 //! older than the limit, Defender off); unknown when XProtect's age cannot be
@@ -37,6 +54,8 @@ use custos_proto::evidence::CheckStatus;
 pub const MAX_XPROTECT_AGE_DAYS: i64 = 45;
 
 const XPROTECT_PLIST: &str = "/Library/Apple/System/Library/CoreServices/XProtect.bundle/Contents/Info.plist";
+/// The bundle XProtect prefers on macOS 15 and later.
+const XPROTECT_PROTECTED_PLIST: &str = "/var/protected/xprotect/XProtect.bundle/Contents/Info.plist";
 const MDATP: &str = "/usr/local/bin/mdatp";
 /// Install-history names of XProtect updates.
 const XPROTECT_ENTRIES: &[&str] = &["XProtectPlistConfigData", "XProtectPayloads"];
@@ -76,11 +95,53 @@ pub fn parse_install_history(json: &str) -> Result<Option<(String, String, i64)>
     Ok(newest)
 }
 
+/// A field of `mdatp health --output json`, unwrapping `{"value": ...}`.
+fn mdatp_value<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
+    let v = doc.get(key)?;
+    Some(v.get("value").unwrap_or(v))
+}
+
+/// What keeps a Defender that reports itself healthy from protecting a Mac:
+/// passive mode, no event source or no Full Disk Access for real-time
+/// protection, definitions older than the limit. `None` when none applies
+/// (or the output is not JSON, which the shared reader already reports).
+pub fn defender_problem(json: &str) -> Option<String> {
+    let doc: Value = serde_json::from_str(json).ok()?;
+    let mut problems = Vec::new();
+    if mdatp_value(&doc, "passiveModeEnabled").and_then(Value::as_bool) == Some(true) {
+        problems
+            .push("passive mode is on (threats are detected but neither blocked nor remediated)".to_string());
+    }
+    if mdatp_value(&doc, "realTimeProtectionSubsystem").and_then(Value::as_str) == Some("unavailable") {
+        problems.push(
+            "real-time protection has no event source (realTimeProtectionSubsystem unavailable: system extension not approved)"
+                .to_string(),
+        );
+    }
+    if mdatp_value(&doc, "fullDiskAccessEnabled").and_then(Value::as_bool) == Some(false) {
+        problems.push(
+            "Full Disk Access is not granted, so real-time protection cannot see most files".to_string(),
+        );
+    }
+    match mdatp_value(&doc, "definitionsUpdatedMinutesAgo").and_then(Value::as_i64) {
+        Some(m) if m > super::MAX_SIGNATURE_AGE_HOURS * 60 => problems.push(format!(
+            "definitions are {} h old (limit {} h)",
+            m / 60,
+            super::MAX_SIGNATURE_AGE_HOURS
+        )),
+        Some(_) => {}
+        None => problems.push("mdatp health does not say how old the definitions are".to_string()),
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// What was learned about XProtect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct XProtect {
-    /// Bundle version, or why it is unknown.
+    /// Version of the bundle XProtect uses, or why it is unknown.
     pub version: Result<String, String>,
+    /// Where that bundle is.
+    pub bundle: &'static str,
     /// Newest recorded update (version, date, Unix time), or why unknown.
     pub last_update: Result<Option<(String, String, i64)>, String>,
 }
@@ -97,19 +158,27 @@ fn xprotect_age(x: &XProtect, now: i64) -> Result<i64, (bool, String)> {
         Err(e) => Err((false, format!("XProtect update history unreadable: {e}"))),
         Ok(None) => Err((false, "the install history records no XProtect update".into())),
         Ok(Some((installed, _, at))) => {
-            let newer = match (version.parse::<u64>(), installed.parse::<u64>()) {
-                (Ok(v), Ok(i)) => v > i,
-                _ => version != installed,
+            let order = match (version.parse::<u64>(), installed.parse::<u64>()) {
+                (Ok(v), Ok(i)) => v.cmp(&i),
+                // Versions that are not numbers: only the same one is dated.
+                _ if version == installed => std::cmp::Ordering::Equal,
+                _ => std::cmp::Ordering::Greater,
             };
-            if newer {
-                Err((
+            match order {
+                std::cmp::Ordering::Equal => Ok((now - at).max(0) / 86_400),
+                std::cmp::Ordering::Greater => Err((
                     false,
                     format!(
                         "XProtect {version} is newer than its last recorded install ({installed}); its age is not known"
                     ),
-                ))
-            } else {
-                Ok((now - at).max(0) / 86_400)
+                )),
+                std::cmp::Ordering::Less => Err((
+                    false,
+                    format!(
+                        "XProtect in use ({version}, {}) is older than its last recorded install ({installed}), which it does not use; its age is not known",
+                        x.bundle
+                    ),
+                )),
             }
         }
     }
@@ -120,6 +189,7 @@ pub fn evaluate(x: &XProtect, defender: Option<&Product>, now: i64, raw: String)
     let age = xprotect_age(x, now);
     let mut f = Finding::pass("XProtect")
         .fact("xprotect_version", x.version.as_ref().ok().cloned())
+        .fact("xprotect_bundle", x.bundle)
         .fact(
             "xprotect_updated",
             x.last_update.as_ref().ok().and_then(|u| u.as_ref().map(|(_, d, _)| d.clone())),
@@ -168,27 +238,53 @@ pub fn evaluate(x: &XProtect, defender: Option<&Product>, now: i64, raw: String)
     f.with_reason(reason)
 }
 
-/// Gathers and evaluates on a macOS host.
-pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
-    let mut raw = String::new();
-    let version = match host.read_text(XPROTECT_PLIST) {
+/// Why a bundle's version could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum BundleError {
+    /// The bundle is not there (its `Info.plist` does not exist).
+    #[error("{0}: no such file")]
+    Missing(String),
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// The version of the XProtect bundle whose `Info.plist` is at `plist`.
+fn bundle_version(host: &dyn Host, plist: &str, raw: &mut String) -> Result<String, BundleError> {
+    match host.read_text(plist) {
         Ok(text) if text.starts_with("bplist") => {
             // A binary plist: let `defaults` read the one key.
-            let domain = XPROTECT_PLIST.trim_end_matches(".plist");
+            let domain = plist.trim_end_matches(".plist");
             match host.run("defaults", &["read", domain, "CFBundleShortVersionString"]) {
                 Ok(out) if out.success() && !out.stdout.trim().is_empty() => {
                     raw.push_str(&out.stdout);
                     Ok(out.stdout.trim().to_string())
                 }
-                Ok(out) => Err(format!("defaults read exited with {:?}: {}", out.code, out.stderr.trim())),
-                Err(e) => Err(e.to_string()),
+                Ok(out) => Err(BundleError::Unreadable(format!(
+                    "defaults read exited with {:?}: {}",
+                    out.code,
+                    out.stderr.trim()
+                ))),
+                Err(e) => Err(BundleError::Unreadable(e.to_string())),
             }
         }
         Ok(text) => {
             raw.push_str(&text);
-            parse_xprotect_version(&text)
+            parse_xprotect_version(&text).map_err(BundleError::Unreadable)
         }
-        Err(e) => Err(e.to_string()),
+        Err(HostError::NoFile { path }) => Err(BundleError::Missing(path)),
+        Err(e) => Err(BundleError::Unreadable(e.to_string())),
+    }
+}
+
+/// Gathers and evaluates on a macOS host.
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
+    let mut raw = String::new();
+    // macOS 15 and later use the protected copy when there is one.
+    let (bundle, version) = match bundle_version(host, XPROTECT_PROTECTED_PLIST, &mut raw) {
+        Err(BundleError::Missing(_)) => {
+            (XPROTECT_PLIST, bundle_version(host, XPROTECT_PLIST, &mut raw).map_err(|e| e.to_string()))
+        }
+        other => (XPROTECT_PROTECTED_PLIST, other.map_err(|e| e.to_string())),
     };
     let last_update = match host.run("system_profiler", &["SPInstallHistoryDataType", "-json"]) {
         Ok(out) if out.success() => {
@@ -205,7 +301,11 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let defender = match host.run(MDATP, &["health", "--output", "json"]) {
         Ok(out) => {
             raw.push_str(&out.stdout);
-            Some(parse_mdatp_health(&out.stdout))
+            let mut product = parse_mdatp_health(&out.stdout);
+            if product.problem.is_none() {
+                product.problem = defender_problem(&out.stdout);
+            }
+            Some(product)
         }
         Err(HostError::NotFound { .. }) => None,
         Err(e) => Some(Product {
@@ -213,7 +313,8 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
             ..Product::named("Microsoft Defender for Endpoint")
         }),
     };
-    evaluate(&XProtect { version, last_update }, defender.as_ref(), ctx.now, raw)
+    let bundle = bundle.trim_end_matches("/Contents/Info.plist");
+    evaluate(&XProtect { version, bundle, last_update }, defender.as_ref(), ctx.now, raw)
 }
 
 #[cfg(test)]
@@ -234,8 +335,40 @@ mod tests {
 
     #[test]
     fn a_bundle_newer_than_its_history_has_no_known_age() {
-        let x =
-            XProtect { version: Ok("5290".into()), last_update: Ok(Some(("5284".into(), String::new(), 0))) };
+        let x = XProtect {
+            version: Ok("5290".into()),
+            bundle: "",
+            last_update: Ok(Some(("5284".into(), String::new(), 0))),
+        };
         assert_eq!(evaluate(&x, None, 86_400, String::new()).status, CheckStatus::Unknown);
+    }
+
+    #[test]
+    fn a_healthy_defender_in_passive_mode_or_without_disk_access_does_not_protect() {
+        let ok = r#"{"healthy":true,"realTimeProtectionEnabled":{"value":true,"scope":"managed"},
+            "passiveModeEnabled":false,"realTimeProtectionSubsystem":"endpoint_security_extension",
+            "fullDiskAccessEnabled":true,"definitionsUpdatedMinutesAgo":290,"definitionsStatus":{"$type":"upToDate"}}"#;
+        assert_eq!(defender_problem(ok), None);
+        let passive = ok.replace(r#""passiveModeEnabled":false"#, r#""passiveModeEnabled":{"value":true}"#);
+        assert!(defender_problem(&passive).unwrap().contains("passive mode"));
+        let no_fda = ok.replace(r#""fullDiskAccessEnabled":true"#, r#""fullDiskAccessEnabled":false"#);
+        assert!(defender_problem(&no_fda).unwrap().contains("Full Disk Access"));
+        let no_source = ok.replace("endpoint_security_extension", "unavailable");
+        assert!(defender_problem(&no_source).unwrap().contains("no event source"));
+        let old =
+            ok.replace(r#""definitionsUpdatedMinutesAgo":290"#, r#""definitionsUpdatedMinutesAgo":8640"#);
+        assert_eq!(defender_problem(&old).unwrap(), "definitions are 144 h old (limit 72 h)");
+    }
+
+    #[test]
+    fn xprotect_older_than_its_recorded_install_has_no_known_age() {
+        let x = XProtect {
+            version: Ok("5272".into()),
+            bundle: XPROTECT_PROTECTED_PLIST,
+            last_update: Ok(Some(("5284".into(), String::new(), 0))),
+        };
+        let f = evaluate(&x, None, 86_400, String::new());
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("is older than its last recorded install (5284)"));
     }
 }

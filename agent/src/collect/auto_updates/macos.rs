@@ -8,18 +8,29 @@
 //! (check for updates), `AutomaticDownload` (download them),
 //! `CriticalUpdateInstall` (install Security Responses and system files),
 //! `ConfigDataInstall` (install XProtect/Gatekeeper data), and
-//! `AutomaticallyInstallMacOSUpdates` (install macOS point updates; reported,
-//! not required, because it restarts the Mac).
+//! `AutomaticallyInstallMacOSUpdates` (install macOS updates).
+//!
+//! All five are required: Apple ships the fixes of almost every macOS
+//! vulnerability in macOS point updates (14.7 → 14.7.1), which only
+//! `AutomaticallyInstallMacOSUpdates` installs without a person; with it
+//! off they are downloaded and wait. `CriticalUpdateInstall` alone covers
+//! only Rapid Security Responses and system data files, which are rare.
 //!
 //! A key that is absent has the macOS default: on for the first four (a
 //! fresh macOS 13–15 shows them on and writes a key only once it is toggled),
 //! off for `AutomaticallyInstallMacOSUpdates`. Keys taken from the default are
 //! listed in the `defaulted_keys` fact.
 //!
-//! Status rule: pass when checking, downloading and both security installs
-//! (`CriticalUpdateInstall`, `ConfigDataInstall`) are on; fail naming each
-//! one that is off; unknown when neither domain can be read (the local one
-//! missing means softwareupdated never ran, so nothing is known).
+//! Not read: software-update settings sent as a declaration (declarative
+//! device management, macOS 14+), which do not appear as managed
+//! preferences; where one turns installs off, the preferences read here
+//! do not show it.
+//!
+//! Status rule: pass when checking, downloading, both security installs
+//! (`CriticalUpdateInstall`, `ConfigDataInstall`) and macOS update installs
+//! are on; fail naming each one that is off; unknown when neither domain
+//! can be read (the local one missing means softwareupdated never ran, so
+//! nothing is known).
 
 use std::collections::BTreeMap;
 
@@ -31,14 +42,14 @@ use custos_proto::evidence::CheckStatus;
 const LOCAL_DOMAIN: &str = "/Library/Preferences/com.apple.SoftwareUpdate";
 const MANAGED_DOMAIN: &str = "/Library/Managed Preferences/com.apple.SoftwareUpdate";
 
-/// The required settings: key, what it does, macOS default.
-const REQUIRED: &[(&str, &str)] = &[
-    ("AutomaticCheckEnabled", "checking for updates"),
-    ("AutomaticDownload", "downloading updates"),
-    ("CriticalUpdateInstall", "installing Security Responses and system files"),
-    ("ConfigDataInstall", "installing security configuration data (XProtect, Gatekeeper)"),
+/// The required settings: key, what it does, macOS default when absent.
+const REQUIRED: &[(&str, &str, bool)] = &[
+    ("AutomaticCheckEnabled", "checking for updates", true),
+    ("AutomaticDownload", "downloading updates", true),
+    ("CriticalUpdateInstall", "installing Security Responses and system files", true),
+    ("ConfigDataInstall", "installing security configuration data (XProtect, Gatekeeper)", true),
+    ("AutomaticallyInstallMacOSUpdates", "installing macOS updates (which carry the security fixes)", false),
 ];
-const MACOS_UPDATES: &str = "AutomaticallyInstallMacOSUpdates";
 
 /// Decides the check from the local and (if any) managed settings.
 pub fn evaluate(
@@ -67,23 +78,22 @@ pub fn evaluate(
     let mut off = Vec::new();
     let mut unreadable = Vec::new();
     let mut defaulted = Vec::new();
-    for (key, what) in REQUIRED {
-        let (value, source) = lookup(key, true);
+    for (key, what, default) in REQUIRED {
+        let (value, source) = lookup(key, *default);
         if source == "default" {
             defaulted.push(key.to_string());
         }
         match value {
             Some(true) => {}
+            Some(false) if source == "default" => {
+                off.push(format!("{what} is off ({key} not set: off by default)"))
+            }
             Some(false) => off.push(format!("{what} is off ({key} = 0, {source})")),
             None => unreadable.push(format!("{key} has an unreadable value")),
         }
         f = f.fact(&snake(key), value);
     }
-    let (macos, source) = lookup(MACOS_UPDATES, false);
-    if source == "default" {
-        defaulted.push(MACOS_UPDATES.to_string());
-    }
-    f = f.fact(&snake(MACOS_UPDATES), macos).fact("defaulted_keys", defaulted);
+    f = f.fact("defaulted_keys", defaulted);
     if !off.is_empty() {
         f.status = CheckStatus::Fail;
         f.with_reason(off.join("; "))
@@ -91,10 +101,7 @@ pub fn evaluate(
         f.status = CheckStatus::Unknown;
         f.with_reason(unreadable.join("; "))
     } else {
-        let os = if macos == Some(true) { "on" } else { "off" };
-        f.with_reason(format!(
-            "automatic check, download and security installs are on; automatic macOS updates {os}"
-        ))
+        f.with_reason("automatic check, download and security installs on; automatic macOS updates on")
     }
 }
 

@@ -8,13 +8,26 @@
 //! always encrypted in hardware, but without FileVault the key is not bound
 //! to a user password, so the data opens on boot: only FileVault counts.
 //!
-//! Status rule: pass only when FileVault is On and neither encryption nor
-//! decryption is in progress; fail when it is Off (also when enablement is
-//! merely deferred to the next restart) or a conversion is in progress;
-//! unknown when the output says neither.
+//! Every line must be one of those, or the informational `FileVault master
+//! keychain appears to be installed.`: a line the agent does not know (a
+//! paused conversion, an `On` line with a qualification, a wording of a
+//! later macOS) may say that the volume is not protected, so it keeps the
+//! check from passing.
+//!
+//! `fdesetup status` speaks for the boot volume group only: other volumes
+//! (a second internal APFS volume, external disks) are not covered, and
+//! neither is a key stored for one unattended restart (`fdesetup
+//! authrestart`), which no status command shows.
+//!
+//! Status rule: pass only when FileVault is On, neither encryption nor
+//! decryption is in progress and every line is understood; fail when it is
+//! Off (also when enablement is merely deferred to the next restart) or a
+//! conversion is in progress; unknown when the output says neither or has
+//! a line the agent does not know.
 
 use crate::collect::{Context, Finding};
 use crate::host::Host;
+use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
 
 /// What `fdesetup status` says.
@@ -27,26 +40,18 @@ pub struct FileVault {
     pub percent: Option<f64>,
     /// Enablement deferred to the next restart or login.
     pub deferred: bool,
+    /// Lines that are none of the known ones.
+    pub unrecognised: Vec<String>,
 }
 
 /// Parses `fdesetup status` output.
 pub fn parse_fdesetup_status(text: &str) -> FileVault {
-    let mut fv = FileVault { on: None, in_progress: None, percent: None, deferred: false };
-    for line in text.lines().map(str::trim) {
-        if line.starts_with("FileVault is On") {
-            fv.on = Some(true);
-        } else if line.starts_with("FileVault is Off") {
-            fv.on = Some(false);
-            if line.contains("will be enabled") {
-                fv.deferred = true;
-            }
-        }
-        if line.starts_with("Deferred enablement") {
-            fv.deferred = true;
-        }
-        let conversion = if line.starts_with("Encryption in progress") {
+    let mut fv =
+        FileVault { on: None, in_progress: None, percent: None, deferred: false, unrecognised: Vec::new() };
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let conversion = if line.starts_with("Encryption in progress:") {
             Some("encrypting")
-        } else if line.starts_with("Decryption in progress") {
+        } else if line.starts_with("Decryption in progress:") {
             Some("decrypting")
         } else {
             None
@@ -58,6 +63,17 @@ pub fn parse_fdesetup_status(text: &str) -> FileVault {
                 .next()
                 .map(|v| v.trim().trim_end_matches('%'))
                 .and_then(|v| v.parse::<f64>().ok());
+        } else if matches!(line, "FileVault is On." | "FileVault is On") {
+            fv.on = Some(true);
+        } else if matches!(line, "FileVault is Off." | "FileVault is Off") {
+            fv.on = Some(false);
+        } else if line.starts_with("FileVault is Off, but will be enabled") {
+            fv.on = Some(false);
+            fv.deferred = true;
+        } else if line.starts_with("Deferred enablement appears to be active") {
+            fv.deferred = true;
+        } else if line != "FileVault master keychain appears to be installed." {
+            fv.unrecognised.push(line.to_string());
         }
     }
     fv
@@ -78,6 +94,10 @@ pub fn evaluate(fv: &FileVault, raw: &str) -> Finding {
         None => format!("{kind} in progress"),
     };
     match (fv.on, fv.in_progress) {
+        (Some(true), None) if !fv.unrecognised.is_empty() => base(CheckStatus::Unknown).with_reason(format!(
+            "FileVault is on, but fdesetup status also said what the agent does not know: {}",
+            fv.unrecognised.join(" / ")
+        )),
         (Some(true), None) => base(CheckStatus::Pass).with_reason("FileVault is on"),
         (Some(true), Some(kind)) => {
             base(CheckStatus::Fail).with_reason(format!("FileVault is on but {}", progress(kind)))
@@ -93,14 +113,26 @@ pub fn evaluate(fv: &FileVault, raw: &str) -> Finding {
             base(CheckStatus::Fail).with_reason(why)
         }
         (None, Some(kind)) => base(CheckStatus::Fail).with_reason(format!("FileVault {}", progress(kind))),
+        (None, None) if !fv.unrecognised.is_empty() => base(CheckStatus::Unknown).with_reason(format!(
+            "fdesetup status printed no known FileVault state: {}",
+            fv.unrecognised.join(" / ")
+        )),
         (None, None) => base(CheckStatus::Unknown).with_reason("fdesetup status printed no FileVault state"),
     }
 }
 
 /// Gathers and evaluates on a macOS host.
-pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     match host.run("fdesetup", &["status"]) {
-        Ok(out) if out.success() => evaluate(&parse_fdesetup_status(&out.stdout), &out.stdout),
+        Ok(out) if out.success() => {
+            // `... active for user 'alice'.` names a user: scrubbed from the excerpt.
+            for name in
+                out.stdout.lines().filter(|l| l.contains("for user '")).filter_map(|l| l.split('\'').nth(1))
+            {
+                ctx.register(Personal::UserName, name);
+            }
+            evaluate(&parse_fdesetup_status(&out.stdout), &out.stdout)
+        }
         Ok(out) => Finding::unknown(
             "fdesetup",
             format!("fdesetup status exited with {:?}: {}", out.code, out.stderr.trim()),
@@ -128,5 +160,14 @@ mod tests {
             parse_fdesetup_status("FileVault is On.\nFileVault master keychain appears to be installed.\n");
         assert_eq!(evaluate(&f, "").status, CheckStatus::Pass);
         assert_eq!(evaluate(&parse_fdesetup_status("Error: blah"), "").status, CheckStatus::Unknown);
+        // A qualified or unknown line keeps "On" from passing.
+        let f = parse_fdesetup_status("FileVault is On, but will be disabled after the next restart.\n");
+        assert_eq!(evaluate(&f, "").status, CheckStatus::Unknown);
+        let f = parse_fdesetup_status("FileVault is On.\nEncryption paused: Percent completed = 12\n");
+        assert_eq!(evaluate(&f, "").status, CheckStatus::Unknown);
+        let f = parse_fdesetup_status(
+            "FileVault is Off.\nDeferred enablement appears to be active for user 'alice'.\n",
+        );
+        assert_eq!((f.on, f.deferred, evaluate(&f, "").status), (Some(false), true, CheckStatus::Fail));
     }
 }

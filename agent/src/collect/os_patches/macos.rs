@@ -1,6 +1,6 @@
 //! The macOS backend of the `os_patches` check.
 //!
-//! Runs `softwareupdate --list`, which asks Apple's update server live (so
+//! Runs `softwareupdate --list`, which asks the update catalog live (so
 //! the answer is never stale), and reads its output as macOS 13 and later
 //! print it: `Software Update found the following new or updated software:`
 //! then per update `* Label: <label>` and a tab-indented `Title: ..., Version:
@@ -11,17 +11,40 @@
 //! Apple offers as "recommended" too, while it keeps patching the running
 //! one) is reported as a fact and not as a missing patch.
 //!
+//! What `softwareupdate --list` shows is not always what Apple has released,
+//! so two settings that narrow it are read:
+//! - a deferral (restrictions profile, `com.apple.applicationaccess`:
+//!   `forceDelayedSoftwareUpdates` for macOS updates,
+//!   `forceDelayedAppSoftwareUpdates` for other Apple software) hides every
+//!   update for `enforcedSoftwareUpdate…DeferredInstallDelay` or
+//!   `enforcedSoftwareUpdateDelay` days (30 when not set) after its release;
+//! - a `CatalogURL` in `com.apple.SoftwareUpdate` (managed or local, as
+//!   `softwareupdate --set-catalog` writes it) points the tool at another
+//!   catalog, which lists what that catalog holds.
+//!
 //! Status rule: fail when a recommended update other than a major upgrade is
 //! pending; pass when the tool says no new software is available or only
-//! updates marked `Recommended: NO` or major upgrades are listed; unknown
-//! when the server could not be reached, the output is not understood, or
-//! an update (other than a major upgrade) lacks a `Recommended: YES` / `NO`
-//! field. Without
-//! `sw_vers` every recommended macOS update counts as pending.
+//! updates marked `Recommended: NO` or major upgrades are listed, and
+//! nothing narrows the listing; unknown when the server could not be
+//! reached, the output is not understood, an update (other than a major
+//! upgrade) lacks a `Recommended: YES` / `NO` field, or a deferral or
+//! another catalog (or settings that cannot be read) may hide a pending
+//! update. Without `sw_vers` every recommended macOS update counts as
+//! pending.
 
+use std::collections::BTreeMap;
+
+use crate::collect::macos::{parse_bool, read_domain};
 use crate::collect::{Context, Finding};
 use crate::host::Host;
+use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
+
+const RESTRICTIONS: &str = "/Library/Managed Preferences/com.apple.applicationaccess";
+const SU_LOCAL: &str = "/Library/Preferences/com.apple.SoftwareUpdate";
+const SU_MANAGED: &str = "/Library/Managed Preferences/com.apple.SoftwareUpdate";
+/// Apple's deferral when `forceDelayed…` is set without a number of days.
+const DEFAULT_DEFERRAL_DAYS: u32 = 30;
 
 /// One update offered by `softwareupdate --list`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -125,6 +148,56 @@ fn is_major_upgrade(u: &Update, running: Option<&str>) -> bool {
     u.title.starts_with("macOS") && major(&u.version).is_some_and(|m| m > running)
 }
 
+/// What narrows the listing: deferrals and another catalog.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Narrowing {
+    /// Days macOS updates are hidden after release, when deferred.
+    pub macos_deferral_days: Option<u32>,
+    /// Days other Apple software updates are hidden, when deferred.
+    pub other_deferral_days: Option<u32>,
+    /// The `CatalogURL` softwareupdate asks instead of Apple's catalog.
+    pub catalog_url: Option<String>,
+}
+
+/// The deferrals a restrictions profile sets (`com.apple.applicationaccess`).
+pub fn deferrals(restrictions: &BTreeMap<String, String>) -> (Option<u32>, Option<u32>) {
+    let days = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| restrictions.get(*k).and_then(|v| v.trim().parse::<u32>().ok()))
+            .unwrap_or(DEFAULT_DEFERRAL_DAYS)
+    };
+    let on = |k: &str| restrictions.get(k).and_then(|v| parse_bool(v)) == Some(true);
+    let macos = on("forceDelayedSoftwareUpdates")
+        .then(|| days(&["enforcedSoftwareUpdateMinorOSDeferredInstallDelay", "enforcedSoftwareUpdateDelay"]));
+    let other = on("forceDelayedAppSoftwareUpdates")
+        .then(|| days(&["enforcedSoftwareUpdateNonOSDeferredInstallDelay", "enforcedSoftwareUpdateDelay"]));
+    (macos, other)
+}
+
+/// Why a pass cannot stand, if the listing may leave pending updates out.
+fn narrowed(n: &Result<Narrowing, String>) -> Option<String> {
+    let n = match n {
+        Err(why) => {
+            return Some(format!("whether a deferral or another catalog hides updates is not known: {why}"));
+        }
+        Ok(n) => n,
+    };
+    let mut why = Vec::new();
+    for (what, days) in
+        [("macOS updates", n.macos_deferral_days), ("other Apple updates", n.other_deferral_days)]
+    {
+        if let Some(d) = days.filter(|d| *d > 0) {
+            why.push(format!(
+                "a configuration profile defers {what} by {d} days, so those released in the last {d} days are not listed"
+            ));
+        }
+    }
+    if n.catalog_url.is_some() {
+        why.push("softwareupdate asks a catalog set by CatalogURL instead of Apple's, so it lists what that catalog holds".into());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// Decides the check from the listing and the running macOS version.
 pub fn evaluate(listing: &Listing, running: Option<&str>, raw: &str) -> Finding {
     let base = |status| Finding::new(status, "softwareupdate").fact("macos_version", running).with_raw(raw);
@@ -180,8 +253,49 @@ pub fn evaluate(listing: &Listing, running: Option<&str>, raw: &str) -> Finding 
     }
 }
 
+/// Decides the check as [`evaluate`] does, then lets a pass stand only when
+/// nothing narrows the listing.
+pub fn evaluate_narrowed(
+    listing: &Listing,
+    running: Option<&str>,
+    narrowing: &Result<Narrowing, String>,
+    raw: &str,
+) -> Finding {
+    let mut f = evaluate(listing, running, raw);
+    let n = narrowing.as_ref().ok();
+    f = f
+        .fact("macos_deferral_days", n.and_then(|n| n.macos_deferral_days))
+        .fact("other_deferral_days", n.and_then(|n| n.other_deferral_days))
+        .fact("catalog_url_set", n.map(|n| n.catalog_url.is_some()));
+    if f.status == CheckStatus::Pass
+        && let Some(why) = narrowed(narrowing)
+    {
+        f.status = CheckStatus::Unknown;
+        let listed = f.reason.take().unwrap_or_default();
+        return f.with_reason(format!("{listed}, but {why}"));
+    }
+    f
+}
+
+/// Reads the deferrals and the catalog; an unreadable source is an error,
+/// since it may hold either.
+fn read_narrowing(host: &dyn Host, raw: &mut String) -> Result<Narrowing, String> {
+    let restrictions = read_domain(host, RESTRICTIONS, raw)?.unwrap_or_default();
+    let (macos_deferral_days, other_deferral_days) = deferrals(&restrictions);
+    let mut catalog_url = None;
+    // The managed value wins over the local one, as for every preference.
+    for domain in [SU_MANAGED, SU_LOCAL] {
+        if catalog_url.is_none()
+            && let Some(d) = read_domain(host, domain, raw)?
+        {
+            catalog_url = d.get("CatalogURL").map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+        }
+    }
+    Ok(Narrowing { macos_deferral_days, other_deferral_days, catalog_url })
+}
+
 /// Gathers and evaluates on a macOS host.
-pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
+pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let out = match host.run("softwareupdate", &["--list"]) {
         Ok(out) => out,
         Err(e) => return Finding::unknown("softwareupdate", format!("softwareupdate --list: {e}")),
@@ -199,7 +313,12 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         .filter(|o| o.success())
         .map(|o| o.stdout.trim().to_string())
         .filter(|v| major(v).is_some());
-    evaluate(&listing, running.as_deref(), &text)
+    let mut raw = text;
+    let narrowing = read_narrowing(host, &mut raw);
+    let url = narrowing.as_ref().ok().and_then(|n| n.catalog_url.clone());
+    let f = evaluate_narrowed(&listing, running.as_deref(), &narrowing, &raw);
+    // A catalog URL names a server: an address under the privacy settings.
+    f.fact("catalog_url", url.and_then(|u| ctx.personal(Personal::Address, &u)))
 }
 
 #[cfg(test)]
@@ -231,5 +350,42 @@ mod tests {
         let f = fields("Title: Foo, Bar Tool, Version: 1.0, Size: 12KiB, Recommended: NO,");
         assert_eq!(f[0], ("Title".to_string(), "Foo, Bar Tool".to_string()));
         assert_eq!(f[3], ("Recommended".to_string(), "NO".to_string()));
+    }
+
+    #[test]
+    fn a_deferral_or_another_catalog_keeps_an_empty_listing_from_passing() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(deferrals(&map(&[("forceDelayedSoftwareUpdates", "1")])), (Some(30), None));
+        let r = map(&[
+            ("forceDelayedSoftwareUpdates", "1"),
+            ("enforcedSoftwareUpdateDelay", "14"),
+            ("forceDelayedAppSoftwareUpdates", "1"),
+            ("enforcedSoftwareUpdateNonOSDeferredInstallDelay", "7"),
+        ]);
+        assert_eq!(deferrals(&r), (Some(14), Some(7)));
+        // The delay alone, without the switch, defers nothing.
+        assert_eq!(deferrals(&map(&[("enforcedSoftwareUpdateDelay", "14")])), (None, None));
+
+        let clean = Ok(Narrowing::default());
+        assert_eq!(
+            evaluate_narrowed(&Listing::NoUpdates, Some("15.1"), &clean, "").status,
+            CheckStatus::Pass
+        );
+        let deferred = Ok(Narrowing { macos_deferral_days: Some(14), ..Narrowing::default() });
+        let f = evaluate_narrowed(&Listing::NoUpdates, Some("15.1"), &deferred, "");
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("defers macOS updates by 14 days"));
+        let catalog = Ok(Narrowing {
+            catalog_url: Some("http://sus.example/index.sucatalog".into()),
+            ..Narrowing::default()
+        });
+        assert_eq!(evaluate_narrowed(&Listing::NoUpdates, None, &catalog, "").status, CheckStatus::Unknown);
+        let unread = Err("defaults: not found".to_string());
+        assert_eq!(evaluate_narrowed(&Listing::NoUpdates, None, &unread, "").status, CheckStatus::Unknown);
+        // What is listed as pending stays a failure.
+        let l = parse_softwareupdate_list(LIST);
+        assert_eq!(evaluate_narrowed(&l, Some("14.7.1"), &deferred, LIST).status, CheckStatus::Fail);
     }
 }

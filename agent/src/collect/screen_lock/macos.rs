@@ -8,7 +8,11 @@
 //! - the screen saver idle time: `defaults -currentHost read
 //!   com.apple.screensaver idleTime` (seconds, 0 = never; absent means the
 //!   macOS default of 20 minutes);
-//! - the display sleep time: `displaysleep` of `pmset -g` (minutes, 0 = never);
+//! - the display sleep time: `displaysleep` of every power source in `pmset
+//!   -g custom` (`Battery Power:`, `AC Power:`, `UPS Power:`; minutes, 0 =
+//!   never). The worst source counts: plain `pmset -g` shows only the source
+//!   in use at collection time, and a laptop read on battery (display off
+//!   after 2 minutes) may never turn its display off on the charger;
 //! - an MDM profile, `defaults read "/Library/Managed Preferences/com.apple.screensaver"`
 //!   (`idleTime`, `askForPassword`, `askForPasswordDelay`), which overrides
 //!   the user's settings.
@@ -67,12 +71,42 @@ pub fn parse_screenlock_status(text: &str) -> Option<Option<u64>> {
     None
 }
 
-/// `displaysleep` minutes from `pmset -g`.
+/// `displaysleep` minutes from `pmset -g` (or one power source of `pmset -g custom`).
 pub fn parse_pmset_displaysleep(text: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let mut words = l.split_whitespace();
         (words.next() == Some("displaysleep")).then(|| words.next()?.parse().ok()).flatten()
     })
+}
+
+/// `displaysleep` of each power source in `pmset -g custom` (`AC Power:`
+/// heads the settings of that source). A source without a readable value
+/// makes the whole reading `None`: the worst case would not be known.
+pub fn parse_pmset_custom(text: &str) -> Option<Vec<(String, u64)>> {
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace)
+            && let Some(name) = line.trim().strip_suffix(':')
+        {
+            sources.push((name.to_string(), String::new()));
+        } else if let Some((_, body)) = sources.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if sources.is_empty() {
+        return None;
+    }
+    sources.into_iter().map(|(name, body)| parse_pmset_displaysleep(&body).map(|m| (name, m))).collect()
+}
+
+/// The display sleep that holds on every power source: 0 (never) when one
+/// source never sleeps, otherwise the longest.
+pub fn worst_display_sleep(sources: &[(String, u64)]) -> Option<u64> {
+    if sources.iter().any(|(_, m)| *m == 0) {
+        return Some(0);
+    }
+    sources.iter().map(|(_, m)| *m).max()
 }
 
 /// Whose screen-saver settings the user-level commands read.
@@ -177,8 +211,10 @@ pub struct Observed {
     pub lock: Option<Result<Option<u64>, String>>,
     /// Screen saver idle time in seconds, and whether it came from the default.
     pub idle: Option<(u64, &'static str)>,
-    /// Display sleep in minutes.
+    /// Display sleep in minutes on the worst power source (0: never on one).
     pub display_sleep_minutes: Option<u64>,
+    /// Display sleep per power source, as `pmset -g custom` lists them.
+    pub display_sleep_sources: Vec<(String, u64)>,
 }
 
 /// Decides the check from what was read.
@@ -190,6 +226,13 @@ pub fn evaluate(o: &Observed, raw: &str) -> Finding {
         .fact("screensaver_idle_seconds", o.idle.map(|(s, _)| s))
         .fact("screensaver_idle_source", o.idle.map(|(_, src)| src))
         .fact("display_sleep_minutes", o.display_sleep_minutes)
+        .fact(
+            "display_sleep_by_source",
+            o.display_sleep_sources
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+                .collect::<serde_json::Map<_, _>>(),
+        )
         .with_raw(raw);
     let delay = match lock {
         Err(why) => {
@@ -221,10 +264,12 @@ pub fn evaluate(o: &Observed, raw: &str) -> Finding {
             f.status = CheckStatus::Unknown;
             return f.with_reason("neither the screen saver idle time nor display sleep could be read");
         }
-        None => problems.push("neither the screen saver nor display sleep ever starts".into()),
-        Some(s) if s > MAX_IDLE_SECONDS => {
-            problems.push(format!("the screen locks after {s} s of inactivity (limit {MAX_IDLE_SECONDS} s)"))
-        }
+        None => problems
+            .push(format!("neither the screen saver nor display sleep ever starts{}", worst_source(o))),
+        Some(s) if s > MAX_IDLE_SECONDS => problems.push(format!(
+            "the screen locks after {s} s of inactivity (limit {MAX_IDLE_SECONDS} s){}",
+            worst_source(o)
+        )),
         Some(_) => {}
     }
     if problems.is_empty() {
@@ -233,6 +278,50 @@ pub fn evaluate(o: &Observed, raw: &str) -> Finding {
     } else {
         f.status = CheckStatus::Fail;
         f.with_reason(problems.join("; "))
+    }
+}
+
+/// Names the power source the worst display sleep comes from, when the
+/// sources differ (a laptop judged on the charger, not on battery).
+fn worst_source(o: &Observed) -> String {
+    let s = &o.display_sleep_sources;
+    if s.windows(2).all(|w| w[0].1 == w[1].1) {
+        return String::new();
+    }
+    match o.display_sleep_minutes {
+        Some(0) => {
+            let never: Vec<&str> = s.iter().filter(|(_, m)| *m == 0).map(|(n, _)| n.as_str()).collect();
+            format!(" (the display never sleeps on {})", never.join(", "))
+        }
+        Some(m) => match s.iter().find(|(_, v)| *v == m) {
+            Some((name, _)) => format!(" (display sleep {m} min on {name})"),
+            None => String::new(),
+        },
+        None => String::new(),
+    }
+}
+
+/// The screen saver idle time `who` set (`defaults -currentHost`), or the
+/// macOS default when none is set.
+fn user_idle(host: &dyn Host, who: &SettingsUser, raw: &mut String) -> Option<(u64, &'static str)> {
+    match run_as(host, who, "defaults", &["-currentHost", "read", "com.apple.screensaver", "idleTime"]) {
+        Ok(out) if out.success() => {
+            raw.push_str(&out.stdout);
+            out.stdout.trim().parse::<u64>().ok().map(|s| (s, "user"))
+        }
+        Ok(out) if out.stderr.contains("does not exist") => Some((DEFAULT_IDLE_SECONDS, "default")),
+        _ => None,
+    }
+}
+
+/// Display sleep of every power source (`pmset -g custom`) and the worst.
+fn read_display_sleep(host: &dyn Host, o: &mut Observed, raw: &mut String) {
+    if let Ok(out) = host.run("pmset", &["-g", "custom"])
+        && out.success()
+    {
+        raw.push_str(&out.stdout);
+        o.display_sleep_sources = parse_pmset_custom(&out.stdout).unwrap_or_default();
+        o.display_sleep_minutes = worst_display_sleep(&o.display_sleep_sources);
     }
 }
 
@@ -302,28 +391,9 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
         Some(s) => Some((s, "managed")),
         // At the login window there is no user whose idle time counts.
         None if who == Some(SettingsUser::Nobody) => None,
-        None => match run_as(
-            host,
-            &user,
-            "defaults",
-            &["-currentHost", "read", "com.apple.screensaver", "idleTime"],
-        ) {
-            Ok(out) if out.success() => {
-                raw.push_str(&out.stdout);
-                out.stdout.trim().parse::<u64>().ok().map(|s| (s, "user"))
-            }
-            Ok(out) if out.stderr.contains("does not exist") => Some((DEFAULT_IDLE_SECONDS, "default")),
-            _ => None,
-        },
+        None => user_idle(host, &user, &mut raw),
     };
-
-    o.display_sleep_minutes = match host.run("pmset", &["-g"]) {
-        Ok(out) if out.success() => {
-            raw.push_str(&out.stdout);
-            parse_pmset_displaysleep(&out.stdout)
-        }
-        _ => None,
-    };
+    read_display_sleep(host, &mut o, &mut raw);
     if who == Some(SettingsUser::Nobody)
         && o.idle.is_none()
         && matches!(o.lock, Some(Ok(Some(_))))
@@ -382,5 +452,20 @@ mod tests {
             parse_pmset_displaysleep(" displaysleep         10 (display sleep prevented by zoom.us)\n"),
             Some(10)
         );
+    }
+
+    #[test]
+    fn the_worst_power_source_decides_display_sleep() {
+        let laptop = "Battery Power:\n Sleep On Power Button 1\n lowpowermode         0\n displaysleep         2\n \
+                      sleep                1\nAC Power:\n Sleep On Power Button 1\n displaysleep         0\n sleep                0\n";
+        let sources = parse_pmset_custom(laptop).unwrap();
+        assert_eq!(sources, vec![("Battery Power".to_string(), 2), ("AC Power".to_string(), 0)]);
+        assert_eq!(worst_display_sleep(&sources), Some(0));
+        let both = parse_pmset_custom(
+            "Battery Power:\n displaysleep         2\nAC Power:\n displaysleep         10\n",
+        );
+        assert_eq!(worst_display_sleep(&both.unwrap()), Some(10));
+        assert_eq!(parse_pmset_custom("Battery Power:\n sleep 1\nAC Power:\n displaysleep 10\n"), None);
+        assert_eq!(parse_pmset_custom(""), None);
     }
 }

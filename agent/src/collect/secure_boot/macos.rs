@@ -10,8 +10,14 @@
 //! (`%02` full, `%01` medium, `%00` none). Intel Macs without T2 have no
 //! Secure Boot at all.
 //!
+//! On Apple silicon the same `Boot Policy:` block lists what the level
+//! allows (`System Integrity Protection`, `Signed System Volume`, `Boot
+//! Arguments Filtering`, `Allow All Kernel Extensions`); Full Security
+//! permits none of them to be lowered, so a report of Full Security next to
+//! a lowered one contradicts itself and is not counted.
+//!
 //! Status rule: pass only on evidence of Full Security (the `Secure Boot:`
-//! line or `%02`); fail on Reduced / Permissive / Medium / No Security;
+//! line, with nothing lowered beside it, or `%02`); fail on Reduced / Permissive / Medium / No Security;
 //! not_applicable on Intel without T2; unknown otherwise (Apple silicon
 //! boots securely by design, but a level that cannot be read is not
 //! counted).
@@ -31,6 +37,8 @@ pub struct Controller {
     pub t2: bool,
     /// `System Integrity Protection:` of the boot policy, when printed.
     pub sip: Option<String>,
+    /// Protections the boot policy reports lowered (Apple silicon).
+    pub lowered: Vec<String>,
 }
 
 /// Parses `system_profiler SPiBridgeDataType` text output.
@@ -40,10 +48,23 @@ pub fn parse_ibridge(text: &str) -> Controller {
             l.trim().strip_prefix(key).and_then(|v| v.strip_prefix(':')).map(|v| v.trim().to_string())
         })
     };
+    let mut lowered = Vec::new();
+    for (key, bad) in [
+        ("System Integrity Protection", "Disabled"),
+        ("Signed System Volume", "Disabled"),
+        ("Boot Arguments Filtering", "Disabled"),
+        ("Kernel CTRR", "Disabled"),
+        ("Allow All Kernel Extensions", "Yes"),
+    ] {
+        if field(key).is_some_and(|v| v.eq_ignore_ascii_case(bad)) {
+            lowered.push(format!("{key}: {bad}"));
+        }
+    }
     Controller {
         secure_boot: field("Secure Boot"),
         t2: field("Model Name").is_some_and(|m| m.contains("T2")),
         sip: field("System Integrity Protection"),
+        lowered,
     }
 }
 
@@ -89,6 +110,19 @@ pub fn evaluate(cpu: &str, ibridge: Option<&str>, nvram: Option<Result<String, S
     let sip = controller.sip.as_deref();
     if apple_silicon {
         return match &controller.secure_boot {
+            Some(level) if level.eq_ignore_ascii_case("Full Security") && !controller.lowered.is_empty() => {
+                Finding::unknown(
+                    "system_profiler",
+                    format!(
+                        "Apple silicon: the boot policy says Full Security but also {}, which Full Security does not allow",
+                        controller.lowered.join(", ")
+                    ),
+                )
+                .fact("platform", "Apple silicon")
+                .fact("secure_boot", level.as_str())
+                .fact("sip", sip)
+                .with_raw(raw)
+            }
             Some(level) => judge(level, "Apple silicon", "system_profiler", sip, &raw),
             None => Finding::unknown(
                 "system_profiler",
@@ -171,5 +205,10 @@ mod tests {
         assert_eq!(parse_nvram_policy(""), None);
         let f = evaluate("Apple M1\n", Some("Controller:\n\n      Model Identifier: MacBookAir10,1\n"), None);
         assert_eq!(f.status, CheckStatus::Unknown);
+        let contradictory = "Controller:\n\n      Boot Policy:\n        Secure Boot: Full Security\n        \
+                             System Integrity Protection: Enabled\n        Allow All Kernel Extensions: Yes\n";
+        let f = evaluate("Apple M2\n", Some(contradictory), None);
+        assert_eq!(f.status, CheckStatus::Unknown);
+        assert!(f.reason.unwrap().contains("Allow All Kernel Extensions: Yes"));
     }
 }
