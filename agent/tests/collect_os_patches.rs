@@ -22,6 +22,8 @@ fn apt(name: &str, lists_age_days: Option<i64>) -> Observed {
         boot_entries: vec!["vmlinuz-6.1.0-28-amd64".into(), "config-6.1.0-28-amd64".into()],
         reboot_required: false,
         apt_ignoring_holds: None,
+        apt_holds: Vec::new(),
+        security_suites: Vec::new(),
     }
 }
 
@@ -116,6 +118,22 @@ fn gathering_falls_back_from_apt_to_dnf_to_yum() {
     let f = evaluate(&observe(&apt), NOW);
     assert_eq!(f.status, CheckStatus::Pass, "{:?}", f.reason);
     assert_eq!(evaluate(&observe(&FixtureHost::new()), NOW).status, CheckStatus::Unknown);
+    // Where apt lists, the listing is read and the simulation never runs.
+    let listing =
+        "Listing...\nopenssl/oldoldstable 1.1.1n-0+deb10u6 amd64 [upgradable from: 1.1.1n-0+deb10u5]\n";
+    let listed = FixtureHost::new()
+        .command("apt list --upgradable", listing)
+        .command(
+            "stat -c %Y /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists",
+            &format!("{}\n", NOW - DAY),
+        )
+        .file(
+            "/var/lib/apt/lists/security.debian.org_debian-security_dists_buster_updates_InRelease",
+            "Origin: Debian\nLabel: Debian-Security\nSuite: oldoldstable\nCodename: buster\n",
+        );
+    let f = evaluate(&observe(&listed), NOW);
+    assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+    assert_eq!(f.facts["security_packages"], serde_json::json!(["openssl"]));
 }
 
 #[test]

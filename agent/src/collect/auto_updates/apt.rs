@@ -222,7 +222,7 @@ fn origin_problem(
 const LISTS: &str = "/var/lib/apt/lists";
 
 /// The archives apt uses: every `*_Release` / `*_InRelease` of its lists.
-fn releases(host: &dyn Host) -> Result<Vec<Release>, String> {
+pub fn releases(host: &dyn Host) -> Result<Vec<Release>, String> {
     let names = host.read_dir(LISTS).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for name in names.iter().filter(|n| n.ends_with("_InRelease") || n.ends_with("_Release")) {

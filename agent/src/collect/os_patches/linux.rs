@@ -1,9 +1,17 @@
 //! The Linux backends of the `os_patches` check.
 //!
-//! apt: `apt-get -s dist-upgrade` leaves out packages on hold, so where
-//! dpkg holds any (`/var/lib/dpkg/status`) the same simulation runs again
-//! with `--ignore-hold`; a held package's security
-//! update counts as pending (fact `held_security_packages`).
+//! apt: `apt list --upgradable`, every installed package whose candidate
+//! version (after pinning) is newer, held and kept-back packages included,
+//! with the archives that offer it; a package is a security update when one
+//! of them is a security archive (its name ends in `-security`, or the
+//! lists' `Release` file of that suite says so, as Debian's
+//! `Label: Debian-Security` does). Packages dpkg holds
+//! (`/var/lib/dpkg/status`) are named (fact `held_security_packages`): a
+//! held security update is still pending. Where `apt` is missing,
+//! `apt-get -s dist-upgrade` (which leaves out held packages, so where dpkg
+//! holds any it runs again with `--ignore-hold`). Listing needs no
+//! dependency solving: on a host with a hundred pending upgrades it costs a
+//! third of the simulation.
 //!
 //! Status rule: fail when a security update is pending, the running kernel
 //! is older than the newest installed one or a reboot is required, or (apt,
@@ -25,6 +33,45 @@ use custos_proto::evidence::CheckStatus;
 pub struct Pending {
     pub package: String,
     pub security: bool,
+}
+
+/// Parses `apt list --upgradable`: `name/archive[,archive...] version arch
+/// [upgradable from: old]` lines (the `Listing...` header and anything else
+/// skipped). An archive in `security_suites`, or named `*-security`, makes
+/// the upgrade a security one.
+pub fn parse_apt_list(text: &str, security_suites: &[String]) -> Vec<Pending> {
+    text.lines()
+        .filter(|l| l.contains("[upgradable from:"))
+        .filter_map(|l| {
+            let (package, rest) = l.split_once('/')?;
+            let archives = rest.split_whitespace().next()?;
+            let security = archives
+                .split(',')
+                .any(|a| a.ends_with("-security") || security_suites.iter().any(|s| s == a));
+            Some(Pending { package: package.to_string(), security })
+        })
+        .collect()
+}
+
+/// Whether apt's output is `apt list --upgradable`'s rather than a simulation's.
+fn is_apt_list(text: &str) -> bool {
+    text.starts_with("Listing...") || text.contains("[upgradable from:")
+}
+
+/// The packages dpkg holds (`Status: hold ...` in its status file).
+pub fn parse_dpkg_holds(status: &str) -> Vec<String> {
+    let mut holds = Vec::new();
+    let mut package = None;
+    for line in status.lines() {
+        if let Some(name) = line.strip_prefix("Package: ") {
+            package = Some(name.trim());
+        } else if line.starts_with("Status: hold ")
+            && let Some(name) = package
+        {
+            holds.push(name.to_string());
+        }
+    }
+    holds
 }
 
 /// Parses `apt-get -s dist-upgrade` output: one `Inst` line per upgrade.
@@ -131,6 +178,10 @@ pub struct Observed {
     /// apt only: the same simulation with holds ignored (`--ignore-hold`),
     /// where it answered: a held package's security update is still pending.
     pub apt_ignoring_holds: Option<String>,
+    /// apt only: the packages dpkg holds.
+    pub apt_holds: Vec<String>,
+    /// apt only: the suites whose `Release` file marks a security archive.
+    pub security_suites: Vec<String>,
 }
 
 /// Decides the check; `now` is Unix seconds.
@@ -143,6 +194,7 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
         Err(e) => return Finding::unknown(manager, format!("{manager} could not list pending updates: {e}")),
     };
     let pending = match manager.as_str() {
+        "apt" if is_apt_list(text) => parse_apt_list(text, &o.security_suites),
         "apt" => parse_apt_simulation(text),
         "zypper" => match parse_zypper_patches(text) {
             Ok(p) => p,
@@ -160,8 +212,12 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
             }
         },
     };
-    // Held packages: what apt would install were the holds lifted, and does not.
+    // Held packages: the listing has them; the simulation leaves them out,
+    // so they are what it would install were the holds lifted.
     let held: Vec<Pending> = match (manager.as_str(), &o.apt_ignoring_holds) {
+        ("apt", _) if is_apt_list(text) => {
+            pending.iter().filter(|p| o.apt_holds.contains(&p.package)).cloned().collect()
+        }
         ("apt", Some(all)) => parse_apt_simulation(all)
             .into_iter()
             .filter(|h| !pending.iter().any(|p| p.package == h.package))
@@ -169,7 +225,8 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
         _ => Vec::new(),
     };
     let held_security: Vec<&str> = held.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
-    let pending: Vec<Pending> = pending.iter().chain(&held).cloned().collect();
+    let pending: Vec<Pending> =
+        if is_apt_list(text) { pending } else { pending.iter().chain(&held).cloned().collect() };
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let age_days = o.lists_updated_at.map(|t| (now - t).max(0) / 86_400);
     let newest = newest_kernel(&o.boot_entries);
@@ -233,7 +290,12 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
 
 /// Reads the package state through the host. Changes nothing.
 pub fn observe(host: &dyn Host) -> Observed {
-    let manager = match host.run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "dist-upgrade"]) {
+    let listed = host
+        .run("apt", &["list", "--upgradable"])
+        .ok()
+        .filter(|out| out.success() && is_apt_list(&out.stdout));
+    let simulated = || host.run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "dist-upgrade"]);
+    let manager = match listed.map_or_else(simulated, Ok) {
         Ok(out) if out.success() => Some(("apt".to_string(), Ok(out.stdout))),
         Ok(out) => Some(("apt".to_string(), Err(format!("exit {:?}: {}", out.code, out.stderr.trim())))),
         // dnf, or yum on older RHEL; both print the same updateinfo listing.
@@ -277,13 +339,25 @@ pub fn observe(host: &dyn Host) -> Observed {
         .then(|| host.run("stat", &args).ok())
         .flatten()
         .and_then(|out| out.stdout.lines().filter_map(|l| l.trim().parse::<i64>().ok()).max());
+    let apt = matches!(&manager, Some((m, _)) if m == "apt");
+    let listing = apt && manager.as_ref().is_some_and(|(_, out)| out.as_deref().is_ok_and(is_apt_list));
+    let apt_holds = match apt {
+        true => host.read_text("/var/lib/dpkg/status").map(|t| parse_dpkg_holds(&t)).unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let security_suites = match listing {
+        true => crate::collect::auto_updates::apt::releases(host)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.is_security())
+            .map(|r| r.suite)
+            .collect(),
+        false => Vec::new(),
+    };
     // The second simulation costs as much as the first: only where dpkg
-    // holds something (`Status: hold ...` in its status file).
-    let holds = host
-        .read_text("/var/lib/dpkg/status")
-        .is_ok_and(|t| t.lines().any(|l| l.starts_with("Status: hold ")));
+    // holds something and apt could not list.
     let apt_ignoring_holds = match manager.as_ref().map(|(m, _)| m.as_str()) {
-        Some("apt") if holds => host
+        Some("apt") if !listing && !apt_holds.is_empty() => host
             .run("apt-get", &["-s", "-o", "Debug::NoLocking=1", "--ignore-hold", "dist-upgrade"])
             .ok()
             .filter(|out| out.success())
@@ -292,6 +366,8 @@ pub fn observe(host: &dyn Host) -> Observed {
     };
     Observed {
         apt_ignoring_holds,
+        apt_holds,
+        security_suites,
         manager,
         lists_updated_at,
         running_kernel: host.read_text("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_string()),
@@ -330,12 +406,45 @@ mod tests {
             boot_entries: Vec::new(),
             reboot_required: false,
             apt_ignoring_holds: Some(IGNORING.into()),
+            apt_holds: vec!["openssl".into()],
+            security_suites: Vec::new(),
         };
         let f = evaluate(&o, now);
         assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
         assert!(f.reason.unwrap().contains("1 of them held back with apt-mark hold"));
         assert_eq!(f.facts["held_security_packages"], json!(["openssl"]));
-        let unheld = Observed { apt_ignoring_holds: None, ..o };
+        let unheld = Observed { apt_ignoring_holds: None, ..o.clone() };
         assert_eq!(evaluate(&unheld, now).status, CheckStatus::Pass);
+        // The listing names held packages itself; dpkg's status says which.
+        let listed =
+            Observed { manager: Some(("apt".into(), Ok(LISTED.into()))), apt_ignoring_holds: None, ..o };
+        let f = evaluate(&listed, now);
+        assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+        assert_eq!(f.facts["held_security_packages"], json!(["openssl"]));
+        assert_eq!(
+            (f.facts["pending_upgrades"].as_u64(), f.facts["pending_security_upgrades"].as_u64()),
+            (Some(2), Some(1))
+        );
+    }
+
+    /// `apt list --upgradable` (apt 2.6): a security update and another one.
+    const LISTED: &str = "Listing...\nopenssl/oldstable-security 3.0.17-1~deb12u3 amd64 [upgradable from: 3.0.17-1~deb12u2]\n\
+        tzdata/oldstable-updates 2025b-0+deb12u2 all [upgradable from: 2025b-0+deb12u1]\n";
+
+    #[test]
+    fn listed_upgrades_are_security_ones_by_their_archives() {
+        let p = parse_apt_list(LISTED, &[]);
+        assert_eq!(
+            p.iter().map(|p| (p.package.as_str(), p.security)).collect::<Vec<_>>(),
+            [("openssl", true), ("tzdata", false)]
+        );
+        // Debian 10's security suite had no -security name; its Release file's label tells.
+        let old =
+            "Listing...\nopenssl/oldoldstable 1.1.1n-0+deb10u6 amd64 [upgradable from: 1.1.1n-0+deb10u5]\n";
+        assert!(!parse_apt_list(old, &[])[0].security);
+        assert!(parse_apt_list(old, &["oldoldstable".to_string()])[0].security);
+        let status =
+            "Package: openssl\nStatus: hold ok installed\n\nPackage: bash\nStatus: install ok installed\n";
+        assert_eq!(parse_dpkg_holds(status), ["openssl"]);
     }
 }
