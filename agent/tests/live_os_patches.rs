@@ -54,3 +54,45 @@ fn the_agent_reports_what_apt_itself_would_install() {
     }
     assert!(!check["observation"]["sha256"].as_str().unwrap().is_empty());
 }
+
+#[path = "support/apt_lab.rs"]
+mod apt_lab;
+
+/// The lab's states: (name, archive, installed version, held). The truth is
+/// apt's own simulation in the lab, holds lifted.
+#[test]
+fn held_and_plain_updates_are_counted_as_apt_would_install_them() {
+    if !apt_lab::ready("live os_patches lab test", &[]) {
+        return;
+    }
+    let updates = apt_lab::Archive {
+        label: "Debian",
+        suite: "oldstable-updates",
+        codename_suffix: "-updates",
+        version: "99.0",
+    };
+    let states = [
+        ("security-pending", &apt_lab::SECURITY, "90.0", false),
+        ("security-held", &apt_lab::SECURITY, "90.0", true),
+        ("updates-only", &updates, "90.0", false),
+        ("current", &apt_lab::SECURITY, "99.0", false),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, archive, installed, held) in states {
+        apt_lab::build(dir.path(), archive, installed, held);
+        let (ok, sim) =
+            apt_lab::inside(dir.path(), "apt-get -s -o Debug::NoLocking=1 --ignore-hold dist-upgrade");
+        assert!(ok, "{name}: {sim}");
+        let inst: Vec<&str> = sim.lines().filter(|l| l.starts_with("Inst ")).collect();
+        let security = inst.iter().filter(|l| l.contains("Debian-Security")).count();
+        let case = format!("linux-os_patches-apt-{name}");
+        let f = apt_lab::agent_says(dir.path(), "os_patches", &case, name != "current");
+        assert_eq!(f["facts"]["pending_upgrades"], inst.len(), "{name}: {sim}\n{f:#}");
+        assert_eq!(f["facts"]["pending_security_upgrades"], security, "{name}: {sim}\n{f:#}");
+        let held_named = f["facts"]["held_security_packages"].as_array().map_or(0, Vec::len);
+        assert_eq!(held_named, usize::from(held && security > 0), "{name}: {f:#}");
+        if security > 0 {
+            assert_eq!(f["status"], "fail", "{name}: {f:#}");
+        }
+    }
+}

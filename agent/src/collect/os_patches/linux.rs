@@ -288,6 +288,32 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
     }
 }
 
+/// Most listed security updates whose dpkg selection is asked for.
+const MAX_HOLD_QUERIES: usize = 200;
+
+/// Which of the listed security updates dpkg holds, asked of dpkg for
+/// those packages alone (its whole status file is large).
+fn listed_holds(host: &dyn Host, listing: &str, security_suites: &[String]) -> Vec<String> {
+    let names: Vec<String> = parse_apt_list(listing, security_suites)
+        .into_iter()
+        .filter(|p| p.security)
+        .map(|p| p.package)
+        .take(MAX_HOLD_QUERIES)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["-W", "-f", "${Package} ${Status}\\n"];
+    args.extend(names.iter().map(String::as_str));
+    let Ok(out) = host.run("dpkg-query", &args) else { return Vec::new() };
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, status)| status.starts_with("hold "))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 /// Reads the package state through the host. Changes nothing.
 pub fn observe(host: &dyn Host) -> Observed {
     let listed = host
@@ -341,11 +367,7 @@ pub fn observe(host: &dyn Host) -> Observed {
         .and_then(|out| out.stdout.lines().filter_map(|l| l.trim().parse::<i64>().ok()).max());
     let apt = matches!(&manager, Some((m, _)) if m == "apt");
     let listing = apt && manager.as_ref().is_some_and(|(_, out)| out.as_deref().is_ok_and(is_apt_list));
-    let apt_holds = match apt {
-        true => host.read_text("/var/lib/dpkg/status").map(|t| parse_dpkg_holds(&t)).unwrap_or_default(),
-        false => Vec::new(),
-    };
-    let security_suites = match listing {
+    let security_suites: Vec<String> = match listing {
         true => crate::collect::auto_updates::apt::releases(host)
             .unwrap_or_default()
             .into_iter()
@@ -353,6 +375,11 @@ pub fn observe(host: &dyn Host) -> Observed {
             .map(|r| r.suite)
             .collect(),
         false => Vec::new(),
+    };
+    let apt_holds = match (&manager, listing) {
+        (Some((_, Ok(text))), true) => listed_holds(host, text, &security_suites),
+        _ if apt => host.read_text("/var/lib/dpkg/status").map(|t| parse_dpkg_holds(&t)).unwrap_or_default(),
+        _ => Vec::new(),
     };
     // The second simulation costs as much as the first: only where dpkg
     // holds something and apt could not list.
