@@ -5,40 +5,18 @@
 //! clamav and clamav-daemon packages (CI installs them); outside CI it says
 //! why and stops when they are missing.
 
-use std::io::Write as _;
+#[path = "support/clamav_db.rs"]
+mod clamav_db;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use clamav_db::build_database;
 
 use custos_agent::collect::antivirus::linux::{clamav, evaluate, parse_cvd_header};
 use custos_proto::evidence::CheckStatus;
 
 const HOUR: i64 = 3600;
-
-/// Builds an unsigned one-signature database with the real sigtool.
-fn build_database(dir: &Path) -> Vec<u8> {
-    std::fs::write(dir.join("COPYING"), "Custos test database\n").unwrap();
-    // Matches files containing "custos-test".
-    std::fs::write(dir.join("daily.ndb"), "Custos.Test.Sig:0:*:637573746f732d74657374\n").unwrap();
-    let mut child = Command::new("sigtool")
-        .current_dir(dir)
-        .args(["--unsigned", "--build=daily.cud", "--cvd-version=7"])
-        .arg(format!("--datadir={}", dir.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sigtool runs");
-    // sigtool asks for the builder's name.
-    child.stdin.take().unwrap().write_all(b"custos\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        dir.join("daily.cud").exists(),
-        "sigtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(dir.join("daily.cud")).unwrap()
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
@@ -77,7 +55,8 @@ fn clamav_databases_built_by_sigtool_are_dated_and_the_install_is_found() {
     let check = &doc["checks"][0];
     let products = check["facts"]["products"].as_array().unwrap();
     let clam = products.iter().find(|p| p["name"] == "ClamAV").unwrap_or_else(|| panic!("{check:#}"));
-    let has_db = ["daily.cvd", "daily.cld"].iter().any(|f| Path::new("/var/lib/clamav").join(f).exists());
+    let has_db =
+        ["daily.cvd", "daily.cld", "daily.cud"].iter().any(|f| Path::new("/var/lib/clamav").join(f).exists());
     if !has_db {
         assert_ne!(check["status"], "pass", "{check:#}");
         assert!(clam["problem"].as_str().unwrap().contains("no signature database"), "{check:#}");

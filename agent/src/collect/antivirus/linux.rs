@@ -401,7 +401,8 @@ pub fn observe(host: &dyn Host, now: i64) -> (Vec<Product>, String) {
 
 /// ClamAV, when clamd or a database is installed.
 fn observe_clamav(host: &dyn Host, now: i64, raw: &mut String) -> Option<Product> {
-    let db = ["/var/lib/clamav/daily.cld", "/var/lib/clamav/daily.cvd"]
+    // clamd loads the signed forms and the unsigned `.cud` alike.
+    let db = ["/var/lib/clamav/daily.cld", "/var/lib/clamav/daily.cvd", "/var/lib/clamav/daily.cud"]
         .iter()
         .map(|p| host.read_file(p))
         .find(|r| !matches!(r, Err(HostError::NoFile { .. })));
