@@ -10,10 +10,16 @@
 //!    `/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e0a0be5c4b7a`:
 //!    4 attribute bytes, then one value byte (1 enabled, 0 disabled);
 //! 4. when the variable cannot be read, `mokutil --sb-state`
-//!    (`SecureBoot enabled` / `SecureBoot disabled`).
+//!    (`SecureBoot enabled` / `SecureBoot disabled`);
+//! 5. shim's own switch: `mokutil --disable-validation` makes shim boot
+//!    loaders and kernels nobody signed while the firmware still says
+//!    Secure Boot is on. shim mirrors the setting into the runtime variable
+//!    `MokSBStateRT` (value 1: validation disabled; absent: enabled), and
+//!    mokutil prints "SecureBoot validation is disabled in shim".
 //!
-//! Status rule: `pass` when the firmware reports Secure Boot enabled; `fail`
-//! when it reports it disabled or the machine boots through legacy BIOS;
+//! Status rule: `pass` when the firmware reports Secure Boot enabled and
+//! shim validates what it boots; `fail` when it reports it disabled, shim's
+//! validation is off, or the machine boots through legacy BIOS;
 //! `unknown` inside a container or when neither the variable nor mokutil can
 //! be read.
 
@@ -30,6 +36,33 @@ pub fn parse_efivar(bytes: &[u8]) -> Option<bool> {
         [_, _, _, _, 1, ..] => Some(true),
         [_, _, _, _, 0, ..] => Some(false),
         _ => None,
+    }
+}
+
+/// shim's runtime copy of its validation setting (shim's GUID).
+pub const MOK_SB_STATE_VAR: &str =
+    "/sys/firmware/efi/efivars/MokSBStateRT-605dab50-e046-4300-abb6-3dd810dd8b23";
+
+/// What mokutil prints when shim's validation is off.
+const SHIM_VALIDATION_OFF: &str = "SecureBoot validation is disabled in shim";
+
+/// Why a firmware-enabled Secure Boot does not hold, when shim's
+/// validation is off (`Ok(Some(why))`), holds (`Ok(None)`) or cannot be
+/// read (`Err`).
+fn shim_validation_off(host: &dyn Host) -> Result<Option<String>, String> {
+    match host.read_file(MOK_SB_STATE_VAR) {
+        Ok(bytes) => match parse_efivar(&bytes) {
+            Some(true) => Ok(Some(
+                "the firmware reports Secure Boot enabled, but shim's validation is disabled \
+                 (MokSBStateRT = 1, set with `mokutil --disable-validation`): shim boots loaders and \
+                 kernels nobody signed"
+                    .to_string(),
+            )),
+            Some(false) => Ok(None),
+            None => Err("the MokSBStateRT variable is malformed".to_string()),
+        },
+        Err(crate::host::HostError::NoFile { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -93,7 +126,18 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     {
         let raw = bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
         return if enabled {
-            f(CheckStatus::Pass, "efivars", true, raw).with_reason("the firmware reports Secure Boot enabled")
+            match shim_validation_off(host) {
+                Ok(None) => f(CheckStatus::Pass, "efivars", true, raw)
+                    .fact("shim_validation", true)
+                    .with_reason("the firmware reports Secure Boot enabled"),
+                Ok(Some(why)) => {
+                    f(CheckStatus::Fail, "efivars", true, raw).fact("shim_validation", false).with_reason(why)
+                }
+                Err(e) => f(CheckStatus::Unknown, "efivars", true, raw).with_reason(format!(
+                    "the firmware reports Secure Boot enabled, but whether shim validates what it boots \
+                     could not be read: {e}"
+                )),
+            }
         } else {
             f(CheckStatus::Fail, "efivars", false, raw).with_reason("Secure Boot is disabled in the firmware")
         };
@@ -106,7 +150,13 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         Ok(out) => {
             let text = format!("{}{}", out.stdout, out.stderr);
             match parse_mokutil(&text) {
+                Some(true) if text.contains(SHIM_VALIDATION_OFF) => {
+                    f(CheckStatus::Fail, "mokutil", true, text)
+                        .fact("shim_validation", false)
+                        .with_reason("mokutil reports Secure Boot enabled, but validation disabled in shim")
+                }
                 Some(true) => f(CheckStatus::Pass, "mokutil", true, text)
+                    .fact("shim_validation", true)
                     .with_reason("mokutil reports Secure Boot enabled"),
                 Some(false) => f(CheckStatus::Fail, "mokutil", false, text)
                     .with_reason("mokutil reports Secure Boot disabled"),
