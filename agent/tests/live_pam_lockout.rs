@@ -148,13 +148,33 @@ fn lockout_stacks_are_judged_as_libpam_runs_them() {
         let f = agent_says(&etc, name, stack);
         let libpam = locked(&attempts);
         assert_eq!(libpam, name == "sound", "{name}: libpam's attempts {attempts:?}");
-        if libpam {
-            assert_eq!(f["status"], "pass", "{name}: {f:#}");
-            assert_eq!(f["facts"]["lockout_threshold"], 3, "{name}: {f:#}");
-        } else {
-            assert_eq!(f["status"], "fail", "{name}: {f:#}");
-            assert_eq!(f["facts"]["lockout_threshold"], serde_json::Value::Null, "{name}: {f:#}");
-        }
+        judged(&f, libpam, name);
+    }
+    // One service's own file can skip the shared stack's lockout: sshd
+    // lets the right password end the stack before pam_faillock's preauth.
+    let sound = states[0].1;
+    let sshd = etc.etc.join("pam.d/sshd");
+    let shipped = std::fs::read_to_string(&sshd).unwrap_or_default();
+    std::fs::write(
+        &sshd,
+        format!("auth [success=done default=ignore] pam_unix.so nodelay\n{sound}{shipped}"),
+    )
+    .unwrap();
+    let attempts = etc.attempts("sshd");
+    assert!(!locked(&attempts), "sshd skipping the lockout: libpam's attempts {attempts:?}");
+    let f = agent_says(&etc, "sshd-skips-lockout", sound);
+    judged(&f, false, "sshd-skips-lockout");
+    assert!(f["reason"].as_str().unwrap().contains("/etc/pam.d/sshd"), "{f:#}");
+}
+
+/// The agent's finding agrees with libpam's verdict on the lockout.
+fn judged(f: &serde_json::Value, locked: bool, name: &str) {
+    if locked {
+        assert_eq!(f["status"], "pass", "{name}: {f:#}");
+        assert_eq!(f["facts"]["lockout_threshold"], 3, "{name}: {f:#}");
+    } else {
+        assert_eq!(f["status"], "fail", "{name}: {f:#}");
+        assert_eq!(f["facts"]["lockout_threshold"], serde_json::Value::Null, "{name}: {f:#}");
     }
 }
 

@@ -3,7 +3,10 @@
 //! Reads the PAM stacks that set and check local passwords:
 //! `/etc/pam.d/common-password` and `common-auth` (Debian, Ubuntu, SUSE),
 //! `/etc/pam.d/system-auth` and `password-auth` (RHEL, Fedora; authselect
-//! links them) with their `@include`, `include` and `substack` files in
+//! links them), and the files of the services people log in or change
+//! passwords through (`login`, `sshd`, `su`, `sudo`, `passwd`, the display
+//! managers; [`SERVICES`]), since a service's own lines can skip the shared
+//! stack, each with its `@include`, `include` and `substack` files in
 //! place, plus `/etc/security/pwquality.conf.d/*.conf` and then
 //! `/etc/security/pwquality.conf` (libpwquality's order: the main file
 //! wins), `/etc/security/faillock.conf` (pam_faillock reads no drop-ins), and
@@ -252,8 +255,47 @@ pub struct Observed {
     pub login_defs: Option<String>,
 }
 
-const PASSWORD_STACKS: &[&str] = &["common-password", "system-auth", "password-auth"];
-const AUTH_STACKS: &[&str] = &["common-auth", "system-auth", "password-auth"];
+/// The shared stacks (Debian's `common-*`, RHEL's authselect files) and
+/// every service through which people log in or change their password:
+/// each one's own file decides, whatever the shared ones say (a `sufficient`
+/// line before `@include common-auth` in `/etc/pam.d/sshd` skips it).
+const SERVICES: &[&str] = &[
+    "common-password",
+    "common-auth",
+    "system-auth",
+    "password-auth",
+    "login",
+    "sshd",
+    "su",
+    "sudo",
+    "passwd",
+    "gdm-password",
+    "lightdm",
+    "sddm",
+];
+const PASSWORD_STACKS: &[&str] = &[
+    "common-password",
+    "system-auth",
+    "password-auth",
+    "passwd",
+    "login",
+    "sshd",
+    "gdm-password",
+    "lightdm",
+    "sddm",
+];
+const AUTH_STACKS: &[&str] = &[
+    "common-auth",
+    "system-auth",
+    "password-auth",
+    "login",
+    "sshd",
+    "su",
+    "sudo",
+    "gdm-password",
+    "lightdm",
+    "sddm",
+];
 
 /// Decides the check from what was observed.
 pub fn evaluate(o: &Observed) -> Finding {
@@ -265,15 +307,17 @@ pub fn evaluate(o: &Observed) -> Finding {
         raw.push_str(t);
         raw.push('\n');
     }
-    let stacks = |names: &[&str]| -> Vec<(String, Vec<PamRule>)> {
+    // A service's stack of one kind, where its file has rules of that kind.
+    let stacks = |names: &[&str], kind: &str| -> Vec<(String, Vec<PamRule>)> {
         o.pam
             .iter()
             .filter(|(p, _)| names.iter().any(|n| p.ends_with(&format!("/{n}"))))
             .map(|(p, t)| (p.clone(), parse_pam(t)))
+            .filter(|(_, rules)| rules.iter().any(|r| r.kind == kind))
             .collect()
     };
-    let password = stacks(PASSWORD_STACKS);
-    let auth = stacks(AUTH_STACKS);
+    let password = stacks(PASSWORD_STACKS, "password");
+    let auth = stacks(AUTH_STACKS, "auth");
     if password.is_empty() && auth.is_empty() {
         let why = if o.unreadable.is_empty() {
             "no PAM password or auth stack found (common-password, system-auth, password-auth)".to_string()
@@ -290,6 +334,8 @@ pub fn evaluate(o: &Observed) -> Finding {
     } else {
         locks.iter().flatten().max_by_key(|l| l.1).copied()
     };
+    let unlocked: Vec<&str> =
+        auth.iter().zip(&locks).filter(|(_, l)| l.is_none()).map(|((p, _), _)| p.as_str()).collect();
     let defs = o.login_defs.as_deref().unwrap_or("");
     let f = |status| {
         Finding::new(status, "pam")
@@ -320,8 +366,11 @@ pub fn evaluate(o: &Observed) -> Finding {
         None => problems.push("no PAM password stack found".into()),
     }
     match lock {
-        None => problems
-            .push("accounts are not locked after failed logons (no pam_faillock or pam_tally2)".into()),
+        None if unlocked.is_empty() => problems.push("accounts are not locked after failed logons (no PAM auth stack)".into()),
+        None => problems.push(format!(
+            "accounts are not locked after failed logons (no pam_faillock or pam_tally2 that locks as libpam runs it in {})",
+            unlocked.join(", ")
+        )),
         Some((module, deny)) if deny > i64::from(MAX_FAILED_LOGONS) => problems
             .push(format!("{module} locks only after {deny} failed logons (limit {MAX_FAILED_LOGONS})")),
         Some(_) => {}
@@ -381,7 +430,7 @@ pub fn expand_includes(host: &dyn Host, text: &str, depth: usize) -> String {
 /// Reads the PAM and policy files through the host.
 pub fn observe(host: &dyn Host) -> Observed {
     let mut o = Observed::default();
-    for name in ["common-password", "common-auth", "system-auth", "password-auth"] {
+    for name in SERVICES {
         let path = format!("/etc/pam.d/{name}");
         match host.read_text(&path) {
             Ok(t) => o.pam.push((path, expand_includes(host, &t, 0))),
@@ -457,7 +506,12 @@ mod tests {
         let host = crate::host::FixtureHost::new()
             .file("/etc/pam.d/common-password", "@include hardened\n")
             .file("/etc/pam.d/hardened", "password requisite pam_pwquality.so minlen=14\n")
-            .file("/etc/pam.d/common-auth", "auth required pam_faillock.so authfail\n")
+            .file(
+                "/etc/pam.d/common-auth",
+                "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+                 auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
+                 auth requisite pam_deny.so\nauth required pam_permit.so\n",
+            )
             .file("/etc/security/faillock.conf.d/deny.conf", "deny = 20\n");
         let o = observe(&host);
         assert!(o.faillock.is_empty(), "pam_faillock never reads faillock.conf.d");

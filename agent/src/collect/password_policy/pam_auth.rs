@@ -10,23 +10,26 @@
 //! (`_pam_dispatch_aux`: impression and status, `ok`, `done`, `bad`, `die`,
 //! `reset`, `ignore`, jumps; `required`, `requisite`, `sufficient` and
 //! `optional` as their bracket forms; an action a bracket leaves unset is
-//! `bad`) over two scenarios, with every outcome a module could give:
-//! - a wrong password on an account that is not locked: every path must
-//!   fail and reach a line that counts the failure;
-//! - a locked account, with the right password or any other: every path
-//!   must fail.
+//! `bad`) in every *world* (each combination of what the modules the
+//! password does not decide may do), for a wrong and the right password,
+//! on an account that is locked and one that is not. In every world where
+//! the password decides (the right one gets in, a wrong one does not):
+//! - a wrong password reaches a line that counts the failure, and nothing
+//!   clears the record on the way;
+//! - a locked account is refused, with the right password or any other.
 //!
 //! Modules whose outcome the scenario fixes: pam_unix (the password),
 //! pam_faillock (`preauth`, `authfail`, `authsucc`: a locked account fails
-//! each), pam_tally2, pam_permit, pam_deny; modules that check the password
-//! against a directory (pam_sss, pam_ldap, pam_krb5, ...) fail a wrong one
-//! or ignore it. Any other module may succeed, fail or be ignored, and every path is followed (an attacker picks the
-//! path). Substack levels are not told apart (a substack's `done` and `die`
-//! are read as ending the whole stack); the stacks read are included with
-//! `@include`/`include`, which have no levels.
+//! each), pam_tally2, pam_permit, pam_deny. A module that checks the
+//! password against a directory (pam_sss, pam_ldap, pam_krb5, ...) may not
+//! know the user, know them (the password decides) or fail; any other
+//! module (pam_env, pam_nologin, pam_succeed_if, pam_rootok, a second
+//! factor) does not look at the password and may succeed, fail or be
+//! ignored. Substack levels are not told apart (a substack's `done` and
+//! `die` are read as ending the whole stack).
 //!
-//! Invariant: pure; a stack counts as locking only when both scenarios hold
-//! on every path.
+//! Invariant: pure; a stack counts as locking only when both conditions
+//! hold in every world where the password decides, and there is one.
 
 use super::linux::PamRule;
 
@@ -50,21 +53,30 @@ enum Action {
     Jump(usize),
 }
 
-/// The two runs of the stack that decide whether it locks.
+/// The runs of the stack that decide whether it locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     /// A wrong password, the account not locked.
-    WrongPassword,
-    /// The account locked, whatever password is typed.
-    Locked,
+    Wrong,
+    /// The right password, the account not locked.
+    Right,
+    /// The right password, the account locked.
+    LockedRight,
+    /// A wrong password, the account locked.
+    LockedWrong,
 }
 
-/// Modules that check the typed password against a directory of their own.
-const PASSWORD_MODULES: &[&str] =
-    &["pam_sss.so", "pam_ldap.so", "pam_krb5.so", "pam_winbind.so", "pam_systemd_home.so", "pam_pwdb.so"];
+impl Scenario {
+    fn right(self) -> bool {
+        matches!(self, Scenario::Right | Scenario::LockedRight)
+    }
+    fn locked(self) -> bool {
+        matches!(self, Scenario::LockedRight | Scenario::LockedWrong)
+    }
+}
 
-/// Most paths followed before giving up (each unknown module triples them).
-const MAX_PATHS: usize = 100_000;
+/// Most worlds followed before giving up (each unknown module triples them).
+const MAX_WORLDS: usize = 20_000;
 
 /// libpam's action for `ret` under `control`; `None` for a control it
 /// would not accept.
@@ -106,127 +118,154 @@ enum Tally {
     Reset,
 }
 
-/// What a module may return in a scenario, and what it does to the count.
-fn outcomes(rule: &PamRule, scenario: Scenario) -> (&'static [Ret], Tally) {
+/// Modules that check the typed password against a directory of their own.
+const PASSWORD_MODULES: &[&str] =
+    &["pam_sss.so", "pam_ldap.so", "pam_krb5.so", "pam_winbind.so", "pam_systemd_home.so", "pam_pwdb.so"];
+
+/// How a module whose outcome the scenario does not fix behaves in one
+/// world: an index into its possible behaviours.
+type Disposition = usize;
+
+/// How many behaviours a module has that the scenario does not fix (1: it
+/// is fixed). Other modules (pam_env, pam_nologin, pam_succeed_if, pam_rootok,
+/// second factors) do not look at the password: each may succeed, fail or
+/// be ignored, the same in every scenario of a world. A directory module
+/// may not know the user (ignored), know them (the password decides) or
+/// fail.
+fn dispositions(rule: &PamRule) -> usize {
+    match module(rule) {
+        "pam_unix.so" | "pam_permit.so" | "pam_deny.so" | "pam_faillock.so" | "pam_tally2.so" => 1,
+        _ => 3,
+    }
+}
+
+fn module(rule: &PamRule) -> &str {
+    rule.module.rsplit('/').next().unwrap_or(&rule.module)
+}
+
+/// What a module returns in a scenario and world, and what it does to the count.
+fn outcome(rule: &PamRule, scenario: Scenario, d: Disposition) -> (Ret, Tally) {
     let has = |a: &str| rule.args.iter().any(|x| x == a);
-    let wrong = scenario == Scenario::WrongPassword;
-    match rule.module.rsplit('/').next().unwrap_or(&rule.module) {
-        "pam_unix.so" if wrong => (&[Ret::AuthErr], Tally::Keep),
-        // Locked, any password may be typed: a stack can let a locked
-        // account in with a wrong one (found by the live test).
-        "pam_unix.so" => (&[Ret::Success, Ret::AuthErr], Tally::Keep),
-        // The same wrong password fails every module that checks one (or
-        // the user is not theirs); the right one may be theirs or not.
-        m if wrong && PASSWORD_MODULES.contains(&m) => (&[Ret::AuthErr, Ret::Ignore], Tally::Keep),
-        "pam_permit.so" => (&[Ret::Success], Tally::Keep),
-        "pam_deny.so" => (&[Ret::AuthErr], Tally::Keep),
+    let password = |right: bool| if right { Ret::Success } else { Ret::AuthErr };
+    match module(rule) {
+        "pam_unix.so" => (password(scenario.right()), Tally::Keep),
+        "pam_permit.so" => (Ret::Success, Tally::Keep),
+        "pam_deny.so" => (Ret::AuthErr, Tally::Keep),
         // Every pam_faillock and pam_tally2 line refuses a locked account.
-        "pam_faillock.so" | "pam_tally2.so" if !wrong => (&[Ret::AuthErr], Tally::Keep),
+        "pam_faillock.so" | "pam_tally2.so" if scenario.locked() => (Ret::AuthErr, Tally::Keep),
         // authfail records the failure and returns PAM_IGNORE (the live
         // test sees `required authfail` with an `optional` pam_unix refuse
         // wrong passwords and admit the right one, which only that allows).
-        "pam_faillock.so" if has("authfail") => (&[Ret::Ignore], Tally::Count),
-        "pam_faillock.so" if has("preauth") => (&[Ret::Success], Tally::Keep),
+        // It runs after the password was checked, so only on failures that
+        // reach it; on a right password's path it is the same line.
+        "pam_faillock.so" if has("authfail") => (Ret::Ignore, Tally::Count),
+        "pam_faillock.so" if has("preauth") => (Ret::Success, Tally::Keep),
         // authsucc clears the record whenever it runs on an unlocked
         // account, before or after a failure is counted (found by the live
         // test): on a failing path the failures never add up.
-        "pam_faillock.so" if has("authsucc") => (&[Ret::Success], Tally::Reset),
+        "pam_faillock.so" if has("authsucc") => (Ret::Success, Tally::Reset),
         // No action named: whichever pam_faillock takes by default, it is
         // not relied on to count, and may clear.
-        "pam_faillock.so" => (&[Ret::Success, Ret::Ignore], Tally::Reset),
-        "pam_tally2.so" => (&[Ret::Success, Ret::AuthErr], Tally::Count),
-        _ => (&[Ret::Success, Ret::AuthErr, Ret::Ignore], Tally::Keep),
+        "pam_faillock.so" => (Ret::Success, Tally::Reset),
+        "pam_tally2.so" => (Ret::Success, Tally::Count),
+        m if PASSWORD_MODULES.contains(&m) => match d {
+            0 => (Ret::Ignore, Tally::Keep),
+            1 => (password(scenario.right()), Tally::Keep),
+            _ => (Ret::AuthErr, Tally::Keep),
+        },
+        _ => ([Ret::Success, Ret::AuthErr, Ret::Ignore][d.min(2)], Tally::Keep),
     }
 }
 
-/// One point of a run: the next rule, libpam's impression and status,
-/// whether a counting line ran, and whether a record was cleared (before or
-/// after the count, a clear on every failed attempt keeps the count from
-/// ever adding up).
-#[derive(Debug, Clone, Copy)]
-struct State {
-    at: usize,
-    /// `None` undecided, `Some(true)` positive, `Some(false)` negative.
-    impression: Option<bool>,
-    status: Ret,
-    counted: bool,
-    cleared: bool,
-}
-
-/// How one path through the stack ended.
+/// How one run through the stack ended.
 #[derive(Debug, Clone, Copy)]
 struct End {
     success: bool,
-    /// Counted, with nothing cleared: failures add up across attempts.
+    /// A counting line ran and nothing cleared the record: failures add
+    /// up across attempts.
     counted: bool,
 }
 
-/// Every way `auth` rules run in `scenario`; `None` when a control is not
-/// understood or the paths are too many to follow.
-fn runs(rules: &[&PamRule], scenario: Scenario) -> Option<Vec<End>> {
-    let mut ends = Vec::new();
-    let mut todo =
-        vec![State { at: 0, impression: None, status: Ret::AuthErr, counted: false, cleared: false }];
-    while let Some(s) = todo.pop() {
-        if ends.len() + todo.len() > MAX_PATHS {
-            return None;
-        }
-        let Some(rule) = rules.get(s.at) else {
-            ends.push(End {
-                success: s.impression == Some(true) && s.status == Ret::Success,
-                counted: s.counted && !s.cleared,
-            });
-            continue;
-        };
-        let (rets, tally) = outcomes(rule, scenario);
-        let counted = s.counted || tally == Tally::Count;
-        let cleared = s.cleared || tally == Tally::Reset;
-        for &ret in rets {
-            let mut n = State { at: s.at + 1, counted, cleared, ..s };
-            let decided = |n: State| End {
-                success: n.impression == Some(true) && n.status == Ret::Success,
-                counted: n.counted && !n.cleared,
-            };
-            match action(&rule.control, ret)? {
-                Action::Ignore => {}
-                Action::Reset => (n.impression, n.status) = (None, Ret::AuthErr),
-                Action::Jump(k) => n.at += k,
-                act @ (Action::Ok | Action::Done) => {
-                    let positive =
-                        n.impression.is_none() || (n.impression == Some(true) && n.status == Ret::Success);
-                    if positive && ret != Ret::Ignore {
-                        (n.impression, n.status) = (Some(true), ret);
-                    }
-                    if act == Action::Done && n.impression != Some(false) {
-                        ends.push(decided(n));
-                        continue;
-                    }
+/// Runs `auth` rules as libpam's dispatcher does, in one scenario and world;
+/// `None` when a control is not understood.
+fn run(rules: &[&PamRule], world: &[Disposition], scenario: Scenario) -> Option<End> {
+    // libpam starts undecided, with a failing status.
+    let (mut impression, mut status): (Option<bool>, Ret) = (None, Ret::AuthErr);
+    let (mut counted, mut cleared) = (false, false);
+    let mut at = 0;
+    while let Some(rule) = rules.get(at) {
+        let (ret, tally) = outcome(rule, scenario, world[at]);
+        counted |= tally == Tally::Count;
+        cleared |= tally == Tally::Reset;
+        at += 1;
+        match action(&rule.control, ret)? {
+            Action::Ignore => {}
+            Action::Reset => (impression, status) = (None, Ret::AuthErr),
+            Action::Jump(k) => at += k,
+            act @ (Action::Ok | Action::Done) => {
+                if (impression.is_none() || (impression == Some(true) && status == Ret::Success))
+                    && ret != Ret::Ignore
+                {
+                    (impression, status) = (Some(true), ret);
                 }
-                act @ (Action::Bad | Action::Die) => {
-                    if n.impression != Some(false) {
-                        (n.impression, n.status) = (Some(false), ret);
-                    }
-                    if act == Action::Die {
-                        ends.push(decided(n));
-                        continue;
-                    }
+                if act == Action::Done && impression != Some(false) {
+                    break;
                 }
             }
-            todo.push(n);
+            act @ (Action::Bad | Action::Die) => {
+                if impression != Some(false) {
+                    (impression, status) = (Some(false), ret);
+                }
+                if act == Action::Die {
+                    break;
+                }
+            }
         }
     }
-    Some(ends)
+    Some(End { success: impression == Some(true) && status == Ret::Success, counted: counted && !cleared })
 }
 
-/// Whether the `auth` rules lock accounts: every wrong password is counted
-/// and a locked account never gets through, whatever the password, on
-/// every path.
+/// Every world: each combination of the modules' dispositions; `None` when
+/// there are too many to follow.
+fn worlds(rules: &[&PamRule]) -> Option<Vec<Vec<Disposition>>> {
+    let mut all = vec![Vec::new()];
+    for r in rules {
+        let n = dispositions(r);
+        if all.len() * n > MAX_WORLDS {
+            return None;
+        }
+        all = all.into_iter().flat_map(|w| (0..n).map(move |d| [w.clone(), vec![d]].concat())).collect();
+    }
+    Some(all)
+}
+
+/// Whether the `auth` rules lock accounts. Only the worlds in which the
+/// password decides matter (the right one gets in, a wrong one does not:
+/// where neither or both do, there is nothing to guess); there must be
+/// some, and in each a wrong password must be counted, with nothing
+/// clearing the record, and a locked account must be refused with any
+/// password.
 pub fn locks(rules: &[PamRule]) -> bool {
     let auth: Vec<&PamRule> = rules.iter().filter(|r| r.kind == "auth").collect();
-    // A path that lets a wrong password in is a hole of its own: no lockout.
-    let counted =
-        runs(&auth, Scenario::WrongPassword).is_some_and(|e| e.iter().all(|e| !e.success && e.counted));
-    counted && runs(&auth, Scenario::Locked).is_some_and(|e| e.iter().all(|e| !e.success))
+    let Some(worlds) = worlds(&auth) else { return false };
+    let mut decided_by_password = false;
+    for w in &worlds {
+        let outcome = |s| run(&auth, w, s);
+        let (Some(wrong), Some(right)) = (outcome(Scenario::Wrong), outcome(Scenario::Right)) else {
+            return false;
+        };
+        if wrong.success || !right.success {
+            continue;
+        }
+        decided_by_password = true;
+        let locked_out = [Scenario::LockedRight, Scenario::LockedWrong]
+            .iter()
+            .all(|s| outcome(*s).is_some_and(|e| !e.success));
+        if !wrong.counted || !locked_out {
+            return false;
+        }
+    }
+    decided_by_password
 }
 
 #[cfg(test)]
@@ -251,6 +290,23 @@ mod tests {
              auth required pam_faillock.so preauth silent\nauth sufficient pam_unix.so nullok\n\
              auth [default=die] pam_faillock.so authfail\nauth required pam_deny.so\n"
         ));
+    }
+
+    #[test]
+    fn modules_that_do_not_look_at_the_password_do_not_spoil_a_lockout() {
+        let common = "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+             auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
+             auth requisite pam_deny.so\nauth required pam_permit.so\n";
+        // Debian's login: where pam_nologin refuses, nobody gets in, so nothing is guessed.
+        assert!(locking(&format!(
+            "auth optional pam_faildelay.so delay=3000000\nauth requisite pam_nologin.so\n{common}"
+        )));
+        // su: root needs no password; everyone else goes through the lockout.
+        assert!(locking(&format!("auth sufficient pam_rootok.so\n{common}")));
+        // Ubuntu's gdm-password: members of nopasswdlogin have no password to guess.
+        assert!(locking(&format!("auth sufficient pam_succeed_if.so user ingroup nopasswdlogin\n{common}")));
+        // A stack that checks no password at all has nothing to lock.
+        assert!(!locking("auth required pam_faillock.so preauth\nauth required pam_permit.so\n"));
     }
 
     #[test]
