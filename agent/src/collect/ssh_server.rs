@@ -13,6 +13,7 @@
 //! (CBC and RC4 ciphers; MD5, RIPEMD-160, SHA-1 and 64-bit-tag MACs; SHA-1
 //! key exchange), which follows the common benchmarks and BSI TR-02102-4.
 
+pub mod blocks;
 pub mod linux;
 pub mod macos;
 pub mod matches;

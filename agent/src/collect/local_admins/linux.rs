@@ -413,8 +413,10 @@ fn read(host: &dyn Host, path: &str) -> Option<Result<String, String>> {
     }
 }
 
-/// Reads /etc/sudoers and what it includes (two levels deep, as far as any real configuration goes).
-fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>> {
+/// Reads /etc/sudoers and what it includes (two levels deep, as far as any
+/// real configuration goes). macOS keeps the same files (`/etc` is
+/// `/private/etc`, which its `#includedir` names).
+pub fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>> {
     let main = match read(host, "/etc/sudoers")? {
         Ok(t) => t,
         Err(e) => return Some(Err(e)),

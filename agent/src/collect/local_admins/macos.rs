@@ -35,9 +35,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::linux::parse_sudoers;
+use super::linux::{parse_sudoers, read_sudoers};
 use crate::collect::{Context, Finding};
-use crate::host::{Host, HostError};
+use crate::host::Host;
 use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
 
@@ -263,40 +263,6 @@ fn list_users(host: &dyn Host, key: &str, raw: &mut String) -> Result<String, St
         Ok(out) => Err(format!("dscl . -list /Users {key}: {}", out.stderr.trim())),
         Err(e) => Err(format!("dscl: {e}")),
     }
-}
-
-/// Reads /etc/sudoers and the files of its `#includedir`s (one level, as
-/// macOS ships it); `None` without /etc/sudoers.
-fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>> {
-    let main = match host.read_text("/etc/sudoers") {
-        Ok(t) => t,
-        Err(HostError::NoFile { .. }) => return None,
-        Err(e) => return Some(Err(e.to_string())),
-    };
-    let parsed = parse_sudoers(&main);
-    let mut files = vec![("/etc/sudoers".to_string(), main)];
-    let mut paths = parsed.include_files.clone();
-    for dir in &parsed.include_dirs {
-        match host.read_dir(dir) {
-            // sudo skips names with a dot or ending in `~`.
-            Ok(names) => paths.extend(
-                names
-                    .into_iter()
-                    .filter(|n| !n.contains('.') && !n.ends_with('~'))
-                    .map(|n| format!("{}/{n}", dir.trim_end_matches('/'))),
-            ),
-            Err(HostError::NoFile { .. }) => {}
-            Err(e) => return Some(Err(e.to_string())),
-        }
-    }
-    for p in paths {
-        match host.read_text(&p) {
-            Ok(t) => files.push((p, t)),
-            Err(HostError::NoFile { .. }) => {}
-            Err(e) => return Some(Err(e.to_string())),
-        }
-    }
-    Some(Ok(files))
 }
 
 /// Reads the local directory: the admin group and the users.

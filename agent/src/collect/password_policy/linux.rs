@@ -256,45 +256,23 @@ pub struct Observed {
 }
 
 /// The shared stacks (Debian's `common-*`, RHEL's authselect files) and
-/// every service through which people log in or change their password:
-/// each one's own file decides, whatever the shared ones say (a `sufficient`
-/// line before `@include common-auth` in `/etc/pam.d/sshd` skips it).
-const SERVICES: &[&str] = &[
-    "common-password",
-    "common-auth",
-    "system-auth",
-    "password-auth",
-    "login",
-    "sshd",
-    "su",
-    "sudo",
-    "passwd",
-    "gdm-password",
-    "lightdm",
-    "sddm",
-];
-const PASSWORD_STACKS: &[&str] = &[
-    "common-password",
-    "system-auth",
-    "password-auth",
-    "passwd",
-    "login",
-    "sshd",
-    "gdm-password",
-    "lightdm",
-    "sddm",
-];
-const AUTH_STACKS: &[&str] = &[
-    "common-auth",
-    "system-auth",
-    "password-auth",
-    "login",
-    "sshd",
-    "su",
-    "sudo",
-    "gdm-password",
-    "lightdm",
-    "sddm",
+/// every service through which people log in or change their password,
+/// with the kinds of rules judged in each: each service's own file decides,
+/// whatever the shared ones say (a `sufficient` line before `@include
+/// common-auth` in `/etc/pam.d/sshd` skips it).
+const SERVICES: &[(&str, &[&str])] = &[
+    ("common-password", &["password"]),
+    ("common-auth", &["auth"]),
+    ("system-auth", &["password", "auth"]),
+    ("password-auth", &["password", "auth"]),
+    ("login", &["password", "auth"]),
+    ("sshd", &["password", "auth"]),
+    ("su", &["auth"]),
+    ("sudo", &["auth"]),
+    ("passwd", &["password"]),
+    ("gdm-password", &["password", "auth"]),
+    ("lightdm", &["password", "auth"]),
+    ("sddm", &["password", "auth"]),
 ];
 
 /// Decides the check from what was observed.
@@ -307,17 +285,21 @@ pub fn evaluate(o: &Observed) -> Finding {
         raw.push_str(t);
         raw.push('\n');
     }
-    // A service's stack of one kind, where its file has rules of that kind.
-    let stacks = |names: &[&str], kind: &str| -> Vec<(String, Vec<PamRule>)> {
+    // A service's stack of one kind, where it is judged for that kind and
+    // its file has rules of it.
+    let stacks = |kind: &str| -> Vec<(String, Vec<PamRule>)> {
+        let judged = |path: &str| {
+            SERVICES.iter().any(|(n, kinds)| path.ends_with(&format!("/{n}")) && kinds.contains(&kind))
+        };
         o.pam
             .iter()
-            .filter(|(p, _)| names.iter().any(|n| p.ends_with(&format!("/{n}"))))
+            .filter(|(p, _)| judged(p))
             .map(|(p, t)| (p.clone(), parse_pam(t)))
             .filter(|(_, rules)| rules.iter().any(|r| r.kind == kind))
             .collect()
     };
-    let password = stacks(PASSWORD_STACKS, "password");
-    let auth = stacks(AUTH_STACKS, "auth");
+    let password = stacks("password");
+    let auth = stacks("auth");
     if password.is_empty() && auth.is_empty() {
         let why = if o.unreadable.is_empty() {
             "no PAM password or auth stack found (common-password, system-auth, password-auth)".to_string()
@@ -430,7 +412,7 @@ pub fn expand_includes(host: &dyn Host, text: &str, depth: usize) -> String {
 /// Reads the PAM and policy files through the host.
 pub fn observe(host: &dyn Host) -> Observed {
     let mut o = Observed::default();
-    for name in SERVICES {
+    for (name, _) in SERVICES {
         let path = format!("/etc/pam.d/{name}");
         match host.read_text(&path) {
             Ok(t) => o.pam.push((path, expand_includes(host, &t, 0))),

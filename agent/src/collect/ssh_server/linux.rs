@@ -15,15 +15,11 @@
 //! the check, naming the block; one no connection can be built for is
 //! `unknown`.
 
-use serde_json::json;
-
-use super::matches::{Directive, NoSpec, Spec, directives, spec_for, wildcard};
+pub use super::blocks::Block;
+use super::blocks::{CONFIG, SSHD, joined, private};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
-use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
-
-const SSHD: &str = "/usr/sbin/sshd";
 
 /// Service state from `systemctl is-active` / `is-enabled` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,15 +44,6 @@ pub fn parse_service(active: Option<&str>, enabled: Option<&str>) -> Service {
     }
 }
 
-/// What sshd said for a connection meeting one `Match` block.
-#[derive(Debug, Clone)]
-pub struct Block {
-    /// The criteria as written.
-    pub criteria: String,
-    /// The connection asked about and `sshd -T -C`'s output, or why not.
-    pub outcome: Result<(Spec, Result<String, String>), NoSpec>,
-}
-
 /// Evaluates what was read: the service state, the `sshd -T` result and
 /// what sshd says for each `Match` block (or why they could not be read).
 pub fn evaluate(
@@ -78,81 +65,7 @@ pub fn evaluate(
         Ok(text) => super::evaluate_sshd_t(&text, "openssh").fact("service", state),
         Err(why) => return Finding::unknown("openssh", why).fact("service", state),
     };
-    match blocks {
-        Ok(blocks) => with_blocks(global, &blocks),
-        Err(why) if global.status == CheckStatus::Pass => {
-            let reason = format!("the Match blocks of the configuration could not be read: {why}");
-            let mut f = global.with_reason(reason);
-            f.status = CheckStatus::Unknown;
-            f
-        }
-        Err(_) => global,
-    }
-}
-
-/// The facts of a block's settings (those the policy judges).
-const SETTINGS: [&str; 8] = [
-    "permit_root_login",
-    "password_authentication",
-    "kbd_interactive_authentication",
-    "permit_empty_passwords",
-    "max_auth_tries",
-    "weak_ciphers",
-    "weak_macs",
-    "weak_kex",
-];
-
-/// The global verdict joined with each block's: a failing block fails the
-/// check, an undecided one makes a pass `unknown`.
-fn with_blocks(mut f: Finding, blocks: &[Block]) -> Finding {
-    let mut failed = Vec::new();
-    let mut unclear = Vec::new();
-    let mut facts = Vec::new();
-    for b in blocks {
-        let mut settings = serde_json::Map::new();
-        let (connection, status, why) = match &b.outcome {
-            Ok((spec, Ok(text))) => {
-                let g = super::evaluate_sshd_t(text, "openssh");
-                // What the policy holds to its limits, as for the global settings.
-                for k in SETTINGS {
-                    if let Some(v) = g.facts.get(k) {
-                        settings.insert(k.to_string(), v.clone());
-                    }
-                }
-                (spec.arg(), g.status, g.reason.unwrap_or_default())
-            }
-            Ok((spec, Err(e))) => (spec.arg(), CheckStatus::Unknown, e.clone()),
-            Err(NoSpec::Nobody(why)) => (String::new(), CheckStatus::NotApplicable, why.clone()),
-            Err(e @ NoSpec::Undecided(_)) => (String::new(), CheckStatus::Unknown, e.to_string()),
-        };
-        let text = format!("for connections meeting `Match {}` ({connection}): {why}", b.criteria);
-        match status {
-            CheckStatus::Fail => failed.push(text),
-            CheckStatus::Unknown => unclear.push(text),
-            _ => {}
-        }
-        facts.push(json!({"match": b.criteria, "connection": connection, "status": status.as_str(),
-                          "reason": why, "settings": settings}));
-    }
-    let base = f.reason.take().unwrap_or_default();
-    let status = match f.status {
-        CheckStatus::Pass if !failed.is_empty() => CheckStatus::Fail,
-        CheckStatus::Pass if !unclear.is_empty() => CheckStatus::Unknown,
-        CheckStatus::Unknown if !failed.is_empty() => CheckStatus::Fail,
-        s => s,
-    };
-    let mut parts: Vec<String> = Vec::new();
-    if status == f.status {
-        parts.push(base);
-    }
-    match status {
-        CheckStatus::Fail => parts.extend(failed),
-        CheckStatus::Unknown => parts.extend(unclear),
-        _ => {}
-    }
-    f.status = status;
-    let reason = parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("; ");
-    f.with_reason(reason).fact("match_blocks", facts)
+    joined(global, blocks)
 }
 
 /// Gathers and evaluates on a Linux host.
@@ -201,27 +114,6 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     private(evaluate(service, sshd_t, blocks.clone()), &blocks.unwrap_or_default(), ctx)
 }
 
-/// User names (from `Match User` lists and group members) enter the facts
-/// and the reason only as the privacy settings allow.
-fn private(mut f: Finding, blocks: &[Block], ctx: &Context) -> Finding {
-    for b in blocks {
-        let words: Vec<&str> = b.criteria.split_whitespace().collect();
-        let listed =
-            words.windows(2).filter(|w| w[0].eq_ignore_ascii_case("user")).flat_map(|w| w[1].split(','));
-        for name in listed.map(|n| n.trim_start_matches('!')).filter(|n| !n.contains(['*', '?'])) {
-            ctx.register(Personal::UserName, name);
-        }
-        if let Ok((Spec { user: Some(u), .. }, _)) = &b.outcome {
-            ctx.register(Personal::UserName, u);
-        }
-    }
-    f.reason = f.reason.map(|r| ctx.scrub(&r));
-    if let Some(v) = f.facts.get_mut("match_blocks") {
-        *v = serde_json::from_str(&ctx.scrub(&v.to_string())).unwrap_or(serde_json::Value::Null);
-    }
-    f
-}
-
 /// The `-f FILE` and `-o OPTION` arguments of the listening sshd, from
 /// `pgrep -a -x sshd` (OpenSSH 9 titles its listener `sshd: /usr/sbin/sshd
 /// -D -o ... [listener] ...`; older ones keep the plain command line;
@@ -258,82 +150,11 @@ pub fn daemon_options(pgrep: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// The server's configuration file.
-const CONFIG: &str = "/etc/ssh/sshd_config";
-/// Deepest `Include` nesting followed (sshd's own limit is 16).
-const MAX_INCLUDE_DEPTH: usize = 16;
-
 /// Every `Match` block of `config` (includes followed) with what `sshd -T
-/// ARGS -C` says for a connection meeting it. A configuration file that
-/// does not exist has no blocks (sshd runs on its defaults).
+/// ARGS -C` says for a connection meeting it, group members found with
+/// `getent` ([`super::blocks::match_blocks`]).
 pub fn match_blocks(host: &dyn Host, config: &str, args: &[&str]) -> Result<Vec<Block>, String> {
-    let mut criteria = Vec::new();
-    read_config(host, config, 0, &mut criteria)?;
-    let member_of = |group: &str| group_member(host, group);
-    Ok(criteria
-        .into_iter()
-        .map(|c| {
-            let outcome = spec_for(&c, &member_of).map(|spec| {
-                let conn = spec.arg();
-                let mut argv: Vec<&str> = vec!["-T"];
-                argv.extend_from_slice(args);
-                argv.extend(["-C", conn.as_str()]);
-                let out = match host.run(SSHD, &argv) {
-                    Ok(o) if o.success() => Ok(o.stdout),
-                    Ok(o) => Err(format!("sshd -T -C {conn} exited with {:?}: {}", o.code, o.stderr.trim())),
-                    Err(e) => Err(format!("sshd -T -C {conn}: {e}")),
-                };
-                (spec, out)
-            });
-            Block { criteria: c, outcome }
-        })
-        .collect())
-}
-
-/// Collects the `Match` criteria of `path` and what it includes.
-fn read_config(host: &dyn Host, path: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
-    if depth > MAX_INCLUDE_DEPTH {
-        return Err(format!("{path}: includes nested deeper than {MAX_INCLUDE_DEPTH}"));
-    }
-    let text = match host.read_text(path) {
-        Ok(t) => t,
-        Err(HostError::NoFile { .. }) if depth == 0 => return Ok(()),
-        Err(e) => return Err(e.to_string()),
-    };
-    for d in directives(&text) {
-        match d {
-            Directive::Match(c) => out.push(c),
-            Directive::Include(patterns) => {
-                for p in patterns {
-                    for file in expand(host, &p)? {
-                        read_config(host, &file, depth + 1, out)?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The files an `Include` pattern names, sorted as sshd's glob sorts them;
-/// relative patterns are under `/etc/ssh`. Wildcards only in the file name.
-fn expand(host: &dyn Host, pattern: &str) -> Result<Vec<String>, String> {
-    let full = if pattern.starts_with('/') { pattern.to_string() } else { format!("/etc/ssh/{pattern}") };
-    let (dir, name) = full.rsplit_once('/').unwrap_or(("", full.as_str()));
-    if dir.contains(['*', '?']) {
-        return Err(format!("Include {pattern}: wildcards in directory names are not followed"));
-    }
-    if !name.contains(['*', '?']) {
-        return Ok(if host.exists(&full) { vec![full] } else { Vec::new() });
-    }
-    let mut names = match host.read_dir(dir) {
-        Ok(n) => n,
-        Err(HostError::NoFile { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    names.retain(|n| wildcard(name, n));
-    names.sort();
-    Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
+    super::blocks::match_blocks(host, config, args, &|group| group_member(host, group).ok_or(true))
 }
 
 /// A member of `group` by the host's databases, as sshd counts members

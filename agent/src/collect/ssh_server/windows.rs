@@ -80,18 +80,6 @@ pub struct Block {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The facts of a block's settings (those the policy judges).
-const SETTINGS: [&str; 8] = [
-    "permit_root_login",
-    "password_authentication",
-    "kbd_interactive_authentication",
-    "permit_empty_passwords",
-    "max_auth_tries",
-    "weak_ciphers",
-    "weak_macs",
-    "weak_kex",
-];
-
 /// What one block means: listed only, or asked about through `ask` (which
 /// runs `sshd -T -C` for a connection).
 pub fn judge_block(b: &MatchBlock, ask: &dyn Fn(&Spec) -> Result<String, String>) -> Block {
@@ -121,8 +109,10 @@ pub fn judge_block(b: &MatchBlock, ask: &dyn Fn(&Spec) -> Result<String, String>
     let (status, reason, settings) = match ask(&spec) {
         Ok(text) => {
             let g = super::evaluate_sshd_t(&text, BACKEND);
-            let settings =
-                SETTINGS.iter().filter_map(|k| Some((k.to_string(), g.facts.get(*k)?.clone()))).collect();
+            let settings = super::blocks::SETTINGS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), g.facts.get(*k)?.clone())))
+                .collect();
             (g.status, g.reason.unwrap_or_default(), settings)
         }
         Err(e) => (CheckStatus::Unknown, e, serde_json::Map::new()),
@@ -132,7 +122,7 @@ pub fn judge_block(b: &MatchBlock, ask: &dyn Fn(&Spec) -> Result<String, String>
 
 /// The global verdict joined with the blocks': a failing block fails the
 /// check, an undecided one (or what was not read) makes a pass `unknown`.
-fn with_blocks(mut f: Finding, blocks: &Result<Vec<Block>, String>) -> Finding {
+fn with_blocks(f: Finding, blocks: &Result<Vec<Block>, String>) -> Finding {
     let (list, read_error) = match blocks {
         Ok(list) => (&list[..], None),
         Err(e) => (&[][..], Some(format!("the Match blocks of the configuration could not be read: {e}"))),
@@ -144,21 +134,6 @@ fn with_blocks(mut f: Finding, blocks: &Result<Vec<Block>, String>) -> Finding {
     let mut unclear: Vec<String> =
         list.iter().filter(|b| b.status == CheckStatus::Unknown).map(text).collect();
     unclear.extend(read_error);
-    let status = match f.status {
-        CheckStatus::Pass | CheckStatus::Unknown if !failed.is_empty() => CheckStatus::Fail,
-        CheckStatus::Pass if !unclear.is_empty() => CheckStatus::Unknown,
-        s => s,
-    };
-    let mut parts = Vec::new();
-    if status == f.status {
-        parts.push(f.reason.take().unwrap_or_default());
-    }
-    match status {
-        CheckStatus::Fail => parts.extend(failed),
-        CheckStatus::Unknown => parts.extend(unclear),
-        _ => {}
-    }
-    f.status = status;
     let facts: Vec<serde_json::Value> = list
         .iter()
         .map(|b| {
@@ -166,8 +141,7 @@ fn with_blocks(mut f: Finding, blocks: &Result<Vec<Block>, String>) -> Finding {
                    "reason": b.reason, "settings": b.settings})
         })
         .collect();
-    let reason = parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("; ");
-    f.with_reason(reason).fact("match_blocks", facts)
+    super::blocks::combine(f, failed, unclear, facts)
 }
 
 /// Decides the check from `sc query sshd`, `sc qc sshd`, the `sshd -T`
