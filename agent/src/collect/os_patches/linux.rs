@@ -184,6 +184,37 @@ pub struct Observed {
     pub security_suites: Vec<String>,
 }
 
+/// The pending updates `manager` reported, held ones included, and the held
+/// ones apart; `Err` when its output is not understood.
+fn pending_updates(manager: &str, text: &str, o: &Observed) -> Result<(Vec<Pending>, Vec<Pending>), String> {
+    let pending = match manager {
+        "apt" if is_apt_list(text) => {
+            // The listing has the held packages; dpkg said which they are.
+            let pending = parse_apt_list(text, &o.security_suites);
+            let held = pending.iter().filter(|p| o.apt_holds.contains(&p.package)).cloned().collect();
+            return Ok((pending, held));
+        }
+        "apt" => parse_apt_simulation(text),
+        "zypper" => parse_zypper_patches(text)?,
+        // Empty output is "no advisory"; anything else must be understood.
+        _ => match unrecognised_dnf_line(text) {
+            None => parse_dnf_security(text),
+            Some(l) => return Err(format!("{manager} updateinfo printed an unrecognised line: {l}")),
+        },
+    };
+    // The simulation leaves held packages out: they are what it would
+    // install were the holds lifted.
+    let held: Vec<Pending> = match (manager, &o.apt_ignoring_holds) {
+        ("apt", Some(all)) => parse_apt_simulation(all)
+            .into_iter()
+            .filter(|h| !pending.iter().any(|p| p.package == h.package))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let all = pending.into_iter().chain(held.iter().cloned()).collect();
+    Ok((all, held))
+}
+
 /// Decides the check; `now` is Unix seconds.
 pub fn evaluate(o: &Observed, now: i64) -> Finding {
     let Some((manager, output)) = &o.manager else {
@@ -193,40 +224,11 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
         Ok(t) => t,
         Err(e) => return Finding::unknown(manager, format!("{manager} could not list pending updates: {e}")),
     };
-    let pending = match manager.as_str() {
-        "apt" if is_apt_list(text) => parse_apt_list(text, &o.security_suites),
-        "apt" => parse_apt_simulation(text),
-        "zypper" => match parse_zypper_patches(text) {
-            Ok(p) => p,
-            Err(e) => return Finding::unknown(manager, e).with_raw(text.clone()),
-        },
-        _ => match unrecognised_dnf_line(text) {
-            // Empty output is "no advisory"; anything else must be understood.
-            None => parse_dnf_security(text),
-            Some(l) => {
-                return Finding::unknown(
-                    manager,
-                    format!("{manager} updateinfo printed an unrecognised line: {l}"),
-                )
-                .with_raw(text.clone());
-            }
-        },
-    };
-    // Held packages: the listing has them; the simulation leaves them out,
-    // so they are what it would install were the holds lifted.
-    let held: Vec<Pending> = match (manager.as_str(), &o.apt_ignoring_holds) {
-        ("apt", _) if is_apt_list(text) => {
-            pending.iter().filter(|p| o.apt_holds.contains(&p.package)).cloned().collect()
-        }
-        ("apt", Some(all)) => parse_apt_simulation(all)
-            .into_iter()
-            .filter(|h| !pending.iter().any(|p| p.package == h.package))
-            .collect(),
-        _ => Vec::new(),
+    let (pending, held) = match pending_updates(manager, text, o) {
+        Ok(p) => p,
+        Err(why) => return Finding::unknown(manager, why).with_raw(text.clone()),
     };
     let held_security: Vec<&str> = held.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
-    let pending: Vec<Pending> =
-        if is_apt_list(text) { pending } else { pending.iter().chain(&held).cloned().collect() };
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let age_days = o.lists_updated_at.map(|t| (now - t).max(0) / 86_400);
     let newest = newest_kernel(&o.boot_entries);

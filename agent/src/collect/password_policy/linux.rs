@@ -332,6 +332,27 @@ pub fn evaluate(o: &Observed) -> Finding {
             .fact("pam_files", o.pam.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>())
             .with_raw(raw.clone())
     };
+    let problems = problems(length, lock, &unlocked);
+    if !problems.is_empty() {
+        return f(CheckStatus::Fail).with_reason(problems.join("; "));
+    }
+    if !o.unreadable.is_empty() {
+        return f(CheckStatus::Unknown)
+            .with_reason(format!("some PAM files could not be read: {}", o.unreadable.join("; ")));
+    }
+    let (len, module, ..) = length.unwrap_or((0, "", 0, 0));
+    let (lmod, deny) = lock.unwrap_or(("", 0));
+    f(CheckStatus::Pass)
+        .with_reason(format!("minimum length {len} ({module}); {lmod} locks after {deny} failures"))
+}
+
+/// What keeps the check from passing: a short minimum length, or stacks
+/// that do not lock (named) or lock too late.
+fn problems(
+    length: Option<(i64, &str, i64, i64)>,
+    lock: Option<(&str, i64)>,
+    unlocked: &[&str],
+) -> Vec<String> {
     let mut problems = Vec::new();
     match length {
         Some((len, module, minlen, credits)) if len < i64::from(MIN_PASSWORD_LENGTH) => {
@@ -357,17 +378,7 @@ pub fn evaluate(o: &Observed) -> Finding {
             .push(format!("{module} locks only after {deny} failed logons (limit {MAX_FAILED_LOGONS})")),
         Some(_) => {}
     }
-    if !problems.is_empty() {
-        return f(CheckStatus::Fail).with_reason(problems.join("; "));
-    }
-    if !o.unreadable.is_empty() {
-        return f(CheckStatus::Unknown)
-            .with_reason(format!("some PAM files could not be read: {}", o.unreadable.join("; ")));
-    }
-    let (len, module, ..) = length.unwrap_or((0, "", 0, 0));
-    let (lmod, deny) = lock.unwrap_or(("", 0));
-    f(CheckStatus::Pass)
-        .with_reason(format!("minimum length {len} ({module}); {lmod} locks after {deny} failures"))
+    problems
 }
 
 /// Deepest include nesting followed.
