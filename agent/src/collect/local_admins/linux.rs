@@ -1,8 +1,11 @@
 //! The Linux backends of the `local_admins` check.
 //!
-//! Reads `/etc/passwd` (accounts with uid 0), `/etc/group` (members of the
-//! administrative groups `sudo`, `wheel` and `admin`, including accounts whose
-//! primary group it is), and `/etc/sudoers` with the files it includes
+//! Reads the account and group databases as the system resolves them
+//! (`getent passwd`, `getent group`: every NSS source that enumerates, so
+//! a uid-0 account or an admin-group member from LDAP counts too; the files
+//! `/etc/passwd` and `/etc/group` where getent is missing): accounts with
+//! uid 0, members of the administrative groups `sudo`, `wheel` and `admin`,
+//! including accounts whose primary group it is; and `/etc/sudoers` with the files it includes
 //! (`@includedir`/`#includedir`: every file in the directory whose name has no
 //! `.` and does not end in `~`, as sudo does; `@include`/`#include`). The
 //! rules are read by sudo's own parser where it is installed (`cvtsudoers -e
@@ -463,11 +466,21 @@ fn cvtsudoers(host: &dyn Host) -> Option<Result<String, String>> {
     }
 }
 
+/// One NSS database as the system resolves it (`getent DB`, the same
+/// `name:x:...` lines as the file), or the file itself where getent cannot
+/// answer.
+fn database(host: &dyn Host, db: &str) -> Option<Result<String, String>> {
+    match host.run("getent", &[db]) {
+        Ok(out) if out.success() && !out.stdout.trim().is_empty() => Some(Ok(out.stdout)),
+        _ => read(host, &format!("/etc/{db}")),
+    }
+}
+
 /// Gathers and evaluates on a Linux host.
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     let o = Observed {
-        passwd: read(host, "/etc/passwd"),
-        group: read(host, "/etc/group"),
+        passwd: database(host, "passwd"),
+        group: database(host, "group"),
         sudoers: read_sudoers(host),
         sudo_json: cvtsudoers(host),
     };
@@ -503,6 +516,23 @@ mod tests {
         let f = evaluate(&o, &pseudo);
         let admins = f.facts["admins"].as_array().unwrap();
         assert!(admins.iter().all(|a| a.as_str().unwrap().starts_with("p:")), "{admins:?}");
+    }
+
+    #[test]
+    fn accounts_come_from_every_source_the_system_resolves() {
+        use crate::host::FixtureHost;
+        let files = "root:x:0:0:root:/root:/bin/bash\n";
+        let host = FixtureHost::new()
+            .file("/etc/passwd", files)
+            .file("/etc/group", "root:x:0:\nsudo:x:27:\n")
+            // An LDAP account with uid 0, which only the resolver knows.
+            .command("getent passwd", &format!("{files}ops:*:0:0:ops:/home/ops:/bin/bash\n"));
+        let f = gather(&host, &Context::at(0));
+        assert_eq!(f.status, CheckStatus::Fail, "{:?}", f.reason);
+        assert!(f.reason.as_deref().unwrap_or("").contains("ops"), "{:?}", f.reason);
+        let files_only =
+            FixtureHost::new().file("/etc/passwd", files).file("/etc/group", "root:x:0:\nsudo:x:27:\n");
+        assert_ne!(gather(&files_only, &Context::at(0)).status, CheckStatus::Fail);
     }
 
     #[test]
