@@ -303,13 +303,8 @@ fn auditctl(host: &dyn Host, arg: &str) -> Option<Result<String, HostError>> {
     }
 }
 
-/// Reads the audit and journal state through the host. Changes nothing.
-pub fn observe(host: &dyn Host) -> Observed {
-    let auditd_unit = host.run("systemctl", &["is-active", "auditd"]).ok().and_then(|out| {
-        let state = out.stdout.lines().next().unwrap_or("").trim().to_string();
-        // Without systemd, systemctl prints nothing on stdout and an error on stderr.
-        (!state.is_empty()).then_some(state)
-    });
+/// journald.conf and its drop-ins, read in the order systemd applies them.
+fn journald_files(host: &dyn Host) -> Vec<(String, String)> {
     let mut journald_confs = Vec::new();
     // The main file: the first of /etc, /run, /usr/lib (newer systemd ships it only in /usr/lib).
     for path in ["/etc/systemd/journald.conf", "/run/systemd/journald.conf", "/usr/lib/systemd/journald.conf"]
@@ -337,6 +332,24 @@ pub fn observe(host: &dyn Host) -> Observed {
             journald_confs.push((path, t));
         }
     }
+    journald_confs
+}
+
+/// Reads the audit and journal state through the host. Changes nothing.
+pub fn observe(host: &dyn Host) -> Observed {
+    let auditd_unit = host.run("systemctl", &["is-active", "auditd"]).ok().and_then(|out| {
+        let state = out.stdout.lines().next().unwrap_or("").trim().to_string();
+        // Without systemd, systemctl prints nothing on stdout and an error on stderr.
+        (!state.is_empty()).then_some(state)
+    });
+    // systemd's own merge of the main file and its drop-ins, where it can
+    // be asked; the files in systemd's order otherwise.
+    let journald_confs = match host.run("systemd-analyze", &["cat-config", "systemd/journald.conf"]) {
+        Ok(out) if out.success() && !out.stdout.trim().is_empty() => {
+            vec![("systemd-analyze cat-config systemd/journald.conf".to_string(), out.stdout)]
+        }
+        _ => journald_files(host),
+    };
     let journald_present = !journald_confs.is_empty()
         || host.exists("/usr/lib/systemd/systemd-journald")
         || host.exists("/lib/systemd/systemd-journald");
@@ -374,6 +387,19 @@ mod tests {
         assert_eq!(journald_storage("[Journal]\n#Storage=auto\n"), None);
         assert_eq!(journald_storage("[Journal]\nStorage=persistent\n").as_deref(), Some("persistent"));
         assert_eq!(journald_storage("[Other]\nStorage=volatile\n"), None);
+    }
+
+    #[test]
+    fn systemd_merges_the_journal_configuration_where_it_can_be_asked() {
+        let merged = "# /etc/systemd/journald.conf\n[Journal]\nStorage=persistent\n\n\
+            # /etc/systemd/journald.conf.d/50-volatile.conf\n[Journal]\nStorage=volatile\n";
+        let host = crate::host::FixtureHost::new()
+            .command("systemd-analyze cat-config systemd/journald.conf", merged)
+            .file("/etc/systemd/journald.conf", "[Journal]\nStorage=persistent\n");
+        let o = observe(&host);
+        assert_eq!(o.journald_confs.len(), 1, "systemd's merge, not the files");
+        let storage = o.journald_confs.iter().filter_map(|(_, t)| journald_storage(t)).next_back();
+        assert_eq!(storage.as_deref(), Some("volatile"), "the drop-in read last wins");
     }
 
     #[test]
