@@ -56,8 +56,10 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        // RFC 9110 11.1: the scheme is case-insensitive.
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let Some(token) = presented else {
         return unauthorized("missing bearer token");
     };

@@ -18,6 +18,10 @@
 //! for a fresh collection at its next policy poll) for admin tokens only;
 //! read tokens get 403.
 //!
+//! Every answer carries the security headers of [`headers`]
+//! (Content-Security-Policy, `X-Frame-Options`, `X-Content-Type-Options`,
+//! `Referrer-Policy`).
+//!
 //! Invariants: every `/api/` route answers 401 without a valid token, and
 //! roles and auditor limits are enforced in one place ([`access`]); tokens
 //! are compared by hash; query parameters are allow-listed, never spliced
@@ -44,8 +48,10 @@ use crate::views;
 
 mod access;
 mod changes;
+mod errors;
 mod exceptions;
 mod export;
+mod headers;
 mod log;
 mod mappings;
 mod policy;
@@ -147,6 +153,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/", get(dashboard))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn(errors::as_json))
+        .layer(middleware::from_fn(headers::add))
         .with_state(state)
 }
 
@@ -425,7 +433,7 @@ async fn collect_now(State(s): State<HttpState>, Path(agent_id): Path<String>) -
 }
 
 async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+    Html(headers::DASHBOARD)
 }
 
 #[cfg(test)]
