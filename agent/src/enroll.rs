@@ -54,7 +54,26 @@ pub async fn enroll(
         return Err(EnrollError::AlreadyEnrolled(state.0.display().to_string()));
     }
     let server_name = server_host(server).ok_or_else(|| EnrollError::BadServer(server.to_string()))?;
+    let existed = state.0.exists();
     state.create()?;
+    let result = enroll_into(state, server, server_name, token, ca_pem, display_name).await;
+    // A failed enrollment leaves no trace: a directory it created goes again
+    // (nothing but this call has written into it).
+    if result.is_err() && !existed {
+        let _ = std::fs::remove_dir_all(&state.0);
+    }
+    result
+}
+
+/// The enrollment proper, into a state directory that exists.
+async fn enroll_into(
+    state: &StateDir,
+    server: &str,
+    server_name: String,
+    token: &str,
+    ca_pem: &str,
+    display_name: &str,
+) -> Result<AgentIdentity, EnrollError> {
     let evidence = generate_evidence_key();
     let (tls_key, csr_der) = new_tls_key_and_csr()?;
     let proof = evidence.sign(&enrollment_proof_message(&csr_der, token));
@@ -102,5 +121,17 @@ mod tests {
         assert_eq!(server_host("nohost"), None);
         assert_eq!(server_host(":7443"), None);
         assert_eq!(server_host("h:notaport"), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_enrollment_leaves_no_state_directory_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir(dir.path().join("state"));
+        let err = enroll(&state, "127.0.0.1:9", "token", "not a certificate", "host").await.unwrap_err();
+        assert!(!state.0.exists(), "{err}: the state directory was left behind");
+        // One that was there before stays, and is not filled.
+        std::fs::create_dir(&state.0).unwrap();
+        assert!(enroll(&state, "127.0.0.1:9", "token", "not a certificate", "host").await.is_err());
+        assert!(state.0.exists() && std::fs::read_dir(&state.0).unwrap().next().is_none());
     }
 }
