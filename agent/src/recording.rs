@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use crate::collect::{Context, Os};
 use crate::host::{CommandOutput, FixtureHost, Host, HostError};
 
+mod expected;
+pub use expected::{Expected, ExpectedCheck};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
     #[error("{path}: {message}")]
@@ -216,77 +219,22 @@ impl RecordingHost {
     /// Writes the case directory: `host.toml` plus one file per larger output.
     /// Every occurrence of a `scrub` value is replaced by its placeholder.
     pub fn write(&self, dir: &Path, os: Os, now: &str, scrub: &Scrub) -> Result<HostFile, RecordingError> {
-        let io = |path: &Path, e: std::io::Error| RecordingError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut file = HostFile { os: Some(os), now: Some(now.to_string()), ..HostFile::default() };
-        let mut names = BTreeMap::<String, usize>::new();
-        let mut beside = |stem: &str, body: &[u8]| -> Result<String, RecordingError> {
-            let mut name: String = stem
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
-                .collect();
-            name.truncate(60);
-            let n = names.entry(name.clone()).or_default();
-            *n += 1;
-            if *n > 1 {
-                name = format!("{name}_{n}");
-            }
-            name.push_str(".out");
-            let p = dir.join(&name);
-            std::fs::write(&p, body).map_err(|e| io(&p, e))?;
-            Ok(name)
-        };
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let calls = self.calls.lock().map_err(|_| RecordingError::Io {
             path: dir.to_path_buf(),
             message: "a collector panicked while recording".into(),
         })?;
+        let mut out = OutputFiles { dir, names: BTreeMap::new() };
+        let mut file = HostFile { os: Some(os), now: Some(now.to_string()), ..HostFile::default() };
+        // Each distinct call once, in the order the collectors made them.
         let mut seen = std::collections::HashSet::new();
         for call in calls.iter() {
             match call {
-                Call::Run { argv, result } => {
-                    if !seen.insert(format!("run {}", argv.join(" "))) {
-                        continue;
-                    }
-                    let argv: Vec<String> = argv.iter().map(|a| scrub.text(a)).collect();
-                    let mut e = CommandEntry { argv: argv.clone(), ..CommandEntry::default() };
-                    match result {
-                        Err(err) => e.error = Some(error_tag(err)),
-                        Ok(out) => {
-                            e.exit = out.code;
-                            let stdout = scrub.text(&out.stdout);
-                            if stdout.len() > 200 || stdout.lines().count() > 3 {
-                                e.stdout_file = Some(beside(&argv.join("_"), stdout.as_bytes())?);
-                            } else if !stdout.is_empty() {
-                                e.stdout = Some(stdout);
-                            }
-                            let stderr = scrub.text(&out.stderr);
-                            if !stderr.is_empty() {
-                                e.stderr = Some(stderr);
-                            }
-                        }
-                    }
-                    file.commands.push(e);
+                Call::Run { argv, result } if seen.insert(format!("run {}", argv.join(" "))) => {
+                    file.commands.push(command_entry(argv, result, scrub, &mut out)?);
                 }
-                Call::Read { path, result } => {
-                    if !seen.insert(format!("read {path}")) {
-                        continue;
-                    }
-                    let mut e = FileEntry { path: path.clone(), ..FileEntry::default() };
-                    match result {
-                        Err(HostError::NoFile { .. }) => continue,
-                        Err(err) => e.error = Some(error_tag(err)),
-                        Ok(bytes) => match std::str::from_utf8(bytes) {
-                            Ok(text) if text.len() <= 200 && text.lines().count() <= 3 => {
-                                e.contents = Some(scrub.text(text))
-                            }
-                            Ok(text) => e.contents_file = Some(beside(path, scrub.text(text).as_bytes())?),
-                            Err(_) => e.contents_file = Some(beside(path, bytes)?),
-                        },
-                    }
-                    file.files.push(e);
+                Call::Read { path, result } if seen.insert(format!("read {path}")) => {
+                    file.files.extend(file_entry(path, result, scrub, &mut out)?);
                 }
                 Call::Exists { path, present } => {
                     // A read of the same path, recorded before or after, says more.
@@ -300,22 +248,108 @@ impl RecordingHost {
                         });
                     }
                 }
-                Call::List { path, result } => {
-                    if let Ok(entries) = result
-                        && seen.insert(format!("list {path}"))
-                    {
-                        let entries = entries.iter().map(|n| scrub.text(n)).collect();
-                        file.dirs.push(DirEntry { path: path.clone(), entries });
-                    }
+                Call::List { path, result: Ok(entries) } if seen.insert(format!("list {path}")) => {
+                    let entries = entries.iter().map(|n| scrub.text(n)).collect();
+                    file.dirs.push(DirEntry { path: path.clone(), entries });
                 }
+                _ => {}
             }
         }
-        let manifest = dir.join("host.toml");
-        let text = toml::to_string(&file)
-            .map_err(|e| RecordingError::Format { path: manifest.clone(), message: e.to_string() })?;
-        std::fs::write(&manifest, text).map_err(|e| io(&manifest, e))?;
+        write_manifest(dir, &file)?;
         Ok(file)
     }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> RecordingError {
+    RecordingError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Outputs too long for `host.toml`, written beside it under names made
+/// from what produced them (unique within the case).
+struct OutputFiles<'a> {
+    dir: &'a Path,
+    names: BTreeMap<String, usize>,
+}
+
+impl OutputFiles<'_> {
+    /// Writes `body` beside the manifest; the file's name.
+    fn beside(&mut self, stem: &str, body: &[u8]) -> Result<String, RecordingError> {
+        let mut name: String = stem
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .collect();
+        name.truncate(60);
+        let n = self.names.entry(name.clone()).or_default();
+        *n += 1;
+        if *n > 1 {
+            name = format!("{name}_{n}");
+        }
+        name.push_str(".out");
+        let p = self.dir.join(&name);
+        std::fs::write(&p, body).map_err(|e| io_error(&p, e))?;
+        Ok(name)
+    }
+}
+
+/// Whether a text is short enough to stand inline in `host.toml`.
+fn inline(text: &str) -> bool {
+    text.len() <= 200 && text.lines().count() <= 3
+}
+
+/// A command's entry: its scrubbed arguments and output, or its error.
+fn command_entry(
+    argv: &[String],
+    result: &Result<CommandOutput, HostError>,
+    scrub: &Scrub,
+    out: &mut OutputFiles,
+) -> Result<CommandEntry, RecordingError> {
+    let argv: Vec<String> = argv.iter().map(|a| scrub.text(a)).collect();
+    let mut e = CommandEntry { argv: argv.clone(), ..CommandEntry::default() };
+    match result {
+        Err(err) => e.error = Some(error_tag(err)),
+        Ok(o) => {
+            e.exit = o.code;
+            let stdout = scrub.text(&o.stdout);
+            if !inline(&stdout) {
+                e.stdout_file = Some(out.beside(&argv.join("_"), stdout.as_bytes())?);
+            } else if !stdout.is_empty() {
+                e.stdout = Some(stdout);
+            }
+            let stderr = scrub.text(&o.stderr);
+            e.stderr = (!stderr.is_empty()).then_some(stderr);
+        }
+    }
+    Ok(e)
+}
+
+/// A file's entry: its scrubbed contents (binary ones beside, as they
+/// are), or its error; `None` for a file that does not exist, which a
+/// replay reports anyway.
+fn file_entry(
+    path: &str,
+    result: &Result<Vec<u8>, HostError>,
+    scrub: &Scrub,
+    out: &mut OutputFiles,
+) -> Result<Option<FileEntry>, RecordingError> {
+    let mut e = FileEntry { path: path.to_string(), ..FileEntry::default() };
+    match result {
+        Err(HostError::NoFile { .. }) => return Ok(None),
+        Err(err) => e.error = Some(error_tag(err)),
+        Ok(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) if inline(text) => e.contents = Some(scrub.text(text)),
+            Ok(text) => e.contents_file = Some(out.beside(path, scrub.text(text).as_bytes())?),
+            Err(_) => e.contents_file = Some(out.beside(path, bytes)?),
+        },
+    }
+    Ok(Some(e))
+}
+
+/// Writes `host.toml`.
+fn write_manifest(dir: &Path, file: &HostFile) -> Result<(), RecordingError> {
+    let manifest = dir.join("host.toml");
+    let text = toml::to_string(file)
+        .map_err(|e| RecordingError::Format { path: manifest.clone(), message: e.to_string() })?;
+    std::fs::write(&manifest, text).map_err(|e| io_error(&manifest, e))
 }
 
 impl Host for RecordingHost {
@@ -420,99 +454,6 @@ impl Scrub {
             }
         }
         out
-    }
-}
-
-/// `expected.toml`: what each check must report for a case.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expected {
-    #[serde(default)]
-    pub checks: BTreeMap<String, ExpectedCheck>,
-}
-
-/// The expectation for one check: exact status, and optionally the backend,
-/// text the reason must contain, and facts that must have exactly these values.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectedCheck {
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reason_contains: Vec<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub facts: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Expected {
-    pub fn load(path: &Path) -> Result<Expected, RecordingError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RecordingError::Io { path: path.to_path_buf(), message: e.to_string() })?;
-        toml::from_str(&text)
-            .map_err(|e| RecordingError::Format { path: path.to_path_buf(), message: e.to_string() })
-    }
-
-    /// A snapshot of what was observed (status, backend, reason and scalar
-    /// facts), for a person to review before it becomes a test.
-    pub fn snapshot(results: &[custos_proto::evidence::CheckResult]) -> Expected {
-        let checks = results
-            .iter()
-            .map(|r| {
-                let facts = r
-                    .facts
-                    .iter()
-                    .filter(|(_, v)| !v.is_array() && !v.is_object() && !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let check = ExpectedCheck {
-                    status: r.status.as_str().to_string(),
-                    backend: Some(r.backend.clone()),
-                    reason_contains: r.reason.iter().cloned().collect(),
-                    facts,
-                };
-                (r.id.clone(), check)
-            })
-            .collect();
-        Expected { checks }
-    }
-}
-
-impl ExpectedCheck {
-    /// What differs between the expectation and a finding (empty: it holds).
-    pub fn mismatches(&self, got: &custos_proto::evidence::CheckResult) -> Vec<String> {
-        let mut out = Vec::new();
-        if got.status.as_str() != self.status {
-            out.push(format!("status {} (want {})", got.status.as_str(), self.status));
-        }
-        if let Some(b) = &self.backend
-            && &got.backend != b
-        {
-            out.push(format!("backend {:?} (want {b:?})", got.backend));
-        }
-        let reason = got.reason.as_deref().unwrap_or("");
-        for want in &self.reason_contains {
-            if !reason.contains(want.as_str()) {
-                out.push(format!("reason {reason:?} lacks {want:?}"));
-            }
-        }
-        for (k, want) in &self.facts {
-            match got.facts.get(k) {
-                Some(v) if facts_equal(v, want) => {}
-                Some(v) => out.push(format!("fact {k} = {v} (want {want})")),
-                None => out.push(format!("fact {k} missing (want {want})")),
-            }
-        }
-        out
-    }
-}
-
-/// TOML has no null and one number type per literal: compare integers and
-/// floats by value.
-fn facts_equal(got: &serde_json::Value, want: &serde_json::Value) -> bool {
-    match (got.as_f64(), want.as_f64()) {
-        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
-        _ => got == want,
     }
 }
 
