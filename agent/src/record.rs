@@ -12,13 +12,7 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// OS name, version and kernel, read through the host, with the configured tags.
 pub fn describe_host(host: &dyn Host, display_name: Option<String>, tags: &[String]) -> HostInfo {
     let os_release = host.read_text("/etc/os-release").unwrap_or_default();
-    let field = |key: &str| {
-        os_release.lines().find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|v| v.strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_string())
-        })
-    };
+    let field = |key: &str| crate::collect::os_support::linux::os_release_field(&os_release, key);
     HostInfo {
         os: std::env::consts::OS.to_string(),
         os_version: field("PRETTY_NAME").or_else(|| field("NAME")).unwrap_or_default(),

@@ -43,27 +43,26 @@ async fn every_answer_carries_the_security_headers() {
     }
 }
 
+/// The status of `GET /api/v1/hosts` with this `Authorization` header.
+async fn status_with(server: &TestServer, authorization: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("http://{}/api/v1/hosts", server.http_addr))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let server = TestServer::start().await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
-        let status = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/hosts", server.http_addr))
-            .header("authorization", format!("{scheme} {}", server.admin_token))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200, "{scheme}");
+        assert_eq!(status_with(&server, &format!("{scheme} {}", server.admin_token)).await, 200, "{scheme}");
     }
-    let other = reqwest::Client::new()
-        .get(format!("http://{}/api/v1/hosts", server.http_addr))
-        .header("authorization", format!("Basic {}", server.admin_token))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(other, 401, "another scheme is not a bearer token");
+    let basic = status_with(&server, &format!("Basic {}", server.admin_token)).await;
+    assert_eq!(basic, 401, "another scheme is not a bearer token");
 }
 
 /// The dashboard as Chromium renders it, after its script has had time to

@@ -18,6 +18,8 @@
 //!
 //! Invariant: pure; the archive is judged by its own `Release` fields.
 
+use crate::collect::os_support::linux::os_release_field;
+
 /// The fields of one archive's `Release` file that patterns match.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Release {
@@ -43,12 +45,7 @@ pub struct Distro {
 impl Distro {
     /// From `/etc/os-release` (`ID=debian`, `VERSION_CODENAME=bookworm`).
     pub fn from_os_release(text: &str) -> Distro {
-        let field = |key: &str| {
-            text.lines()
-                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_string())
-                .unwrap_or_default()
-        };
+        let field = |key: &str| os_release_field(text, key).unwrap_or_default();
         let id = field("ID");
         let mut chars = id.chars();
         let id = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();

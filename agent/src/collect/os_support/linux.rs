@@ -5,15 +5,18 @@ use super::{Running, evaluate, table};
 use crate::collect::{Context, Finding, Os};
 use crate::host::Host;
 
-/// Reads the release from os-release text (shell-style `KEY=value`, values
+/// One field of os-release text (shell-style `KEY=value`, values
 /// optionally quoted).
+pub fn os_release_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.trim().split_once('=')?;
+        (k == key).then(|| v.trim().trim_matches(['"', '\'']).to_string())
+    })
+}
+
+/// Reads the release from os-release text.
 pub fn parse_os_release(text: &str) -> Option<Running> {
-    let field = |key: &str| {
-        text.lines().find_map(|l| {
-            let (k, v) = l.trim().split_once('=')?;
-            (k == key).then(|| v.trim().trim_matches(['"', '\'']).to_string())
-        })
-    };
+    let field = |key: &str| os_release_field(text, key);
     let id = field("ID")?;
     let version = field("VERSION_ID").unwrap_or_default();
     let pretty = field("PRETTY_NAME").unwrap_or_else(|| format!("{id} {version}"));
