@@ -132,12 +132,47 @@ fn statement_round_trips_and_pins_the_key() {
     );
 }
 
+/// Facts nested `levels` deep under the key `deep`, next to a plain fact.
+fn nested_facts(levels: usize) -> Vec<u8> {
+    let mut p = sample_predicate(1, None);
+    let mut v = serde_json::json!(true);
+    for _ in 1..levels {
+        v = serde_json::json!({ "x": v });
+    }
+    p.checks[0].facts.insert("deep".into(), v);
+    p.checks[0].facts.insert("ipv4_filtered".into(), true.into());
+    Statement::new(p, &[9u8; 32]).to_payload()
+}
+
+#[test]
+fn every_reading_of_a_payload_holds_it_to_one_depth() {
+    // Deep but allowed: all three readings take it, the facts readable in full.
+    let ok = nested_facts(40);
+    assert!(Statement::from_payload(&ok).is_ok());
+    assert!(StatementSummary::summary_from_payload(&ok).is_ok());
+    let raw = StatementRaw::raw_from_payload(&ok).unwrap();
+    let facts: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw.predicate.checks[0].facts.get()).unwrap();
+    assert_eq!(facts["ipv4_filtered"], true);
+    // Past the limit (yet within serde_json's own 128): every reading refuses
+    // it alike, naming the depth, where skipping and raw reading took any depth.
+    let deep = nested_facts(100);
+    for e in [
+        Statement::from_payload(&deep).unwrap_err(),
+        StatementSummary::summary_from_payload(&deep).unwrap_err(),
+        StatementRaw::raw_from_payload(&deep).unwrap_err(),
+    ] {
+        assert!(matches!(e, StatementError::TooDeep(d) if d > 100), "{e}");
+        assert!(e.to_string().contains("more than the limit of 64"), "{e}");
+    }
+}
+
 #[test]
 fn malformed_statements_are_refused_with_a_reason() {
     let key = [9u8; 32];
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json".to_vec(), "not a valid statement"),
-        (vec![b'['; 100_000], "not a valid statement"),
+        (vec![b'['; 100_000], "nests 100000 levels"),
         (vec![b' '; MAX_PAYLOAD_BYTES + 1], "more than the limit"),
         (
             {

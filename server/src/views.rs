@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use custos_proto::evidence::CheckStatus;
 use custos_proto::evidence::statement::Facts;
 
 use serde::Serialize;
@@ -72,7 +73,18 @@ pub(crate) fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) 
     }
     let facts: Facts = match row.facts.as_deref().map(serde_json::from_str::<Facts>) {
         Some(Ok(f)) => f,
-        _ => Facts::new(),
+        // Say so rather than judge an empty map: "no such key" would blame
+        // a fact that is there.
+        Some(Err(e)) => {
+            row.by_policy = true;
+            if row.status != CheckStatus::Unknown {
+                row.agent_status = Some(row.status);
+                row.status = CheckStatus::Unknown;
+            }
+            row.reason = Some(format!("the stored facts of {} cannot be read: {e}", row.check_id));
+            return;
+        }
+        None => Facts::new(),
     };
     let d = rules.decide(&row.check_id, row.status, &facts, host);
     row.by_policy = d.by_rule;
@@ -508,4 +520,33 @@ pub fn effectiveness(
         });
     }
     Ok(Ok(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_the_policy_cannot_read_give_unknown_saying_so() {
+        let rules = Policy::builtin().unwrap();
+        let deep = format!("{{\"secure_boot\": true, \"uefi\": {}true{}}}", "[".repeat(200), "]".repeat(200));
+        let mut row = CheckStateRow {
+            agent_id: "a1".into(),
+            check_id: "secure_boot".into(),
+            status: CheckStatus::Pass,
+            backend: "efivars".into(),
+            reason: None,
+            collected_at: 0,
+            record_seq: 1,
+            since: 0,
+            facts: Some(deep),
+            agent_status: None,
+            by_policy: false,
+        };
+        decide(&rules, &mut row, &HostFacts::default());
+        assert_eq!((row.status, row.agent_status), (CheckStatus::Unknown, Some(CheckStatus::Pass)));
+        let reason = row.reason.unwrap();
+        assert!(reason.contains("cannot be read") && reason.contains("recursion limit"), "{reason}");
+        assert!(!reason.contains("No such key"), "{reason}");
+    }
 }

@@ -12,6 +12,7 @@
 //! - Nothing here does I/O or reads the clock.
 
 pub mod chain;
+pub mod depth;
 pub mod dsse;
 pub mod statement;
 

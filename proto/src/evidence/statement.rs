@@ -1,13 +1,15 @@
 //! The in-toto Statement v1 that every record's payload carries, and the
 //! Custos endpoint-evidence predicate inside it.
 //!
-//! Parsing is strict and bounded: a payload over [`MAX_PAYLOAD_BYTES`], a
-//! wrong `_type` / `predicateType`, unknown fields in the predicate, or values
+//! Parsing is strict and bounded: a payload over [`MAX_PAYLOAD_BYTES`] or
+//! nested deeper than [`MAX_JSON_DEPTH`], a wrong `_type` / `predicateType`, unknown fields in the predicate, or values
 //! outside their ranges are refused with a reason.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::depth::{MAX_JSON_DEPTH, nesting_depth};
 
 /// DSSE payload type of an in-toto Statement.
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -167,6 +169,8 @@ pub struct Observation {
 pub enum StatementError {
     #[error("payload is {0} bytes, more than the limit of {MAX_PAYLOAD_BYTES}")]
     TooLarge(usize),
+    #[error("payload nests {0} levels of arrays and objects, more than the limit of {MAX_JSON_DEPTH}")]
+    TooDeep(usize),
     #[error("payload is not a valid statement: {0}")]
     Json(#[from] serde_json::Error),
     #[error("statement {field} is {found:?}, expected {expected:?}")]
@@ -226,6 +230,10 @@ impl StatementRaw {
 fn parse<F: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Statement<F>, StatementError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(StatementError::TooLarge(payload.len()));
+    }
+    let depth = nesting_depth(payload);
+    if depth > MAX_JSON_DEPTH {
+        return Err(StatementError::TooDeep(depth));
     }
     let st: Statement<F> = serde_json::from_slice(payload)?;
     st.validate()?;
