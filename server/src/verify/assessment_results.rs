@@ -12,20 +12,22 @@
 //! failure naming the file, never a panic.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::RecInfo;
-use super::report::Failure;
+use super::csv::{CheckCell, Parsed};
+use super::limits::{Site, buffered};
+use super::read::BundleError;
+use super::report::{Capped, Failure, excerpt};
 use crate::export::assessment_results::{
     NS, PROP_AGENT, PROP_CHECK, PROP_DIGEST, PROP_HOST_STANDING, PROP_REQUIREMENT, PROP_SEQ, PROP_STATUS,
     control_token, finding_state, host_uuid,
 };
-use crate::export::format::{
-    ASSESSMENT_RESULTS, BundlePath, CSV_HEADER, EVIDENCE_CSV, record_path, undefuse,
-};
+use crate::export::format::{ASSESSMENT_RESULTS, BundlePath, EVIDENCE_CSV, record_path};
 
 /// What the document held, for the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,45 +87,92 @@ fn results(doc: &Value) -> &[Value] {
     items(&doc["assessment-results"], "results")
 }
 
-/// The records (agent, seq) the observations name, so the record pass keeps
-/// their check statuses. Anything unreadable is left to [`check`].
-pub(crate) fn named_records(bytes: &[u8]) -> BTreeSet<(String, u64)> {
-    let Ok(doc) = serde_json::from_slice::<Value>(bytes) else { return BTreeSet::new() };
-    let mut out = BTreeSet::new();
-    for r in results(&doc) {
-        for o in items(r, "observations") {
-            for e in items(o, "relevant-evidence") {
-                if let Some(BundlePath::Record { agent, seq }) = text(e, "href").map(BundlePath::parse) {
-                    out.insert((agent, seq));
-                }
-            }
-        }
+/// The document as it streams from `body`: `Ok(Err(why))` when it is not
+/// JSON, `Err` only for a limit.
+pub(crate) fn parse(body: impl Read, site: &Site) -> Result<Result<Value, String>, BundleError> {
+    match serde_json::from_reader(buffered(body)) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => match site.tripped() {
+            Some(limit) => Err(limit),
+            None if e.is_io() => Err(site.error(e)),
+            None => Ok(Err(format!("not JSON: {}", excerpt(&e.to_string())))),
+        },
     }
-    out
 }
 
-/// `evidence.csv` by requirement and host; `None` when it cannot be read
-/// (the CSV check reports why).
-fn csv_standings(bytes: &[u8]) -> Option<BTreeMap<String, BTreeMap<String, CsvHost>>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
-    if !reader.headers().ok()?.iter().eq(CSV_HEADER.iter().copied()) {
+/// Only what [`named_records`] reads of the document: everything else is
+/// skipped as it streams, never built.
+#[derive(serde::Deserialize)]
+struct Hrefs {
+    #[serde(rename = "assessment-results")]
+    ar: HrefsResults,
+}
+
+#[derive(serde::Deserialize)]
+struct HrefsResults {
+    #[serde(default)]
+    results: Vec<HrefsResult>,
+}
+
+#[derive(serde::Deserialize)]
+struct HrefsResult {
+    #[serde(default)]
+    observations: Vec<HrefsObservation>,
+}
+
+#[derive(serde::Deserialize)]
+struct HrefsObservation {
+    #[serde(default, rename = "relevant-evidence")]
+    evidence: Vec<HrefsEvidence>,
+}
+
+#[derive(serde::Deserialize)]
+struct HrefsEvidence {
+    href: Option<String>,
+}
+
+/// The records (agent, seq) the observations of the document streaming
+/// from `body` name, so the record pass keeps their check statuses. A
+/// document not of this shape names none (its check says why); `Err` only
+/// for a limit.
+pub(crate) fn named_records(body: impl Read, site: &Site) -> Result<BTreeSet<(String, u64)>, BundleError> {
+    let doc: Hrefs = match serde_json::from_reader(buffered(body)) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return match site.tripped() {
+                Some(limit) => Err(limit),
+                None if e.is_io() => Err(site.error(e)),
+                None => Ok(BTreeSet::new()),
+            };
+        }
+    };
+    let hrefs = doc.ar.results.into_iter().flat_map(|r| r.observations).flat_map(|o| o.evidence);
+    Ok(hrefs
+        .filter_map(|e| match BundlePath::parse(e.href.as_deref()?) {
+            BundlePath::Record { agent, seq } => Some((agent, seq)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `evidence.csv` by requirement and host; `None` when it could not be read
+/// whole (the CSV check reports why).
+fn csv_standings(csv: &Parsed) -> Option<BTreeMap<String, BTreeMap<String, CsvHost>>> {
+    if !csv.complete {
         return None;
     }
     let mut out: BTreeMap<String, BTreeMap<String, CsvHost>> = BTreeMap::new();
-    for record in reader.records() {
-        let record = record.ok()?;
-        let cell = |i: usize| undefuse(record.get(i).unwrap_or("")).to_string();
-        let mut host = CsvHost { standing: cell(5), signed: Vec::new() };
-        let checks = cell(9);
-        for part in checks.split(';').filter(|p| !p.is_empty()) {
-            let (check, ev) = part.split_once('=')?;
-            if ev == "missing" {
-                continue;
-            }
-            let (status, seq) = ev.split_once('@')?;
-            host.signed.push((check.to_string(), status.to_string(), seq.parse().ok()?));
-        }
-        out.entry(cell(1)).or_default().insert(cell(3), host);
+    for row in &csv.rows {
+        let signed = row
+            .checks
+            .iter()
+            .filter_map(|(check, c)| match c {
+                CheckCell::Signed { status, seq } => Some((check.clone(), status.clone(), *seq)),
+                CheckCell::Missing => None,
+            })
+            .collect();
+        let host = CsvHost { standing: row.status.clone(), signed };
+        out.entry(row.requirement.clone()).or_default().insert(row.host.clone(), host);
     }
     Some(out)
 }
@@ -137,9 +186,9 @@ fn observation(
     o: &Value,
     hosts: &BTreeMap<String, String>,
     records: &BTreeMap<String, BTreeMap<u64, RecInfo>>,
-    failures: &mut Vec<Failure>,
+    failures: &mut Capped,
 ) -> Option<Observed> {
-    let uuid = text(o, "uuid").unwrap_or("(no uuid)");
+    let uuid = excerpt(text(o, "uuid").unwrap_or("(no uuid)"));
     let mut bad = |reason: String| failures.push(fail(format!("observation {uuid} {reason}")));
     let subject = items(o, "subjects").iter().find(|s| text(s, "type") == Some("inventory-item"));
     let Some(agent) = subject.and_then(|s| text(s, "subject-uuid")).and_then(|u| hosts.get(u)) else {
@@ -151,7 +200,7 @@ fn observation(
             (Ok(c), Ok(s), Ok(q)) => match q.parse::<u64>() {
                 Ok(q) => (c, s, q),
                 Err(_) => {
-                    bad(format!("has record-seq {q:?}, not a number"));
+                    bad(format!("has record-seq {:?}, not a number", excerpt(q)));
                     return None;
                 }
             },
@@ -164,46 +213,57 @@ fn observation(
     if evidence.is_empty() {
         bad("has no relevant-evidence".into());
     }
+    let collected = text(o, "collected").unwrap_or("");
+    let observed = Observed { agent: agent.clone(), check: check.into(), seq, status: status.into() };
     for e in evidence {
-        let href = text(e, "href").unwrap_or("");
-        let (e_agent, e_seq) = match BundlePath::parse(href) {
-            BundlePath::Record { agent, seq } => (agent, seq),
-            _ => {
-                bad(format!("has relevant-evidence {href:?}, not a record of the bundle"));
-                continue;
-            }
-        };
-        if e_agent != *agent || e_seq != seq {
-            bad(format!("observes {agent} seq {seq}, its evidence is {href}"));
-            continue;
-        }
-        let Some(rec) = records.get(agent).and_then(|m| m.get(&seq)) else {
-            bad(format!("names {href}, which is not in the bundle (or could not be read)"));
-            continue;
-        };
-        let digest = format!("sha256:{}", hex::encode(rec.digest));
-        match one_prop(e, PROP_DIGEST) {
-            Ok(d) if d == digest => {}
-            Ok(d) => bad(format!("gives {href} digest {d}, the record's is {digest}")),
-            Err(reason) => bad(format!("evidence {href} {reason}")),
-        }
-        let collected = text(o, "collected").unwrap_or("");
-        if !same_time(collected, rec.collected_at) {
-            bad(format!(
-                "was collected {collected:?}, {href} was signed as collected at unix {}",
-                rec.collected_at
-            ));
-        }
-        match rec.statuses.as_ref().map(|s| s.get(check)) {
-            None => bad(format!("names {href}, whose checks could not be read")),
-            Some(None) => bad(format!("observes check {check}, which {href} does not carry")),
-            Some(Some(s)) if s.as_str() != status => {
-                bad(format!("says check {check} is {status}, {href} signed {s}"))
-            }
-            Some(Some(_)) => {}
-        }
+        evidence_holds(e, &observed, collected, records, &mut bad);
     }
-    Some(Observed { agent: agent.clone(), check: check.into(), seq, status: status.into() })
+    Some(observed)
+}
+
+/// One piece of an observation's evidence: the record it observes, with
+/// the record's digest, collection time and signed status.
+fn evidence_holds(
+    e: &Value,
+    o: &Observed,
+    collected: &str,
+    records: &BTreeMap<String, BTreeMap<u64, RecInfo>>,
+    bad: &mut impl FnMut(String),
+) {
+    let href = text(e, "href").unwrap_or("");
+    let shown = excerpt(href);
+    let (agent, check, status) = (excerpt(&o.agent), excerpt(&o.check), excerpt(&o.status));
+    match BundlePath::parse(href) {
+        BundlePath::Record { agent: a, seq } if a == o.agent && seq == o.seq => {}
+        BundlePath::Record { .. } => {
+            return bad(format!("observes {agent} seq {}, its evidence is {shown}", o.seq));
+        }
+        _ => return bad(format!("has relevant-evidence {shown:?}, not a record of the bundle")),
+    }
+    let Some(rec) = records.get(&o.agent).and_then(|m| m.get(&o.seq)) else {
+        return bad(format!("names {shown}, which is not in the bundle (or could not be read)"));
+    };
+    let digest = format!("sha256:{}", hex::encode(rec.digest));
+    match one_prop(e, PROP_DIGEST) {
+        Ok(d) if d == digest => {}
+        Ok(d) => bad(format!("gives {shown} digest {}, the record's is {digest}", excerpt(d))),
+        Err(reason) => bad(format!("evidence {shown} {reason}")),
+    }
+    if !same_time(collected, rec.collected_at) {
+        bad(format!(
+            "was collected {:?}, {shown} was signed as collected at unix {}",
+            excerpt(collected),
+            rec.collected_at
+        ));
+    }
+    match rec.statuses.as_ref().map(|s| s.get(&o.check)) {
+        None => bad(format!("names {shown}, whose checks could not be read")),
+        Some(None) => bad(format!("observes check {check}, which {shown} does not carry")),
+        Some(Some(s)) if s.as_str() != o.status => {
+            bad(format!("says check {check} is {status}, {shown} signed {s}"))
+        }
+        Some(Some(_)) => {}
+    }
 }
 
 /// Checks one finding against the CSV's rows of its requirement; returns its requirement.
@@ -212,9 +272,9 @@ fn finding(
     observed: &BTreeMap<String, Observed>,
     risks: &BTreeSet<&str>,
     csv: Option<&BTreeMap<String, BTreeMap<String, CsvHost>>>,
-    failures: &mut Vec<Failure>,
+    failures: &mut Capped,
 ) -> Option<String> {
-    let uuid = text(f, "uuid").unwrap_or("(no uuid)");
+    let uuid = excerpt(text(f, "uuid").unwrap_or("(no uuid)"));
     let requirement = match one_prop(f, PROP_REQUIREMENT) {
         Ok(r) => r.to_string(),
         Err(reason) => {
@@ -222,33 +282,33 @@ fn finding(
             return None;
         }
     };
-    let mut bad = |reason: String| failures.push(fail(format!("finding for {requirement} {reason}")));
+    let shown = excerpt(&requirement);
+    let mut bad = |reason: String| failures.push(fail(format!("finding for {shown} {reason}")));
     let target = &f["target"];
-    if text(target, "target-id") != Some(control_token(&requirement).as_str()) {
-        bad(format!("targets {:?}, not {:?}", text(target, "target-id"), control_token(&requirement)));
+    let token = control_token(&requirement);
+    if text(target, "target-id") != Some(token.as_str()) {
+        let found = text(target, "target-id").map(excerpt);
+        bad(format!("targets {found:?}, not {:?}", excerpt(&token)));
     }
-    let state = text(&target["status"], "state").unwrap_or("(none)");
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     for hs in props(f, PROP_HOST_STANDING) {
         match hs.split_once(' ') {
             Some((host, standing)) => {
                 if claimed.insert(host.to_string(), standing.to_string()).is_some() {
-                    bad(format!("names host {host} twice"));
+                    bad(format!("names host {} twice", excerpt(host)));
                 }
             }
-            None => bad(format!("has host-standing {hs:?}, not \"<host> <standing>\"")),
+            None => bad(format!("has host-standing {:?}, not \"<host> <standing>\"", excerpt(hs))),
         }
     }
     let related: BTreeSet<&str> =
         items(f, "related-observations").iter().filter_map(|r| text(r, "observation-uuid")).collect();
-    for r in &related {
-        if !observed.contains_key(*r) {
-            bad(format!("relates observation {r}, which the document does not hold"));
-        }
+    for r in related.iter().filter(|r| !observed.contains_key(**r)) {
+        bad(format!("relates observation {}, which the document does not hold", excerpt(r)));
     }
     for r in items(f, "related-risks").iter().filter_map(|r| text(r, "risk-uuid")) {
         if !risks.contains(r) {
-            bad(format!("relates risk {r}, which the document does not hold"));
+            bad(format!("relates risk {}, which the document does not hold", excerpt(r)));
         }
     }
     let Some(csv) = csv else { return Some(requirement) };
@@ -256,60 +316,111 @@ fn finding(
         bad(format!("has no rows in {EVIDENCE_CSV}"));
         return Some(requirement);
     };
-    for (host, row) in rows {
-        match claimed.get(host) {
-            None => bad(format!("does not name host {host}, which {EVIDENCE_CSV} has on it")),
-            Some(s) if *s != row.standing => {
-                bad(format!("says host {host} is {s}, {EVIDENCE_CSV} says {}", row.standing))
-            }
-            Some(_) => {}
-        }
-    }
-    for host in claimed.keys().filter(|h| !rows.contains_key(*h)) {
-        bad(format!("names host {host}, which {EVIDENCE_CSV} does not have on it"));
-    }
-    let (expected, _) = finding_state(rows.values().map(|r| r.standing.as_str()));
-    if state != expected {
-        let standings: Vec<String> = rows.iter().map(|(h, r)| format!("{h} {}", r.standing)).collect();
-        bad(format!(
-            "is {state}, but the standings in {EVIDENCE_CSV} ({}) make it {expected}",
-            standings.join(", ")
-        ));
-    }
-    // What the related observations say, by (host, check, seq).
+    let state = text(&target["status"], "state").unwrap_or("(none)");
     let related_obs: BTreeMap<(&str, &str, u64), &str> = related
         .iter()
         .filter_map(|r| observed.get(*r))
         .map(|o| ((o.agent.as_str(), o.check.as_str(), o.seq), o.status.as_str()))
         .collect();
+    against_csv(rows, &claimed, state, &related_obs, &mut bad);
+    Some(requirement)
+}
+
+/// A finding against its requirement's rows in the CSV: the same hosts with
+/// the same standings, the state they make, and an observation related for
+/// every signed check. `related` is what the related observations say, by
+/// (host, check, seq).
+fn against_csv(
+    rows: &BTreeMap<String, CsvHost>,
+    claimed: &BTreeMap<String, String>,
+    state: &str,
+    related: &BTreeMap<(&str, &str, u64), &str>,
+    bad: &mut impl FnMut(String),
+) {
+    for (host, row) in rows {
+        let (shown, standing) = (excerpt(host), excerpt(&row.standing));
+        match claimed.get(host) {
+            None => bad(format!("does not name host {shown}, which {EVIDENCE_CSV} has on it")),
+            Some(s) if *s != row.standing => {
+                bad(format!("says host {shown} is {}, {EVIDENCE_CSV} says {standing}", excerpt(s)))
+            }
+            Some(_) => {}
+        }
+    }
+    for host in claimed.keys().filter(|h| !rows.contains_key(*h)) {
+        bad(format!("names host {}, which {EVIDENCE_CSV} does not have on it", excerpt(host)));
+    }
+    let (expected, _) = finding_state(rows.values().map(|r| r.standing.as_str()));
+    if state != expected {
+        let standings: Vec<String> = rows.iter().map(|(h, r)| format!("{h} {}", r.standing)).collect();
+        bad(format!(
+            "is {}, but the standings in {EVIDENCE_CSV} ({}) make it {expected}",
+            excerpt(state),
+            excerpt(&standings.join(", "))
+        ));
+    }
     for (host, row) in rows {
         for (check, status, seq) in &row.signed {
-            match related_obs.get(&(host.as_str(), check.as_str(), *seq)) {
+            let (h, c, st) = (excerpt(host), excerpt(check), excerpt(status));
+            match related.get(&(host.as_str(), check.as_str(), *seq)) {
                 None => bad(format!(
-                    "relates no observation of check {check} on {host} ({}), which {EVIDENCE_CSV} lists",
-                    record_path(host, *seq)
+                    "relates no observation of check {c} on {h} ({}), which {EVIDENCE_CSV} lists",
+                    excerpt(&record_path(host, *seq))
                 )),
                 Some(o) if o != status => {
-                    bad(format!("relates check {check} on {host} as {o}, {EVIDENCE_CSV} says {status}"))
+                    bad(format!("relates check {c} on {h} as {}, {EVIDENCE_CSV} says {st}", excerpt(o)))
                 }
                 Some(_) => {}
             }
         }
     }
-    Some(requirement)
 }
 
-/// Checks the document; returns what it holds and the failures.
+/// The document's pin of `evidence.csv` (its SHA-256 in the back matter)
+/// against the bundle's, and the CSV's rows by requirement when it could be
+/// read whole.
+fn pinned_csv(
+    ar: &Value,
+    csv: Option<(&Parsed, &str)>,
+    failures: &mut Capped,
+) -> Option<BTreeMap<String, BTreeMap<String, CsvHost>>> {
+    let (parsed, digest) = csv?;
+    let pinned: Vec<&str> = items(&ar["back-matter"], "resources")
+        .iter()
+        .flat_map(|r| items(r, "rlinks"))
+        .filter(|l| text(l, "href") == Some(EVIDENCE_CSV))
+        .flat_map(|l| items(l, "hashes"))
+        .filter(|h| text(h, "algorithm") == Some("SHA-256"))
+        .filter_map(|h| text(h, "value"))
+        .collect();
+    if pinned.is_empty() {
+        failures.push(fail(format!("does not pin {EVIDENCE_CSV} by SHA-256")));
+    }
+    for p in pinned.iter().filter(|p| !p.eq_ignore_ascii_case(digest)) {
+        let p = excerpt(p);
+        failures.push(fail(format!("pins {EVIDENCE_CSV} with SHA-256 {p}, the bundle's is {digest}")));
+    }
+    let rows = csv_standings(parsed);
+    if rows.is_none() {
+        failures.push(fail(format!(
+            "its findings cannot be compared with {EVIDENCE_CSV}, which could not be read"
+        )));
+    }
+    rows
+}
+
+/// Checks the document (as [`parse`] read it); returns what it holds and
+/// the failures. `csv` is the bundle's `evidence.csv` and its SHA-256.
 pub(crate) fn check(
-    bytes: &[u8],
+    doc: Result<Value, String>,
     records: &BTreeMap<String, BTreeMap<u64, RecInfo>>,
-    csv: Option<(&[u8], &str)>,
+    csv: Option<(&Parsed, &str)>,
 ) -> (OscalSummary, Vec<Failure>) {
-    let mut failures = Vec::new();
+    let mut failures = Capped::default();
     let mut summary = OscalSummary::default();
-    let doc: Value = match serde_json::from_slice(bytes) {
+    let doc = match doc {
         Ok(v) => v,
-        Err(e) => return (summary, vec![fail(format!("not JSON: {e}"))]),
+        Err(reason) => return (summary, vec![fail(reason)]),
     };
     let ar = &doc["assessment-results"];
     if !ar.is_object() {
@@ -321,102 +432,88 @@ pub(crate) fn check(
     if results(&doc).is_empty() {
         failures.push(fail("holds no results".into()));
     }
-
-    // The table the document summarises, pinned by digest.
-    let pinned: Vec<&str> = items(&ar["back-matter"], "resources")
-        .iter()
-        .flat_map(|r| items(r, "rlinks"))
-        .filter(|l| text(l, "href") == Some(EVIDENCE_CSV))
-        .flat_map(|l| items(l, "hashes"))
-        .filter(|h| text(h, "algorithm") == Some("SHA-256"))
-        .filter_map(|h| text(h, "value"))
-        .collect();
-    let csv_rows = match csv {
-        Some((csv_bytes, digest)) => {
-            match pinned.as_slice() {
-                [] => failures.push(fail(format!("does not pin {EVIDENCE_CSV} by SHA-256"))),
-                list => {
-                    for p in list.iter().filter(|p| !p.eq_ignore_ascii_case(digest)) {
-                        failures.push(fail(format!(
-                            "pins {EVIDENCE_CSV} with SHA-256 {p}, the bundle's is {digest}"
-                        )));
-                    }
-                }
-            }
-            let rows = csv_standings(csv_bytes);
-            if rows.is_none() {
-                failures.push(fail(format!(
-                    "its findings cannot be compared with {EVIDENCE_CSV}, which could not be read"
-                )));
-            }
-            rows
-        }
-        None => None,
-    };
-
+    let csv_rows = pinned_csv(ar, csv, &mut failures);
     for result in results(&doc) {
-        // Hosts: inventory items whose UUID is the one the agent id gives.
-        let mut hosts: BTreeMap<String, String> = BTreeMap::new();
-        for item in items(&result["local-definitions"], "inventory-items") {
-            let uuid = text(item, "uuid").unwrap_or("(no uuid)");
-            match one_prop(item, PROP_AGENT) {
-                Ok(agent) if host_uuid(agent).to_string() == uuid => {
-                    hosts.insert(uuid.to_string(), agent.to_string());
-                }
-                Ok(agent) => failures.push(fail(format!(
-                    "inventory item {uuid} is agent {agent}, whose UUID is {}",
-                    host_uuid(agent)
-                ))),
-                Err(reason) => failures.push(fail(format!("inventory item {uuid} {reason}"))),
+        check_result(result, records, csv_rows.as_ref(), &mut summary, &mut failures);
+    }
+    (summary, failures.finish(ASSESSMENT_RESULTS))
+}
+
+/// Hosts: inventory items whose UUID is the one the agent id gives.
+fn inventory(result: &Value, failures: &mut Capped) -> BTreeMap<String, String> {
+    let mut hosts: BTreeMap<String, String> = BTreeMap::new();
+    for item in items(&result["local-definitions"], "inventory-items") {
+        let uuid = text(item, "uuid").unwrap_or("(no uuid)");
+        match one_prop(item, PROP_AGENT) {
+            Ok(agent) if host_uuid(agent).to_string() == uuid => {
+                hosts.insert(uuid.to_string(), agent.to_string());
             }
+            Ok(agent) => failures.push(fail(format!(
+                "inventory item {} is agent {}, whose UUID is {}",
+                excerpt(uuid),
+                excerpt(agent),
+                host_uuid(agent)
+            ))),
+            Err(reason) => failures.push(fail(format!("inventory item {} {reason}", excerpt(uuid)))),
         }
-        let mut uuids = BTreeSet::new();
-        let mut duplicate = |u: Option<&str>, failures: &mut Vec<Failure>| {
-            if let Some(u) = u
-                && !uuids.insert(u.to_string())
-            {
-                failures.push(fail(format!("uses UUID {u} twice")));
-            }
-        };
-        let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
-        for o in items(result, "observations") {
-            summary.observations += 1;
-            duplicate(text(o, "uuid"), &mut failures);
-            if let Some(seen) = observation(o, &hosts, records, &mut failures)
-                && let Some(u) = text(o, "uuid")
-            {
-                observed.insert(u.to_string(), seen);
-            }
+    }
+    hosts
+}
+
+/// One result: its observations, risks and findings.
+fn check_result(
+    result: &Value,
+    records: &BTreeMap<String, BTreeMap<u64, RecInfo>>,
+    csv_rows: Option<&BTreeMap<String, BTreeMap<String, CsvHost>>>,
+    summary: &mut OscalSummary,
+    failures: &mut Capped,
+) {
+    let hosts = inventory(result, failures);
+    let mut uuids = BTreeSet::new();
+    let mut duplicate = |u: Option<&str>, failures: &mut Capped| {
+        if let Some(u) = u
+            && !uuids.insert(u.to_string())
+        {
+            failures.push(fail(format!("uses UUID {} twice", excerpt(u))));
         }
-        let mut risk_ids = BTreeSet::new();
-        for r in items(result, "risks") {
-            summary.risks += 1;
-            duplicate(text(r, "uuid"), &mut failures);
-            risk_ids.extend(text(r, "uuid"));
-            for o in items(r, "related-observations").iter().filter_map(|o| text(o, "observation-uuid")) {
-                if !observed.contains_key(o) {
-                    let title = text(r, "title").unwrap_or("(untitled)");
-                    failures.push(fail(format!(
-                        "risk {title:?} relates observation {o}, which the document does not hold"
-                    )));
-                }
-            }
+    };
+    let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
+    for o in items(result, "observations") {
+        summary.observations += 1;
+        duplicate(text(o, "uuid"), failures);
+        if let Some(seen) = observation(o, &hosts, records, failures)
+            && let Some(u) = text(o, "uuid")
+        {
+            observed.insert(u.to_string(), seen);
         }
-        let mut found = BTreeSet::new();
-        for f in items(result, "findings") {
-            summary.findings += 1;
-            duplicate(text(f, "uuid"), &mut failures);
-            if let Some(req) = finding(f, &observed, &risk_ids, csv_rows.as_ref(), &mut failures)
-                && !found.insert(req.clone())
-            {
-                failures.push(fail(format!("has two findings for {req}")));
-            }
-        }
-        if let Some(rows) = &csv_rows {
-            for req in rows.keys().filter(|r| !found.contains(*r)) {
-                failures.push(fail(format!("has no finding for {req}, which {EVIDENCE_CSV} has rows for")));
+    }
+    let mut risk_ids = BTreeSet::new();
+    for r in items(result, "risks") {
+        summary.risks += 1;
+        duplicate(text(r, "uuid"), failures);
+        risk_ids.extend(text(r, "uuid"));
+        for o in items(r, "related-observations").iter().filter_map(|o| text(o, "observation-uuid")) {
+            if !observed.contains_key(o) {
+                let title = excerpt(text(r, "title").unwrap_or("(untitled)"));
+                let o = excerpt(o);
+                failures.push(fail(format!(
+                    "risk {title:?} relates observation {o}, which the document does not hold"
+                )));
             }
         }
     }
-    (summary, failures)
+    let mut found = BTreeSet::new();
+    for f in items(result, "findings") {
+        summary.findings += 1;
+        duplicate(text(f, "uuid"), failures);
+        if let Some(req) = finding(f, &observed, &risk_ids, csv_rows, failures)
+            && !found.insert(req.clone())
+        {
+            failures.push(fail(format!("has two findings for {}", excerpt(&req))));
+        }
+    }
+    for req in csv_rows.into_iter().flat_map(|rows| rows.keys()).filter(|r| !found.contains(*r)) {
+        failures
+            .push(fail(format!("has no finding for {}, which {EVIDENCE_CSV} has rows for", excerpt(req))));
+    }
 }

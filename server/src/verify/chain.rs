@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use custos_proto::evidence::statement::Gap;
 
 use super::RecInfo;
-use super::report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding};
+use super::report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding, excerpt};
 use crate::export::format::{ContextRecord, ContextRole, MANIFEST, record_path, rfc3339_unix};
 
 /// What the chain check reads.
@@ -290,8 +290,8 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
                 file: MANIFEST.into(),
                 reason: format!(
                     "context lists {} as agent {}'s {}, which its chain in the bundle does not show",
-                    record_path(&c.agent, c.seq),
-                    c.agent,
+                    excerpt(&record_path(&c.agent, c.seq)),
+                    excerpt(&c.agent),
                     c.role.as_str()
                 ),
             });

@@ -23,38 +23,44 @@
 //!   ([`assessment_results`]).
 //!
 //! The bundle is read twice, a bounded number of files in memory at a
-//! time (see [`read`]): first everything but the records, then the
-//! records. Each pass hashes and checks files on every core and merges the
-//! results in archive order, so the report never depends on scheduling.
+//! time (see [`read`]): first everything but the records ([`first`]), then
+//! the records and the two documents ([`records`]). Each pass hashes and
+//! checks files on every core and merges the results in archive order, so
+//! the report never depends on scheduling.
+//!
+//! The bundle is a stranger's file: it is read under [`Limits`] (expanded
+//! size, expansion ratio, each entry's declared or kind cap), the documents
+//! are parsed as they stream, and every piece of it a message repeats is
+//! cut to an [`excerpt`](report::excerpt), so neither memory nor the report
+//! grows with what a small file expands to.
 
 pub mod assessment_results;
 mod chain;
 pub mod csv;
+mod first;
+pub mod limits;
 pub mod read;
+mod records;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use custos_proto::evidence::CheckStatus;
 use custos_proto::evidence::statement::Gap;
-use custos_proto::evidence::{CheckStatus, Envelope, StatementSummary, payload_digest, verify_envelope};
-use ed25519_dalek::VerifyingKey;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use assessment_results::OscalSummary;
+pub use limits::Limits;
 pub use read::BundleError;
-pub use report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding, Outcome, Report, TrustedKey};
-
-use crate::export::format::{
-    ASSESSMENT_RESULTS, BundlePath, CHECKPOINT, EVIDENCE_CSV, FORMAT, LOG_KEY, MANIFEST, Manifest, ProofFile,
-    SAMPLE_METHOD, key_proof_path, record_proof_path,
+pub use report::{
+    AgentSummary, ChainEnd, ChainStart, Failure, Finding, Outcome, Report, TrustedKey, excerpt,
 };
-use crate::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
-use crate::tlog::{Checkpoint, Hash, InclusionProof, VerifierKey, leaf_hash};
+
+use crate::export::format::{ASSESSMENT_RESULTS, MANIFEST, Manifest, SAMPLE_METHOD};
+use crate::tlog::{Checkpoint, InclusionProof, VerifierKey};
+use records::Proofs;
 
 /// What the record pass keeps of each record: enough for the chain and the CSV.
 #[derive(Debug, Clone)]
@@ -66,14 +72,6 @@ pub(crate) struct RecInfo {
     pub declared_gap: Option<Gap>,
     /// Signed check statuses; kept only for records the CSV names.
     pub statuses: Option<BTreeMap<String, CheckStatus>>,
-}
-
-/// A key binding that passed its checks.
-#[derive(Debug, Clone)]
-struct Binding {
-    leaf: u64,
-    event: String,
-    key: VerifyingKey,
 }
 
 /// The pinned log key `--log-key` names: a file holding the note verifier
@@ -97,18 +95,20 @@ pub fn load_pinned_key(arg: &str) -> Result<VerifierKey, BundleError> {
 fn check_selection(v: &mut Verifier, manifest: &Manifest, in_bundle: &BTreeSet<String>) {
     let q = &manifest.query;
     let mut fail = |reason: String| v.fail(Failure::Manifest { file: MANIFEST.into(), reason });
+    // The manifest's lists can be as long as its author likes: excerpts.
+    let list = |l: &[String]| excerpt(&l.join(", ")).to_string();
     let chosen: Option<BTreeSet<&String>> = match &q.sample {
         Some(s) => {
             if s.method != SAMPLE_METHOD {
-                fail(format!("the sample's method is {:?}, not {SAMPLE_METHOD:?}", s.method));
+                fail(format!("the sample's method is {:?}, not {SAMPLE_METHOD:?}", excerpt(&s.method)));
             }
             let drawn = crate::export::select::sample(&s.population, s.size, &s.seed);
             if drawn != s.chosen {
                 fail(format!(
                     "the sample chose {}, but seed {:?} draws {} from its population",
-                    s.chosen.join(", "),
-                    s.seed,
-                    drawn.join(", ")
+                    list(&s.chosen),
+                    excerpt(&s.seed),
+                    list(&drawn)
                 ));
             }
             Some(s.chosen.iter().collect())
@@ -119,7 +119,7 @@ fn check_selection(v: &mut Verifier, manifest: &Manifest, in_bundle: &BTreeSet<S
     };
     if let Some(chosen) = &chosen {
         for host in chosen.iter().filter(|h| !in_bundle.contains(**h)) {
-            fail(format!("host {host} was selected, but the bundle holds nothing of it"));
+            fail(format!("host {} was selected, but the bundle holds nothing of it", excerpt(host)));
         }
     }
     let allowed: Option<BTreeSet<&String>> = match (&q.sample, q.hosts.is_empty()) {
@@ -134,21 +134,8 @@ fn check_selection(v: &mut Verifier, manifest: &Manifest, in_bundle: &BTreeSet<S
     }
 }
 
-fn decode_proof(bytes: &[u8]) -> Result<InclusionProof, String> {
-    let file: ProofFile = serde_json::from_slice(bytes).map_err(|e| format!("not a proof file: {e}"))?;
-    let path = file
-        .hashes
-        .iter()
-        .map(|h| {
-            let raw = B64.decode(h).map_err(|e| format!("hash {h:?} is not base64: {e}"))?;
-            <Hash>::try_from(raw.as_slice()).map_err(|_| format!("hash {h:?} is not 32 bytes"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(InclusionProof { leaf_index: file.leaf_index, tree_size: file.tree_size, path })
-}
-
 /// State shared by the checks.
-struct Verifier {
+pub(crate) struct Verifier {
     failures: Vec<Failure>,
     /// The checkpoint that verified: its size and root.
     checkpoint: Option<Checkpoint>,
@@ -172,310 +159,106 @@ impl Verifier {
     }
 }
 
-/// What inclusion is checked against: the bundle's proofs and the
-/// checkpoint that verified. Shared by the threads checking records.
-struct Proofs<'a> {
-    proofs: &'a HashMap<String, Result<InclusionProof, String>>,
-    checkpoint: Option<&'a Checkpoint>,
-}
-
-impl Proofs<'_> {
-    /// Checks the inclusion of `file` (leaf `data`) through its proof file;
-    /// returns the proof's leaf index when the proof could be read. `leaf`
-    /// is the index the file name states, when it states one.
-    fn inclusion(
-        &self,
-        failures: &mut Vec<Failure>,
-        file: &str,
-        proof_path: &str,
-        data: &[u8],
-        leaf: Option<u64>,
-    ) -> Option<u64> {
-        let proof = match self.proofs.get(proof_path) {
-            None => {
-                failures.push(Failure::NoProof { file: file.into(), proof: proof_path.into() });
-                return None;
-            }
-            Some(Err(reason)) => {
-                let reason = reason.clone();
-                failures.push(Failure::Proof { file: proof_path.into(), reason });
-                return None;
-            }
-            Some(Ok(p)) => p,
-        };
-        if let Some(leaf) = leaf.filter(|l| *l != proof.leaf_index) {
-            failures.push(Failure::Proof {
-                file: proof_path.into(),
-                reason: format!("proof is for leaf {}, the file name says leaf {leaf}", proof.leaf_index),
-            });
-        }
-        let Some(cp) = self.checkpoint else {
-            failures.push(Failure::Inclusion {
-                file: file.into(),
-                reason: "no verified checkpoint to check the proof against".into(),
-            });
-            return Some(proof.leaf_index);
-        };
-        if proof.tree_size != cp.size() {
-            let reason = format!(
-                "proof is for tree size {}, the checkpoint is at size {}",
-                proof.tree_size,
-                cp.size()
-            );
-            failures.push(Failure::Proof { file: proof_path.into(), reason });
-            return Some(proof.leaf_index);
-        }
-        if let Err(e) = proof.verify(&leaf_hash(data), cp.root()) {
-            failures.push(Failure::Inclusion {
-                file: file.into(),
-                reason: format!("leaf {}: {e}", proof.leaf_index),
-            });
-        }
-        Some(proof.leaf_index)
-    }
-}
-
-/// What pass 1 keeps of a file besides its digest.
-enum Kept {
-    Nothing,
-    Unknown,
-    Proof(Result<InclusionProof, String>),
-    Bytes(Vec<u8>),
-}
-
-/// Verifies the bundle at `path`. `Err` only when the bundle cannot be read
-/// as a bundle at all; every check that fails is in the report.
+/// Verifies the bundle at `path` under the default [`Limits`], each
+/// overridden by its environment variable ([`Limits::from_env`]).
 pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report, BundleError> {
-    // Pass 1: digests of every file; everything but the records kept.
-    let mut digests: BTreeMap<String, String> = BTreeMap::new();
-    let mut duplicates = Vec::new();
-    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut proofs: HashMap<String, Result<InclusionProof, String>> = HashMap::new();
-    let mut unknown = Vec::new();
-    read::each_entry_parallel(
-        path,
-        |_| true,
-        |name, bytes| {
-            let bytes = bytes.unwrap_or_default();
-            let digest = hex::encode(Sha256::digest(&bytes));
-            let kept = match BundlePath::parse(name) {
-                BundlePath::Record { .. } => Kept::Nothing,
-                BundlePath::Unknown => Kept::Unknown,
-                BundlePath::RecordProof { .. } | BundlePath::KeyProof { .. } => {
-                    Kept::Proof(decode_proof(&bytes))
-                }
-                _ => Kept::Bytes(bytes),
-            };
-            (digest, kept)
-        },
-        |name, (digest, kept)| {
-            if digests.insert(name.clone(), digest).is_some() {
-                duplicates.push(name);
-                return Ok(());
-            }
-            match kept {
-                Kept::Proof(p) => {
-                    proofs.insert(name, p);
-                }
-                Kept::Bytes(b) => {
-                    small.insert(name, b);
-                }
-                Kept::Unknown => unknown.push(name),
-                Kept::Nothing => {}
-            }
-            Ok(())
-        },
-    )?;
-    let manifest_bytes =
-        small.get(MANIFEST).ok_or_else(|| BundleError::NoManifest { path: path.to_path_buf() })?;
-    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| BundleError::Manifest { path: path.to_path_buf(), reason: e.to_string() })?;
-    if manifest.format != FORMAT {
-        return Err(BundleError::Manifest {
-            path: path.to_path_buf(),
-            reason: format!("format {:?} is not {FORMAT:?}", manifest.format),
-        });
-    }
+    verify_bundle_with(path, pinned, &Limits::from_env()?)
+}
+
+/// Verifies the bundle at `path` under `limits`. `Err` only when the bundle
+/// cannot be read as a bundle at all, or breaks a limit; every check that
+/// fails is in the report.
+pub fn verify_bundle_with(
+    path: &Path,
+    pinned: Option<&VerifierKey>,
+    limits: &Limits,
+) -> Result<Report, BundleError> {
+    let mut first = first::read(path, limits)?;
+    let manifest = first.manifest(path)?;
+    let proofs = std::mem::take(&mut first.proofs);
     let mut v = Verifier { failures: Vec::new(), checkpoint: None, proofs, used_proofs: BTreeSet::new() };
-    for file in duplicates {
-        v.fail(Failure::Duplicate { file });
-    }
-    for file in unknown {
-        v.fail(Failure::Unknown { file });
-    }
+    first::check_listing(&mut v, &manifest, &first);
+    let trusted = first::check_checkpoint(&mut v, pinned, &first.small);
+    let (bindings, binding_count) = first::key_bindings(&mut v, &first.small);
 
-    // The manifest's digests.
-    let mut listed = BTreeSet::new();
-    for entry in &manifest.files {
-        if !listed.insert(entry.path.clone()) {
-            v.fail(Failure::Manifest {
-                file: MANIFEST.into(),
-                reason: format!("lists {} twice", entry.path),
-            });
-        }
-        match digests.get(&entry.path) {
-            None => v.fail(Failure::Missing { file: entry.path.clone() }),
-            Some(found) if *found != entry.sha256.to_lowercase() => v.fail(Failure::Digest {
-                file: entry.path.clone(),
-                expected: entry.sha256.clone(),
-                found: found.clone(),
-            }),
-            Some(_) => {}
-        }
-    }
-    for file in digests.keys().filter(|f| f.as_str() != MANIFEST && !listed.contains(*f)) {
-        v.fail(Failure::NotListed { file: file.clone() });
-    }
-
-    // The checkpoint, against the pinned key or the bundle's own.
-    let bundle_key = match small.get(LOG_KEY).map(|b| std::str::from_utf8(b).map(str::trim)) {
-        None => {
-            v.fail(Failure::Missing { file: LOG_KEY.into() });
-            None
-        }
-        Some(Err(_)) => {
-            v.fail(Failure::LogKey { file: LOG_KEY.into(), reason: "not UTF-8 text".into() });
-            None
-        }
-        Some(Ok(text)) => match VerifierKey::parse(text) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                v.fail(Failure::LogKey { file: LOG_KEY.into(), reason: e.to_string() });
-                None
-            }
-        },
-    };
-    let (trusted_key, trusted) = match (pinned, &bundle_key) {
-        (Some(k), _) => (Some(k.clone()), TrustedKey::Pinned(k.to_string())),
-        (None, Some(k)) => (Some(k.clone()), TrustedKey::Bundle(k.to_string())),
-        (None, None) => (None, TrustedKey::None),
-    };
-    match (small.get(CHECKPOINT), &trusted_key) {
-        (None, _) => v.fail(Failure::Missing { file: CHECKPOINT.into() }),
-        (Some(_), None) => v.fail(Failure::Checkpoint {
-            file: CHECKPOINT.into(),
-            reason: "no usable log key to check its signature".into(),
-        }),
-        (Some(note), Some(key)) => match Checkpoint::open(note, key.name(), key) {
-            Ok(cp) => v.checkpoint = Some(cp),
-            Err(e) => {
-                let whose = if pinned.is_some() { "the pinned log key" } else { "the bundle's log key" };
-                v.fail(Failure::Checkpoint {
-                    file: CHECKPOINT.into(),
-                    reason: format!("not a checkpoint signed by {whose} {}: {e}", key),
-                });
-            }
-        },
-    }
-
-    // Key bindings.
-    let mut bindings: BTreeMap<String, Vec<Binding>> = BTreeMap::new();
-    let mut binding_count = 0;
-    for (name, bytes) in &small {
-        let BundlePath::KeyBinding { agent, leaf } = BundlePath::parse(name) else { continue };
-        binding_count += 1;
-        let before = v.failures.len();
-        let included = v.inclusion(name, &key_proof_path(&agent, leaf), bytes, Some(leaf));
-        let parsed = serde_json::from_slice::<KeyBinding>(bytes).map_err(|e| e.to_string()).and_then(|b| {
-            if b.type_ != KEY_BINDING_TYPE {
-                return Err(format!("type {:?} is not {KEY_BINDING_TYPE:?}", b.type_));
-            }
-            if b.agent_id != agent {
-                return Err(format!("it binds agent {}, the file name says agent {agent}", b.agent_id));
-            }
-            if !["enrolled", "renewed", "revoked"].contains(&b.event.as_str()) {
-                return Err(format!("event {:?} is not enrolled, renewed or revoked", b.event));
-            }
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(&b.evidence_key, &mut raw)
-                .map_err(|_| "evidence_key is not 32 bytes of hex".to_string())?;
-            let key = VerifyingKey::from_bytes(&raw)
-                .map_err(|_| "evidence_key is not an Ed25519 key".to_string())?;
-            if key.is_weak() {
-                return Err("evidence_key is a weak (small-order) key".into());
-            }
-            Ok(Binding { leaf, event: b.event, key })
-        });
-        match parsed {
-            Err(reason) => v.fail(Failure::KeyBinding { file: name.clone(), reason }),
-            // Only bindings the log proves (or all, when nothing can be proven) speak for an agent.
-            Ok(b) if v.failures.len() == before && included.is_some() || v.checkpoint.is_none() => {
-                bindings.entry(agent).or_default().push(b)
-            }
-            Ok(_) => {}
-        }
-    }
-    for list in bindings.values_mut() {
-        list.sort_by_key(|b| b.leaf);
-    }
-
-    let mut csv_named = match small.get(EVIDENCE_CSV) {
-        Some(bytes) => csv::named_records(bytes),
-        None => BTreeSet::new(),
-    };
-    if let Some(bytes) = small.get(ASSESSMENT_RESULTS) {
-        csv_named.extend(assessment_results::named_records(bytes));
-    }
-
-    // Pass 2: the records.
-    let mut records: BTreeMap<String, BTreeMap<u64, RecInfo>> = BTreeMap::new();
-    let mut by_digest: HashMap<[u8; 32], (String, u64)> = HashMap::new();
-    let mut record_count = 0u64;
-    // Every record file, readable or not: a gap is a seq with no file at all.
-    let mut present: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    let mut failed_files = BTreeSet::new();
-    let mut used_proofs = Vec::new();
-    let check = Proofs { proofs: &v.proofs, checkpoint: v.checkpoint.as_ref() };
-    let mut checked_failures = Vec::new();
-    read::each_entry_parallel(
-        path,
-        |name| matches!(BundlePath::parse(name), BundlePath::Record { .. }),
-        |name, bytes| {
-            let (Some(bytes), BundlePath::Record { agent, seq }) = (bytes, BundlePath::parse(name)) else {
-                return Ok(None);
-            };
-            if digests.get(name).map(String::as_str) != Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
-                return Err(BundleError::Changed { path: path.to_path_buf(), entry: name.to_string() });
-            }
-            let keep = csv_named.contains(&(agent.clone(), seq));
-            let (info, failures) = check_record(&check, name, &agent, seq, &bytes, &bindings, keep);
-            Ok(Some((agent, seq, info, failures)))
-        },
-        |name, checked| {
-            let Some((agent, seq, info, failures)) = checked? else { return Ok(()) };
-            record_count += 1;
-            used_proofs.push(record_proof_path(&agent, seq));
-            present.entry(agent.clone()).or_default().insert(seq);
-            if let Some(info) = info {
-                by_digest.insert(info.digest, (agent.clone(), seq));
-                records.entry(agent).or_default().insert(seq, info);
-            }
-            if !failures.is_empty() {
-                failed_files.insert(name);
-                checked_failures.extend(failures);
-            }
-            Ok(())
-        },
-    )?;
-    v.failures.extend(checked_failures);
-    v.used_proofs.extend(used_proofs);
+    let proofs = Proofs { proofs: &v.proofs, checkpoint: v.checkpoint.as_ref() };
+    let cx = records::Context { first: &first, proofs, bindings: &bindings };
+    let mut second = records::read(path, limits, &manifest, &cx)?;
+    v.failures.append(&mut second.failures);
+    v.used_proofs.extend(std::mem::take(&mut second.used_proofs));
     // A record is verified only when nothing about it (nor its proof) failed.
     let failed_now: BTreeSet<String> = v.failures.iter().map(|f| f.file().to_string()).collect();
-    failed_files.extend(failed_now.iter().filter(|f| f.starts_with("records/")).cloned());
-
+    second.failed_files.extend(failed_now.into_iter().filter(|f| f.starts_with("records/")));
     // Proofs for leaves the bundle does not hold.
     let unused: Vec<String> = v.proofs.keys().filter(|p| !v.used_proofs.contains(*p)).cloned().collect();
     for p in unused {
         let reason = "a proof for a file the bundle does not hold".to_string();
         v.fail(Failure::Proof { file: p, reason });
     }
+    let bindings_per_agent: BTreeMap<String, usize> =
+        bindings.iter().map(|(a, l)| (a.clone(), l.len())).collect();
+    let mut report = conclude(&mut v, path, &manifest, &first, second, &bindings_per_agent);
+    report.trusted = trusted;
+    report.key_bindings = binding_count;
+    report.failures = v.failures;
+    Ok(report)
+}
 
-    // Chains, and what the window holds.
-    let window = (
-        OffsetDateTime::parse(&manifest.query.from, &Rfc3339).map(|t| t.unix_timestamp()),
-        OffsetDateTime::parse(&manifest.query.to, &Rfc3339).map(|t| t.unix_timestamp()),
-    );
-    let window = match window {
+/// Chains, selection, the CSV and the OSCAL document, and the report (its
+/// key and failures filled in by the caller).
+fn conclude(
+    v: &mut Verifier,
+    path: &Path,
+    manifest: &Manifest,
+    first: &first::First,
+    mut second: records::Second,
+    bindings: &BTreeMap<String, usize>,
+) -> Report {
+    let window = window(v, manifest);
+    let in_bundle: BTreeSet<String> = bindings.keys().chain(second.present.keys()).cloned().collect();
+    let chains = chain::check(&chain::Input {
+        present: &second.present,
+        records: &second.records,
+        failed: &second.failed_files,
+        agents: &in_bundle,
+        window,
+        listed: &manifest.context,
+    });
+    v.failures.extend(chains.failures);
+    second.failed_files.extend(chains.broken);
+    let mut agents = chains.agents;
+    for (agent, n) in bindings {
+        agents.entry(agent.clone()).or_default().key_bindings = *n;
+    }
+    check_selection(v, manifest, &in_bundle);
+    let (csv_rows, oscal) = documents(v, manifest, first, &mut second);
+    let q = &manifest.query;
+    let records_failed = second.failed_files.iter().filter(|f| f.starts_with("records/")).count() as u64;
+    Report {
+        bundle: path.display().to_string(),
+        exported_at: manifest.exported_at.clone(),
+        exported_by: manifest.exported_by.clone(),
+        window: (q.from.clone(), q.to.clone()),
+        query: describe_query(manifest),
+        trusted: TrustedKey::None,
+        checkpoint: v.checkpoint.as_ref().map(|c| (c.origin().to_string(), c.size())),
+        records: second.record_count,
+        records_verified: second.record_count.saturating_sub(records_failed),
+        key_bindings: 0,
+        proofs: v.proofs.len(),
+        csv_rows,
+        oscal,
+        agents,
+        failures: Vec::new(),
+        findings: chains.findings,
+    }
+}
+
+/// The window the manifest states, in Unix seconds (all time when it
+/// cannot be read, which is a failure).
+fn window(v: &mut Verifier, manifest: &Manifest) -> (i64, i64) {
+    let parse = |t: &str| OffsetDateTime::parse(t, &Rfc3339).map(|t| t.unix_timestamp());
+    match (parse(&manifest.query.from), parse(&manifest.query.to)) {
         (Ok(a), Ok(b)) => (a, b),
         _ => {
             v.fail(Failure::Manifest {
@@ -484,189 +267,64 @@ pub fn verify_bundle(path: &Path, pinned: Option<&VerifierKey>) -> Result<Report
             });
             (i64::MIN, i64::MAX)
         }
-    };
-    let in_bundle: BTreeSet<String> = bindings.keys().chain(present.keys()).cloned().collect();
-    let chains = chain::check(&chain::Input {
-        present: &present,
-        records: &records,
-        failed: &failed_files,
-        agents: &in_bundle,
-        window,
-        listed: &manifest.context,
-    });
-    v.failures.extend(chains.failures);
-    failed_files.extend(chains.broken);
-    let findings = chains.findings;
-    let mut agents = chains.agents;
-    for (agent, list) in &bindings {
-        agents.entry(agent.clone()).or_default().key_bindings = list.len();
     }
-    check_selection(&mut v, &manifest, &in_bundle);
+}
 
-    // The CSV.
+/// `evidence.csv` and `assessment-results.json` against the records;
+/// returns the CSV's row count and what the OSCAL document held.
+fn documents(
+    v: &mut Verifier,
+    manifest: &Manifest,
+    first: &first::First,
+    second: &mut records::Second,
+) -> (u64, Option<OscalSummary>) {
     let mut csv_rows = 0;
-    match (&manifest.documents.evidence_csv, small.get(EVIDENCE_CSV)) {
-        (Some(_), Some(bytes)) => {
-            let (n, failures) = csv::check(bytes, &records, &by_digest);
+    let mut csv = second.csv.take();
+    match (&manifest.documents.evidence_csv, csv.as_mut()) {
+        (Some(_), Some(parsed)) => {
+            let (n, failures) = csv::check(parsed, &second.records, &second.by_digest);
             csv_rows = n;
             v.failures.extend(failures);
         }
-        (Some(name), None) => v.fail(Failure::Missing { file: name.clone() }),
+        (Some(name), None) => v.fail(Failure::Missing { file: excerpt(name).to_string() }),
         (None, _) => {}
     }
+    let csv_digest = first.digests.get(crate::export::format::EVIDENCE_CSV);
     // The OSCAL document (absent from bundles written before it existed).
     let mut oscal = None;
-    match (&manifest.documents.oscal_assessment_results, small.get(ASSESSMENT_RESULTS)) {
+    match (&manifest.documents.oscal_assessment_results, second.oscal.take()) {
         (Some(name), _) if name != ASSESSMENT_RESULTS => v.fail(Failure::Manifest {
             file: MANIFEST.into(),
             reason: format!(
-                "documents.oscal_assessment_results is {name:?}, the format's file is {ASSESSMENT_RESULTS}"
+                "documents.oscal_assessment_results is {:?}, the format's file is {ASSESSMENT_RESULTS}",
+                excerpt(name)
             ),
         }),
-        (_, Some(bytes)) => {
-            let csv = small
-                .get(EVIDENCE_CSV)
-                .zip(digests.get(EVIDENCE_CSV))
-                .map(|(c, d)| (c.as_slice(), d.as_str()));
-            let (summary, failures) = assessment_results::check(bytes, &records, csv);
+        (_, Some(doc)) => {
+            let pinned = csv.as_ref().zip(csv_digest).map(|(c, d)| (c, d.as_str()));
+            let (summary, failures) = assessment_results::check(doc, &second.records, pinned);
             oscal = Some(summary);
             v.failures.extend(failures);
         }
         (Some(name), None) => v.fail(Failure::Missing { file: name.clone() }),
         (None, None) => {}
     }
+    (csv_rows, oscal)
+}
 
+/// The query as the report states it; the manifest's lists as excerpts.
+fn describe_query(manifest: &Manifest) -> String {
     let q = &manifest.query;
-    let list = |l: &[String]| if l.is_empty() { "all".to_string() } else { l.join(", ") };
+    let list =
+        |l: &[String]| if l.is_empty() { "all".to_string() } else { excerpt(&l.join(", ")).to_string() };
     let mut query = format!("controls: {}; hosts: {}", list(&q.controls), list(&q.hosts));
     if let Some(s) = &q.sample {
         query.push_str(&format!(
             "; sample of {} (seed {:?}) from {} hosts",
             s.size,
-            s.seed,
+            excerpt(&s.seed),
             s.population.len()
         ));
     }
-    Ok(Report {
-        bundle: path.display().to_string(),
-        exported_at: manifest.exported_at.clone(),
-        exported_by: manifest.exported_by.clone(),
-        window: (q.from.clone(), q.to.clone()),
-        query,
-        trusted,
-        checkpoint: v.checkpoint.as_ref().map(|c| (c.origin().to_string(), c.size())),
-        records: record_count,
-        records_verified: record_count
-            .saturating_sub(failed_files.iter().filter(|f| f.starts_with("records/")).count() as u64),
-        key_bindings: binding_count,
-        proofs: v.proofs.len(),
-        csv_rows,
-        oscal,
-        agents,
-        failures: v.failures,
-        findings,
-    })
-}
-
-/// Checks one record file: inclusion, envelope, statement identity, key and
-/// signature. Returns what the chain and CSV checks need, when the signed
-/// statement could be read, with the record's failures.
-fn check_record(
-    check: &Proofs<'_>,
-    name: &str,
-    agent: &str,
-    seq: u64,
-    bytes: &[u8],
-    bindings: &BTreeMap<String, Vec<Binding>>,
-    keep_statuses: bool,
-) -> (Option<RecInfo>, Vec<Failure>) {
-    let mut failures = Vec::new();
-    let leaf = check.inclusion(&mut failures, name, &record_proof_path(agent, seq), bytes, None);
-    let record = |reason: String| Failure::Record { file: name.into(), reason };
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            failures.push(record("not UTF-8 text".into()));
-            return (None, failures);
-        }
-    };
-    let env = match Envelope::from_json(text) {
-        Ok(e) => e,
-        Err(e) => {
-            failures.push(record(format!("not a DSSE envelope: {e}")));
-            return (None, failures);
-        }
-    };
-    let st = match StatementSummary::summary_from_payload(&env.payload) {
-        Ok(s) => s,
-        Err(e) => {
-            failures.push(record(e.to_string()));
-            return (None, failures);
-        }
-    };
-    let p = &st.predicate;
-    if p.agent_id != agent || p.seq != seq {
-        failures.push(Failure::Identity {
-            file: name.into(),
-            reason: format!(
-                "the signed statement is agent {} seq {}, the file name says agent {agent} seq {seq}",
-                p.agent_id, p.seq
-            ),
-        });
-    }
-    // The key bound to the agent where the record entered the log.
-    let position = leaf.unwrap_or(u64::MAX);
-    let binding = bindings.get(agent).and_then(|l| l.iter().rev().find(|b| b.leaf < position));
-    match binding {
-        None => failures.push(Failure::Key {
-            file: name.into(),
-            reason: match leaf {
-                Some(l) => format!("no key binding of agent {agent} in the bundle precedes its leaf {l}"),
-                None => format!("no key binding of agent {agent} in the bundle"),
-            },
-        }),
-        Some(b) if b.event == "revoked" => failures.push(Failure::Key {
-            file: name.into(),
-            reason: format!(
-                "logged at leaf {position}, after agent {agent}'s key was revoked (leaf {})",
-                b.leaf
-            ),
-        }),
-        Some(b) => {
-            if let Err(e) = verify_envelope(&env, &b.key) {
-                failures.push(Failure::Signature {
-                    file: name.into(),
-                    reason: format!(
-                        "{e} (agent {agent}'s key {} bound at leaf {})",
-                        custos_proto::evidence::key_id(&b.key),
-                        b.leaf
-                    ),
-                });
-            }
-            let expected = hex::encode(Sha256::digest(b.key.as_bytes()));
-            if st.subject.first().and_then(|s| s.digest.get("sha256")) != Some(&expected) {
-                failures.push(Failure::Identity {
-                    file: name.into(),
-                    reason: format!(
-                        "the statement's subject does not pin agent {agent}'s key (sha256 {expected})"
-                    ),
-                });
-            }
-        }
-    }
-    let collected_at = match OffsetDateTime::parse(&p.collected_at, &Rfc3339) {
-        Ok(t) => t.unix_timestamp(),
-        Err(e) => {
-            failures.push(record(format!("collected_at {:?}: {e}", p.collected_at)));
-            return (None, failures);
-        }
-    };
-    let info = RecInfo {
-        digest: payload_digest(&env.payload),
-        prev: st.prev_digest(),
-        collected_at,
-        declared_gap: p.gap.clone(),
-        statuses: keep_statuses.then(|| p.checks.iter().map(|c| (c.id.clone(), c.status)).collect()),
-    };
-    (Some(info), failures)
+    query
 }

@@ -58,6 +58,10 @@ pub enum Failure {
     Csv { file: String, line: u64, reason: String },
     #[error("{file}: {reason}")]
     Oscal { file: String, reason: String },
+    /// Failures of one file past the first [`MAX_FAILURES_PER_FILE`], counted
+    /// rather than kept: a hostile file can fail on every row.
+    #[error("{file}: {count} more failures not listed")]
+    More { file: String, count: u64 },
 }
 
 impl Failure {
@@ -83,8 +87,96 @@ impl Failure {
             | Failure::Chain { file, .. }
             | Failure::Anchor { file, .. }
             | Failure::Csv { file, .. }
-            | Failure::Oscal { file, .. } => file,
+            | Failure::Oscal { file, .. }
+            | Failure::More { file, .. } => file,
         }
+    }
+}
+
+/// Failures kept per document (CSV, OSCAL) before the rest are only counted.
+pub const MAX_FAILURES_PER_FILE: usize = 100;
+
+/// A document's failures, the first [`MAX_FAILURES_PER_FILE`] kept and the
+/// rest counted, so memory and the report stay small whatever the file.
+#[derive(Debug, Default)]
+pub(crate) struct Capped {
+    list: Vec<Failure>,
+    more: u64,
+}
+
+impl Capped {
+    pub fn push(&mut self, f: Failure) {
+        if self.list.len() < MAX_FAILURES_PER_FILE {
+            self.list.push(f);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.list.len() as u64 + self.more
+    }
+
+    /// The failures kept, and one saying how many more `file` had.
+    pub fn finish(mut self, file: &str) -> Vec<Failure> {
+        if self.more > 0 {
+            self.list.push(Failure::More { file: file.to_string(), count: self.more });
+        }
+        self.list
+    }
+}
+
+/// Characters of input the report quotes at most.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// Input quoted in the report: at most [`EXCERPT_CHARS`] characters, control
+/// characters escaped (a terminal must not act on them), and when cut a
+/// marker with the full length. Every value from the bundle that a message
+/// repeats goes through [`excerpt`]; `{}` shows it plain, `{:?}` quoted.
+#[derive(Clone, Copy)]
+pub struct Excerpt<'a>(&'a str);
+
+/// See [`Excerpt`].
+pub fn excerpt(s: &str) -> Excerpt<'_> {
+    Excerpt(s)
+}
+
+impl Excerpt<'_> {
+    /// Writes the escaped text until `EXCERPT_CHARS` are out; true if cut.
+    fn write_cut(&self, f: &mut fmt::Formatter<'_>, quoted: bool) -> Result<bool, fmt::Error> {
+        let mut written = 0;
+        for c in self.0.chars() {
+            // As `{:?}` of a str quotes: a single quote stays as it is.
+            let escape = (quoted && c != '\'') || c.is_control();
+            let piece: String = if escape { c.escape_debug().collect() } else { c.into() };
+            let width = piece.chars().count();
+            if written + width > EXCERPT_CHARS {
+                return Ok(true);
+            }
+            f.write_str(&piece)?;
+            written += width;
+        }
+        Ok(false)
+    }
+
+    fn marker(&self, f: &mut fmt::Formatter<'_>, cut: bool) -> fmt::Result {
+        if cut { write!(f, "… ({} bytes)", self.0.len()) } else { Ok(()) }
+    }
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cut = self.write_cut(f, false)?;
+        self.marker(f, cut)
+    }
+}
+
+impl fmt::Debug for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        let cut = self.write_cut(f, true)?;
+        f.write_str("\"")?;
+        self.marker(f, cut)
     }
 }
 
@@ -126,9 +218,11 @@ impl fmt::Display for Finding {
                 seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
             ),
             Finding::DeclaredGap { agent, after, seq, missed, first_missed_at, last_missed_at, reason } => {
+                // Signed by the agent, but still the bundle's words: excerpts.
+                let (from, to, why) = (excerpt(first_missed_at), excerpt(last_missed_at), excerpt(reason));
                 write!(
                     f,
-                    "agent {agent}: the agent declared {missed} missed collections between seq {after} and {seq} ({first_missed_at} to {last_missed_at}: {reason})"
+                    "agent {agent}: the agent declared {missed} missed collections between seq {after} and {seq} ({from} to {to}: {why})"
                 )
             }
         }
@@ -303,31 +397,38 @@ pub fn describe_key(key: &str) -> String {
     match crate::tlog::VerifierKey::parse(key) {
         Ok(k) => format!(
             "name {}, key ID {:08x}, public key SHA-256 {}",
-            k.name(),
+            excerpt(k.name()),
             k.key_id(),
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.verifying_key().as_bytes()))
         ),
-        Err(_) => format!("{key:?}"),
+        Err(_) => format!("{:?}", excerpt(key)),
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Report {
+    /// The bundle, the key, the log and what the bundle holds.
+    fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Custos export bundle {}", self.bundle)?;
-        writeln!(f, "  exported {} by {}", self.exported_at, self.exported_by)?;
-        writeln!(f, "  window   {} to {}; {}", self.window.0, self.window.1, self.query)?;
+        // The manifest's words, the bundle's key and the checkpoint's origin
+        // are the sender's: quoted as excerpts, like every other input.
+        writeln!(f, "  exported {} by {}", excerpt(&self.exported_at), excerpt(&self.exported_by))?;
+        let (from, to) = (excerpt(&self.window.0), excerpt(&self.window.1));
+        writeln!(f, "  window   {from} to {to}; {}", self.query)?;
         match &self.trusted {
             TrustedKey::Pinned(k) => writeln!(f, "  log key  {k} (pinned with --log-key)")?,
             TrustedKey::Bundle(k) => writeln!(
                 f,
-                "  log key  {k} (the bundle's own key, NOT pinned: pass --log-key with the key you hold to check who signed)"
+                "  log key  {} (the bundle's own key, NOT pinned: pass --log-key with the key you hold to check who signed)",
+                excerpt(k)
             )?,
             TrustedKey::None => writeln!(f, "  log key  none usable: the checkpoint could not be checked")?,
         }
         match &self.checkpoint {
-            Some((origin, size)) => {
-                writeln!(f, "  log      {origin}, checkpoint at tree size {size}, signature valid")?
-            }
+            Some((origin, size)) => writeln!(
+                f,
+                "  log      {}, checkpoint at tree size {size}, signature valid",
+                excerpt(origin)
+            )?,
             None => writeln!(f, "  log      checkpoint NOT verified")?,
         }
         writeln!(
@@ -356,30 +457,66 @@ impl fmt::Display for Report {
         if let Some((a, b)) = self.time_range() {
             writeln!(f, "  collected {} to {}", rfc3339_unix(a), rfc3339_unix(b))?;
         }
+        Ok(())
+    }
+
+    /// The verdict and why.
+    fn write_outcome(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.outcome() {
+            Outcome::Verified => writeln!(f, "Result: VERIFIED")?,
+            Outcome::Unpinned => {
+                let key = match &self.trusted {
+                    TrustedKey::Bundle(k) => describe_key(k),
+                    _ => String::new(),
+                };
+                writeln!(
+                    f,
+                    "Result: CONSISTENT, NOT VERIFIED: the bundle is consistent, but its log key is not pinned ({key}); compare it with the log key your organisation published and verify again with --log-key"
+                )?
+            }
+            Outcome::Failed if self.failures.is_empty() => writeln!(
+                f,
+                "Result: FAILED: every file verifies, but the window's chains have {} gaps",
+                self.gaps()
+            )?,
+            Outcome::Failed => writeln!(f, "Result: FAILED")?,
+        }
+        Ok(())
+    }
+}
+
+/// One agent's line: what it holds in the window and its chain's edges.
+fn agent_line(s: &AgentSummary) -> String {
+    let held = if s.records == 0 {
+        "no records in the window".to_string()
+    } else {
+        let span = match (s.first_time, s.last_time) {
+            (Some(a), Some(b)) => format!(", {} to {}", rfc3339_unix(a), rfc3339_unix(b)),
+            _ => String::new(),
+        };
+        format!("{} records in the window, seq {}-{}{span}", s.records, s.first_seq, s.last_seq)
+    };
+    let start = match s.start {
+        ChainStart::ChainStart => "chain starts at seq 1".to_string(),
+        ChainStart::Predecessor(p) => format!("follows seq {p} (before the window)"),
+        ChainStart::Empty => "no records in the bundle".to_string(),
+        ChainStart::Unanchored => "start NOT anchored".to_string(),
+    };
+    let end = match s.end {
+        ChainEnd::Successor(n) => format!("followed by seq {n} (after the window)"),
+        ChainEnd::Open => "no successor in the bundle".to_string(),
+        ChainEnd::Cut => "end NOT anchored".to_string(),
+    };
+    format!("{held}; {} key bindings; {start}, {end}", s.key_bindings)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_summary(f)?;
         if !self.agents.is_empty() {
             writeln!(f, "Agents:")?;
             for (agent, s) in &self.agents {
-                let held = if s.records == 0 {
-                    "no records in the window".to_string()
-                } else {
-                    let span = match (s.first_time, s.last_time) {
-                        (Some(a), Some(b)) => format!(", {} to {}", rfc3339_unix(a), rfc3339_unix(b)),
-                        _ => String::new(),
-                    };
-                    format!("{} records in the window, seq {}-{}{span}", s.records, s.first_seq, s.last_seq)
-                };
-                let start = match s.start {
-                    ChainStart::ChainStart => "chain starts at seq 1".to_string(),
-                    ChainStart::Predecessor(p) => format!("follows seq {p} (before the window)"),
-                    ChainStart::Empty => "no records in the bundle".to_string(),
-                    ChainStart::Unanchored => "start NOT anchored".to_string(),
-                };
-                let end = match s.end {
-                    ChainEnd::Successor(n) => format!("followed by seq {n} (after the window)"),
-                    ChainEnd::Open => "no successor in the bundle".to_string(),
-                    ChainEnd::Cut => "end NOT anchored".to_string(),
-                };
-                writeln!(f, "  {agent}: {held}; {} key bindings; {start}, {end}", s.key_bindings)?;
+                writeln!(f, "  {agent}: {}", agent_line(s))?;
             }
         }
         if !self.findings.is_empty() {
@@ -405,30 +542,43 @@ impl fmt::Display for Report {
                 writeln!(f, "  {x}")?;
             }
         }
-        match self.outcome() {
-            Outcome::Verified => writeln!(f, "Result: VERIFIED")?,
-            Outcome::Unpinned => {
-                let key = match &self.trusted {
-                    TrustedKey::Bundle(k) => describe_key(k),
-                    _ => String::new(),
-                };
-                writeln!(
-                    f,
-                    "Result: CONSISTENT, NOT VERIFIED: the bundle is consistent, but its log key is not pinned ({key}); compare it with the log key your organisation published and verify again with --log-key"
-                )?
-            }
-            Outcome::Failed if self.failures.is_empty() => writeln!(
-                f,
-                "Result: FAILED: every file verifies, but the window's chains have {} gaps",
-                self.gaps()
-            )?,
-            Outcome::Failed => writeln!(f, "Result: FAILED")?,
-        }
-        Ok(())
+        self.write_outcome(f)
     }
 }
 
 /// `n` and the noun, plural unless one.
 fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Capped, EXCERPT_CHARS, Failure, MAX_FAILURES_PER_FILE, excerpt};
+
+    #[test]
+    fn excerpts_are_short_escaped_and_say_what_was_cut() {
+        // Short input is shown as `{}` and `{:?}` would show it.
+        assert_eq!(excerpt("evidence.csv").to_string(), "evidence.csv");
+        assert_eq!(format!("{:?}", excerpt("it's \"x\"")), format!("{:?}", "it's \"x\""));
+        // Control characters never reach a terminal.
+        assert_eq!(excerpt("a\u{1b}[2Jb\n").to_string(), "a\\u{1b}[2Jb\\n");
+        // Long input: at most EXCERPT_CHARS characters, and its length.
+        let long = "é".repeat(1 << 20);
+        let shown = excerpt(&long).to_string();
+        assert_eq!(shown, format!("{}… (2097152 bytes)", "é".repeat(EXCERPT_CHARS)));
+        let quoted = format!("{:?}", excerpt(&"\0".repeat(1 << 30 >> 10)));
+        assert_eq!(quoted, format!("\"{}\"… (1048576 bytes)", "\\0".repeat(EXCERPT_CHARS / 2)));
+    }
+
+    #[test]
+    fn a_document_keeps_its_first_failures_and_counts_the_rest() {
+        let mut failures = Capped::default();
+        for line in 0..1000 {
+            failures.push(Failure::Csv { file: "evidence.csv".into(), line, reason: "bad".into() });
+        }
+        assert_eq!(failures.len(), 1000);
+        let kept = failures.finish("evidence.csv");
+        assert_eq!(kept.len(), MAX_FAILURES_PER_FILE + 1);
+        assert_eq!(kept[MAX_FAILURES_PER_FILE].to_string(), "evidence.csv: 900 more failures not listed");
+    }
 }
