@@ -343,13 +343,10 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         log_key: signer.verifier_key().to_string(),
         fleet: Arc::clone(&fleet),
     });
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let stop = async move { stopped(&mut rx).await };
-        if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    }));
+    // Our own accept loop rather than `axum::serve`: connection caps (also
+    // per client) and timeouts for idle and half-sent connections.
+    let http = crate::http::serve::HttpServer::new(app, &config.limits);
+    tasks.push(tokio::spawn(http.run(http_listener, shutdown_rx.clone())));
 
     tasks.push(keeper::spawn(
         Arc::clone(&store),

@@ -55,6 +55,32 @@ pub struct Limits {
     pub unary_timeout_secs: u64,
     /// Records committed together at most.
     pub max_batch_records: usize,
+    // The HTTP port (API and dashboard), served by `http::serve`.
+    /// Open HTTP connections at once; further connections wait to be accepted.
+    pub http_max_connections: usize,
+    /// Open HTTP connections from one client address (IPv6: one /64);
+    /// further ones are closed at once, so one client cannot take the
+    /// whole `http_max_connections`.
+    pub http_max_connections_per_client: usize,
+    /// Time a client has to send a whole request head, from its first byte.
+    pub http_header_timeout_secs: u64,
+    /// Time a connection stays open with no request in flight (counted
+    /// from its opening or its last answer), and time an answer may wait
+    /// for the client to read it.
+    pub http_idle_timeout_secs: u64,
+    /// Time a client has to send a request body, from the end of its head.
+    pub http_body_timeout_secs: u64,
+    /// Largest request body accepted, bytes.
+    pub http_max_body_bytes: usize,
+    // Enrollment attempts per source address (IPv6: one /64), a token
+    // bucket: every attempt takes a token, a successful one gives it back,
+    // so only refusals count; an empty bucket answers RESOURCE_EXHAUSTED.
+    /// Attempts a source may make at once...
+    pub enroll_burst: u32,
+    /// ...and per minute after that.
+    pub enroll_attempts_per_minute: u32,
+    /// Sources remembered at most; the least recently seen is forgotten first.
+    pub enroll_tracked_sources: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -272,7 +298,41 @@ impl Default for Limits {
             keepalive_timeout_secs: 20,
             unary_timeout_secs: 30,
             max_batch_records: 1000,
+            http_max_connections: 512,
+            http_max_connections_per_client: 64,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 30,
+            http_body_timeout_secs: 30,
+            http_max_body_bytes: 2 * 1024 * 1024,
+            enroll_burst: 10,
+            enroll_attempts_per_minute: 10,
+            enroll_tracked_sources: 10_000,
         }
+    }
+}
+
+impl Limits {
+    /// The HTTP port's limits: each must let a real client through.
+    fn validate_http(&self) -> Result<(), String> {
+        if !(1..=1_000_000).contains(&self.http_max_connections) {
+            return Err("limits.http_max_connections must be between 1 and 1000000".into());
+        }
+        if !(1..=self.http_max_connections).contains(&self.http_max_connections_per_client) {
+            return Err(
+                "limits.http_max_connections_per_client must be between 1 and limits.http_max_connections"
+                    .into(),
+            );
+        }
+        if self.http_header_timeout_secs == 0
+            || self.http_idle_timeout_secs == 0
+            || self.http_body_timeout_secs == 0
+        {
+            return Err("limits.http_*_timeout_secs must be positive".into());
+        }
+        if self.http_max_body_bytes < 64 * 1024 {
+            return Err("limits.http_max_body_bytes must be at least 65536".into());
+        }
+        Ok(())
     }
 }
 
@@ -322,6 +382,10 @@ impl Config {
         }
         if l.max_connections == 0 || l.max_streams_per_connection == 0 || l.max_batch_records == 0 {
             return Err("limits must be positive".into());
+        }
+        l.validate_http()?;
+        if l.enroll_burst == 0 || l.enroll_attempts_per_minute == 0 || l.enroll_tracked_sources == 0 {
+            return Err("limits.enroll_* must be positive".into());
         }
         if self.agent_cert.lifetime_hours == 0 {
             return Err("agent_cert.lifetime_hours must be positive".into());

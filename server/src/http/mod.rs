@@ -58,6 +58,8 @@ mod policy;
 mod records;
 mod risks;
 mod tags;
+mod security_events;
+pub mod serve;
 mod webhooks;
 
 #[derive(Clone)]
