@@ -302,6 +302,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     );
     let max_msg = l.max_message_bytes;
     let router = tonic::transport::Server::builder()
+        state.events.clone(),
         .timeout(crate::grpc::unary_timeout(&config))
         .max_concurrent_streams(l.max_streams_per_connection)
         .concurrency_limit_per_connection(l.max_streams_per_connection as usize)

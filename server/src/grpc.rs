@@ -4,31 +4,42 @@
 //! Invariants:
 //! - The agent id of a call is taken from the verified client certificate's
 //!   URI SAN, never from a message field.
-//! - Every record gets exactly one answer, in arrival order.
+//! - Every record gets exactly one answer, in arrival order, until the
+//!   stream ends; a stream that ends for any reason but the agent closing
+//!   it ends with an error status, never OK (see [`stream`]).
 //! - A revoked agent is refused on every call, and its open streams end at
 //!   the next batch.
+//! - Every refusal made here is a security event, committed before the
+//!   refusal is answered (records' refusals by the ingest writer, the
+//!   others through [`SecurityEvents`]).
+//!
+//! Modules: [`enroll`] (enrollment, rate-limited per source address),
+//! [`stream`] (the evidence stream and how it ends).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use custos_proto::evidence::{Envelope, EnvelopeSignature};
-use custos_proto::{enrollment_proof_message, v1};
-use ed25519_dalek::{Signature, VerifyingKey};
+use custos_proto::v1;
 use time::OffsetDateTime;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::{CertAuthority, agent_id_from_cert};
 use crate::config::Config;
-use crate::ingest::{Ingest, Outcome, RejectKind, Rejection, verify_record};
+use crate::ingest::{Ingest, Outcome, RejectKind};
 use crate::registry::AgentRegistry;
-use crate::secrets;
+use crate::security::{RateLimiter, SecurityEvents, source_name};
 use crate::store::Store;
-use crate::store::agents::{AgentKey, NewAgent};
+use crate::store::agents::AgentKey;
+use crate::store::security_events::EventNote;
 
-/// Records read from a stream before handing them to verification at once.
-const STREAM_BATCH: usize = 256;
+mod enroll;
+mod stream;
+
+pub use enroll::EnrollmentService;
+pub use stream::MAX_RECORD_BYTES_KEY;
 
 /// Shared state of all gRPC services.
 pub struct GrpcState {
@@ -37,6 +48,30 @@ pub struct GrpcState {
     pub config: Config,
     pub ingest: Ingest,
     pub agents: Arc<AgentRegistry>,
+    /// Records the refusals made here (and in the TLS accept loop).
+    pub events: SecurityEvents,
+    /// Enrollment attempts per source address.
+    pub enroll_limiter: RateLimiter,
+}
+
+/// A call refused: the status to answer and, when the refusal is a
+/// security event, its note (recorded before the status is sent).
+struct Refusal {
+    status: Status,
+    /// Boxed: refusals are the rare path, results stay small.
+    event: Option<Box<EventNote>>,
+}
+
+impl Refusal {
+    fn event(status: Status, note: EventNote) -> Self {
+        Refusal { status, event: Some(Box::new(note)) }
+    }
+}
+
+impl From<Status> for Refusal {
+    fn from(status: Status) -> Self {
+        Refusal { status, event: None }
+    }
 }
 
 impl GrpcState {
@@ -47,32 +82,68 @@ impl GrpcState {
         ingest: Ingest,
         agents: Arc<AgentRegistry>,
     ) -> Arc<Self> {
-        Arc::new(GrpcState { store, ca, config, ingest, agents })
+        let events = SecurityEvents::start(Arc::clone(&store));
+        let enroll_limiter = RateLimiter::from_limits(&config.limits);
+        Arc::new(GrpcState { store, ca, config, ingest, agents, events, enroll_limiter })
     }
 
     /// The calling agent, from its client certificate; refused if absent,
-    /// unknown or revoked.
-    fn caller<T>(&self, req: &Request<T>) -> Result<AgentKey, Status> {
-        let certs = req.peer_certs().ok_or_else(|| {
-            Status::unauthenticated("a client certificate issued by this server is required")
-        })?;
-        let agent_id = certs
-            .first()
-            .and_then(|c| agent_id_from_cert(c.as_ref()))
-            .ok_or_else(|| Status::unauthenticated("client certificate names no Custos agent"))?;
+    /// unknown or revoked, the refusal recorded before it is answered.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<AgentKey, Status> {
+        match self.identify(req) {
+            Ok(agent) => Ok(agent),
+            Err(refusal) => Err(self.refuse(refusal).await),
+        }
+    }
+
+    fn identify<T>(&self, req: &Request<T>) -> Result<AgentKey, Refusal> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let peer = req.remote_addr().map_or_else(|| "unknown".to_string(), |a| source_name(a.ip()));
+        let Some(certs) = req.peer_certs() else {
+            return Err(Refusal::event(
+                Status::unauthenticated("a client certificate issued by this server is required"),
+                EventNote::peer(
+                    "no_client_certificate",
+                    &peer,
+                    now,
+                    "agent call without a client certificate",
+                ),
+            ));
+        };
+        let Some(agent_id) = certs.first().and_then(|c| agent_id_from_cert(c.as_ref())) else {
+            return Err(Refusal::event(
+                Status::unauthenticated("client certificate names no Custos agent"),
+                EventNote::peer("unknown_agent", &peer, now, "client certificate names no Custos agent"),
+            ));
+        };
         self.agent(&agent_id)
     }
 
-    fn agent(&self, agent_id: &str) -> Result<AgentKey, Status> {
-        let agent = self
-            .agents
-            .get(agent_id)
-            .map_err(|e| internal("agent lookup", e))?
-            .ok_or_else(|| Status::unauthenticated(format!("agent {agent_id} is not enrolled")))?;
+    /// Agent `agent_id` as it stands now: refused when unknown or revoked.
+    fn agent(&self, agent_id: &str) -> Result<AgentKey, Refusal> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let Some(agent) = self.agents.get(agent_id).map_err(|e| internal("agent lookup", e))? else {
+            return Err(Refusal::event(
+                Status::unauthenticated(format!("agent {agent_id} is not enrolled")),
+                EventNote::agent("unknown_agent", agent_id, now, "call by an agent that is not enrolled"),
+            ));
+        };
         if agent.revoked {
-            return Err(Status::permission_denied(format!("agent {agent_id} is revoked")));
+            return Err(Refusal::event(
+                Status::permission_denied(format!("agent {agent_id} is revoked")),
+                EventNote::agent("revoked_agent", agent_id, now, "call by a revoked agent"),
+            ));
         }
         Ok(agent)
+    }
+
+    /// Records the refusal's event (waiting for the commit), then gives the
+    /// status to answer.
+    async fn refuse(&self, refusal: Refusal) -> Status {
+        if let Some(note) = refusal.event {
+            self.events.record(*note).await;
+        }
+        refusal.status
     }
 
     fn lifetime(&self) -> time::Duration {
@@ -83,71 +154,6 @@ impl GrpcState {
 fn internal(what: &str, e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "{what} failed");
     Status::internal(format!("{what} failed on the server"))
-}
-
-pub struct EnrollmentService(pub Arc<GrpcState>);
-
-#[tonic::async_trait]
-impl v1::enrollment_server::Enrollment for EnrollmentService {
-    async fn enroll(&self, req: Request<v1::EnrollRequest>) -> Result<Response<v1::EnrollResponse>, Status> {
-        let s = &self.0;
-        let remote = req.remote_addr();
-        let r = req.into_inner();
-        let refused = |why: String| {
-            tracing::warn!(?remote, "enrollment refused: {why}");
-            Status::permission_denied("enrollment token not accepted (unknown, expired or used up)")
-        };
-        if r.token.len() > 200 || r.display_name.len() > 200 || r.agent_version.len() > 64 {
-            return Err(Status::invalid_argument("field too long"));
-        }
-        let key_bytes: [u8; 32] = r
-            .evidence_public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| Status::invalid_argument("evidence_public_key must be 32 bytes (Ed25519)"))?;
-        let key = VerifyingKey::from_bytes(&key_bytes)
-            .map_err(|_| Status::invalid_argument("evidence_public_key is not a valid Ed25519 point"))?;
-        if key.is_weak() {
-            return Err(Status::invalid_argument("evidence_public_key is a weak (small-order) key"));
-        }
-        let proof: [u8; 64] = r
-            .evidence_key_proof
-            .as_slice()
-            .try_into()
-            .map_err(|_| Status::invalid_argument("evidence_key_proof must be a 64-byte signature"))?;
-        key.verify_strict(&enrollment_proof_message(&r.csr_der, &r.token), &Signature::from_bytes(&proof))
-            .map_err(|_| Status::invalid_argument("evidence_key_proof does not verify"))?;
-
-        let now = OffsetDateTime::now_utc();
-        let agent_id = secrets::new_agent_id();
-        let cert =
-            s.ca.issue_agent(&agent_id, &r.csr_der, now, s.lifetime())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let display_name = if r.display_name.is_empty() { agent_id.clone() } else { r.display_name.clone() };
-        let agent = NewAgent {
-            agent_id: &agent_id,
-            display_name: &display_name,
-            evidence_key: &key_bytes,
-            cert_serial: &cert.serial_hex,
-            cert_not_after: cert.not_after.unix_timestamp(),
-            agent_version: &r.agent_version,
-        };
-        match s
-            .store
-            .enroll_agent(&secrets::token_hash(&r.token), &agent, now.unix_timestamp())
-            .map_err(|e| internal("enrollment", e))?
-        {
-            Ok(()) => {}
-            Err(refusal) => return Err(refused(refusal.to_string())),
-        }
-        tracing::info!(agent_id, display_name, "agent enrolled");
-        Ok(Response::new(v1::EnrollResponse {
-            agent_id,
-            client_cert_pem: cert.cert_pem,
-            ca_cert_pem: s.ca.cert_pem().to_string(),
-            not_after_unix: cert.not_after.unix_timestamp(),
-        }))
-    }
 }
 
 pub struct AgentService(pub Arc<GrpcState>);
@@ -161,7 +167,7 @@ impl v1::agent_service_server::AgentService for AgentService {
         req: Request<v1::RenewRequest>,
     ) -> Result<Response<v1::RenewResponse>, Status> {
         let s = &self.0;
-        let agent = s.caller(&req)?;
+        let agent = s.caller(&req).await?;
         let now = OffsetDateTime::now_utc();
         let cert =
             s.ca.issue_agent(&agent.agent_id, &req.get_ref().csr_der, now, s.lifetime())
@@ -182,7 +188,7 @@ impl v1::agent_service_server::AgentService for AgentService {
     }
 
     async fn get_policy(&self, req: Request<v1::PolicyRequest>) -> Result<Response<v1::Policy>, Status> {
-        let agent = self.0.caller(&req)?;
+        let agent = self.0.caller(&req).await?;
         let store = Arc::clone(&self.0.store);
         let generation = tokio::task::spawn_blocking(move || store.collect_generation(&agent.agent_id))
             .await
@@ -206,119 +212,8 @@ impl v1::agent_service_server::AgentService for AgentService {
         &self,
         req: Request<Streaming<v1::EvidenceRecord>>,
     ) -> Result<Response<Self::SubmitEvidenceStream>, Status> {
-        let state = Arc::clone(&self.0);
-        let agent = state.caller(&req)?;
-        let mut incoming = req.into_inner();
-        let (ack_tx, ack_rx) = tokio::sync::mpsc::channel::<Result<v1::Ack, Status>>(STREAM_BATCH * 4);
-        // Pending batches, answered strictly in order by the forwarder below.
-        let (pending_tx, mut pending_rx) =
-            tokio::sync::mpsc::channel::<(Vec<u64>, tokio::sync::oneshot::Receiver<Vec<Outcome>>)>(4);
-
-        let forward_tx = ack_tx.clone();
-        tokio::spawn(async move {
-            while let Some((refs, outcomes)) = pending_rx.recv().await {
-                let outcomes = outcomes.await.unwrap_or_default();
-                for (i, client_ref) in refs.into_iter().enumerate() {
-                    let outcome = outcomes.get(i).cloned().unwrap_or_else(|| {
-                        Outcome::Rejected(Rejection::new(RejectKind::Storage, "no outcome"))
-                    });
-                    if forward_tx.send(Ok(ack(client_ref, outcome))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-
-        tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::new();
-                // Wait for one message, then take what is already buffered.
-                match incoming.next().await {
-                    None => break,
-                    Some(Err(status)) => {
-                        tracing::warn!(agent_id = agent.agent_id, %status, "evidence stream failed");
-                        break;
-                    }
-                    Some(Ok(m)) => batch.push(m),
-                }
-                while batch.len() < STREAM_BATCH {
-                    match futures_now(&mut incoming) {
-                        Some(Some(Ok(m))) => batch.push(m),
-                        Some(Some(Err(status))) => {
-                            tracing::warn!(agent_id = agent.agent_id, %status, "evidence stream failed");
-                            break;
-                        }
-                        Some(None) | None => break,
-                    }
-                }
-                // Revocation takes effect on open streams at the next batch.
-                if let Err(status) = state.agent(&agent.agent_id) {
-                    let _ = ack_tx.send(Err(status)).await;
-                    break;
-                }
-                let refs: Vec<u64> = batch.iter().map(|m| m.client_ref).collect();
-                let key = agent.clone();
-                let received_at = OffsetDateTime::now_utc().unix_timestamp();
-                let verified = tokio::task::spawn_blocking(move || {
-                    batch
-                        .into_iter()
-                        .map(|m| match m.envelope {
-                            None => Err(Rejection::new(RejectKind::Malformed, "record has no envelope")),
-                            Some(e) => verify_record(from_wire(e), &key, received_at),
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .await;
-                let Ok(verified) = verified else { break };
-                // Forgery attempts are security events; written off the async workers.
-                let refused: Vec<String> = verified
-                    .iter()
-                    .filter_map(|item| item.as_ref().err())
-                    .filter(|r| {
-                        matches!(
-                            r.kind,
-                            RejectKind::BadSignature | RejectKind::WrongKey | RejectKind::WrongAgent
-                        )
-                    })
-                    .map(|r| r.message.clone())
-                    .collect();
-                if !refused.is_empty() {
-                    tracing::warn!(
-                        agent_id = agent.agent_id,
-                        count = refused.len(),
-                        "records refused: {}",
-                        refused[0]
-                    );
-                    let (store, agent_id) = (Arc::clone(&state.store), agent.agent_id.clone());
-                    tokio::task::spawn_blocking(move || {
-                        for message in refused {
-                            let _ = store.record_security_event(
-                                received_at,
-                                Some(&agent_id),
-                                "refused_record",
-                                &message,
-                            );
-                        }
-                    });
-                }
-                let outcomes = state.ingest.submit(verified).await;
-                if pending_tx.send((refs, outcomes)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let out = tokio_stream::wrappers::ReceiverStream::new(ack_rx);
-        Ok(Response::new(Box::pin(out) as AckStream))
-    }
-}
-
-/// Polls the stream once without waiting: `None` when nothing is ready.
-fn futures_now<S: Stream + Unpin>(s: &mut S) -> Option<Option<S::Item>> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    match Pin::new(s).poll_next(&mut cx) {
-        std::task::Poll::Ready(item) => Some(item),
-        std::task::Poll::Pending => None,
+        let agent = self.0.caller(&req).await?;
+        Ok(Response::new(stream::serve(Arc::clone(&self.0), agent, req.into_inner())))
     }
 }
 

@@ -7,6 +7,9 @@
 //! - A record is acknowledged `accepted` or `duplicate` only after the
 //!   transaction holding it has committed.
 //! - Records of one stream are answered in the order they arrived.
+//! - A refused record is answered only after the transaction holding its
+//!   security event (aggregated per agent and kind) has committed: the
+//!   writer commits refusals with the batch they arrived in.
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::store::Checkpointer;
 use crate::store::agents::AgentKey;
 use crate::store::records::{AppendOutcome, CheckRow, GapRow, NewRecord, RecordWriter};
+use crate::store::security_events::{EventBatch, EventNote};
 
 /// How far a record's collection time may lie ahead of the server's clock.
 pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
@@ -122,12 +126,23 @@ pub fn verify_record(env: Envelope, agent: &AgentKey, received_at: i64) -> Resul
     let clock_skew = (collected_at > received_at + MAX_FUTURE_SKEW_SECS).then(|| {
         format!("collected_at is {} s ahead of the server's receive time", collected_at - received_at)
     });
+    into_record(st, env, collected_at, received_at, clock_skew)
+}
+
+/// The verified statement and its envelope as the record the store appends.
+fn into_record(
+    st: StatementRaw,
+    env: Envelope,
+    collected_at: i64,
+    received_at: i64,
+    clock_skew: Option<String>,
+) -> Result<NewRecord, Rejection> {
     let prev = st.prev_digest();
     let p = st.predicate;
     let digest = payload_digest(&env.payload);
     let Envelope { payload, payload_type, signatures } = env;
     let Some(sig) = signatures.into_iter().next() else {
-        return Err(Rejection::new(Malformed, "expected exactly one signature"));
+        return Err(Rejection::new(RejectKind::Malformed, "expected exactly one signature"));
     };
     Ok(NewRecord {
         agent_id: p.agent_id,
@@ -197,8 +212,27 @@ fn outcome_of(append: AppendOutcome) -> Outcome {
     }
 }
 
+/// The security event a refusal made before the store raises, by kind.
+/// Chain refusals are raised by the store, which decides them.
+fn event_kind(kind: RejectKind) -> Option<&'static str> {
+    match kind {
+        RejectKind::Malformed => Some("malformed_record"),
+        RejectKind::BadSignature => Some("bad_signature"),
+        RejectKind::WrongKey => Some("wrong_key"),
+        RejectKind::WrongAgent => Some("wrong_agent"),
+        RejectKind::TooLarge => Some("oversized_record"),
+        RejectKind::SequenceGap
+        | RejectKind::Equivocation
+        | RejectKind::ChainMismatch
+        | RejectKind::Replay
+        | RejectKind::Storage => None,
+    }
+}
+
 /// One stream's batch on its way to the writer.
 struct Job {
+    /// The mTLS peer that sent the batch: the source of its refusals.
+    agent_id: String,
     items: Vec<Result<NewRecord, Rejection>>,
     reply: oneshot::Sender<Vec<Outcome>>,
 }
@@ -214,8 +248,8 @@ pub struct Ingest {
 impl Ingest {
     /// Starts the writer thread on `writer`'s connection, and a thread that
     /// checkpoints the WAL every half second while the writer lives.
-    pub fn start(mut writer: RecordWriter, checkpointer: Checkpointer, max_batch_records: usize) -> Ingest {
-        let (tx, mut rx) = mpsc::channel::<Job>(256);
+    pub fn start(writer: RecordWriter, checkpointer: Checkpointer, max_batch_records: usize) -> Ingest {
+        let (tx, rx) = mpsc::channel::<Job>(256);
         let changed = Arc::new(Notify::new());
         let notify = Arc::clone(&changed);
         let (alive, writer_gone) = std::sync::mpsc::channel::<()>();
@@ -236,77 +270,24 @@ impl Ingest {
             .spawn(move || {
                 // Dropped when this thread ends, which stops the checkpointer.
                 let _alive = alive;
-                while let Some(first) = rx.blocking_recv() {
-                    // Group commit: take whatever else is already waiting.
-                    let mut jobs = vec![first];
-                    let mut count = jobs[0].items.len();
-                    while count < max_batch_records {
-                        match rx.try_recv() {
-                            Ok(job) => {
-                                count += job.items.len();
-                                jobs.push(job);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    // Move the verified records out; remember where each answer goes.
-                    let mut records: Vec<NewRecord> = Vec::with_capacity(count);
-                    let mut plans = Vec::with_capacity(jobs.len());
-                    for job in jobs {
-                        let slots: Vec<Option<Rejection>> = job
-                            .items
-                            .into_iter()
-                            .map(|item| match item {
-                                Ok(r) => {
-                                    records.push(r);
-                                    None
-                                }
-                                Err(rejection) => Some(rejection),
-                            })
-                            .collect();
-                        plans.push((job.reply, slots));
-                    }
-                    let now = OffsetDateTime::now_utc().unix_timestamp();
-                    let appended = if records.is_empty() { Ok(Vec::new()) } else { writer.append(&records, now) };
-                    let mut results = match appended {
-                        Ok(outcomes) => outcomes.into_iter().map(outcome_of).collect::<Vec<_>>().into_iter(),
-                        Err(e) => {
-                            tracing::error!(error = %e, records = records.len(), "ingest commit failed; nothing acknowledged");
-                            let rejection = Rejection::new(RejectKind::Storage, format!("server could not store the record: {e}"));
-                            vec![Outcome::Rejected(rejection); records.len()].into_iter()
-                        }
-                    };
-                    let mut any_accepted = false;
-                    for (reply, slots) in plans {
-                        let outcomes: Vec<Outcome> = slots
-                            .into_iter()
-                            .map(|slot| match slot {
-                                None => results.next().unwrap_or_else(|| {
-                                    Outcome::Rejected(Rejection::new(RejectKind::Storage, "internal: missing outcome"))
-                                }),
-                                Some(rejection) => Outcome::Rejected(rejection),
-                            })
-                            .collect();
-                        any_accepted |= outcomes.contains(&Outcome::Accepted);
-                        // The stream may have gone away; its records stay committed.
-                        let _ = reply.send(outcomes);
-                    }
-                    if any_accepted {
-                        // Stores a permit if the keeper is busy, so no commit goes unseen.
-                        notify.notify_one();
-                    }
-                }
+                write_loop(writer, rx, &notify, max_batch_records);
             })
             .expect("cannot start the ingest writer thread");
         Ingest { jobs: tx, changed }
     }
 
-    /// Queues a batch; the receiver yields one outcome per item, in order,
-    /// once the batch is durable.
-    pub async fn submit(&self, items: Vec<Result<NewRecord, Rejection>>) -> oneshot::Receiver<Vec<Outcome>> {
+    /// Queues a batch from agent `agent_id`; the receiver yields one outcome
+    /// per item, in order, once the batch and the security events of its
+    /// refusals are durable.
+    pub async fn submit(
+        &self,
+        agent_id: &str,
+        items: Vec<Result<NewRecord, Rejection>>,
+    ) -> oneshot::Receiver<Vec<Outcome>> {
         let (reply, rx) = oneshot::channel();
         let n = items.len();
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { items, reply }).await {
+        let job = Job { agent_id: agent_id.to_string(), items, reply };
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(job).await {
             let _ = job.reply.send(vec![
                 Outcome::Rejected(Rejection::new(
                     RejectKind::Storage,
@@ -317,4 +298,99 @@ impl Ingest {
         }
         rx
     }
+}
+
+/// The writer loop: group commit of whatever batches wait, up to
+/// `max_batch_records` records at once.
+fn write_loop(
+    mut writer: RecordWriter,
+    mut rx: mpsc::Receiver<Job>,
+    notify: &Notify,
+    max_batch_records: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut count = first.items.len();
+        let mut jobs = vec![first];
+        while count < max_batch_records {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.items.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if commit(&mut writer, jobs, count) {
+            // Stores a permit if the keeper is busy, so no commit goes unseen.
+            notify.notify_one();
+        }
+    }
+}
+
+/// Commits the verified records of `jobs` with the security events of
+/// every refusal among them, then answers each job. Returns whether
+/// anything was accepted.
+///
+/// A refusal is answered only after its event committed: when the commit
+/// fails, every item of every job is answered as a retryable storage
+/// refusal, the refused ones included (their events were not stored
+/// either).
+fn commit(writer: &mut RecordWriter, jobs: Vec<Job>, count: usize) -> bool {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    // Move the verified records out; remember where each answer goes.
+    let mut records: Vec<NewRecord> = Vec::with_capacity(count);
+    let mut events = EventBatch::default();
+    let mut plans = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let slots: Vec<Option<Rejection>> = job
+            .items
+            .into_iter()
+            .map(|item| match item {
+                Ok(r) => {
+                    records.push(r);
+                    None
+                }
+                Err(rejection) => {
+                    if let Some(kind) = event_kind(rejection.kind) {
+                        events.add(EventNote::agent(kind, &job.agent_id, now, &rejection.message));
+                    }
+                    Some(rejection)
+                }
+            })
+            .collect();
+        plans.push((job.reply, slots));
+    }
+    let appended = if records.is_empty() && events.is_empty() {
+        Ok(Vec::new())
+    } else {
+        writer.append_noting(&records, &events, now)
+    };
+    let mut results = match appended {
+        Ok(outcomes) => outcomes.into_iter().map(outcome_of).collect::<Vec<_>>().into_iter(),
+        Err(e) => {
+            tracing::error!(error = %e, records = records.len(), "ingest commit failed; nothing acknowledged");
+            let storage =
+                Rejection::new(RejectKind::Storage, format!("server could not store the record: {e}"));
+            for (reply, slots) in plans {
+                let _ = reply.send(vec![Outcome::Rejected(storage.clone()); slots.len()]);
+            }
+            return false;
+        }
+    };
+    let mut any_accepted = false;
+    for (reply, slots) in plans {
+        let outcomes: Vec<Outcome> = slots
+            .into_iter()
+            .map(|slot| match slot {
+                None => results.next().unwrap_or_else(|| {
+                    Outcome::Rejected(Rejection::new(RejectKind::Storage, "internal: missing outcome"))
+                }),
+                Some(rejection) => Outcome::Rejected(rejection),
+            })
+            .collect();
+        any_accepted |= outcomes.contains(&Outcome::Accepted);
+        // The stream may have gone away; its records stay committed.
+        let _ = reply.send(outcomes);
+    }
+    any_accepted
 }

@@ -22,6 +22,7 @@ pub mod risk;
 pub mod risk_admin;
 pub mod secrets;
 pub mod store;
+pub mod security;
 pub mod tlog;
 pub mod tls;
 pub mod verify;

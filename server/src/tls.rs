@@ -9,8 +9,13 @@
 //! A revoked agent's certificate fails the handshake (the registry is
 //! consulted after the CA check).
 //!
+//! A refused handshake (a certificate from another CA, expired or revoked,
+//! a TLS error, a handshake past its deadline) is a security event from the
+//! peer's address; a peer that just closes the connection is not.
+//!
 //! Invariants: TLS 1.2+ only (rustls never negotiates older versions), the
-//! handshake has a deadline, and open connections are capped.
+//! handshake has a deadline, open connections are capped, and a refused
+//! handshake's event is committed before its connection is closed.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +30,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -32,6 +38,11 @@ use tokio_rustls::server::TlsStream;
 
 use crate::ca::agent_id_from_cert;
 use crate::registry::AgentRegistry;
+use crate::security::{SecurityEvents, source_name};
+use crate::store::security_events::EventNote;
+use held::HeldTcp;
+
+mod held;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -133,12 +144,15 @@ pub fn server_config(
 
 /// Accepts TCP connections, completes TLS handshakes within `handshake`,
 /// and yields established streams. At most `max_connections` are open.
+/// A refused handshake is a security event from the peer's address,
+/// committed through `events` before the connection is closed.
 /// The listener closes when `shutdown` turns true.
 pub fn accept_loop(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     handshake: Duration,
     max_connections: usize,
+    events: SecurityEvents,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> mpsc::Receiver<Result<CappedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -160,15 +174,10 @@ pub fn accept_loop(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
+            let (acceptor, tx, events) = (acceptor.clone(), tx.clone(), events.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(CappedStream { inner: tls, _permit: permit })).await;
-                    }
-                    Ok(Err(e)) => log_refusal(peer, &e.to_string()),
-                    Err(_) => log_refusal(peer, "TLS handshake timed out"),
+                if let Some(tls) = handshake_with(&acceptor, tcp, peer, handshake, &events).await {
+                    let _ = tx.send(Ok(CappedStream { inner: tls, _permit: permit })).await;
                 }
             });
         }
@@ -176,18 +185,71 @@ pub fn accept_loop(
     rx
 }
 
-fn log_refusal(peer: SocketAddr, why: &str) {
-    tracing::warn!(%peer, "TLS connection refused: {why}");
+/// The TLS handshake on `tcp` within `deadline`. A refusal is recorded
+/// while its alert is still held back (see [`held`]); then the alert is
+/// sent and the connection closed.
+async fn handshake_with(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    deadline: Duration,
+    events: &SecurityEvents,
+) -> Option<TlsStream<HeldTcp>> {
+    let accept = acceptor.accept(HeldTcp::new(tcp)).into_fallible();
+    tokio::pin!(accept);
+    let (refusal, held) = tokio::select! {
+        done = &mut accept => match done {
+            Ok(mut tls) => {
+                tls.get_mut().0.pass_through();
+                return Some(tls);
+            }
+            Err((e, held)) => (handshake_refusal(&e), Some(held)),
+        },
+        _ = tokio::time::sleep(deadline) => {
+            let why = format!("TLS handshake not finished within {} s", deadline.as_secs());
+            (Some(("tls_handshake_timeout", why)), None)
+        }
+    };
+    match refusal {
+        Some((kind, detail)) => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            events.record(EventNote::peer(kind, &source_name(peer.ip()), now, &detail)).await;
+        }
+        // A peer that closed or reset the connection (a port probe, a
+        // health check) refused nothing.
+        None => tracing::debug!(%peer, "TLS connection closed during the handshake"),
+    }
+    if let Some(mut held) = held {
+        // The alert, then the close; a peer that is gone changes nothing.
+        let _ = tokio::time::timeout(Duration::from_secs(1), held.shutdown()).await;
+    }
+    None
+}
+
+/// The event kind and detail of a failed handshake; `None` when the
+/// failure is the peer's connection ending rather than TLS refusing it.
+fn handshake_refusal(e: &io::Error) -> Option<(&'static str, String)> {
+    // tokio-rustls passes rustls' verdict as the inner error.
+    let refused = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())?;
+    Some(match refused {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
+            ("revoked_agent", "TLS handshake with a revoked agent certificate".to_string())
+        }
+        rustls::Error::InvalidCertificate(why) => {
+            ("tls_certificate_refused", format!("client certificate refused: {why}"))
+        }
+        other => ("tls_handshake_failed", other.to_string()),
+    })
 }
 
 /// A TLS stream holding one of the connection slots until it is dropped.
 pub struct CappedStream {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<HeldTcp>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl tonic::transport::server::Connected for CappedStream {
-    type ConnectInfo = <TlsStream<TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+    type ConnectInfo = <TlsStream<HeldTcp> as tonic::transport::server::Connected>::ConnectInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()
     }

@@ -102,7 +102,10 @@ async fn the_policy_file_changes_what_passes_and_a_bad_one_changes_nothing() {
     assert_eq!(policy["version"], "acme-2026-11");
     assert!(policy["rejected_file_error"].as_str().unwrap().contains("policy.toml:6"));
     let (_, events) = server.api("/api/v1/security-events").await;
-    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "policy_rejected"), "{events:#}");
+    assert!(
+        events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "policy_rejected"),
+        "{events:#}"
+    );
     let (_, hosts) = server.api("/api/v1/hosts").await;
     assert_eq!(antivirus(&hosts)["status"], "pass", "still decided by the last good policy");
 
@@ -177,7 +180,7 @@ async fn the_mapping_file_is_the_organisations_and_a_bad_one_changes_nothing() {
         "last good mappings stay"
     );
     let (_, events) = server.api("/api/v1/security-events").await;
-    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "mappings_rejected"));
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "mappings_rejected"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

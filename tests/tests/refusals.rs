@@ -113,7 +113,8 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
 
     // Equivocation is raised as a security event.
     let (_, events) = server.api("/api/v1/security-events").await;
-    let kinds: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"equivocation"), "{kinds:?}");
     assert!(kinds.contains(&"sequence_gap"), "{kinds:?}");
 
@@ -132,7 +133,7 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
     let acks = send_raw(ch, vec![future]).await.unwrap();
     assert_eq!(acks[0].status, AckStatus::Accepted as i32, "{acks:?}");
     let (_, events) = server.api("/api/v1/security-events").await;
-    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "clock_skew"), "{events:#}");
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["kind"] == "clock_skew"), "{events:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

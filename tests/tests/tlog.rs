@@ -170,8 +170,12 @@ async fn records_are_proven_included_and_checkpoints_consistent() {
     let latest = Checkpoint::open(note.as_bytes(), &origin, &key).unwrap();
     assert_eq!(latest.size(), 8, "no checkpoint over an altered log");
     let (_, events) = server.api("/api/v1/security-events").await;
-    let refused =
-        events.as_array().unwrap().iter().find(|e| e["kind"] == "checkpoint_refused").expect("raised");
+    let refused = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "checkpoint_refused")
+        .expect("raised");
     assert!(refused["detail"].as_str().unwrap().contains("not consistent with checkpoint 8"), "{refused}");
 }
 

@@ -5,7 +5,8 @@
 //! `GET hosts`, `hosts/{id}`, `controls` (both with `as_of=<RFC 3339>` for
 //! the state at a past time, read from the signed records), `risks`,
 //! `effectiveness?control=ID&from=T1[&to=T2][&points=N]` (a control's
-//! effectiveness over time), `gaps`, `security-events`; the risk register
+//! effectiveness over time), `gaps`, `security-events` (aggregated, paged and
+//! filtered, see [`security_events`]); the risk register
 //! (`risks` with filters and `format=csv`, `risks/{id}` with its history,
 //! `risks/matrix`; admin: `POST risks`, `PATCH risks/{id}`,
 //! `POST risks/{id}/accept`, see [`risks`]); per-host exceptions
@@ -57,9 +58,9 @@ mod mappings;
 mod policy;
 mod records;
 mod risks;
-mod tags;
 mod security_events;
 pub mod serve;
+mod tags;
 mod webhooks;
 
 #[derive(Clone)]
@@ -145,7 +146,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/exceptions", get(exceptions::list).post(exceptions::create))
         .route("/api/v1/exceptions/{id}/withdraw", post(exceptions::withdraw))
         .route("/api/v1/gaps", get(gaps))
-        .route("/api/v1/security-events", get(security_events))
+        .route("/api/v1/security-events", get(security_events::list))
         .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
         .route("/api/v1/agents/{agent_id}/collect", post(collect_now))
         .route("/api/v1/audit-trail", get(audit_trail))
@@ -386,13 +387,6 @@ async fn audit_trail(
 
 async fn gaps(State(s): State<HttpState>) -> Response {
     match blocking(move || Ok(s.store.gaps()?)).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn security_events(State(s): State<HttpState>) -> Response {
-    match blocking(move || Ok(s.store.security_events()?)).await {
         Ok(v) => Json(v).into_response(),
         Err(r) => r,
     }

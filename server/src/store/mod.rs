@@ -21,6 +21,7 @@ pub mod queries;
 pub mod records;
 pub mod requirements;
 pub mod risks;
+pub mod security_events;
 pub mod tlog;
 pub mod tokens;
 pub mod webhooks;

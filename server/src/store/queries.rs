@@ -130,14 +130,6 @@ pub(super) fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRec
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SecurityEvent {
-    pub at: i64,
-    pub agent_id: Option<String>,
-    pub kind: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct GapEntry {
     pub agent_id: String,
     pub record_seq: Option<u64>,
@@ -367,30 +359,6 @@ impl Store {
 
     pub fn record_count(&self) -> Result<u64, StoreError> {
         Ok(self.conn().query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
-    }
-
-    pub fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT at, agent_id, kind, detail FROM security_events ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SecurityEvent { at: r.get(0)?, agent_id: r.get(1)?, kind: r.get(2)?, detail: r.get(3)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn record_security_event(
-        &self,
-        at: i64,
-        agent_id: Option<&str>,
-        kind: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![at, agent_id, kind, detail],
-        )?;
-        Ok(())
     }
 
     pub fn gaps(&self) -> Result<Vec<GapEntry>, StoreError> {

@@ -4,7 +4,9 @@
 //! Invariants: a record, its parsed results, the resulting check-state
 //! changes and the agent's new chain head are written in one transaction;
 //! the in-memory chain heads are only trusted while they match what was
-//! committed (any failed transaction drops them, they are reloaded).
+//! committed (any failed transaction drops them, they are reloaded); the
+//! security events of a batch's refusals are written in the transaction
+//! that decides them.
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use custos_proto::evidence::{ChainHead, ChainVerdict, CheckStatus, judge};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::security_events::{EventBatch, EventNote};
 
 /// A record whose signature, key binding and statement were verified.
 #[derive(Debug, Clone)]
@@ -105,6 +108,20 @@ pub struct RecordWriter {
     states: HashMap<String, HashMap<String, CheckStatus>>,
 }
 
+/// What one transaction has changed so far, merged into the writer's
+/// caches only after it commits.
+struct Pass<'a> {
+    /// Chain heads changed or loaded inside this transaction.
+    heads: HashMap<String, Option<ChainHead>>,
+    states: HashMap<String, HashMap<String, CheckStatus>>,
+    /// Each agent's last accepted record of the batch.
+    touched: HashMap<String, &'a NewRecord>,
+    log: Option<super::tlog::LogAppender>,
+    /// Security events of this batch: given by the caller, and raised by
+    /// the chain rules and clock checks here.
+    events: EventBatch,
+}
+
 impl RecordWriter {
     pub(super) fn new(conn: Connection) -> Self {
         RecordWriter { conn, heads: HashMap::new(), states: HashMap::new() }
@@ -113,7 +130,21 @@ impl RecordWriter {
     /// Appends `batch` in one transaction and returns one outcome per record,
     /// in order. On error nothing of the batch is stored.
     pub fn append(&mut self, batch: &[NewRecord], now: i64) -> Result<Vec<AppendOutcome>, StoreError> {
-        let result = self.append_inner(batch, now);
+        self.append_noting(batch, &EventBatch::default(), now)
+    }
+
+    /// [`RecordWriter::append`], writing `events` (the refusals decided
+    /// before the store, such as bad signatures) in the same transaction as
+    /// the batch's own events (chain refusals, clock skew): an answer that
+    /// waits for this call never leaves before the events are committed.
+    /// On error nothing is stored, the events neither.
+    pub fn append_noting(
+        &mut self,
+        batch: &[NewRecord],
+        events: &EventBatch,
+        now: i64,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let result = self.append_inner(batch, events.clone(), now);
         if result.is_err() {
             self.heads.clear();
             self.states.clear();
@@ -121,172 +152,204 @@ impl RecordWriter {
         result
     }
 
-    fn append_inner(&mut self, batch: &[NewRecord], now: i64) -> Result<Vec<AppendOutcome>, StoreError> {
+    /// One transaction: each record judged and stored, the agents touched
+    /// updated once, the events written, committed; the caches take the
+    /// new heads and states only then.
+    fn append_inner(
+        &mut self,
+        batch: &[NewRecord],
+        events: EventBatch,
+        now: i64,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut pass = Pass {
+            heads: HashMap::new(),
+            states: std::mem::take(&mut self.states),
+            touched: HashMap::new(),
+            log: None,
+            events,
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Chain heads changed or loaded inside this transaction (merged into
-        // the cache only after commit).
-        let mut heads: HashMap<String, Option<ChainHead>> = HashMap::new();
-        let mut states = std::mem::take(&mut self.states);
-        let mut touched: HashMap<String, &NewRecord> = HashMap::new();
-        let mut log: Option<super::tlog::LogAppender> = None;
-        {
-            let mut insert_record = tx.prepare_cached(
-                "INSERT INTO records (agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, results, leaf_index)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut insert_change = tx.prepare_cached(
-                "INSERT INTO check_changes (agent_id, check_id, status, reason, collected_at, record_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for rec in batch {
-                let head = match heads.get(&rec.agent_id).or_else(|| self.heads.get(&rec.agent_id)) {
-                    Some(h) => *h,
-                    None => {
-                        let h = load_head(&tx, &rec.agent_id)?;
-                        heads.insert(rec.agent_id.clone(), h);
-                        h
-                    }
-                };
-                let verdict = judge(head, rec.seq, rec.prev, rec.digest, |seq| {
-                    stored_digest(&tx, &rec.agent_id, seq).ok().flatten()
-                });
-                let expected = head.map_or(0, |h| h.seq) + 1;
-                match verdict {
-                    ChainVerdict::Append => {}
-                    ChainVerdict::Duplicate => {
-                        outcomes.push(AppendOutcome::Duplicate);
-                        continue;
-                    }
-                    refused => {
-                        if let Some(kind) = alert_kind(refused) {
-                            tx.execute(
-                                "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                                params![now, rec.agent_id, kind, format!("seq {} refused; expected {expected}", rec.seq)],
-                            )?;
-                        }
-                        outcomes.push(AppendOutcome::Refused { verdict: refused, expected });
-                        continue;
-                    }
-                }
-                let results = serde_json::to_string(&rec.checks)
-                    .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
-                // Its leaf in the transparency log, in the same transaction.
-                if log.is_none() {
-                    log = Some(super::tlog::LogAppender::open(&tx)?);
-                }
-                let leaf = log.as_mut().map(|l| {
-                    l.append(
-                        &tx,
-                        super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
-                        dsse_json(&rec.payload, &rec.payload_type, &rec.keyid, &rec.sig).as_bytes(),
-                        now,
-                    )
-                });
-                let leaf = leaf.transpose()?;
-                insert_record.execute(params![
-                    rec.agent_id,
-                    rec.seq as i64,
-                    rec.digest.as_slice(),
-                    rec.payload,
-                    rec.payload_type,
-                    rec.keyid,
-                    rec.sig,
-                    rec.collected_at,
-                    rec.received_at,
-                    results,
-                    leaf.map(|l| l as i64)
-                ])?;
-                if !states.contains_key(&rec.agent_id) {
-                    let loaded = load_states(&tx, &rec.agent_id)?;
-                    states.insert(rec.agent_id.clone(), loaded);
-                }
-                let agent_states = states.entry(rec.agent_id.clone()).or_default();
-                for c in &rec.checks {
-                    if agent_states.get(&c.id) != Some(&c.status) {
-                        insert_change.execute(params![
-                            rec.agent_id,
-                            c.id,
-                            c.status.as_str(),
-                            c.reason,
-                            rec.collected_at,
-                            rec.seq as i64
-                        ])?;
-                        agent_states.insert(c.id.clone(), c.status);
-                    }
-                }
-                if let Some(skew) = &rec.clock_skew {
-                    tx.execute(
-                        "INSERT INTO security_events (at, agent_id, kind, detail) VALUES (?1, ?2, 'clock_skew', ?3)",
-                        params![now, rec.agent_id, format!("seq {}: {skew}", rec.seq)],
-                    )?;
-                }
-                if let Some(gap) = &rec.gap {
-                    tx.execute(
-                        "INSERT INTO gaps (agent_id, record_seq, missed_collections, first_missed_at, last_missed_at, reason, recorded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![
-                            rec.agent_id,
-                            rec.seq as i64,
-                            gap.missed_collections as i64,
-                            gap.first_missed_at,
-                            gap.last_missed_at,
-                            gap.reason,
-                            now
-                        ],
-                    )?;
-                }
-                heads.insert(rec.agent_id.clone(), Some(ChainHead { seq: rec.seq, digest: rec.digest }));
-                touched.insert(rec.agent_id.clone(), rec);
-                outcomes.push(AppendOutcome::Accepted);
-            }
-            // Once per agent per batch: the chain head, host facts and the
-            // latest state of each check.
-            let mut update_agent = tx.prepare_cached(
-                "UPDATE agents SET head_seq = ?2, head_digest = ?3, last_seen_at = ?4, last_collected_at = ?5,
-                        os = ?6, os_version = ?7, kernel = ?8, agent_version = ?9, reported_tags = ?10
-                 WHERE agent_id = ?1",
-            )?;
-            let mut upsert_state = tx.prepare_cached(
-                "INSERT INTO check_state (agent_id, check_id, status, backend, reason, collected_at, record_seq, since, facts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)
-                 ON CONFLICT (agent_id, check_id) DO UPDATE SET
-                    since = CASE WHEN check_state.status = excluded.status THEN check_state.since ELSE excluded.since END,
-                    status = excluded.status, backend = excluded.backend, reason = excluded.reason,
-                    collected_at = excluded.collected_at, record_seq = excluded.record_seq, facts = excluded.facts",
-            )?;
-            for (agent_id, last) in &touched {
-                update_agent.execute(params![
-                    agent_id,
-                    last.seq as i64,
-                    last.digest.as_slice(),
-                    now,
-                    last.collected_at,
-                    last.os,
-                    last.os_version,
-                    last.kernel,
-                    last.agent_version,
-                    last.reported_tags
-                ])?;
-                for c in &last.checks {
-                    upsert_state.execute(params![
-                        agent_id,
-                        c.id,
-                        c.status.as_str(),
-                        c.backend,
-                        c.reason,
-                        last.collected_at,
-                        last.seq as i64,
-                        c.facts
-                    ])?;
-                }
-            }
+        for rec in batch {
+            outcomes.push(append_one(&tx, &self.heads, &mut pass, rec, now)?);
         }
+        update_agents(&tx, &pass.touched, now)?;
+        pass.events.write(&tx)?;
         tx.commit()?;
-        self.heads.extend(heads);
-        self.states = states;
+        self.heads.extend(pass.heads);
+        self.states = pass.states;
         Ok(outcomes)
     }
+}
+
+/// Judges `rec` against its agent's chain head and stores it when it
+/// extends the chain; a refusal worth an alert becomes an event.
+fn append_one<'a>(
+    tx: &Connection,
+    cached: &HashMap<String, Option<ChainHead>>,
+    pass: &mut Pass<'a>,
+    rec: &'a NewRecord,
+    now: i64,
+) -> Result<AppendOutcome, StoreError> {
+    let head = match pass.heads.get(&rec.agent_id).or_else(|| cached.get(&rec.agent_id)) {
+        Some(h) => *h,
+        None => {
+            let h = load_head(tx, &rec.agent_id)?;
+            pass.heads.insert(rec.agent_id.clone(), h);
+            h
+        }
+    };
+    let verdict = judge(head, rec.seq, rec.prev, rec.digest, |seq| {
+        stored_digest(tx, &rec.agent_id, seq).ok().flatten()
+    });
+    let expected = head.map_or(0, |h| h.seq) + 1;
+    match verdict {
+        ChainVerdict::Append => {}
+        ChainVerdict::Duplicate => return Ok(AppendOutcome::Duplicate),
+        refused => {
+            if let Some(kind) = alert_kind(refused) {
+                let detail = format!("seq {} refused; expected {expected}", rec.seq);
+                pass.events.add(EventNote::agent(kind, &rec.agent_id, now, &detail));
+            }
+            return Ok(AppendOutcome::Refused { verdict: refused, expected });
+        }
+    }
+    store_record(tx, pass, rec, now)?;
+    pass.heads.insert(rec.agent_id.clone(), Some(ChainHead { seq: rec.seq, digest: rec.digest }));
+    pass.touched.insert(rec.agent_id.clone(), rec);
+    Ok(AppendOutcome::Accepted)
+}
+
+/// Writes an accepted record: its log leaf, the record, its check changes,
+/// its gap; a collection time far ahead becomes an event.
+fn store_record(tx: &Connection, pass: &mut Pass<'_>, rec: &NewRecord, now: i64) -> Result<(), StoreError> {
+    let results =
+        serde_json::to_string(&rec.checks).map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+    // Its leaf in the transparency log, in the same transaction.
+    let log = match pass.log.as_mut() {
+        Some(log) => log,
+        None => pass.log.insert(super::tlog::LogAppender::open(tx)?),
+    };
+    let leaf = log.append(
+        tx,
+        super::tlog::LeafKind::Record { agent_id: &rec.agent_id, seq: rec.seq },
+        dsse_json(&rec.payload, &rec.payload_type, &rec.keyid, &rec.sig).as_bytes(),
+        now,
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO records (agent_id, seq, digest, payload, payload_type, keyid, sig, collected_at, received_at, results, leaf_index)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        rec.agent_id,
+        rec.seq as i64,
+        rec.digest.as_slice(),
+        rec.payload,
+        rec.payload_type,
+        rec.keyid,
+        rec.sig,
+        rec.collected_at,
+        rec.received_at,
+        results,
+        leaf as i64
+    ])?;
+    record_changes(tx, &mut pass.states, rec)?;
+    if let Some(skew) = &rec.clock_skew {
+        let detail = format!("seq {}: {skew}", rec.seq);
+        pass.events.add(EventNote::agent("clock_skew", &rec.agent_id, now, &detail));
+    }
+    if let Some(gap) = &rec.gap {
+        tx.execute(
+            "INSERT INTO gaps (agent_id, record_seq, missed_collections, first_missed_at, last_missed_at, reason, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                rec.agent_id,
+                rec.seq as i64,
+                gap.missed_collections as i64,
+                gap.first_missed_at,
+                gap.last_missed_at,
+                gap.reason,
+                now
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Logs each check whose status differs from the agent's last one.
+fn record_changes(
+    tx: &Connection,
+    states: &mut HashMap<String, HashMap<String, CheckStatus>>,
+    rec: &NewRecord,
+) -> Result<(), StoreError> {
+    if !states.contains_key(&rec.agent_id) {
+        let loaded = load_states(tx, &rec.agent_id)?;
+        states.insert(rec.agent_id.clone(), loaded);
+    }
+    let agent_states = states.entry(rec.agent_id.clone()).or_default();
+    let mut insert_change = tx.prepare_cached(
+        "INSERT INTO check_changes (agent_id, check_id, status, reason, collected_at, record_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for c in &rec.checks {
+        if agent_states.get(&c.id) != Some(&c.status) {
+            insert_change.execute(params![
+                rec.agent_id,
+                c.id,
+                c.status.as_str(),
+                c.reason,
+                rec.collected_at,
+                rec.seq as i64
+            ])?;
+            agent_states.insert(c.id.clone(), c.status);
+        }
+    }
+    Ok(())
+}
+
+/// Once per agent per batch: the chain head, host facts and the latest
+/// state of each check, from the agent's last accepted record.
+fn update_agents(tx: &Connection, touched: &HashMap<String, &NewRecord>, now: i64) -> Result<(), StoreError> {
+    let mut update_agent = tx.prepare_cached(
+        "UPDATE agents SET head_seq = ?2, head_digest = ?3, last_seen_at = ?4, last_collected_at = ?5,
+                os = ?6, os_version = ?7, kernel = ?8, agent_version = ?9, reported_tags = ?10
+         WHERE agent_id = ?1",
+    )?;
+    let mut upsert_state = tx.prepare_cached(
+        "INSERT INTO check_state (agent_id, check_id, status, backend, reason, collected_at, record_seq, since, facts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)
+         ON CONFLICT (agent_id, check_id) DO UPDATE SET
+            since = CASE WHEN check_state.status = excluded.status THEN check_state.since ELSE excluded.since END,
+            status = excluded.status, backend = excluded.backend, reason = excluded.reason,
+            collected_at = excluded.collected_at, record_seq = excluded.record_seq, facts = excluded.facts",
+    )?;
+    for (agent_id, last) in touched {
+        update_agent.execute(params![
+            agent_id,
+            last.seq as i64,
+            last.digest.as_slice(),
+            now,
+            last.collected_at,
+            last.os,
+            last.os_version,
+            last.kernel,
+            last.agent_version,
+            last.reported_tags
+        ])?;
+        for c in &last.checks {
+            upsert_state.execute(params![
+                agent_id,
+                c.id,
+                c.status.as_str(),
+                c.backend,
+                c.reason,
+                last.collected_at,
+                last.seq as i64,
+                c.facts
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 fn load_head(conn: &Connection, agent_id: &str) -> Result<Option<ChainHead>, StoreError> {
