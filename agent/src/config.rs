@@ -9,6 +9,12 @@
 //! host_names = "collect"
 //! addresses = "omit"
 //! key_file = "/etc/custos-agent/pseudonym.key"
+//!
+//! [network]                     # limits on each exchange with the server
+//! connect_secs = 10             # TCP connect and TLS handshake
+//! call_secs = 30                # one request and its answer
+//! stream_progress_secs = 60     # silence on the evidence stream
+//! delivery_secs = 600           # one whole delivery attempt
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -25,6 +31,8 @@ pub struct AgentConfig {
     pub tags: Vec<String>,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub network: crate::deadlines::Deadlines,
 }
 
 #[derive(Debug, thiserror::Error)]

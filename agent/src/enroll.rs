@@ -7,9 +7,11 @@
 use custos_proto::enrollment_proof_message;
 use custos_proto::v1;
 use ed25519_dalek::Signer as _;
-use rcgen::{CertificateParams, KeyPair};
 
-use crate::state::{AgentIdentity, StateDir, generate_evidence_key, write_private};
+use crate::courier::fetch_and_save_policy;
+use crate::deadlines::{Deadlines, Phase};
+use crate::policy::ActivePolicy;
+use crate::state::{AgentIdentity, StateDir, generate_evidence_key, new_tls_key_and_csr, write_private};
 use crate::transport::{self, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +30,6 @@ pub enum EnrollError {
     Refused(String),
 }
 
-/// A new TLS key (ECDSA P-256) and a CSR for it (the subject is ignored by the server).
-pub fn new_tls_key_and_csr() -> Result<(KeyPair, Vec<u8>), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let csr = CertificateParams::default().serialize_request(&key)?;
-    Ok((key, csr.der().to_vec()))
-}
-
 /// The host part of `HOST:PORT` (brackets removed for IPv6).
 pub fn server_host(server: &str) -> Option<String> {
     let (host, port) = server.rsplit_once(':')?;
@@ -43,6 +38,7 @@ pub fn server_host(server: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
+/// Enrolls with the default deadlines; see [`enroll_within`].
 pub async fn enroll(
     state: &StateDir,
     server: &str,
@@ -50,48 +46,92 @@ pub async fn enroll(
     ca_pem: &str,
     display_name: &str,
 ) -> Result<AgentIdentity, EnrollError> {
+    enroll_within(state, server, token, ca_pem, display_name, &Deadlines::default()).await
+}
+
+/// Exchanges `token` for an identity in `state`, then fetches and saves the
+/// first policy so the first run collects by it even if the server is away
+/// by then. Every exchange is bounded by `deadlines`.
+pub async fn enroll_within(
+    state: &StateDir,
+    server: &str,
+    token: &str,
+    ca_pem: &str,
+    display_name: &str,
+    deadlines: &Deadlines,
+) -> Result<AgentIdentity, EnrollError> {
     if state.identity().exists() {
         return Err(EnrollError::AlreadyEnrolled(state.0.display().to_string()));
     }
     let server_name = server_host(server).ok_or_else(|| EnrollError::BadServer(server.to_string()))?;
     let existed = state.0.exists();
     state.create()?;
-    let result = enroll_into(state, server, server_name, token, ca_pem, display_name).await;
+    let request = Request { server, server_name, token, ca_pem, display_name };
+    let result = enroll_into(state, request, deadlines).await;
     // A failed enrollment leaves no trace: a directory it created goes again
     // (nothing but this call has written into it).
     if result.is_err() && !existed {
         let _ = std::fs::remove_dir_all(&state.0);
     }
-    result
+    let identity = result?;
+    if let Err(e) = save_first_policy(state, &identity, ca_pem, deadlines).await {
+        // Not fatal: the agent collects by its defaults until it hears again.
+        tracing::warn!(error = %e, "enrolled, but the first policy fetch failed");
+    }
+    Ok(identity)
+}
+
+/// What the enrollment call carries besides the keys.
+struct Request<'a> {
+    server: &'a str,
+    server_name: String,
+    token: &'a str,
+    ca_pem: &'a str,
+    display_name: &'a str,
+}
+
+/// Fetches the policy with the new identity and saves it in `state`.
+async fn save_first_policy(
+    state: &StateDir,
+    identity: &AgentIdentity,
+    ca_pem: &str,
+    deadlines: &Deadlines,
+) -> Result<(), crate::courier::CourierError> {
+    let cert = state.read(&state.client_cert())?;
+    let key = state.read(&state.tls_key())?;
+    let link =
+        transport::connect(&identity.server, &identity.server_name, ca_pem, Some((&cert, &key)), deadlines)
+            .await?;
+    let none = ActivePolicy::initial(std::time::Duration::ZERO, std::time::Duration::ZERO);
+    fetch_and_save_policy(state, &link, &none).await?;
+    Ok(())
 }
 
 /// The enrollment proper, into a state directory that exists.
 async fn enroll_into(
     state: &StateDir,
-    server: &str,
-    server_name: String,
-    token: &str,
-    ca_pem: &str,
-    display_name: &str,
+    Request { server, server_name, token, ca_pem, display_name }: Request<'_>,
+    deadlines: &Deadlines,
 ) -> Result<AgentIdentity, EnrollError> {
     let evidence = generate_evidence_key();
     let (tls_key, csr_der) = new_tls_key_and_csr()?;
     let proof = evidence.sign(&enrollment_proof_message(&csr_der, token));
 
-    let channel = transport::connect(server, &server_name, ca_pem, None).await?;
-    let mut client = v1::enrollment_client::EnrollmentClient::new(channel);
-    let resp = client
-        .enroll(v1::EnrollRequest {
-            token: token.to_string(),
-            csr_der,
-            evidence_public_key: evidence.verifying_key().as_bytes().to_vec(),
-            evidence_key_proof: proof.to_bytes().to_vec(),
-            display_name: display_name.to_string(),
-            agent_version: crate::record::AGENT_VERSION.to_string(),
-        })
-        .await
-        .map_err(|s| EnrollError::Refused(s.message().to_string()))?
-        .into_inner();
+    let link = transport::connect(server, &server_name, ca_pem, None, deadlines).await?;
+    let mut client = v1::enrollment_client::EnrollmentClient::new(link.channel.clone());
+    let call = client.enroll(v1::EnrollRequest {
+        token: token.to_string(),
+        csr_der,
+        evidence_public_key: evidence.verifying_key().as_bytes().to_vec(),
+        evidence_key_proof: proof.to_bytes().to_vec(),
+        display_name: display_name.to_string(),
+        agent_version: crate::record::AGENT_VERSION.to_string(),
+    });
+    let resp = match transport::call(&link, Phase::Enrollment, call).await {
+        Ok(r) => r,
+        Err(TransportError::Status { message, .. }) => return Err(EnrollError::Refused(message)),
+        Err(e) => return Err(e.into()),
+    };
 
     write_private(&state.evidence_key(), hex::encode(evidence.to_bytes()).as_bytes())?;
     write_private(&state.tls_key(), tls_key.serialize_pem().as_bytes())?;

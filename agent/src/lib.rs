@@ -4,9 +4,12 @@
 
 pub mod collect;
 pub mod config;
+pub mod courier;
+pub mod deadlines;
 pub mod enroll;
 pub mod footprint;
 pub mod host;
+pub mod policy;
 pub mod privacy;
 pub mod record;
 pub mod recording;

@@ -40,6 +40,8 @@ enum Command {
         /// Name shown on the dashboard (default: the host name).
         #[arg(long)]
         display_name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Collect, sign, spool and deliver evidence on the server's schedule.
     Run {
@@ -92,7 +94,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ConfigArg {
-    /// Agent configuration (privacy settings); a missing default file means defaults.
+    /// Agent configuration (tags, privacy, network limits); a missing default file means defaults.
     #[arg(long = "config", env = "CUSTOS_AGENT_CONFIG")]
     path: Option<PathBuf>,
 }
@@ -128,12 +130,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
-        Command::Enroll { server, token, ca_cert, state_dir, display_name } => rt.block_on(async {
+        Command::Enroll { server, token, ca_cert, state_dir, display_name, config } => rt.block_on(async {
+            let deadlines = config.load()?.network;
             let ca = std::fs::read_to_string(&ca_cert)
                 .with_context(|| format!("reading {}", ca_cert.display()))?;
             let name = display_name.or_else(|| hostname(&SystemHost::default())).unwrap_or_default();
-            let id = custos_agent::enroll::enroll(&StateDir(state_dir.clone()), &server, &token, &ca, &name)
-                .await?;
+            let state = StateDir(state_dir.clone());
+            let id =
+                custos_agent::enroll::enroll_within(&state, &server, &token, &ca, &name, &deadlines).await?;
             println!(
                 "enrolled as agent {} with {}; state in {}",
                 id.agent_id,
@@ -145,7 +149,13 @@ fn main() -> anyhow::Result<()> {
         Command::Run { state_dir, once, spool_max_records, config } => rt.block_on(async {
             let loaded = config.load()?;
             let privacy = loaded.privacy()?;
-            let settings = Settings { spool_max_records, privacy, tags: loaded.tags, ..Settings::default() };
+            let settings = Settings {
+                spool_max_records,
+                privacy,
+                tags: loaded.tags,
+                deadlines: loaded.network,
+                ..Settings::default()
+            };
             let host: Arc<dyn Host> = Arc::new(SystemHost::default());
             let mut agent = Agent::open(StateDir(state_dir), &settings, host)?;
             if once {

@@ -3,7 +3,8 @@
 //! Layout (directory mode 0700, every file 0600):
 //! `agent.toml` (agent id, server address), `evidence.key` (Ed25519 seed),
 //! `tls.key` + `client.pem` (mTLS identity), `ca.pem` (the server's CA),
-//! `spool.db` (signed records not yet acknowledged).
+//! `spool.db` (signed records not yet acknowledged), `policy.pb` (the last
+//! policy the server sent, as received).
 //!
 //! Invariant: private keys are generated here and never leave this dir.
 
@@ -61,6 +62,9 @@ impl StateDir {
     }
     pub fn spool(&self) -> PathBuf {
         self.0.join("spool.db")
+    }
+    pub fn policy(&self) -> PathBuf {
+        self.0.join("policy.pb")
     }
 
     /// Creates the directory with mode 0700 (or tightens it).
@@ -143,6 +147,13 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
     f.write_all(contents).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// A new TLS key (ECDSA P-256) and a CSR for it (the subject is ignored by the server).
+pub fn new_tls_key_and_csr() -> Result<(rcgen::KeyPair, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let csr = rcgen::CertificateParams::default().serialize_request(&key)?;
+    Ok((key, csr.der().to_vec()))
 }
 
 /// A new Ed25519 evidence key from the OS random source.

@@ -208,7 +208,7 @@ impl TestAgent {
     }
 
     pub fn id(&self) -> String {
-        self.agent.identity.agent_id.clone()
+        self.agent.identity().agent_id.clone()
     }
 }
 

@@ -242,7 +242,7 @@ async fn keys_are_private_and_the_certificate_is_renewed_before_expiry() {
     assert!(!a.agent.renew_if_due(now).await.unwrap());
     let old_cert = std::fs::read_to_string(a.state.client_cert()).unwrap();
     // Two thirds of the lifetime have passed: the agent renews with a new key.
-    let id = &a.agent.identity;
+    let id = a.agent.identity();
     let later = id.cert_not_before + (id.cert_not_after - id.cert_not_before) * 3 / 4;
     assert!(a.agent.renew_if_due(later).await.unwrap());
     let new_cert = std::fs::read_to_string(a.state.client_cert()).unwrap();

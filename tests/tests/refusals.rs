@@ -140,14 +140,17 @@ async fn forged_foreign_replayed_gapped_and_equivocating_records_are_refused() {
 async fn calls_without_a_client_certificate_or_with_a_foreign_ca_are_refused() {
     let server = TestServer::start().await;
     let (a, key, recs) = enrolled_with_two_records(&server, "a").await;
-    let name = a.agent.identity.server_name.clone();
+    let name = a.agent.identity().server_name.clone();
 
     // No client certificate: TLS works (enrollment needs it) but every agent call is refused.
-    let anon = custos_agent::transport::connect(&server.grpc(), &name, &server.ca_pem(), None).await.unwrap();
+    let limits = custos_agent::deadlines::Deadlines::default();
+    let anon = custos_agent::transport::connect(&server.grpc(), &name, &server.ca_pem(), None, &limits)
+        .await
+        .unwrap();
     let head = payload_digest(&recs[1].payload);
-    let err = send_raw(anon.clone(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap_err();
+    let err = send_raw(anon.channel.clone(), vec![record(&key, &a.id(), 3, Some(head))]).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
-    let err = custos_agent::transport::fetch_policy(anon).await.unwrap_err();
+    let err = custos_agent::transport::fetch_policy(&anon).await.unwrap_err();
     assert!(err.to_string().contains("Unauthenticated"), "{err}");
 
     // A certificate from another CA naming the same agent id: refused at the handshake.
@@ -169,9 +172,10 @@ async fn calls_without_a_client_certificate_or_with_a_foreign_ca_are_refused() {
             &name,
             &server.ca_pem(),
             Some((&forged_cert.pem(), &client_key.serialize_pem())),
+            &limits,
         )
         .await?;
-        send_raw(ch, vec![record(&key, &a.id(), 3, Some(head))])
+        send_raw(ch.channel, vec![record(&key, &a.id(), 3, Some(head))])
             .await
             .map_err(custos_agent::transport::TransportError::from)
     };

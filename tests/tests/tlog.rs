@@ -97,7 +97,7 @@ async fn records_are_proven_included_and_checkpoints_consistent() {
     assert_eq!(status, 400);
 
     // A renewal, more evidence and a revocation: a later checkpoint, consistent with the first.
-    let id = &a.agent.identity;
+    let id = a.agent.identity();
     let renew_at = id.cert_not_before + (id.cert_not_after - id.cert_not_before) * 3 / 4;
     let before_renewal = time::OffsetDateTime::now_utc().unix_timestamp();
     assert!(a.agent.renew_if_due(renew_at).await.unwrap(), "due at 3/4 of the lifetime");

@@ -51,7 +51,16 @@ impl ServerProcess {
         }
     }
 
-    #[allow(dead_code)] // only the benchmark reads the process's memory
+    /// SIGSTOP, then SIGCONT: the kernel still accepts TCP connections for
+    /// a stopped process, which never answers them, as a hung server does.
+    #[allow(dead_code)] // only tests/hung_server.rs pauses the server
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {} failed", self.pid());
+    }
+
+    #[allow(dead_code)] // only the benchmark and the pause read the pid
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
@@ -94,6 +103,7 @@ impl ServerProcess {
     }
 
     /// An mTLS channel with the identity in `state`, retried while the server starts.
+    #[allow(dead_code)] // tests/hung_server.rs lets the agent connect itself
     pub async fn channel(&self, state: &custos_agent::state::StateDir) -> tonic::transport::Channel {
         let (cert, key) = (
             std::fs::read_to_string(state.client_cert()).expect("client cert"),
@@ -105,10 +115,11 @@ impl ServerProcess {
                 "127.0.0.1",
                 &self.ca_pem(),
                 Some((&cert, &key)),
+                &custos_agent::deadlines::Deadlines::default(),
             )
             .await
             {
-                return c;
+                return c.channel;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
