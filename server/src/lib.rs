@@ -4,6 +4,7 @@
 pub mod app;
 pub mod ca;
 pub mod catalog;
+pub mod catalog_imports;
 pub mod config;
 pub mod evaluate;
 pub mod exception;
@@ -21,8 +22,8 @@ pub mod reload;
 pub mod risk;
 pub mod risk_admin;
 pub mod secrets;
-pub mod store;
 pub mod security;
+pub mod store;
 pub mod tlog;
 pub mod tls;
 pub mod verify;

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use crate::app::{AppError, load_catalog};
+use crate::app::AppError;
+use crate::catalog_imports::load_catalog;
 use crate::config::{Config, DataDir};
 use crate::risk::lifecycle::{ManualRisk, Patch, accept, create_manual, update};
 use crate::risk::{RiskEntry, RiskError, RiskPolicy, Transition, export};
@@ -73,7 +74,7 @@ impl Register {
         now: OffsetDateTime,
     ) -> Result<RiskEntry, RegisterError> {
         if let Some(req) = &input.requirement {
-            let catalog = load_catalog(&self.dir)?;
+            let catalog = load_catalog(&self.dir).map_err(AppError::from)?;
             if catalog.control(req).is_none() {
                 return Err(RegisterError::Invalid(format!("requirement {req:?} is not in the catalog")));
             }
