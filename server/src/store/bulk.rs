@@ -99,11 +99,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("custos.db")).unwrap();
-        (dir, store)
-    }
+    use crate::store::temp_store as store;
 
     fn agent(i: u8) -> BulkAgent {
         let key = ed25519_dalek::SigningKey::from_bytes(&[i; 32]).verifying_key().to_bytes();

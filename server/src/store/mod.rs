@@ -116,3 +116,12 @@ impl Store {
         Ok(self.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 }
+
+/// A store in a fresh temporary directory, for unit tests; the directory
+/// lives as long as the returned guard.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("custos.db")).expect("open store");
+    (dir, store)
+}

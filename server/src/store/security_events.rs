@@ -287,11 +287,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("custos.db")).unwrap();
-        (dir, store)
-    }
+    use crate::store::temp_store as store;
 
     fn all(store: &Store) -> Vec<SecurityEvent> {
         store.security_events(&EventFilter { limit: 1000, ..Default::default() }).unwrap().events

@@ -348,11 +348,7 @@ fn with_log(
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("custos.db")).unwrap();
-        (dir, store)
-    }
+    use crate::store::temp_store as store;
 
     fn new(id: &str, at: i64) -> NewDelivery {
         NewDelivery {
