@@ -172,7 +172,7 @@ fn rule(words: &[String], v6: bool, chains: &[&str]) -> Vec<Stmt> {
         }
         if opt == "-j" || opt == "-g" || opt == "--jump" || opt == "--goto" {
             // Target options follow the target name.
-            out.push(target(opt, arg, &words[i + 1..], chains));
+            out.push(target(opt, arg, &words[(i + 1).min(words.len())..], chains));
             return out;
         }
         out.extend(stmts);

@@ -1,0 +1,167 @@
+//! Writes the committed seeds of `bundle_verify`, `dsse_envelope` and
+//! `intoto_statement`: a real export bundle of two agents (`agent-0` signs
+//! with `custos_fuzz::AGENT_KEY`), its checkpoint signed with
+//! `custos_fuzz::LOG_KEY`, made through the server's own paths (init,
+//! enrolment with a token, records signed by the agent's code and verified
+//! as ingest does, the store's checkpoint, `export`).
+//!
+//! `cargo run --manifest-path fuzz/Cargo.toml --example bundle_seed` (on
+//! stable; it rewrites `fuzz/seeds/{bundle_verify,dsse_envelope,intoto_statement}/`).
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::Duration;
+
+use custos_agent::spool::ChainTip;
+use custos_proto::evidence::statement::Facts;
+use custos_proto::evidence::{CheckResult, CheckStatus, Envelope, HostInfo, Observation, payload_digest};
+use custos_server::app;
+use custos_server::config::{Config, DataDir};
+use custos_server::export::{ExportOptions, export};
+use custos_server::store::Store;
+use custos_server::store::agents::{AgentKey, NewAgent};
+use custos_server::tlog::NoteSigner;
+use ed25519_dalek::SigningKey;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn checks(ok: bool) -> Vec<CheckResult> {
+    let facts = |v: serde_json::Value| -> Facts { v.as_object().cloned().unwrap_or_default() };
+    vec![
+        CheckResult {
+            id: "firewall".into(),
+            status: if ok { CheckStatus::Pass } else { CheckStatus::Fail },
+            backend: "nftables".into(),
+            facts: facts(
+                serde_json::json!({"ipv4_filtered": ok, "exposed": [{"ports": "22", "proto": "tcp"}]}),
+            ),
+            observation: Observation {
+                sha256: hex::encode(payload_digest(b"nft")),
+                excerpt: "table inet filter".into(),
+            },
+            reason: (!ok).then(|| "inbound traffic is accepted by default".to_string()),
+        },
+        CheckResult {
+            id: "disk_encryption".into(),
+            status: CheckStatus::Unknown,
+            backend: "lsblk".into(),
+            facts: facts(serde_json::json!({"volumes": [], "ratio": 0.25})),
+            observation: Observation::default(),
+            reason: Some("no fixed filesystem found to assess".into()),
+        },
+    ]
+}
+
+fn main() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    app::init(&data, &[], None).unwrap();
+    let config = Config::load(&DataDir(data.clone()).config()).unwrap();
+    assert_eq!(config.log_origin(), custos_fuzz::LOG_ORIGIN);
+    let signer = NoteSigner::new(LOG_ORIGIN_CHECKED, SigningKey::from_bytes(&custos_fuzz::LOG_KEY)).unwrap();
+    std::fs::write(DataDir(data.clone()).log_key(), format!("{}\n", signer.private_key_string())).unwrap();
+
+    let token = app::create_enrollment_token(&data, 2, Duration::from_secs(3600)).unwrap();
+    let store = Store::open(&DataDir(data.clone()).database()).unwrap();
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let keys = [SigningKey::from_bytes(&custos_fuzz::AGENT_KEY), SigningKey::from_bytes(&[0x43; 32])];
+    for (i, key) in keys.iter().enumerate() {
+        let id = format!("agent-{i}");
+        let agent = NewAgent {
+            agent_id: &id,
+            display_name: &format!("host-{i}.example"),
+            evidence_key: &key.verifying_key().to_bytes(),
+            cert_serial: &format!("{i:016x}"),
+            cert_not_after: now.unix_timestamp() + 86_400,
+            agent_version: "0.1.0",
+        };
+        let hash = custos_server::secrets::token_hash(&token);
+        store.enroll_agent(&hash, &agent, now.unix_timestamp() - 86_400).unwrap().unwrap();
+    }
+    let mut writer = store.record_writer().unwrap();
+    let mut envelopes: Vec<Envelope> = Vec::new();
+    for seq in 1..=3u64 {
+        for (i, key) in keys.iter().enumerate() {
+            let id = format!("agent-{i}");
+            let prev = envelopes
+                .iter()
+                .rev()
+                .find(|e| e.signatures[0].keyid == custos_proto::evidence::key_id(&key.verifying_key()));
+            let tip = ChainTip { seq, prev: prev.map(|e| payload_digest(&e.payload)), gap: None };
+            let collected = now - time::Duration::hours(5) + time::Duration::hours(seq as i64);
+            let env = custos_agent::record::sign_record(
+                key,
+                &id,
+                &tip,
+                &collected.format(&Rfc3339).unwrap(),
+                HostInfo { os: "linux".into(), ..HostInfo::default() },
+                checks(i == 0 || seq != 2),
+            );
+            envelopes.push(env.clone());
+            let agent =
+                AgentKey { agent_id: id, evidence_key: key.verifying_key().to_bytes(), revoked: false };
+            let rec = custos_server::ingest::verify_record(env, &agent, now.unix_timestamp()).unwrap();
+            writer.append(&[rec], now.unix_timestamp()).unwrap();
+        }
+    }
+    store.sign_checkpoint(&signer, LOG_ORIGIN_CHECKED, now.unix_timestamp()).unwrap();
+
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let d = out.join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    for (name, from) in [
+        ("whole-window", now - time::Duration::days(1)),
+        ("with-context", now - time::Duration::minutes(210)),
+    ] {
+        let file = dir.path().join(format!("{name}.tar.gz"));
+        let opts = ExportOptions {
+            data_dir: data.clone(),
+            from,
+            to: now - time::Duration::minutes(90),
+            // Two controls: the CSV and the OSCAL document stay small seeds.
+            controls: vec!["iso27001:2022/A.8.20".into(), "iso27001:2022/A.8.24".into()],
+            hosts: Vec::new(),
+            sample: None,
+            by: "fuzz seed".into(),
+            out: file.clone(),
+            now,
+            progress: false,
+        };
+        export(&opts).unwrap();
+        let gz = std::fs::read(&file).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(gz.as_slice()).read_to_end(&mut tar).unwrap();
+        // Mode byte 0: the tar, gzip-wrapped by the target; 1: the file itself.
+        write("bundle_verify", &format!("{name}.tar"), &[&[0u8][..], &tar].concat());
+        if name == "whole-window" {
+            write("bundle_verify", &format!("{name}.tar.gz"), &[&[1u8][..], &gz].concat());
+            let report = custos_server::verify::verify_bundle(
+                &file,
+                Some(
+                    &custos_server::tlog::VerifierKey::new(
+                        LOG_ORIGIN_CHECKED,
+                        SigningKey::from_bytes(&custos_fuzz::LOG_KEY).verifying_key(),
+                    )
+                    .unwrap(),
+                ),
+            )
+            .unwrap();
+            assert_eq!(
+                report.outcome(),
+                custos_server::verify::Outcome::Verified,
+                "{:?}",
+                report.failure_messages()
+            );
+        }
+    }
+    for (i, env) in envelopes.iter().take(2).enumerate() {
+        write("dsse_envelope", &format!("record-{i}.dsse.json"), env.to_json().as_bytes());
+        write("intoto_statement", &format!("statement-{i}.json"), &env.payload);
+    }
+    println!("seeds written under {}", out.display());
+}
+
+const LOG_ORIGIN_CHECKED: &str = custos_fuzz::LOG_ORIGIN;
