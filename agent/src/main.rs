@@ -1,6 +1,6 @@
 //! `custos-agent` command line: enroll, run, and a dry-run `collect`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,25 @@ fn default_state_dir() -> &'static str {
 }
 
 fn main() -> anyhow::Result<()> {
+    init_process()?;
+    let cli = Cli::parse();
+    let rt = || tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    match cli.command {
+        Command::Enroll { server, token, ca_cert, state_dir, display_name, config } => {
+            rt()?.block_on(enroll(&server, &token, &ca_cert, &state_dir, display_name, &config))
+        }
+        Command::Run { state_dir, once, spool_max_records, config } => {
+            rt()?.block_on(run(state_dir, once, spool_max_records, &config))
+        }
+        Command::Collect { json, checks, timeout, config, footprint } => {
+            collect(json, &checks, timeout, &config, footprint)
+        }
+        Command::Record { dir, checks, timeout, description } => record(&dir, &checks, timeout, description),
+    }
+}
+
+/// The TLS crypto provider and the log (to stderr, filtered by `CUSTOS_LOG`).
+fn init_process() -> anyhow::Result<()> {
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
@@ -127,128 +146,137 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    match cli.command {
-        Command::Enroll { server, token, ca_cert, state_dir, display_name, config } => rt.block_on(async {
-            let deadlines = config.load()?.network;
-            let ca = std::fs::read_to_string(&ca_cert)
-                .with_context(|| format!("reading {}", ca_cert.display()))?;
-            let name = display_name.or_else(|| hostname(&SystemHost::default())).unwrap_or_default();
-            let state = StateDir(state_dir.clone());
-            let id =
-                custos_agent::enroll::enroll_within(&state, &server, &token, &ca, &name, &deadlines).await?;
-            println!(
-                "enrolled as agent {} with {}; state in {}",
-                id.agent_id,
-                id.server,
-                state_dir.display()
-            );
-            anyhow::Ok(())
-        }),
-        Command::Run { state_dir, once, spool_max_records, config } => rt.block_on(async {
-            let loaded = config.load()?;
-            let privacy = loaded.privacy()?;
-            let settings = Settings {
-                spool_max_records,
-                privacy,
-                tags: loaded.tags,
-                deadlines: loaded.network,
-                ..Settings::default()
-            };
-            let host: Arc<dyn Host> = Arc::new(SystemHost::default());
-            let mut agent = Agent::open(StateDir(state_dir), &settings, host)?;
-            if once {
-                let pass = agent.run_once().await?;
-                for r in &pass.results {
-                    println!("{:<16} {:<8} {}", r.id, r.status, r.reason.as_deref().unwrap_or(""));
-                }
-                match pass.delivery {
-                    Ok(d) => println!(
-                        "delivered: {} accepted, {} duplicate; {} waiting",
-                        d.accepted, d.duplicate, pass.spooled_after
-                    ),
-                    Err(e) => {
-                        println!("not delivered ({e}); {} records wait in the spool", pass.spooled_after);
-                        std::process::exit(2);
-                    }
-                }
-                anyhow::Ok(())
-            } else {
-                agent
-                    .run_forever(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
-                anyhow::Ok(())
-            }
-        }),
-        Command::Collect { json, checks, timeout, config, footprint } => {
-            let loaded = config.load()?;
-            let privacy = loaded.privacy()?;
-            let tags = loaded.tags;
-            let host: Arc<dyn Host> = Arc::new(SystemHost::default());
-            let host_name = hostname(host.as_ref());
-            let name = host_name.as_deref().and_then(|h| privacy.apply(Personal::HostName, h));
-            let ctx = Arc::new(Context::now(privacy).with_host_name(host_name.as_deref()));
-            let results =
-                run_checks(Arc::clone(&host), ctx, this_os()?, &checks, Duration::from_secs(timeout));
-            if json {
-                let out = serde_json::json!({
-                    "collected_at": time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)?,
-                    "host": describe_host(host.as_ref(), name, &tags),
-                    "checks": results,
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                for r in &results {
-                    println!(
-                        "{:<16} {:<8} [{}] {}",
-                        r.id,
-                        r.status,
-                        r.backend,
-                        r.reason.as_deref().unwrap_or("")
-                    );
-                    for (k, v) in &r.facts {
-                        println!("    {k}: {v}");
-                    }
-                }
-            }
-            if footprint {
-                let f = custos_agent::footprint::Footprint::now();
-                eprintln!("{}", serde_json::to_string(&f)?);
-            }
-            Ok(())
+    Ok(())
+}
+
+/// `enroll`: exchanges the token for an identity in the state dir.
+async fn enroll(
+    server: &str,
+    token: &str,
+    ca_cert: &Path,
+    state_dir: &Path,
+    display_name: Option<String>,
+    config: &ConfigArg,
+) -> anyhow::Result<()> {
+    let deadlines = config.load()?.network;
+    let ca = std::fs::read_to_string(ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
+    let name = display_name.or_else(|| hostname(&SystemHost::default())).unwrap_or_default();
+    let state = StateDir(state_dir.to_path_buf());
+    let id = custos_agent::enroll::enroll_within(&state, server, token, &ca, &name, &deadlines).await?;
+    println!("enrolled as agent {} with {}; state in {}", id.agent_id, id.server, state_dir.display());
+    Ok(())
+}
+
+/// `run`: the collection loop until Ctrl-C, or one pass with `--once`.
+async fn run(
+    state_dir: PathBuf,
+    once: bool,
+    spool_max_records: u64,
+    config: &ConfigArg,
+) -> anyhow::Result<()> {
+    let loaded = config.load()?;
+    let privacy = loaded.privacy()?;
+    let settings = Settings {
+        spool_max_records,
+        privacy,
+        tags: loaded.tags,
+        deadlines: loaded.network,
+        ..Settings::default()
+    };
+    let host: Arc<dyn Host> = Arc::new(SystemHost::default());
+    let mut agent = Agent::open(StateDir(state_dir), &settings, host)?;
+    if once {
+        let pass = agent.run_once().await?;
+        for r in &pass.results {
+            println!("{:<16} {:<8} {}", r.id, r.status, r.reason.as_deref().unwrap_or(""));
         }
-        Command::Record { dir, checks, timeout, description } => {
-            let os = this_os()?;
-            let system: Arc<dyn Host> = Arc::new(SystemHost::default());
-            let recorder = Arc::new(RecordingHost::new(Arc::clone(&system)));
-            let ctx = Context::now(Default::default());
-            let now = time::OffsetDateTime::from_unix_timestamp(ctx.now)?
-                .format(&time::format_description::well_known::Rfc3339)?;
-            let host: Arc<dyn Host> = recorder.clone();
-            let results = run_checks(host, Arc::new(ctx), os, &checks, Duration::from_secs(timeout));
-            let scrub = Scrub::of_host(system.as_ref());
-            let mut manifest = recorder.write(&dir, os, &now, &scrub)?;
-            if !description.is_empty() {
-                manifest.description = description;
-                std::fs::write(dir.join("host.toml"), toml::to_string(&manifest)?)?;
+        match pass.delivery {
+            Ok(d) => println!(
+                "delivered: {} accepted, {} duplicate; {} waiting",
+                d.accepted, d.duplicate, pass.spooled_after
+            ),
+            Err(e) => {
+                println!("not delivered ({e}); {} records wait in the spool", pass.spooled_after);
+                std::process::exit(2);
             }
-            let expected = toml::to_string(&Expected::snapshot(&results))?;
-            std::fs::write(dir.join("expected.toml"), scrub.text(&expected))
-                .with_context(|| format!("writing {}", dir.join("expected.toml").display()))?;
-            println!(
-                "recorded {} commands, {} files, {} directories for {} checks into {}",
-                manifest.commands.len(),
-                manifest.files.len(),
-                manifest.dirs.len(),
-                results.len(),
-                dir.display()
-            );
-            println!("review expected.toml before using the directory as a test case");
-            Ok(())
+        }
+        Ok(())
+    } else {
+        agent
+            .run_forever(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// `collect`: a dry run, printed as text or JSON.
+fn collect(
+    json: bool,
+    checks: &[String],
+    timeout: u64,
+    config: &ConfigArg,
+    footprint: bool,
+) -> anyhow::Result<()> {
+    let loaded = config.load()?;
+    let privacy = loaded.privacy()?;
+    let tags = loaded.tags;
+    let host: Arc<dyn Host> = Arc::new(SystemHost::default());
+    let host_name = hostname(host.as_ref());
+    let name = host_name.as_deref().and_then(|h| privacy.apply(Personal::HostName, h));
+    let ctx = Arc::new(Context::now(privacy).with_host_name(host_name.as_deref()));
+    let results = run_checks(Arc::clone(&host), ctx, this_os()?, checks, Duration::from_secs(timeout));
+    if json {
+        let out = serde_json::json!({
+            "collected_at": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)?,
+            "host": describe_host(host.as_ref(), name, &tags),
+            "checks": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for r in &results {
+            println!("{:<16} {:<8} [{}] {}", r.id, r.status, r.backend, r.reason.as_deref().unwrap_or(""));
+            for (k, v) in &r.facts {
+                println!("    {k}: {v}");
+            }
         }
     }
+    if footprint {
+        let f = custos_agent::footprint::Footprint::now();
+        eprintln!("{}", serde_json::to_string(&f)?);
+    }
+    Ok(())
+}
+
+/// `record`: this host's raw outputs as a test case.
+fn record(dir: &Path, checks: &[String], timeout: u64, description: String) -> anyhow::Result<()> {
+    let os = this_os()?;
+    let system: Arc<dyn Host> = Arc::new(SystemHost::default());
+    let recorder = Arc::new(RecordingHost::new(Arc::clone(&system)));
+    let ctx = Context::now(Default::default());
+    let now = time::OffsetDateTime::from_unix_timestamp(ctx.now)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let host: Arc<dyn Host> = recorder.clone();
+    let results = run_checks(host, Arc::new(ctx), os, checks, Duration::from_secs(timeout));
+    let scrub = Scrub::of_host(system.as_ref());
+    let mut manifest = recorder.write(dir, os, &now, &scrub)?;
+    if !description.is_empty() {
+        manifest.description = description;
+        std::fs::write(dir.join("host.toml"), toml::to_string(&manifest)?)?;
+    }
+    let expected = toml::to_string(&Expected::snapshot(&results))?;
+    std::fs::write(dir.join("expected.toml"), scrub.text(&expected))
+        .with_context(|| format!("writing {}", dir.join("expected.toml").display()))?;
+    println!(
+        "recorded {} commands, {} files, {} directories for {} checks into {}",
+        manifest.commands.len(),
+        manifest.files.len(),
+        manifest.dirs.len(),
+        results.len(),
+        dir.display()
+    );
+    println!("review expected.toml before using the directory as a test case");
+    Ok(())
 }
