@@ -255,6 +255,65 @@ impl ServerHandle {
     }
 }
 
+/// The risk register may only follow frameworks the catalog has.
+fn check_risk_frameworks(config: &Config, loaded: &crate::catalog::Catalog) -> Result<(), AppError> {
+    match config.risk.frameworks.iter().find(|f| !loaded.frameworks().contains(f)) {
+        Some(fw) => Err(AppError::Invalid(format!(
+            "config risk.frameworks names {fw:?}, which is not a loaded framework ({})",
+            loaded.frameworks().join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Binds the gRPC port and serves enrollment and the agent service behind
+/// the TLS accept loop (its connection cap and handshake timeout).
+async fn serve_grpc(
+    dir: &Path,
+    config: &Config,
+    tls_config: rustls::ServerConfig,
+    state: &Arc<GrpcState>,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AppError> {
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|source| AppError::Listen { addr: config.grpc_listen, source })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(io_err(dir))?;
+    let l = &config.limits;
+    let incoming = tls::accept_loop(
+        grpc_listener,
+        Arc::new(tls_config),
+        Duration::from_secs(l.handshake_timeout_secs),
+        l.max_connections,
+        state.events.clone(),
+        shutdown_rx.clone(),
+    );
+    let max_msg = l.max_message_bytes;
+    let router = tonic::transport::Server::builder()
+        .timeout(crate::grpc::unary_timeout(config))
+        .max_concurrent_streams(l.max_streams_per_connection)
+        .concurrency_limit_per_connection(l.max_streams_per_connection as usize)
+        .http2_keepalive_interval(Some(Duration::from_secs(l.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(l.keepalive_timeout_secs)))
+        .add_service(
+            custos_proto::v1::enrollment_server::EnrollmentServer::new(EnrollmentService(Arc::clone(state)))
+                .max_decoding_message_size(max_msg),
+        )
+        .add_service(
+            custos_proto::v1::agent_service_server::AgentServiceServer::new(AgentService(Arc::clone(state)))
+                .max_decoding_message_size(max_msg),
+        );
+    let mut rx = shutdown_rx.clone();
+    let task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
+        let stop = async move { stopped(&mut rx).await };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+    Ok((grpc_addr, task))
+}
+
 /// Starts the services of the data dir `dir` with `config`.
 pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError> {
     let data = DataDir(dir.to_path_buf());
@@ -270,12 +329,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         Arc::clone(&agents),
     )?;
     let loaded = load_catalog(dir)?;
-    if let Some(fw) = config.risk.frameworks.iter().find(|f| !loaded.frameworks().contains(f)) {
-        return Err(AppError::Invalid(format!(
-            "config risk.frameworks names {fw:?}, which is not a loaded framework ({})",
-            loaded.frameworks().join(", ")
-        )));
-    }
+    check_risk_frameworks(&config, &loaded)?;
     // A webhook that could not sign is refused now, not at each delivery.
     crate::webhook::check_secrets(&config.webhooks, dir)
         .await
@@ -292,42 +346,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
-        .map_err(|source| AppError::Listen { addr: config.grpc_listen, source })?;
-    let grpc_addr = grpc_listener.local_addr().map_err(io_err(dir))?;
-    let l = &config.limits;
-    let incoming = tls::accept_loop(
-        grpc_listener,
-        Arc::new(tls_config),
-        Duration::from_secs(l.handshake_timeout_secs),
-        l.max_connections,
-        state.events.clone(),
-        shutdown_rx.clone(),
-    );
-    let max_msg = l.max_message_bytes;
-    let router = tonic::transport::Server::builder()
-        .timeout(crate::grpc::unary_timeout(&config))
-        .max_concurrent_streams(l.max_streams_per_connection)
-        .concurrency_limit_per_connection(l.max_streams_per_connection as usize)
-        .http2_keepalive_interval(Some(Duration::from_secs(l.keepalive_interval_secs)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(l.keepalive_timeout_secs)))
-        .add_service(
-            custos_proto::v1::enrollment_server::EnrollmentServer::new(EnrollmentService(Arc::clone(&state)))
-                .max_decoding_message_size(max_msg),
-        )
-        .add_service(
-            custos_proto::v1::agent_service_server::AgentServiceServer::new(AgentService(Arc::clone(&state)))
-                .max_decoding_message_size(max_msg),
-        );
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
-        let stop = async move { stopped(&mut rx).await };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    }));
+    let (grpc_addr, grpc_task) = serve_grpc(dir, &config, tls_config, &state, &shutdown_rx).await?;
+    tasks.push(grpc_task);
 
     let http_listener = TcpListener::bind(config.http_listen)
         .await
