@@ -114,8 +114,6 @@ pub fn sshd_config(data: &[u8]) {
             _ => None,
         },
         dir: |p, path| (path.starts_with("/etc/ssh") && p[3].is_some()).then(|| vec!["50-fuzz.conf".into()]),
-        reads: AtomicUsize::new(0),
-        max_reads: usize::MAX,
     };
     let finding = linux::gather(&host, &Context::at(1_767_225_600));
     check_finding("ssh_server", data.len(), finding);
@@ -148,10 +146,6 @@ pub fn pam_stack(data: &[u8]) {
     }
     const SERVICES: &[&str] =
         &["system-auth", "password-auth", "login", "su", "sudo", "passwd", "gdm-password", "lightdm", "sddm"];
-    // A file that includes itself several times expands to copies of
-    // copies down to `expand_includes`' depth limit (an open issue, see
-    // fuzz/README.md): the host answers a bounded number of reads.
-    const PAM_READS: usize = 64;
     let host = FuzzHost {
         parts: p,
         run: |_, _, _| None,
@@ -168,8 +162,6 @@ pub fn pam_stack(data: &[u8]) {
             },
         },
         dir: |_, _| None,
-        reads: AtomicUsize::new(0),
-        max_reads: PAM_READS,
     };
     check_finding("password_policy", data.len(), gather(&host, &Context::at(1_767_225_600)));
 }
@@ -223,8 +215,6 @@ pub fn lsblk(data: &[u8]) {
                     .collect()
             })
         },
-        reads: AtomicUsize::new(0),
-        max_reads: usize::MAX,
     };
     let finding = gather(&host, &Context::at(1_767_225_600));
     if finding.status == CheckStatus::Pass {

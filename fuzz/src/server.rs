@@ -2,6 +2,7 @@
 //! offline verifier) and OSCAL catalogs and mapping collections.
 
 use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A gzip member holding `data` in stored (uncompressed) deflate blocks, so
 /// that the fuzzer's mutations of a tar reach the bundle reader intact.

@@ -3,6 +3,7 @@
 pub mod linux;
 pub mod macos;
 pub mod pam_auth;
+pub mod pam_include;
 pub mod windows;
 
 /// Shortest accepted minimum password length.

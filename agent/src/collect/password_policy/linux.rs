@@ -36,10 +36,12 @@
 //! Status rule: `pass` when the effective minimum length is at least
 //! [`super::MIN_PASSWORD_LENGTH`] and accounts lock after at most
 //! [`super::MAX_FAILED_LOGONS`] failures; `fail` otherwise; `unknown` when no
-//! PAM stack could be read.
+//! PAM stack could be read, or one could not be read whole (a file unreadable,
+//! includes past libpam's nesting limit or past a size bound).
 
 use serde_json::json;
 
+use super::pam_include::expand_includes;
 use super::{MAX_FAILED_LOGONS, MIN_PASSWORD_LENGTH};
 use crate::collect::{Context, Finding};
 use crate::host::{Host, HostError};
@@ -248,7 +250,8 @@ pub fn lockout(rules: &[PamRule], faillock_conf: &[String]) -> Option<(&'static 
 pub struct Observed {
     /// (path, contents) of the PAM stacks read.
     pub pam: Vec<(String, String)>,
-    /// Files that exist but could not be read.
+    /// Files that exist but could not be read, and stacks whose includes
+    /// pass a bound (`pam_include`).
     pub unreadable: Vec<String>,
     pub pwquality: Vec<String>,
     pub faillock: Vec<String>,
@@ -381,52 +384,17 @@ fn problems(
     problems
 }
 
-/// Deepest include nesting followed.
-const MAX_PAM_INCLUDE_DEPTH: usize = 8;
-
-/// A PAM file with its includes put in place, as libpam reads it: `@include
-/// FILE` inserts every line of FILE; `TYPE include FILE` and `TYPE
-/// substack FILE` insert FILE's lines of that TYPE (a substack's `done`
-/// and `die` end only the substack, which the reading here does not tell
-/// apart). Files are under `/etc/pam.d`; one that cannot be read is left
-/// out, as libpam does.
-pub fn expand_includes(host: &dyn Host, text: &str, depth: usize) -> String {
-    let mut out = String::new();
-    let read = |name: &str| {
-        let path = if name.starts_with('/') { name.to_string() } else { format!("/etc/pam.d/{name}") };
-        host.read_text(&path).ok().map(|t| expand_includes(host, &t, depth + 1))
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["@include", name, ..] if depth < MAX_PAM_INCLUDE_DEPTH => {
-                out.push_str(&read(name).unwrap_or_default());
-            }
-            [kind, "include" | "substack", name, ..] if depth < MAX_PAM_INCLUDE_DEPTH => {
-                let kind = kind.trim_start_matches('-');
-                for l in read(name).unwrap_or_default().lines() {
-                    if l.split_whitespace().next().map(|k| k.trim_start_matches('-')) == Some(kind) {
-                        out.push_str(l);
-                        out.push('\n');
-                    }
-                }
-            }
-            _ => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
 /// Reads the PAM and policy files through the host.
 pub fn observe(host: &dyn Host) -> Observed {
     let mut o = Observed::default();
     for (name, _) in SERVICES {
         let path = format!("/etc/pam.d/{name}");
         match host.read_text(&path) {
-            Ok(t) => o.pam.push((path, expand_includes(host, &t, 0))),
+            Ok(t) => match expand_includes(host, &path, &t) {
+                Ok(stack) => o.pam.push((path, stack)),
+                // Never a shortened stack: the line cut off could be the one that denies.
+                Err(e) => o.unreadable.push(e.to_string()),
+            },
             Err(HostError::NoFile { .. }) => {}
             Err(e) => o.unreadable.push(e.to_string()),
         }
@@ -512,6 +480,26 @@ mod tests {
         assert_eq!(f.facts["min_length"], json!(14), "{:?}", f.reason);
         // Not 20 from the drop-in: faillock's default, 3, applies.
         assert_eq!(f.facts["lockout_threshold"], json!(3));
+    }
+
+    #[test]
+    fn a_stack_past_the_include_bounds_is_unknown_never_pass() {
+        let sound = crate::host::FixtureHost::new()
+            .file("/etc/pam.d/common-password", "password requisite pam_pwquality.so minlen=14\n")
+            .file(
+                "/etc/pam.d/common-auth",
+                "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+                 auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
+                 auth requisite pam_deny.so\nauth required pam_permit.so\n",
+            );
+        assert_eq!(gather(&sound, &Context::at(0)).status, CheckStatus::Pass);
+        // sshd's stack includes a file that includes itself: libpam refuses
+        // it, and what it would run is not known here.
+        let bomb = "auth optional pam_permit.so\n@include loop\n@include loop\n";
+        let hostile = sound.file("/etc/pam.d/sshd", "@include loop\n").file("/etc/pam.d/loop", bomb);
+        let f = gather(&hostile, &Context::at(0));
+        assert_eq!(f.status, CheckStatus::Unknown, "{:?}", f.reason);
+        assert!(f.reason.as_deref().unwrap_or("").contains("/etc/pam.d/loop"), "{:?}", f.reason);
     }
 
     #[test]
