@@ -20,7 +20,7 @@ use custos_server::config::{Config, DataDir};
 use custos_server::export::{ExportOptions, export};
 use custos_server::store::Store;
 use custos_server::store::agents::{AgentKey, NewAgent};
-use custos_server::tlog::NoteSigner;
+use custos_verify::tlog::NoteSigner;
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -138,10 +138,10 @@ fn main() {
         write("bundle_verify", &format!("{name}.tar"), &[&[0u8][..], &tar].concat());
         if name == "whole-window" {
             write("bundle_verify", &format!("{name}.tar.gz"), &[&[1u8][..], &gz].concat());
-            let report = custos_server::verify::verify_bundle(
+            let report = custos_verify::verify_bundle(
                 &file,
                 Some(
-                    &custos_server::tlog::VerifierKey::new(
+                    &custos_verify::tlog::VerifierKey::new(
                         LOG_ORIGIN_CHECKED,
                         SigningKey::from_bytes(&custos_fuzz::LOG_KEY).verifying_key(),
                     )
@@ -149,12 +149,7 @@ fn main() {
                 ),
             )
             .unwrap();
-            assert_eq!(
-                report.outcome(),
-                custos_server::verify::Outcome::Verified,
-                "{:?}",
-                report.failure_messages()
-            );
+            assert_eq!(report.outcome(), custos_verify::Outcome::Verified, "{:?}", report.failure_messages());
         }
     }
     for (i, env) in envelopes.iter().take(2).enumerate() {

@@ -4,7 +4,7 @@
 //! The same file is included by `tests/tests/fuzz_regressions.rs`, which
 //! replays `fuzz/seeds/<target>/*` and `fuzz/regressions/<target>/*` through
 //! [`run`] in a plain `cargo test` on stable, so a crash once fixed stays
-//! fixed. It therefore uses only what that crate depends on too (the three
+//! fixed. It therefore uses only what that crate depends on too (the four
 //! Custos crates, `ed25519-dalek`, `serde_json`) and refers to nothing by
 //! `crate::` paths.
 //!

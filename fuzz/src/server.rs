@@ -35,12 +35,12 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-fn verifier_key(seed: &[u8; 32]) -> custos_server::tlog::VerifierKey {
-    custos_server::tlog::VerifierKey::new(LOG_ORIGIN, SigningKey::from_bytes(seed).verifying_key())
+fn verifier_key(seed: &[u8; 32]) -> custos_verify::tlog::VerifierKey {
+    custos_verify::tlog::VerifierKey::new(LOG_ORIGIN, SigningKey::from_bytes(seed).verifying_key())
         .unwrap_or_else(|e| panic!("fuzz log key: {e}"))
 }
 
-/// `verify::verify_bundle` (`custos-server verify`) on a bundle file: the
+/// `custos_verify::verify_bundle` (`custos-verify`) on a bundle file: the
 /// input's first byte chooses whether the rest is a tar (wrapped in gzip
 /// here, byte 0 even) or the whole file (odd). Asserts: the report is the
 /// same on every run (the reading is spread over threads); without a
@@ -48,7 +48,7 @@ fn verifier_key(seed: &[u8; 32]) -> custos_server::tlog::VerifierKey {
 /// VERIFIED; whether the bundle reads at all and whether it is consistent
 /// do not depend on which (same) key is trusted.
 pub fn bundle_verify(data: &[u8]) {
-    use custos_server::verify::{Outcome, TrustedKey, verify_bundle};
+    use custos_verify::{Outcome, TrustedKey, verify_bundle};
     let Some((&mode, rest)) = data.split_first() else { return };
     let file = if mode % 2 == 0 { gzip_stored(rest) } else { rest.to_vec() };
     // One file per call: `cargo test` replays inputs on several threads.

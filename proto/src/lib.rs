@@ -19,7 +19,8 @@ pub fn enrollment_proof_message(csr_der: &[u8], token: &str) -> Vec<u8> {
     msg
 }
 
-/// Generated protobuf types and gRPC stubs for `custos.v1`.
+/// Generated protobuf types and gRPC stubs for `custos.v1` (feature `grpc`).
+#[cfg(feature = "grpc")]
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("custos.v1");

@@ -132,7 +132,7 @@ fn main() {
 
     // Verify it offline.
     let t = Instant::now();
-    let report = custos_server::verify::verify_bundle(&out, Some(&log_key)).expect("verify");
+    let report = custos_verify::verify_bundle(&out, Some(&log_key)).expect("verify");
     let verify_time = t.elapsed();
     assert!(report.ok(), "the bundle verifies against the pinned log key:\n{report}");
     assert_eq!(report.records_verified, seeded as u64);

@@ -164,12 +164,12 @@ pub fn create_api_token(dir: &Path, t: &NewApiToken) -> Result<String, AppError>
 
 /// The log's signing key, created (mode 0600) when the data dir has none:
 /// a key of its own, never the CA's. Its name is the log origin.
-pub fn log_signer(dir: &Path, config: &Config) -> Result<crate::tlog::NoteSigner, AppError> {
+pub fn log_signer(dir: &Path, config: &Config) -> Result<custos_verify::tlog::NoteSigner, AppError> {
     let path = DataDir(dir.to_path_buf()).log_key();
     let origin = config.log_origin();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let signer = crate::tlog::NoteSigner::from_private_key_string(text.trim())
+            let signer = custos_verify::tlog::NoteSigner::from_private_key_string(text.trim())
                 .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
             if signer.name() != origin {
                 return Err(AppError::Invalid(format!(
@@ -182,8 +182,9 @@ pub fn log_signer(dir: &Path, config: &Config) -> Result<crate::tlog::NoteSigner
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = secrets::random::<32>();
-            let signer = crate::tlog::NoteSigner::new(&origin, ed25519_dalek::SigningKey::from_bytes(&seed))
-                .map_err(|e| AppError::Invalid(format!("log origin {origin:?}: {e}")))?;
+            let signer =
+                custos_verify::tlog::NoteSigner::new(&origin, ed25519_dalek::SigningKey::from_bytes(&seed))
+                    .map_err(|e| AppError::Invalid(format!("log origin {origin:?}: {e}")))?;
             write_private(&path, format!("{}\n", signer.private_key_string()).as_bytes())?;
             Ok(signer)
         }
@@ -194,7 +195,7 @@ pub fn log_signer(dir: &Path, config: &Config) -> Result<crate::tlog::NoteSigner
 /// Signs checkpoints at the configured cadence while the log grows.
 fn spawn_checkpointer(
     store: Arc<Store>,
-    signer: crate::tlog::NoteSigner,
+    signer: custos_verify::tlog::NoteSigner,
     origin: String,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,

@@ -397,7 +397,7 @@ impl Config {
         if self.log.checkpoint_seconds == 0 {
             return Err("log.checkpoint_seconds must be positive".into());
         }
-        crate::tlog::note::check_key_name(&self.log_origin())
+        custos_verify::tlog::note::check_key_name(&self.log_origin())
             .map_err(|e| format!("log.origin {:?}: {e}", self.log_origin()))?;
         crate::webhook::validate(&self.webhooks).map_err(|e| e.to_string())?;
         if !(self.evaluation.stale_factor >= 1.0 && self.evaluation.stale_factor <= 100.0) {

@@ -24,8 +24,6 @@ pub mod risk_admin;
 pub mod secrets;
 pub mod security;
 pub mod store;
-pub mod tlog;
 pub mod tls;
-pub mod verify;
 pub mod views;
 pub mod webhook;

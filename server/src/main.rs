@@ -82,17 +82,10 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verify an export bundle offline. Exit status: 0 verified against the
-    /// pinned log key, 3 consistent but no --log-key given, 1 a check failed
-    /// (2 stays clap's: bad arguments).
-    Verify {
-        file: PathBuf,
-        /// The log's verifier key you hold (as GET /api/v1/log/key serves it
-        /// and your organisation publishes it): a file holding it, or the key
-        /// itself. Without it the bundle can at best be consistent (exit 3).
-        #[arg(long)]
-        log_key: Option<String>,
-    },
+    /// Verify an export bundle offline (the same as `custos-verify`). Exit
+    /// status: 0 verified against the pinned log key, 3 consistent but no
+    /// --log-key given, 1 a check failed (2 stays clap's: bad arguments).
+    Verify(custos_verify::cli::VerifyArgs),
     /// The risk register: list, export, record, update, accept.
     Risk {
         #[arg(long, global = true)]
@@ -344,11 +337,8 @@ fn main() -> anyhow::Result<()> {
                 done.manifest.log.tree_size
             );
         }
-        Command::Verify { file, log_key } => {
-            let pinned = log_key.as_deref().map(custos_server::verify::load_pinned_key).transpose()?;
-            let report = custos_server::verify::verify_bundle(&file, pinned.as_ref())?;
-            print!("{report}");
-            let code = report.outcome().exit_code();
+        Command::Verify(args) => {
+            let code = args.run()?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -23,11 +23,11 @@ use std::process::{Command, Output};
 use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::Gap;
-use custos_server::export::format::{self, ContextRecord, ContextRole};
 use custos_server::export::{ExportOptions, export};
 use custos_server::store::records::AppendOutcome;
-use custos_server::tlog::{Checkpoint, NoteSigner, VerifierKey};
-use custos_server::verify::{BundleError, ChainEnd, ChainStart, Finding, Outcome, TrustedKey, verify_bundle};
+use custos_verify::bundle::{self as format, ContextRecord, ContextRole};
+use custos_verify::tlog::{Checkpoint, NoteSigner, VerifierKey};
+use custos_verify::{BundleError, ChainEnd, ChainStart, Finding, Outcome, TrustedKey, verify_bundle};
 use ed25519_dalek::SigningKey;
 use seeded::{Seeded, firewall_checks, signed};
 use time::OffsetDateTime;
@@ -151,7 +151,7 @@ fn tampered(
     bundle: &Path,
     name: &str,
     tamper: impl FnOnce(&mut Vec<(String, Vec<u8>)>),
-) -> (custos_server::verify::Report, Vec<String>) {
+) -> (custos_verify::Report, Vec<String>) {
     let mut files = read_bundle(bundle);
     let genuine =
         VerifierKey::parse(std::str::from_utf8(get(&files, format::LOG_KEY)).unwrap().trim()).unwrap();
@@ -764,7 +764,7 @@ fn a_sample_is_the_same_for_the_same_seed_and_filters_hold() {
     assert_eq!(sa.chosen, mb.query.sample.unwrap().chosen);
     assert_eq!(sa.chosen.len(), 2);
     assert_eq!(sa.population.len(), AGENTS);
-    assert_eq!(sa.chosen, custos_server::export::select::sample(&sa.population, 2, "audit-2026-q4"));
+    assert_eq!(sa.chosen, custos_verify::sample::sample(&sa.population, 2, "audit-2026-q4"));
     // Same records in both; only the chosen agents' records.
     let names = |p: &Path| {
         read_bundle(p).into_iter().map(|(n, _)| n).filter(|n| n.starts_with("records/")).collect::<Vec<_>>()

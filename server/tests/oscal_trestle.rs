@@ -24,7 +24,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bundle::{get, manifest_of, read_bundle, reseal, write_bundle};
 use custos_agent::spool::ChainTip;
 use custos_server::app;
-use custos_server::export::format;
 use custos_server::export::{ExportOptions, export};
 use custos_server::fleet::Fleet as FleetCache;
 use custos_server::keeper::{Keeper, load_policy};
@@ -32,7 +31,8 @@ use custos_server::reload::Reloadable;
 use custos_server::risk_admin::Register;
 use custos_server::store::records::AppendOutcome;
 use custos_server::store::risks::RiskFilter;
-use custos_server::verify::verify_bundle;
+use custos_verify::bundle as format;
+use custos_verify::verify_bundle;
 use seeded::{Seeded, firewall_checks, signed};
 use serde_json::Value;
 

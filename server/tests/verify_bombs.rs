@@ -26,9 +26,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use custos_agent::spool::ChainTip;
-use custos_server::export::format::{self, FileEntry};
 use custos_server::export::{ExportOptions, export};
 use custos_server::store::records::AppendOutcome;
+use custos_verify::bundle::{self as format, FileEntry};
 use seeded::{Seeded, firewall_checks, signed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_custos-server");
@@ -312,13 +312,13 @@ fn the_real_bundle_verifies_and_its_entries_are_far_below_the_limits() {
         of(format::ASSESSMENT_RESULTS),
         bundle::get(&files, format::MANIFEST).len(),
     );
-    let limits = custos_server::verify::Limits::default();
+    let limits = custos_verify::Limits::default();
     assert!(
         expanded * 5 < limits.max_ratio * compressed,
         "a real bundle expands {expanded} from {compressed}"
     );
     assert!(csv_ratio.max(oscal_ratio) * 3.0 < limits.max_ratio as f64, "{csv_ratio} {oscal_ratio}");
-    assert!(of("records/") / records < custos_server::verify::limits::MAX_RECORD_BYTES / 20);
+    assert!(of("records/") / records < custos_verify::limits::MAX_RECORD_BYTES / 20);
 }
 
 #[test]

@@ -55,13 +55,13 @@ async fn an_auditor_pulls_a_bundle_that_verifies_offline() {
     // Against its own key the bundle is only consistent; against the log key
     // the organisation publishes (here read from the server's data dir, not
     // from the bundle or the server that sent it) it is verified.
-    let unpinned = custos_server::verify::verify_bundle(&file, None).unwrap();
-    assert_eq!(unpinned.outcome(), custos_server::verify::Outcome::Unpinned, "{unpinned}");
+    let unpinned = custos_verify::verify_bundle(&file, None).unwrap();
+    assert_eq!(unpinned.outcome(), custos_verify::Outcome::Unpinned, "{unpinned}");
     let config =
         custos_server::config::Config::load(&custos_server::config::DataDir(server.dir.clone()).config())
             .unwrap();
     let published = custos_server::app::log_signer(&server.dir, &config).unwrap().verifier_key();
-    let report = custos_server::verify::verify_bundle(&file, Some(&published)).unwrap();
+    let report = custos_verify::verify_bundle(&file, Some(&published)).unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records, 2);
     assert_eq!(report.in_window(), 2);

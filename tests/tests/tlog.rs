@@ -12,11 +12,11 @@ use base64::Engine as _;
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
 use custos_server::config::{Config, DataDir};
-use custos_server::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
-use custos_server::tlog::{
+use custos_tests::{TestAgent, TestServer, core_results};
+use custos_verify::leaf::{KEY_BINDING_TYPE, KeyBinding};
+use custos_verify::tlog::{
     Checkpoint, ConsistencyProof, Hash, InclusionProof, NoteSigner, VerifierKey, check_consistent, leaf_hash,
 };
-use custos_tests::{TestAgent, TestServer, core_results};
 use serde_json::Value;
 
 fn system() -> Arc<dyn Host> {

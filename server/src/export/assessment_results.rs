@@ -14,34 +14,28 @@
 //! - `risks`: the register's entries on the exported requirements and hosts,
 //!   as the register stands at export time.
 //!
-//! Identifiers are name-based UUIDs (v5) under [`namespace`] and every list
+//! Identifiers are name-based UUIDs (v5) under one namespace and every list
 //! is sorted, so the same bundle content gives the same document byte for
-//! byte. The verifier ([`crate::verify::assessment_results`]) recomputes the
-//! host UUIDs with [`host_uuid`] and the finding rule with [`finding_state`].
+//! byte (the names are `custos_verify::oscal_ids`, which the verifier
+//! reads them back by). The verifier decides each finding again from the
+//! records with its own code, not with [`finding_state`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use custos_verify::bundle::{EVIDENCE_CSV, EvaluationInfo, FORMAT, MANIFEST, Query, record_path};
+use custos_verify::oscal_ids::{
+    NS, PROP_AGENT, PROP_CHECK, PROP_DIGEST, PROP_HOST_STANDING, PROP_REQUIREMENT, PROP_SEQ, PROP_STATUS,
+    control_token, host_uuid, named_uuid, observation_uuid,
+};
+
 use super::csv::EvidenceRow;
-use super::format::{EVIDENCE_CSV, EvaluationInfo, FORMAT, MANIFEST, Query, record_path};
 use crate::risk::{Matrix, Rating, RiskEntry, Status};
 
 /// The OSCAL version the document is written against.
 pub const OSCAL_VERSION: &str = "1.1.2";
-/// Namespace of Custos's own properties and of the risk facets.
-pub const NS: &str = "https://custos.dev/ns/oscal";
-
-/// Property names (in [`NS`]) the verifier reads back.
-pub const PROP_REQUIREMENT: &str = "requirement";
-pub const PROP_HOST_STANDING: &str = "host-standing";
-pub const PROP_AGENT: &str = "agent-id";
-pub const PROP_CHECK: &str = "check";
-pub const PROP_STATUS: &str = "signed-status";
-pub const PROP_SEQ: &str = "record-seq";
-pub const PROP_DIGEST: &str = "record-digest";
-
 /// Why the document could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AssessmentError {
@@ -86,37 +80,6 @@ pub struct Built {
     pub observations: usize,
     pub findings: usize,
     pub risks: usize,
-}
-
-/// The UUID namespace of every identifier in the document.
-pub fn namespace() -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{NS}/assessment-results").as_bytes())
-}
-
-fn id(kind: &str, name: &str) -> Uuid {
-    Uuid::new_v5(&namespace(), format!("{kind}:{name}").as_bytes())
-}
-
-/// The inventory item of a host: the same for the same agent in every bundle.
-pub fn host_uuid(agent: &str) -> Uuid {
-    id("inventory-item", agent)
-}
-
-/// The observation of `check` on `agent` as signed in record `seq`.
-pub fn observation_uuid(agent: &str, check: &str, seq: u64) -> Uuid {
-    id("observation", &format!("{agent}/{seq}/{check}"))
-}
-
-/// An OSCAL token (`[_\p{L}][\p{L}\p{N}._-]*`) for a control id such as
-/// `iso27001:2022/A.8.20` (`iso27001_2022_A.8.20`); the exact id is in the
-/// finding's `requirement` property.
-pub fn control_token(control: &str) -> String {
-    let mut out: String =
-        control.chars().map(|c| if c.is_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    if !out.starts_with(|c: char| c.is_alphabetic() || c == '_') {
-        out.insert(0, '_');
-    }
-    out
 }
 
 /// A finding's state and reason from its hosts' standings (as in
@@ -296,7 +259,7 @@ fn risk(e: &RiskEntry, status: &str, tool: Uuid, matrix: &Matrix, observations: 
     characterizations.extend(e.residual.iter().map(|r| rating_characterization(tool, matrix, "residual", r)));
     let description = if e.description.trim().is_empty() { e.title.clone() } else { e.description.clone() };
     let mut v = json!({
-        "uuid": id("risk", &e.id.to_string()).to_string(),
+        "uuid": named_uuid("risk", &e.id.to_string()).to_string(),
         "title": line(&e.title),
         "description": description,
         "statement": statement,
@@ -316,10 +279,10 @@ fn risk(e: &RiskEntry, status: &str, tool: Uuid, matrix: &Matrix, observations: 
 /// Builds the document.
 pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
     let q = input.query;
-    let tool = id("component", "custos-server");
-    let exporter = id("party", input.exported_by);
-    let query_resource = id("resource", "export-query");
-    let csv_resource = id("resource", EVIDENCE_CSV);
+    let tool = named_uuid("component", "custos-server");
+    let exporter = named_uuid("party", input.exported_by);
+    let query_resource = named_uuid("resource", "export-query");
+    let csv_resource = named_uuid("resource", EVIDENCE_CSV);
 
     // Observations: each signed check result a row rests on, once.
     let mut observed: BTreeMap<(&str, &str, u64), Observed<'_>> = BTreeMap::new();
@@ -448,10 +411,10 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
         let risk_refs = risks
             .iter()
             .filter(|(e, _)| e.requirement.as_deref() == Some(requirement))
-            .map(|(e, _)| id("risk", &e.id.to_string()));
+            .map(|(e, _)| named_uuid("risk", &e.id.to_string()));
         let title = line(&format!("{requirement} {}", rows[0].requirement_title));
         let mut f = json!({
-            "uuid": id("finding", requirement).to_string(),
+            "uuid": named_uuid("finding", requirement).to_string(),
             "title": title,
             "description": format!(
                 "Requirement {requirement} on {} exported hosts, evaluated at {} under policy {} and mappings {}: {summary}.",
@@ -490,7 +453,7 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
 
     let window = format!("{} to {}", q.from, q.to);
     let mut result = json!({
-        "uuid": id("result", &format!("{}|{}|{window}", input.exported_at, input.exported_by)).to_string(),
+        "uuid": named_uuid("result", &format!("{}|{}|{window}", input.exported_at, input.exported_by)).to_string(),
         "title": line(&format!("Custos endpoint evidence, {window}")),
         "description": format!(
             "Technical controls measured on endpoints by Custos agents and signed per record, collected {window}; standings at {} (policy {}, mappings {}). Risks are the register's entries at export time.",
@@ -533,7 +496,7 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
         query_props.push(prop("sample-seed", &s.seed));
     }
     let doc = json!({ "assessment-results": {
-        "uuid": id(
+        "uuid": named_uuid(
             "assessment-results",
             &format!("{}|{}|{window}|{}", input.exported_at, input.exported_by, input.csv_sha256)
         ).to_string(),
@@ -589,8 +552,8 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::format::Sample;
     use crate::risk::{MatrixKind, Origin};
+    use custos_verify::bundle::Sample;
 
     fn row(
         requirement: &str,

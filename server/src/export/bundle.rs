@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::ExportError;
-use super::format::{FileEntry, MANIFEST, Manifest};
+use custos_verify::bundle::{FileEntry, MANIFEST, Manifest};
 
 pub struct BundleWriter {
     tar: tar::Builder<GzEncoder<BufWriter<File>>>,

@@ -7,7 +7,7 @@
 //! signed it in record `seq`) or `check=missing`, joined by `;`, so the
 //! verifier can compare every cell with the records in the bundle.
 
-use super::format::{CSV_HEADER, defuse};
+use custos_verify::bundle::{CSV_HEADER, defuse};
 
 /// One row of `evidence.csv`.
 #[derive(Debug, Clone, PartialEq, Eq)]

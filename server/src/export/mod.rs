@@ -26,7 +26,6 @@
 pub mod assessment_results;
 pub mod bundle;
 pub mod csv;
-pub mod format;
 pub mod progress;
 pub mod select;
 
@@ -44,10 +43,11 @@ use crate::evaluate::{evaluate, requirement_standings};
 use crate::store::queries::StoredRecord;
 use crate::store::tlog::Signed;
 use crate::store::{Store, StoreError};
-use crate::tlog::merkle::{prove_inclusion, root};
-use crate::tlog::{Checkpoint, MemoryTree, TreeError, VerifierKey, leaf_hash};
 use bundle::BundleWriter;
 use csv::EvidenceRow;
+use custos_verify::bundle as format;
+use custos_verify::tlog::merkle::{prove_inclusion, root};
+use custos_verify::tlog::{Checkpoint, MemoryTree, TreeError, VerifierKey, leaf_hash};
 use format::{
     ASSESSMENT_RESULTS, CHECKPOINT, ContextRecord, ContextRole, Counts, Documents, EVIDENCE_CSV,
     EvaluationInfo, FORMAT, LOG_KEY, LogInfo, Manifest, ProofFile, Query, SAMPLE_METHOD, Sample,
@@ -140,7 +140,7 @@ fn signed_statuses(r: &StoredRecord) -> Result<BTreeMap<String, CheckStatus>, Ex
 }
 
 /// The log's verifier key, from the data dir's log key (never created here).
-fn log_key(opts: &ExportOptions, config: &Config) -> Result<crate::tlog::NoteSigner, ExportError> {
+fn log_key(opts: &ExportOptions, config: &Config) -> Result<custos_verify::tlog::NoteSigner, ExportError> {
     let path = DataDir(opts.data_dir.clone()).log_key();
     if !path.exists() {
         return Err(ExportError::DataDir {
@@ -200,7 +200,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     }
     let (selected, sample) = match &opts.sample {
         Some((n, seed)) => {
-            let chosen = select::sample(&population, *n, seed);
+            let chosen = custos_verify::sample::sample(&population, *n, seed);
             let s = Sample {
                 size: *n,
                 seed: seed.clone(),
@@ -384,7 +384,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let size = checkpoint.size();
     let mut tree = MemoryTree::new();
     for h in store.leaf_hashes(size)? {
-        let index = crate::tlog::TreeStore::size(&tree);
+        let index = custos_verify::tlog::TreeStore::size(&tree);
         tree.append(h).map_err(|source| ExportError::Proof { index, source })?;
     }
     let tree_root = root(&tree, size).map_err(|source| ExportError::Proof { index: size, source })?;
@@ -392,7 +392,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         return Err(ExportError::RootMismatch { size });
     }
     let proof_of = |index: u64, data: &[u8], what: &str| -> Result<Vec<u8>, ExportError> {
-        let leaf = crate::tlog::TreeStore::subtree(&tree, 0, index)
+        let leaf = custos_verify::tlog::TreeStore::subtree(&tree, 0, index)
             .map_err(|source| ExportError::Proof { index, source })?;
         if leaf != leaf_hash(data) {
             return Err(ExportError::LeafMismatch { index, what: what.to_string() });

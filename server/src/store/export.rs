@@ -10,7 +10,7 @@ use rusqlite::params;
 
 use super::queries::{RECORD_COLUMNS, StoredRecord, stored_record};
 use super::{Store, StoreError};
-use crate::tlog::Hash;
+use custos_verify::tlog::Hash;
 
 /// A key-binding leaf as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The transparency log's persistence: the stored subtree hashes
-//! (`tlog_hashes`, the read side is [`tlog::TreeStore`]), what each leaf is
+//! (`tlog_hashes`, the read side is `custos_verify::tlog::TreeStore`), what each leaf is
 //! (`tlog_leaves`), and the signed checkpoints. Leaves are appended inside
 //! the caller's transaction, so a record and its leaf commit together.
 //!
@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::tlog::merkle::{hashes_to_append, prove_consistency, prove_inclusion, root};
-use crate::tlog::{
+use custos_verify::leaf::{KEY_BINDING_TYPE, KeyBinding};
+use custos_verify::tlog::merkle::{hashes_to_append, prove_consistency, prove_inclusion, root};
+use custos_verify::tlog::{
     Checkpoint, ConsistencyProof, Hash, InclusionProof, NoteSigner, TreeError, TreeStore, leaf_hash,
 };
 
@@ -134,21 +135,6 @@ impl LogAppender {
     }
 }
 
-/// A key-binding event as logged: which evidence key spoke for which agent from when.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct KeyBinding {
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `enrolled`, `renewed` or `revoked`.
-    pub event: String,
-    pub agent_id: String,
-    /// Hex of the raw Ed25519 evidence public key.
-    pub evidence_key: String,
-    pub at: i64,
-}
-
-pub const KEY_BINDING_TYPE: &str = "https://custos.dev/tlog/key-binding/v1";
-
 /// Logs a key-binding event inside the caller's transaction.
 pub(crate) fn log_key_binding(
     conn: &Connection,
@@ -167,17 +153,6 @@ pub(crate) fn log_key_binding(
     let data = serde_json::to_vec(&b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     LogAppender::open(conn)?.append(conn, LeafKind::KeyBinding { agent_id }, &data, at)
 }
-
-/// An audit-trail row as logged: its entry under the leaf's type.
-#[derive(Debug, Serialize)]
-pub struct AuditLeaf<'a> {
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    #[serde(flatten)]
-    pub entry: &'a super::tokens::AuditEntry,
-}
-
-pub const AUDIT_TYPE: &str = "https://custos.dev/tlog/audit/v1";
 
 /// A stored signed checkpoint.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -243,7 +218,7 @@ impl Store {
             let old = Checkpoint::open(old_note.as_bytes(), origin, &signer.verifier_key())
                 .map_err(|e| StoreError::Corrupt(format!("last checkpoint does not verify: {e}")))?;
             let proof = prove_consistency(&tree, *old_size, tree.size).map_err(tree_err)?;
-            crate::tlog::check_consistent(&old, &new, &proof).map_err(|e| {
+            custos_verify::tlog::check_consistent(&old, &new, &proof).map_err(|e| {
                 StoreError::Corrupt(format!(
                     "refusing to sign: the log is not consistent with checkpoint {old_size}: {e}"
                 ))

@@ -3,6 +3,8 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
+pub use custos_verify::leaf::AuditEntry;
+use custos_verify::leaf::{AUDIT_TYPE, AuditLeaf};
 
 /// Why an enrollment token was refused (logged on the server; the agent
 /// only learns that the token was not accepted).
@@ -97,21 +99,6 @@ impl Caller {
     }
 }
 
-/// What the audit trail keeps of one read or export.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AuditEntry {
-    pub at: i64,
-    /// The API token's id (0: the command line).
-    pub token_id: i64,
-    /// Who: the token's name, or the person named on the command line.
-    pub name: String,
-    /// What: the HTTP method, or `export`.
-    pub action: String,
-    /// The request path and query, or the export's query.
-    pub target: String,
-    pub status: u16,
-}
-
 /// One row of the audit trail.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrailRow {
@@ -193,7 +180,7 @@ impl Store {
     /// Keeps an audit-trail row and appends it to the transparency log, in
     /// one transaction. Returns its leaf index.
     pub fn record_audit(&self, row: &AuditEntry) -> Result<u64, StoreError> {
-        let leaf = super::tlog::AuditLeaf { type_: super::tlog::AUDIT_TYPE, entry: row };
+        let leaf = AuditLeaf { type_: AUDIT_TYPE, entry: row };
         let data = serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -4,7 +4,7 @@
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
-use custos_server::export::format::{self, Manifest};
+use custos_verify::bundle::{self as format, Manifest};
 use sha2::{Digest, Sha256};
 
 /// A bundle's files, in archive order.

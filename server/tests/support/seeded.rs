@@ -62,7 +62,7 @@ impl Seeded {
 
     /// The log's verifier key, as the organisation publishes it and an
     /// auditor pins it (`verify --log-key`); the log key is made if missing.
-    pub fn log_key(&self) -> custos_server::tlog::VerifierKey {
+    pub fn log_key(&self) -> custos_verify::tlog::VerifierKey {
         app::log_signer(&self.data, &self.config()).unwrap().verifier_key()
     }
 

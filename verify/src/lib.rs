@@ -1,5 +1,16 @@
-//! Offline verification of export bundles (`custos-server verify`): no
-//! store, no network, only the bundle file and optionally a pinned log key.
+//! `custos-verify`: offline verification of export bundles, in a crate an
+//! auditor can build alone (no database, no TLS stack, no gRPC, no HTTP
+//! server, no policy engine). No store, no network, only the bundle file
+//! and optionally a pinned log key. `custos-server verify` is the same
+//! code under the server's name.
+//!
+//! Besides the verifier, the crate holds what it shares with the server's
+//! writer, so each has one source: the bundle layout and manifest
+//! ([`bundle`]), the transparency log's pure core ([`tlog`]: RFC 9162
+//! hashing and proofs, C2SP signed notes and checkpoints), the log's
+//! non-record leaves ([`leaf`]), the sampling rule ([`sample`]) and the
+//! OSCAL names ([`oscal_ids`]). It never reuses the writer's decisions:
+//! where it re-checks one, it decides from the records with its own code.
 //!
 //! Checks, each failure naming the file inside the bundle:
 //! - the checkpoint's signature, against the pinned key when one is given,
@@ -35,13 +46,19 @@
 //! grows with what a small file expands to.
 
 pub mod assessment_results;
+pub mod bundle;
 mod chain;
+pub mod cli;
 pub mod csv;
 mod first;
+pub mod leaf;
 pub mod limits;
+pub mod oscal_ids;
 pub mod read;
 mod records;
 pub mod report;
+pub mod sample;
+pub mod tlog;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -58,7 +75,7 @@ pub use report::{
     AgentSummary, ChainEnd, ChainStart, Failure, Finding, Outcome, Report, TrustedKey, excerpt,
 };
 
-use crate::export::format::{ASSESSMENT_RESULTS, MANIFEST, Manifest, SAMPLE_METHOD};
+use crate::bundle::{ASSESSMENT_RESULTS, MANIFEST, Manifest, SAMPLE_METHOD};
 use crate::tlog::{Checkpoint, InclusionProof, VerifierKey};
 use records::Proofs;
 
@@ -102,7 +119,7 @@ fn check_selection(v: &mut Verifier, manifest: &Manifest, in_bundle: &BTreeSet<S
             if s.method != SAMPLE_METHOD {
                 fail(format!("the sample's method is {:?}, not {SAMPLE_METHOD:?}", excerpt(&s.method)));
             }
-            let drawn = crate::export::select::sample(&s.population, s.size, &s.seed);
+            let drawn = crate::sample::sample(&s.population, s.size, &s.seed);
             if drawn != s.chosen {
                 fail(format!(
                     "the sample chose {}, but seed {:?} draws {} from its population",
@@ -289,7 +306,7 @@ fn documents(
         (Some(name), None) => v.fail(Failure::Missing { file: excerpt(name).to_string() }),
         (None, _) => {}
     }
-    let csv_digest = first.digests.get(crate::export::format::EVIDENCE_CSV);
+    let csv_digest = first.digests.get(crate::bundle::EVIDENCE_CSV);
     // The OSCAL document (absent from bundles written before it existed).
     let mut oscal = None;
     match (&manifest.documents.oscal_assessment_results, second.oscal.take()) {

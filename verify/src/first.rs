@@ -22,8 +22,8 @@ use super::read::{self, BundleError};
 use super::records::{Binding, decode_proof};
 use super::report::{Failure, TrustedKey, excerpt};
 use super::{Verifier, assessment_results, csv};
-use crate::export::format::{BundlePath, CHECKPOINT, FORMAT, LOG_KEY, MANIFEST, Manifest, key_proof_path};
-use crate::store::tlog::{KEY_BINDING_TYPE, KeyBinding};
+use crate::bundle::{BundlePath, CHECKPOINT, FORMAT, LOG_KEY, MANIFEST, Manifest, key_proof_path};
+use crate::leaf::{KEY_BINDING_TYPE, KeyBinding};
 use crate::tlog::{Checkpoint, InclusionProof, VerifierKey};
 
 /// What the first reading keeps.

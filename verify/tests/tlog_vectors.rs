@@ -1,5 +1,5 @@
 //! Known-answer and tampering tests of the transparency log core
-//! (`custos_server::tlog`): RFC 6962 tree heads and proofs against the
+//! (`custos_verify::tlog`): RFC 6962 tree heads and proofs against the
 //! published vectors and a naive implementation of the RFC's definitions,
 //! and C2SP signed notes and checkpoints against notes made by other
 //! implementations (Go's example note, `tlog/make_notes.py`).
@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use custos_server::tlog::merkle::{self, hashes_to_append};
-use custos_server::tlog::note::{MAX_NOTE_BYTES, MAX_SIGNATURES};
-use custos_server::tlog::proof::{consistency_proof_len, inclusion_proof_len};
-use custos_server::tlog::{
+use custos_verify::tlog::merkle::{self, hashes_to_append};
+use custos_verify::tlog::note::{MAX_NOTE_BYTES, MAX_SIGNATURES};
+use custos_verify::tlog::proof::{consistency_proof_len, inclusion_proof_len};
+use custos_verify::tlog::{
     Checkpoint, CheckpointError, ConsistencyProof, EMPTY_ROOT, Hash, InclusionProof, MemoryTree, Note,
     NoteError, NoteSigner, ProofError, TreeError, TreeStore, VerifierKey, check_consistent, leaf_hash,
     node_hash,

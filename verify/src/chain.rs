@@ -22,7 +22,7 @@ use custos_proto::evidence::statement::Gap;
 
 use super::RecInfo;
 use super::report::{AgentSummary, ChainEnd, ChainStart, Failure, Finding, excerpt};
-use crate::export::format::{ContextRecord, ContextRole, MANIFEST, record_path, rfc3339_unix};
+use crate::bundle::{ContextRecord, ContextRole, MANIFEST, record_path, rfc3339_unix};
 
 /// What the chain check reads.
 pub(crate) struct Input<'a> {

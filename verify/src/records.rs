@@ -25,7 +25,7 @@ use super::limits::{Body, Cap, Limits, kind_cap, stream_hashed};
 use super::read::{self, BundleError};
 use super::report::{Failure, excerpt};
 use super::{RecInfo, assessment_results, csv};
-use crate::export::format::{BundlePath, Manifest, ProofFile, record_proof_path};
+use crate::bundle::{BundlePath, Manifest, ProofFile, record_proof_path};
 use crate::tlog::{Checkpoint, Hash, InclusionProof, leaf_hash};
 
 /// A key binding that passed its checks.
@@ -117,7 +117,7 @@ impl Proofs<'_> {
 /// path rather than a map: a bundle of a million records lists two million
 /// files.
 struct Declared<'m> {
-    files: &'m [crate::export::format::FileEntry],
+    files: &'m [crate::bundle::FileEntry],
     order: Vec<usize>,
 }
 

@@ -19,7 +19,7 @@ use super::RecInfo;
 use super::limits::Site;
 use super::read::BundleError;
 use super::report::{Capped, Failure, excerpt};
-use crate::export::format::{CSV_HEADER, EVIDENCE_CSV, record_path, undefuse};
+use crate::bundle::{CSV_HEADER, EVIDENCE_CSV, record_path, undefuse};
 
 /// The longest row read: a real row is a few hundred bytes (the checks cell
 /// lists each check behind a requirement); without a bound, one endless
@@ -104,7 +104,7 @@ impl<R: Read> Read for RowLimit<R> {
 
 /// Why a row could not be read: a limit (the reading stops) or bad content.
 /// `line` is where the reader stands, the line the row began on.
-fn row_error(site: &Site, e: &csv::Error, since_row: u64, line: u64) -> Result<String, BundleError> {
+fn row_error(site: &Site, e: &::csv::Error, since_row: u64, line: u64) -> Result<String, BundleError> {
     if let Some(limit) = site.tripped() {
         return Err(limit);
     }
@@ -112,14 +112,14 @@ fn row_error(site: &Site, e: &csv::Error, since_row: u64, line: u64) -> Result<S
         let (path, entry) = (site.path().to_path_buf(), excerpt(site.name()).to_string());
         return Err(BundleError::RowTooLong { path, entry, line, max: MAX_ROW_BYTES });
     }
-    if let csv::ErrorKind::Io(io) = e.kind() {
+    if let ::csv::ErrorKind::Io(io) = e.kind() {
         return Err(site.error(io));
     }
     Ok(format!("unreadable row: {}", excerpt(&e.to_string())))
 }
 
 /// One row's cells as a [`Row`], or why not.
-fn row(record: &csv::StringRecord, line: u64) -> Result<Row, String> {
+fn row(record: &::csv::StringRecord, line: u64) -> Result<Row, String> {
     let cell = |i: usize| undefuse(record.get(i).unwrap_or("")).to_string();
     let (record_seq, bad_seq) = match cell(7).as_str() {
         "" => (None, false),
@@ -150,7 +150,7 @@ fn read_rows(
     let fail = |line: u64, reason: String| Failure::Csv { file: EVIDENCE_CSV.into(), line, reason };
     let since_row = Rc::new(Cell::new(0));
     let limited = RowLimit { inner: body, since_row: since_row.clone() };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(limited);
+    let mut reader = ::csv::ReaderBuilder::new().has_headers(true).from_reader(limited);
     let mut failures = Capped::default();
     match reader.headers() {
         Ok(h) if h.iter().eq(CSV_HEADER.iter().copied()) => {}
@@ -168,7 +168,7 @@ fn read_rows(
     }
     since_row.set(0);
     let mut complete = true;
-    let mut record = csv::StringRecord::new();
+    let mut record = ::csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,

@@ -52,7 +52,7 @@
 //! whose hashes change as the tree grows, which does not fit an append-only
 //! table. The algorithms are short; they are implemented here from the RFC and
 //! C2SP texts and checked against the published RFC 6962 vectors and a note
-//! signed by Go's implementation (`server/tests/tlog_vectors.rs`).
+//! signed by Go's implementation (`verify/tests/tlog_vectors.rs`).
 
 pub mod checkpoint;
 pub mod merkle;

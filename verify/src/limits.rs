@@ -27,7 +27,7 @@ use custos_proto::evidence::statement::MAX_PAYLOAD_BYTES;
 
 use super::read::BundleError;
 use super::report::excerpt;
-use crate::export::format::BundlePath;
+use crate::bundle::BundlePath;
 
 /// Default for [`Limits::max_total`]: measured, 50,000 records of 1,000
 /// hosts expand to 253 MB, about 5 kB a record (the record 1.4 kB, its
@@ -58,8 +58,8 @@ pub const MAX_RECORD_BYTES: u64 = 2 * MAX_PAYLOAD_BYTES as u64;
 /// are a few hundred bytes to a few kB.
 pub const MAX_SMALL_BYTES: u64 = 64 << 10;
 
-/// Environment variables that override the defaults for `custos-server
-/// verify` ([`Limits::from_env`]): bytes, bytes, and a plain ratio.
+/// Environment variables that override the defaults for `custos-verify`
+/// ([`Limits::from_env`]): bytes, bytes, and a plain ratio.
 pub const ENV_MAX_TOTAL: &str = "CUSTOS_VERIFY_MAX_TOTAL";
 pub const ENV_MAX_ENTRY: &str = "CUSTOS_VERIFY_MAX_ENTRY";
 pub const ENV_MAX_RATIO: &str = "CUSTOS_VERIFY_MAX_RATIO";

@@ -270,7 +270,7 @@ fn merge_in_order<T>(
 #[cfg(test)]
 mod tests {
     use super::{BundleError, each_entry, each_entry_parallel, entry_name};
-    use crate::verify::limits::{Cap, INITIAL_CAPACITY, Limits, MAX_ENTRY_BYTES, MAX_HEADER_BYTES};
+    use crate::limits::{Cap, INITIAL_CAPACITY, Limits, MAX_ENTRY_BYTES, MAX_HEADER_BYTES};
     use std::io::Write as _;
     use std::path::{Path, PathBuf};
 

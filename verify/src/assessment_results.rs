@@ -3,7 +3,7 @@
 //! collection time and signed status the observation states; every finding
 //! names the same hosts with the same standings as `evidence.csv` has for its
 //! requirement, its status follows from them by the format's rule (never
-//! satisfied on undecided evidence, [`finding_state`]) and it relates the
+//! satisfied on undecided evidence, [`required_state`]) and it relates the
 //! observation of every signed check the CSV lists; the document pins the
 //! bundle's `evidence.csv` by its SHA-256. Its own digest is checked against
 //! the manifest with every other file's.
@@ -23,11 +23,11 @@ use super::csv::{CheckCell, Parsed};
 use super::limits::{Site, buffered};
 use super::read::BundleError;
 use super::report::{Capped, Failure, excerpt};
-use crate::export::assessment_results::{
+use crate::bundle::{ASSESSMENT_RESULTS, BundlePath, EVIDENCE_CSV, record_path};
+use crate::oscal_ids::{
     NS, PROP_AGENT, PROP_CHECK, PROP_DIGEST, PROP_HOST_STANDING, PROP_REQUIREMENT, PROP_SEQ, PROP_STATUS,
-    control_token, finding_state, host_uuid,
+    control_token, host_uuid,
 };
-use crate::export::format::{ASSESSMENT_RESULTS, BundlePath, EVIDENCE_CSV, record_path};
 
 /// What the document held, for the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +35,17 @@ pub struct OscalSummary {
     pub observations: usize,
     pub findings: usize,
     pub risks: usize,
+}
+
+/// The state the format requires of a finding whose hosts stand as
+/// `standings` (`evidence.csv`'s values): `satisfied` only when some host
+/// is satisfied and none is anything but satisfied or not applicable.
+/// Decided here, not by the exporter's code, so that a wrong rule there is
+/// caught rather than repeated.
+fn required_state<'s>(standings: impl IntoIterator<Item = &'s str>) -> &'static str {
+    let standings: Vec<&str> = standings.into_iter().collect();
+    let only_settled = standings.iter().all(|s| matches!(*s, "satisfied" | "not_applicable"));
+    if only_settled && standings.contains(&"satisfied") { "satisfied" } else { "not-satisfied" }
 }
 
 /// An observation as the checks need it.
@@ -350,7 +361,7 @@ fn against_csv(
     for host in claimed.keys().filter(|h| !rows.contains_key(*h)) {
         bad(format!("names host {}, which {EVIDENCE_CSV} does not have on it", excerpt(host)));
     }
-    let (expected, _) = finding_state(rows.values().map(|r| r.standing.as_str()));
+    let expected = required_state(rows.values().map(|r| r.standing.as_str()));
     if state != expected {
         let standings: Vec<String> = rows.iter().map(|(h, r)| format!("{h} {}", r.standing)).collect();
         bad(format!(
@@ -515,5 +526,28 @@ fn check_result(
     for req in csv_rows.into_iter().flat_map(|rows| rows.keys()).filter(|r| !found.contains(*r)) {
         failures
             .push(fail(format!("has no finding for {}, which {EVIDENCE_CSV} has rows for", excerpt(req))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::required_state;
+
+    #[test]
+    fn a_finding_is_satisfied_only_on_settled_evidence() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["satisfied"], "satisfied"),
+            (&["satisfied", "not_applicable"], "satisfied"),
+            (&["not_applicable"], "not-satisfied"),
+            (&[], "not-satisfied"),
+            (&["satisfied", "not_satisfied"], "not-satisfied"),
+            (&["satisfied", "unknown"], "not-satisfied"),
+            (&["satisfied", "stale"], "not-satisfied"),
+            (&["satisfied", "excepted"], "not-satisfied"),
+            (&["satisfied", "no_evidence"], "not-satisfied"),
+        ];
+        for (standings, expected) in cases {
+            assert_eq!(required_state(standings.iter().copied()), *expected, "{standings:?}");
+        }
     }
 }

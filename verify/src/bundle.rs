@@ -1,5 +1,5 @@
-//! The export bundle's format, shared by the writer ([`super::bundle`]) and
-//! the offline verifier ([`crate::verify`]): where each file lives in the
+//! The export bundle's format, shared by the server's writer and the
+//! offline verifier (this crate): where each file lives in the
 //! tar.gz, the manifest, the proof files and the evidence CSV's columns.
 //!
 //! Layout (format `custos-export/v2`):

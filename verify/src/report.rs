@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::export::format::rfc3339_unix;
+use crate::bundle::rfc3339_unix;
 
 /// One check that did not hold. Every variant names the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
