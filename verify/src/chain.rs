@@ -123,13 +123,18 @@ impl Agent<'_> {
     }
 }
 
-/// Checks every agent's chain.
+/// Checks every agent's chain:
+/// - links between neighbours, and gaps between the window's first and
+///   last record;
+/// - the edges: anchored at the start, closed or open at the end;
+/// - the records outside the window the chain shows as context, and the
+///   collections the agent declared missed;
+/// - that the manifest's context list is what the chains show.
 pub(crate) fn check(input: &Input<'_>) -> Chains {
     let mut out = Chains::default();
     // The context records the chains themselves show.
     let mut shown: BTreeSet<ContextRecord> = BTreeSet::new();
     let none_seqs = BTreeSet::new();
-    let (from, to) = input.window;
     for id in input.agents {
         let a = Agent {
             id,
@@ -138,26 +143,68 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
             failed: input.failed,
             window: input.window,
         };
-        let mut s = AgentSummary::default();
         let window: Vec<u64> = a.seqs.iter().copied().filter(|q| a.inside(*q)).collect();
-        let times: Vec<i64> = window.iter().filter_map(|q| a.info(*q)).map(|r| r.collected_at).collect();
-        s.records = window.len() as u64;
-        s.first_seq = window.first().copied().unwrap_or(0);
-        s.last_seq = window.last().copied().unwrap_or(0);
-        s.first_time = times.iter().min().copied();
-        s.last_time = times.iter().max().copied();
+        let mut s = a.summary(&window);
+        a.links(&s, &mut out);
+        let mut context = Vec::new();
+        let (start, end) = match (window.first(), window.last()) {
+            (Some(&first), Some(&last)) => {
+                (a.start_of(first, &mut context, &mut out), a.end(last, &mut context, &mut out))
+            }
+            _ => a.edges_of_empty_window(&mut context, &mut out),
+        };
+        s.start = start;
+        s.end = end;
+        let context_seqs: BTreeSet<u64> = context.iter().map(|(q, _)| *q).collect();
+        s.context_records = context.len() as u64;
+        let outside: Vec<u64> =
+            a.seqs.iter().copied().filter(|q| !a.inside(*q) && !context_seqs.contains(q)).collect();
+        s.outside = outside.len() as u64;
+        a.declared_gaps(&window, end, &mut out);
+        if !outside.is_empty() {
+            out.findings.push(Finding::Context { agent: id.clone(), seqs: outside });
+        }
+        shown.extend(context.into_iter().map(|(seq, role)| ContextRecord { agent: id.clone(), seq, role }));
+        out.agents.insert(id.clone(), s);
+    }
+    check_context_list(input.listed, &shown, &mut out);
+    out
+}
 
-        // Links between neighbours, gaps between the window's first and last.
+/// Context records an agent's chain shows, with their role.
+type Context = Vec<(u64, ContextRole)>;
+
+impl Agent<'_> {
+    /// Counts and times of the records in the window.
+    fn summary(&self, window: &[u64]) -> AgentSummary {
+        let times: Vec<i64> = window.iter().filter_map(|q| self.info(*q)).map(|r| r.collected_at).collect();
+        AgentSummary {
+            records: window.len() as u64,
+            first_seq: window.first().copied().unwrap_or(0),
+            last_seq: window.last().copied().unwrap_or(0),
+            first_time: times.iter().min().copied(),
+            last_time: times.iter().max().copied(),
+            ..AgentSummary::default()
+        }
+    }
+
+    /// Links between neighbours; gaps between the window's first and last
+    /// record (`s`).
+    fn links(&self, s: &AgentSummary, out: &mut Chains) {
         let mut prev: Option<u64> = None;
-        for &seq in a.seqs {
+        for &seq in self.seqs {
             if let Some(p) = prev {
                 if seq != p + 1 {
                     if p >= s.first_seq && seq <= s.last_seq {
-                        out.findings.push(Finding::Gap { agent: id.clone(), first: p + 1, last: seq - 1 });
+                        out.findings.push(Finding::Gap {
+                            agent: self.id.to_string(),
+                            first: p + 1,
+                            last: seq - 1,
+                        });
                     }
-                } else if a.linked(seq) == Some(false) {
-                    let (file, pfile) = (record_path(id, seq), record_path(id, p));
-                    let (r, pr) = (a.info(seq), a.info(p));
+                } else if self.linked(seq) == Some(false) {
+                    let (file, pfile) = (record_path(self.id, seq), record_path(self.id, p));
+                    let (r, pr) = (self.info(seq), self.info(p));
                     let reason = format!(
                         "prev is {}, the digest of {pfile} is {}",
                         r.and_then(|r| r.prev).map_or("(none)".into(), hex::encode),
@@ -169,103 +216,97 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
             }
             prev = Some(seq);
         }
+    }
 
-        // The edges.
-        let mut context = Vec::new();
-        let (start, end) = match (window.first(), window.last()) {
-            (Some(&first), Some(&last)) => {
-                let start = a.start(first, "first record", &mut out);
-                if let ChainStart::Predecessor(p) = start {
-                    context.push((p, ContextRole::Predecessor));
-                }
-                let next = last + 1;
-                let end = if a.seqs.contains(&next) {
-                    let reason = if !a.verified(next) {
-                        Some(format!(
-                            "chain not closed: the successor of last record seq {last}, seq {next}, does not verify"
-                        ))
-                    } else {
-                        a.info(next).filter(|r| r.collected_at < from).map(|r| {
-                            format!(
-                                "chain not closed: the successor of last record seq {last}, seq {next}, was collected at {}, before the window start",
-                                rfc3339_unix(r.collected_at)
-                            )
-                        })
-                    };
-                    match (reason, a.linked(next)) {
-                        (Some(reason), _) => {
-                            out.failures.push(a.anchor(last, reason));
-                            ChainEnd::Cut
-                        }
-                        (None, Some(true)) => {
-                            context.push((next, ContextRole::Successor));
-                            ChainEnd::Successor(next)
-                        }
-                        // A broken link is already a chain failure of `next`.
-                        (None, _) => ChainEnd::Cut,
-                    }
-                } else if let Some(&later) = a.seqs.range(next..).next() {
-                    let reason = format!(
-                        "chain cut at the end of the window: seq {next}, after last record seq {last}, is not in the bundle, but seq {later} is"
-                    );
-                    out.failures.push(a.anchor(last, reason));
-                    ChainEnd::Cut
-                } else {
-                    ChainEnd::Open
-                };
-                (start, end)
+    /// The start of a window whose first record is `first`.
+    fn start_of(&self, first: u64, context: &mut Context, out: &mut Chains) -> ChainStart {
+        let start = self.start(first, "first record", out);
+        if let ChainStart::Predecessor(p) = start {
+            context.push((p, ContextRole::Predecessor));
+        }
+        start
+    }
+
+    /// The end of a window whose last record is `last`: closed by its
+    /// verified successor, cut, or open when nothing after it is here.
+    fn end(&self, last: u64, context: &mut Context, out: &mut Chains) -> ChainEnd {
+        let next = last + 1;
+        if !self.seqs.contains(&next) {
+            if let Some(&later) = self.seqs.range(next..).next() {
+                let reason = format!(
+                    "chain cut at the end of the window: seq {next}, after last record seq {last}, is not in the bundle, but seq {later} is"
+                );
+                out.failures.push(self.anchor(last, reason));
+                return ChainEnd::Cut;
             }
-            _ => {
-                // No record in the window: the first one after it shows
-                // that none was left out.
-                let after = a.seqs.iter().copied().find(|q| a.info(*q).is_some_and(|r| r.collected_at > to));
-                match after {
-                    Some(next) => {
-                        let start = a.start(next, "first record after the window (none in it)", &mut out);
-                        if let ChainStart::Predecessor(p) = start {
-                            context.push((p, ContextRole::Predecessor));
-                        }
-                        if start == ChainStart::Unanchored || !a.verified(next) {
-                            (start, ChainEnd::Cut)
-                        } else {
-                            context.push((next, ContextRole::Successor));
-                            (start, ChainEnd::Successor(next))
-                        }
-                    }
-                    None => {
-                        // Every record here lies before the window; the
-                        // last one is the predecessor the export adds.
-                        let before = a.seqs.last().copied().filter(|q| a.verified(*q));
-                        match before {
-                            Some(p) => {
-                                context.push((p, ContextRole::Predecessor));
-                                (ChainStart::Predecessor(p), ChainEnd::Open)
-                            }
-                            None => (ChainStart::Empty, ChainEnd::Open),
-                        }
-                    }
-                }
-            }
+            return ChainEnd::Open;
+        }
+        let reason = if !self.verified(next) {
+            Some(format!(
+                "chain not closed: the successor of last record seq {last}, seq {next}, does not verify"
+            ))
+        } else {
+            self.info(next).filter(|r| r.collected_at < self.window.0).map(|r| {
+                format!(
+                    "chain not closed: the successor of last record seq {last}, seq {next}, was collected at {}, before the window start",
+                    rfc3339_unix(r.collected_at)
+                )
+            })
         };
-        s.start = start;
-        s.end = end;
-        let context_seqs: BTreeSet<u64> = context.iter().map(|(q, _)| *q).collect();
-        s.context_records = context.len() as u64;
-        let outside: Vec<u64> =
-            a.seqs.iter().copied().filter(|q| !a.inside(*q) && !context_seqs.contains(q)).collect();
-        s.outside = outside.len() as u64;
+        match (reason, self.linked(next)) {
+            (Some(reason), _) => {
+                out.failures.push(self.anchor(last, reason));
+                ChainEnd::Cut
+            }
+            (None, Some(true)) => {
+                context.push((next, ContextRole::Successor));
+                ChainEnd::Successor(next)
+            }
+            // A broken link is already a chain failure of `next`.
+            (None, _) => ChainEnd::Cut,
+        }
+    }
 
-        // Missed collections the agent declared, in the window or just after.
-        let declared = window.iter().copied().chain(match end {
+    /// The edges when no record lies in the window: the first one after it
+    /// shows that none was left out; with none after it, the last one
+    /// before it is the predecessor the export adds.
+    fn edges_of_empty_window(&self, context: &mut Context, out: &mut Chains) -> (ChainStart, ChainEnd) {
+        let after =
+            self.seqs.iter().copied().find(|q| self.info(*q).is_some_and(|r| r.collected_at > self.window.1));
+        let Some(next) = after else {
+            return match self.seqs.last().copied().filter(|q| self.verified(*q)) {
+                Some(p) => {
+                    context.push((p, ContextRole::Predecessor));
+                    (ChainStart::Predecessor(p), ChainEnd::Open)
+                }
+                None => (ChainStart::Empty, ChainEnd::Open),
+            };
+        };
+        let start = self.start(next, "first record after the window (none in it)", out);
+        if let ChainStart::Predecessor(p) = start {
+            context.push((p, ContextRole::Predecessor));
+        }
+        if start == ChainStart::Unanchored || !self.verified(next) {
+            (start, ChainEnd::Cut)
+        } else {
+            context.push((next, ContextRole::Successor));
+            (start, ChainEnd::Successor(next))
+        }
+    }
+
+    /// Missed collections the agent declared, in the window or in the
+    /// successor just after it.
+    fn declared_gaps(&self, window: &[u64], end: ChainEnd, out: &mut Chains) {
+        let successor = match end {
             ChainEnd::Successor(n) => Some(n),
             _ => None,
-        });
-        for seq in declared {
+        };
+        for seq in window.iter().copied().chain(successor) {
             if let Some(Gap { missed_collections, first_missed_at, last_missed_at, reason }) =
-                a.info(seq).and_then(|r| r.declared_gap.as_ref())
+                self.info(seq).and_then(|r| r.declared_gap.as_ref())
             {
                 out.findings.push(Finding::DeclaredGap {
-                    agent: id.clone(),
+                    agent: self.id.to_string(),
                     after: seq - 1,
                     seq,
                     missed: *missed_collections,
@@ -275,15 +316,12 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
                 });
             }
         }
-        if !outside.is_empty() {
-            out.findings.push(Finding::Context { agent: id.clone(), seqs: outside });
-        }
-        shown.extend(context.into_iter().map(|(seq, role)| ContextRecord { agent: id.clone(), seq, role }));
-        out.agents.insert(id.clone(), s);
     }
+}
 
-    // The manifest's context list says what the chains show, no more.
-    let listed: BTreeSet<&ContextRecord> = input.listed.iter().collect();
+/// The manifest's context list says what the chains show, no more.
+fn check_context_list(listed: &[ContextRecord], shown: &BTreeSet<ContextRecord>, out: &mut Chains) {
+    let listed: BTreeSet<&ContextRecord> = listed.iter().collect();
     for c in &listed {
         if !shown.contains(c) {
             out.failures.push(Failure::Manifest {
@@ -297,7 +335,7 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
             });
         }
     }
-    for c in &shown {
+    for c in shown {
         if !listed.contains(c) {
             out.failures.push(Failure::Manifest {
                 file: MANIFEST.into(),
@@ -310,5 +348,4 @@ pub(crate) fn check(input: &Input<'_>) -> Chains {
             });
         }
     }
-    out
 }
