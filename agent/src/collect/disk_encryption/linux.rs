@@ -209,6 +209,14 @@ pub fn parse_luks_dump(text: &str) -> Result<LuksHeader, String> {
     Ok(LuksHeader { version, cipher, key_bits: field("Key").and_then(first_bits), pbkdf, keyslots })
 }
 
+/// The verdict on what was observed:
+/// - the device tree and mount table must be readable and the root
+///   filesystem on a visible device (`unknown` otherwise);
+/// - every mounted filesystem on a fixed device and every swap is judged
+///   encrypted or not ([`Volumes`]); LUKS headers are judged for weak
+///   ciphers and key derivation;
+/// - `fail` naming what is not encrypted or weakly, `unknown` when a volume's
+///   device was not found or none was, `pass` otherwise.
 pub fn evaluate(o: &Observed) -> Finding {
     let lsblk = match &o.lsblk {
         Ok(t) => t,
@@ -227,22 +235,10 @@ pub fn evaluate(o: &Observed) -> Finding {
         Ok(d) => d,
         Err(e) => return Finding::unknown("lsblk", e).with_raw(raw),
     };
-    let is_crypt = |d: &Device| {
-        d.encrypted || d.chain.iter().any(|k| o.dm_uuids.get(k).is_some_and(|u| u.starts_with("CRYPT-")))
-    };
     let mounts = parse_mounts(mounts);
     let Some((_, _, root_fs)) = mounts.iter().rev().find(|(_, m, _)| m == "/") else {
         return Finding::unknown("lsblk", "the root filesystem is not in the mount table").with_raw(raw);
     };
-    let mut checked = Vec::new();
-    let mut unencrypted = Vec::new();
-    let mut undetermined = Vec::new();
-    let mut skipped = Vec::new();
-    // The last mount on a path is the visible one.
-    let mut seen = BTreeMap::new();
-    for (src, mnt, fs) in &mounts {
-        seen.insert(mnt.clone(), (src.clone(), fs.clone()));
-    }
     if PSEUDO.contains(&root_fs.as_str()) {
         return Finding::unknown(
             "lsblk",
@@ -253,66 +249,154 @@ pub fn evaluate(o: &Observed) -> Finding {
         .with_raw(raw)
         .fact("root_fstype", root_fs.clone());
     }
-    for (mnt, (src, fs)) in &seen {
-        if PSEUDO.contains(&fs.as_str()) || !src.starts_with("/dev/") {
-            continue;
+    // The last mount on a path is the visible one.
+    let visible: BTreeMap<String, (String, String)> =
+        mounts.iter().map(|(src, mnt, fs)| (mnt.clone(), (src.clone(), fs.clone()))).collect();
+    let mut v = Volumes::default_for(o, &devices);
+    v.filesystems(&visible);
+    v.swaps(&visible);
+    let (headers, weak) = luks_headers(o);
+    v.verdict(headers, &weak, raw)
+}
+
+/// The volumes judged so far.
+struct Volumes<'a> {
+    o: &'a Observed,
+    devices: &'a [Device],
+    /// Every volume judged, as a fact.
+    checked: Vec<Value>,
+    /// Devices not encrypted, each named once with its mount points.
+    unencrypted: Vec<String>,
+    /// Mounts and swaps whose device was not found.
+    undetermined: Vec<String>,
+    /// Mounts not judged, with why.
+    skipped: Vec<Value>,
+}
+
+impl<'a> Volumes<'a> {
+    fn default_for(o: &'a Observed, devices: &'a [Device]) -> Self {
+        Volumes {
+            o,
+            devices,
+            checked: Vec::new(),
+            unencrypted: Vec::new(),
+            undetermined: Vec::new(),
+            skipped: Vec::new(),
         }
-        if EXEMPT.contains(&mnt.as_str()) {
-            skipped.push(json!({"mountpoint": mnt, "why": "boot files, no data"}));
-            continue;
-        }
-        let Some(dev) = devices.iter().find(|d| d.mountpoints.iter().any(|m| m == mnt)) else {
-            undetermined.push(mnt.clone());
-            continue;
-        };
-        if dev.removable || dev.chain.iter().any(|k| devices.iter().any(|d| &d.kname == k && d.removable)) {
-            skipped.push(json!({"mountpoint": mnt, "why": "removable medium"}));
-            continue;
-        }
-        let enc = is_crypt(dev);
-        checked.push(json!({"kind": "filesystem", "mountpoint": mnt, "fstype": fs, "device": dev.kname,
-                            "chain": dev.chain, "encrypted": enc}));
-        if !enc {
-            // Bind mounts repeat a device: name each device once.
-            let label = format!("{} ({})", dev.chain.join(" on "), mnt);
-            match unencrypted
-                .iter_mut()
-                .find(|u: &&mut String| u.starts_with(&format!("{} (", dev.chain.join(" on "))))
-            {
-                Some(u) => {
-                    u.pop();
-                    u.push_str(&format!(", {mnt})"));
-                }
-                None => unencrypted.push(label),
+    }
+
+    /// Whether `d` or a device below it is a dm-crypt mapping.
+    fn is_crypt(&self, d: &Device) -> bool {
+        d.encrypted || d.chain.iter().any(|k| self.o.dm_uuids.get(k).is_some_and(|u| u.starts_with("CRYPT-")))
+    }
+
+    /// Each visible filesystem on a fixed device, boot files and removable
+    /// media aside.
+    fn filesystems(&mut self, visible: &BTreeMap<String, (String, String)>) {
+        for (mnt, (src, fs)) in visible {
+            if PSEUDO.contains(&fs.as_str()) || !src.starts_with("/dev/") {
+                continue;
+            }
+            if EXEMPT.contains(&mnt.as_str()) {
+                self.skipped.push(json!({"mountpoint": mnt, "why": "boot files, no data"}));
+                continue;
+            }
+            let Some(dev) = self.devices.iter().find(|d| d.mountpoints.iter().any(|m| m == mnt)) else {
+                self.undetermined.push(mnt.clone());
+                continue;
+            };
+            let removable = |k: &String| self.devices.iter().any(|d| &d.kname == k && d.removable);
+            if dev.removable || dev.chain.iter().any(removable) {
+                self.skipped.push(json!({"mountpoint": mnt, "why": "removable medium"}));
+                continue;
+            }
+            let enc = self.is_crypt(dev);
+            self.checked
+                .push(json!({"kind": "filesystem", "mountpoint": mnt, "fstype": fs, "device": dev.kname,
+                                     "chain": dev.chain, "encrypted": enc}));
+            if !enc {
+                self.name_unencrypted(dev, mnt);
             }
         }
     }
-    for (file, kind) in o.swaps.as_deref().map(parse_swaps).unwrap_or_default() {
-        let name = file.rsplit('/').next().unwrap_or(&file).to_string();
-        if name.starts_with("zram") {
-            checked.push(json!({"kind": "swap", "device": name, "encrypted": null, "note": "compressed RAM, not stored on disk"}));
-            continue;
-        }
-        let dev = if kind == "file" {
-            // A swap file is as safe as the filesystem holding it.
-            seen.keys()
-                .filter(|m| file.starts_with(m.as_str()))
-                .max_by_key(|m| m.len())
-                .and_then(|m| devices.iter().find(|d| d.mountpoints.iter().any(|x| x == m)))
-        } else {
-            devices.iter().find(|d| d.kname == name || format!("/dev/{}", d.kname) == file)
-        };
-        match dev {
-            Some(d) => {
-                let enc = is_crypt(d);
-                checked.push(json!({"kind": "swap", "swap": file, "device": d.kname, "chain": d.chain, "encrypted": enc}));
-                if !enc {
-                    unencrypted.push(format!("swap {file} ({})", d.chain.join(" on ")));
-                }
+
+    /// Names an unencrypted device once: bind mounts repeat a device.
+    fn name_unencrypted(&mut self, dev: &Device, mnt: &str) {
+        let chain = dev.chain.join(" on ");
+        match self.unencrypted.iter_mut().find(|u| u.starts_with(&format!("{chain} ("))) {
+            Some(u) => {
+                u.pop();
+                u.push_str(&format!(", {mnt})"));
             }
-            None => undetermined.push(format!("swap {file}")),
+            None => self.unencrypted.push(format!("{chain} ({mnt})")),
         }
     }
+
+    /// Each swap: a partition by its device, a file by the filesystem
+    /// holding it; compressed RAM is not stored on disk.
+    fn swaps(&mut self, visible: &BTreeMap<String, (String, String)>) {
+        for (file, kind) in self.o.swaps.as_deref().map(parse_swaps).unwrap_or_default() {
+            let name = file.rsplit('/').next().unwrap_or(&file).to_string();
+            if name.starts_with("zram") {
+                self.checked.push(json!({"kind": "swap", "device": name, "encrypted": null, "note": "compressed RAM, not stored on disk"}));
+                continue;
+            }
+            let dev = if kind == "file" {
+                // A swap file is as safe as the filesystem holding it.
+                visible
+                    .keys()
+                    .filter(|m| file.starts_with(m.as_str()))
+                    .max_by_key(|m| m.len())
+                    .and_then(|m| self.devices.iter().find(|d| d.mountpoints.iter().any(|x| x == m)))
+            } else {
+                self.devices.iter().find(|d| d.kname == name || format!("/dev/{}", d.kname) == file)
+            };
+            match dev {
+                Some(d) => {
+                    let enc = self.is_crypt(d);
+                    self.checked.push(json!({"kind": "swap", "swap": file, "device": d.kname, "chain": d.chain, "encrypted": enc}));
+                    if !enc {
+                        self.unencrypted.push(format!("swap {file} ({})", d.chain.join(" on ")));
+                    }
+                }
+                None => self.undetermined.push(format!("swap {file}")),
+            }
+        }
+    }
+
+    /// The finding, with every volume and header as facts.
+    fn verdict(self, headers: Vec<Value>, weak: &[String], raw: String) -> Finding {
+        let base = |status| {
+            Finding::new(status, "lsblk")
+                .fact("luks_headers", headers.clone())
+                .fact("volumes", self.checked.clone())
+                .fact("exempt", self.skipped.clone())
+                .fact("undetermined", self.undetermined.clone())
+                .with_raw(raw.clone())
+        };
+        if !self.unencrypted.is_empty() || !weak.is_empty() {
+            let mut why = Vec::new();
+            if !self.unencrypted.is_empty() {
+                why.push(format!("not encrypted: {}", self.unencrypted.join(", ")));
+            }
+            if !weak.is_empty() {
+                why.push(format!("weak encryption: {}", weak.join("; ")));
+            }
+            return base(CheckStatus::Fail).with_reason(why.join("; "));
+        }
+        if !self.undetermined.is_empty() {
+            return base(CheckStatus::Unknown)
+                .with_reason(format!("no block device found for {}", self.undetermined.join(", ")));
+        }
+        if self.checked.is_empty() {
+            return base(CheckStatus::Unknown).with_reason("no fixed filesystem found to assess");
+        }
+        base(CheckStatus::Pass).with_reason("root, fixed data filesystems and swap are on dm-crypt")
+    }
+}
+
+/// Each LUKS header as a fact, and the weaknesses found in them.
+fn luks_headers(o: &Observed) -> (Vec<Value>, Vec<String>) {
     let mut headers = Vec::new();
     let mut weak = Vec::new();
     for (dev, dump) in &o.luks_dumps {
@@ -327,32 +411,7 @@ pub fn evaluate(o: &Observed) -> Finding {
             Err(e) => headers.push(json!({"device": dev, "unreadable": e})),
         }
     }
-    let base = |status| {
-        Finding::new(status, "lsblk")
-            .fact("luks_headers", headers.clone())
-            .fact("volumes", checked.clone())
-            .fact("exempt", skipped.clone())
-            .fact("undetermined", undetermined.clone())
-            .with_raw(raw.clone())
-    };
-    if !unencrypted.is_empty() || !weak.is_empty() {
-        let mut why = Vec::new();
-        if !unencrypted.is_empty() {
-            why.push(format!("not encrypted: {}", unencrypted.join(", ")));
-        }
-        if !weak.is_empty() {
-            why.push(format!("weak encryption: {}", weak.join("; ")));
-        }
-        return base(CheckStatus::Fail).with_reason(why.join("; "));
-    }
-    if !undetermined.is_empty() {
-        return base(CheckStatus::Unknown)
-            .with_reason(format!("no block device found for {}", undetermined.join(", ")));
-    }
-    if checked.is_empty() {
-        return base(CheckStatus::Unknown).with_reason("no fixed filesystem found to assess");
-    }
-    base(CheckStatus::Pass).with_reason("root, fixed data filesystems and swap are on dm-crypt")
+    (headers, weak)
 }
 
 /// Reads the device tree, mounts, swaps and device-mapper uuids.
