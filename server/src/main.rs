@@ -311,11 +311,10 @@ fn main() -> anyhow::Result<()> {
             println!("restart the server to use it");
         }
         Command::Export { data_dir, from, to, controls, hosts, sample, seed, by, out } => {
-            let end_of_day = if to.len() == 10 { 86_399 } else { 0 };
             let opts = custos_server::export::ExportOptions {
                 data_dir,
                 from: parse_expiry(&from)?,
-                to: parse_expiry(&to)? + time::Duration::seconds(end_of_day),
+                to: parse_expiry(&to)? + time::Duration::seconds(if to.len() == 10 { 86_399 } else { 0 }),
                 controls,
                 hosts,
                 sample: sample.zip(seed),
@@ -324,18 +323,7 @@ fn main() -> anyhow::Result<()> {
                 now: time::OffsetDateTime::now_utc(),
                 progress: true,
             };
-            let done = custos_server::export::export(&opts)?;
-            let c = &done.manifest.counts;
-            println!(
-                "wrote {} ({} bytes): {} records of {} agents, {} key bindings, {} CSV rows, checkpoint at tree size {}",
-                opts.out.display(),
-                done.bytes,
-                c.records,
-                c.agents,
-                c.key_bindings,
-                c.csv_rows,
-                done.manifest.log.tree_size
-            );
+            export_command(&opts)?;
         }
         Command::Verify(args) => {
             let code = args.run()?;
@@ -348,22 +336,13 @@ fn main() -> anyhow::Result<()> {
             risk_command(&data_dir, command)?;
         }
         Command::Token { command: TokenCommand::Api { data_dir, role, name, ttl, from, to, controls } } => {
-            use custos_server::store::tokens::NewApiToken;
             let role = role.parse().map_err(anyhow::Error::msg)?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let window = match (from, to) {
-                (None, None) => None,
-                (Some(f), Some(t)) => Some((
-                    parse_expiry(&f)?.unix_timestamp(),
-                    parse_expiry(&t)?.unix_timestamp() + if t.len() == 10 { 86_399 } else { 0 },
-                )),
-                _ => anyhow::bail!("--from and --to go together"),
-            };
-            let t = NewApiToken {
+            let t = custos_server::store::tokens::NewApiToken {
                 role,
                 name,
                 expires_at: ttl.map(|d| now + d.as_secs() as i64),
-                window,
+                window: api_window(from, to)?,
                 controls,
             };
             println!("{}", app::create_api_token(&data_dir, &t)?);
@@ -372,29 +351,67 @@ fn main() -> anyhow::Result<()> {
             println!("{}", app::create_enrollment_token(&data_dir, uses, ttl)?);
         }
         Command::Run { data_dir, grpc_listen, http_listen } => {
-            let data = DataDir(data_dir.clone());
-            let mut config = Config::load(&data.config()).with_context(|| {
-                format!("{} is not initialised? run `custos-server init`", data_dir.display())
-            })?;
-            if let Some(a) = grpc_listen {
-                config.grpc_listen = a;
-            }
-            if let Some(a) = http_listen {
-                config.http_listen = a;
-            }
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let server = app::start(&data_dir, config).await?;
-                tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "custos-server running");
-                println!("gRPC (agents, mTLS): {}", server.grpc_addr);
-                println!("HTTP API and dashboard: http://{}", server.http_addr);
-                let _ = tokio::signal::ctrl_c().await;
-                server.shutdown().await;
-                anyhow::Ok(())
-            })?;
+            run_command(&data_dir, grpc_listen, http_listen)?
         }
     }
     Ok(())
+}
+
+/// An auditor token's window from `--from` and `--to` (a bare date as
+/// `--to` includes that whole day).
+fn api_window(from: Option<String>, to: Option<String>) -> anyhow::Result<Option<(i64, i64)>> {
+    match (from, to) {
+        (None, None) => Ok(None),
+        (Some(f), Some(t)) => Ok(Some((
+            parse_expiry(&f)?.unix_timestamp(),
+            parse_expiry(&t)?.unix_timestamp() + if t.len() == 10 { 86_399 } else { 0 },
+        ))),
+        _ => anyhow::bail!("--from and --to go together"),
+    }
+}
+
+/// `custos-server export`: writes the bundle and says what it holds.
+fn export_command(opts: &custos_server::export::ExportOptions) -> anyhow::Result<()> {
+    let done = custos_server::export::export(opts)?;
+    let c = &done.manifest.counts;
+    println!(
+        "wrote {} ({} bytes): {} records of {} agents, {} key bindings, {} CSV rows, checkpoint at tree size {}",
+        opts.out.display(),
+        done.bytes,
+        c.records,
+        c.agents,
+        c.key_bindings,
+        c.csv_rows,
+        done.manifest.log.tree_size
+    );
+    Ok(())
+}
+
+/// `custos-server run`: serves until Ctrl-C.
+fn run_command(
+    data_dir: &std::path::Path,
+    grpc_listen: Option<std::net::SocketAddr>,
+    http_listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let data = DataDir(data_dir.to_path_buf());
+    let mut config = Config::load(&data.config())
+        .with_context(|| format!("{} is not initialised? run `custos-server init`", data_dir.display()))?;
+    if let Some(a) = grpc_listen {
+        config.grpc_listen = a;
+    }
+    if let Some(a) = http_listen {
+        config.http_listen = a;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let server = app::start(data_dir, config).await?;
+        tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "custos-server running");
+        println!("gRPC (agents, mTLS): {}", server.grpc_addr);
+        println!("HTTP API and dashboard: http://{}", server.http_addr);
+        let _ = tokio::signal::ctrl_c().await;
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
 }
 
 /// The register filter the arguments ask for, as the API reads it (the

@@ -68,13 +68,41 @@ async fn main() -> anyhow::Result<()> {
 
     // Let the risk keeper reconcile, then show what the evidence means.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let client = reqwest::Client::new();
-    let get = |path: &str| client.get(format!("http://{http}{path}")).bearer_auth(&init.admin_token).send();
+    let api = Api { client: reqwest::Client::new(), http, token: init.admin_token.clone() };
+    print_controls(&api).await?;
+    print_risks(&api).await?;
+    print_next_steps(&api, &log_key.to_string())?;
+    println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
+
+    agent
+        .run_forever(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The demo server's API, asked with the admin token.
+struct Api {
+    client: reqwest::Client,
+    http: std::net::SocketAddr,
+    token: String,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("http://{}{path}", self.http);
+        Ok(self.client.get(url).bearer_auth(&self.token).send().await?.json().await?)
+    }
+}
+
+/// Each framework's controls with the state the evidence gives them.
+async fn print_controls(api: &Api) -> anyhow::Result<()> {
     for (fw, label) in
         [("iso27001:2022", "ISO/IEC 27001:2022 Annex A"), ("bsi-grundschutz:2023", "BSI IT-Grundschutz 2023")]
     {
-        let controls: serde_json::Value =
-            get(&format!("/api/v1/controls?framework={fw}")).await?.json().await?;
+        let controls = api.get(&format!("/api/v1/controls?framework={fw}")).await?;
         let list = controls["controls"].as_array().cloned().unwrap_or_default();
         let count = |state: &str| list.iter().filter(|c| c["state"] == state).count();
         println!(
@@ -94,9 +122,12 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let risks: serde_json::Value = get("/api/v1/risks").await?.json().await?;
-    let mut risks = risks.as_array().cloned().unwrap_or_default();
-    // Worst first: what a CISO reads first.
+    Ok(())
+}
+
+/// The risk register, worst first: what a CISO reads first.
+async fn print_risks(api: &Api) -> anyhow::Result<()> {
+    let mut risks = api.get("/api/v1/risks").await?.as_array().cloned().unwrap_or_default();
     let rank = |r: &serde_json::Value| match r["current"]["level"].as_str() {
         Some("very_high") => 0,
         Some("high") => 1,
@@ -134,23 +165,21 @@ async fn main() -> anyhow::Result<()> {
         let also: Vec<String> = per_fw.iter().map(|(fw, n)| format!("{n} {fw}")).collect();
         println!("      threats: {}; same deviation in: {}", list("threats"), also.join(", "));
     }
-    println!("\nAdmin API token (this demo only): {}", init.admin_token);
-    println!("Dashboard: http://{http}/#token={}", init.admin_token);
-    println!("API:       curl -H 'Authorization: Bearer {}' http://{http}/api/v1/controls", init.admin_token);
+    Ok(())
+}
+
+/// Where to go from here: the token, the dashboard, the API, and how an
+/// auditor pulls and verifies evidence.
+fn print_next_steps(api: &Api, log_key: &str) -> anyhow::Result<()> {
+    let (http, token) = (api.http, &api.token);
+    println!("\nAdmin API token (this demo only): {token}");
+    println!("Dashboard: http://{http}/#token={token}");
+    println!("API:       curl -H 'Authorization: Bearer {token}' http://{http}/api/v1/controls");
     let today = time::OffsetDateTime::now_utc()
         .replace_time(time::Time::MIDNIGHT)
         .format(&time::format_description::well_known::Rfc3339)?;
     println!(
-        "Evidence for an auditor (signed records, log proofs, CSV, OSCAL):\n  curl -H 'Authorization: Bearer {}' -o evidence.tar.gz 'http://{http}/api/v1/export?from={today}'\n  cargo run --release -p custos-server -- verify evidence.tar.gz --log-key '{log_key}'\n  (offline, no server needed; the log key is this server's, GET /api/v1/log/key, which an auditor takes from the organisation, never from the bundle)",
-        init.admin_token
+        "Evidence for an auditor (signed records, log proofs, CSV, OSCAL):\n  curl -H 'Authorization: Bearer {token}' -o evidence.tar.gz 'http://{http}/api/v1/export?from={today}'\n  cargo run --release -p custos-verify -- evidence.tar.gz --log-key '{log_key}'\n  (offline, no server needed; the log key is this server's, GET /api/v1/log/key, which an auditor takes from the organisation, never from the bundle)"
     );
-    println!("The agent keeps collecting on the server's schedule. Ctrl-C stops everything.");
-
-    agent
-        .run_forever(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    server.shutdown().await;
     Ok(())
 }
