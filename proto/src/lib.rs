@@ -21,7 +21,7 @@ pub fn enrollment_proof_message(csr_der: &[u8], token: &str) -> Vec<u8> {
 
 /// Generated protobuf types and gRPC stubs for `custos.v1` (feature `grpc`).
 #[cfg(feature = "grpc")]
-#[allow(clippy::all, missing_docs)]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("custos.v1");
 }

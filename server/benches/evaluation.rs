@@ -450,6 +450,7 @@ fn status_counts(hosts: &[HostEvidence]) -> BTreeMap<&'static str, usize> {
     out
 }
 
+#[allow(clippy::too_many_lines, reason = "one measurement run, its figures printed in order")]
 fn main() {
     let n = env_or("CUSTOS_BENCH_HOSTS", 100_000).max(1);
     let packages = env_or("CUSTOS_BENCH_PACKAGES", 100);

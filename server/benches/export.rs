@@ -49,6 +49,7 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+#[allow(clippy::too_many_lines, reason = "one measurement run, its figures printed in order")]
 fn main() {
     let total = env_or("CUSTOS_BENCH_RECORDS", 1_000_000);
     let agents_n = env_or("CUSTOS_BENCH_AGENTS", 1000).clamp(1, total.max(1));

@@ -133,6 +133,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+#[allow(clippy::too_many_lines, reason = "one measurement run, its figures printed in order")]
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let total = env_or("BENCH_RECORDS", 20_000);

@@ -114,6 +114,7 @@ fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn catalogs_and_mappings_are_imported_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("server");

@@ -315,6 +315,7 @@ fn a_clean_bundle_verifies_with_its_own_and_with_the_pinned_key() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn the_tampering_matrix_fails_with_precise_messages() {
     let fleet = Fleet::new();
     let bundle = fleet.export("matrix.tar.gz");

@@ -287,6 +287,7 @@ fn assessment_results_agree_with_the_records_and_validate_with_trestle() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn a_tampered_assessment_results_document_fails_verification() {
     let seeded = seed();
     let bundle = seeded.export("bundle.tar.gz");

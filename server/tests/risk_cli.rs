@@ -25,6 +25,7 @@ fn refused(out: &Output, want: &str) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn the_register_is_worked_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("server");

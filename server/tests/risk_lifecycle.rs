@@ -148,6 +148,7 @@ fn set(v: &[String]) -> BTreeSet<String> {
     v.iter().cloned().collect()
 }
 
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn run(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let sc: Scenario = toml::from_str(&text).map_err(|e| e.to_string())?;

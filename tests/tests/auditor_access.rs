@@ -34,6 +34,7 @@ async fn send(server: &TestServer, token: &str, method: &str, path: &str, body: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn auditors_read_within_their_limits_and_every_read_is_on_record() {
     let server = TestServer::start().await;
     let before = OffsetDateTime::now_utc() - time::Duration::hours(1);

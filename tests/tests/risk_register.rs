@@ -20,6 +20,7 @@ fn find<'a>(v: &'a Value, requirement: &str) -> Option<&'a Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn the_ciso_works_the_register_through_the_api() {
     let server = TestServer::start().await;
     let mut a = TestAgent::enroll(&server, "a", system()).await;

@@ -55,6 +55,7 @@ async fn checkpoint(server: &TestServer, key: &VerifierKey, origin: &str, size: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn records_are_proven_included_and_checkpoints_consistent() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("server");

@@ -1,0 +1,130 @@
+//! Habits the tree enforces, in the manner of rust-analyzer's tidy tests:
+//! - every Rust source file opens with a `//!` comment saying what it holds;
+//! - no source file is over 600 lines before its tests (`#[cfg(test)]`);
+//! - every recorded agent case is named `<os>-<check>-<state>` (it holds
+//!   expectations for that check only) or `<os>-host-<name>` (a whole host,
+//!   expectations for several checks);
+//! - the workspace lints (`[workspace.lints]`) apply to every member.
+//!
+//! A failure lists every offending path, so one run shows all there is to fix.
+
+use std::path::{Path, PathBuf};
+
+const MAX_SOURCE_LINES: usize = 600;
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Every `.rs` file under `dir`, build output and generated files aside.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if !matches!(name.to_str(), Some("target" | "corpus" | "artifacts" | ".git")) {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The source files of every crate: the workspace members and the fuzz crate.
+fn sources() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["proto", "agent", "server", "verify", "tests", "fuzz"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    files.sort();
+    assert!(files.len() > 100, "the walk found only {} files", files.len());
+    files
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root()).unwrap_or(path).display().to_string()
+}
+
+#[test]
+fn every_source_file_opens_with_a_module_comment() {
+    let missing: Vec<String> = sources()
+        .iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            !text.lines().find(|l| !l.trim().is_empty()).is_some_and(|l| l.starts_with("//!"))
+        })
+        .map(|p| relative(p))
+        .collect();
+    assert!(missing.is_empty(), "files without a leading `//!` comment:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn no_source_file_is_over_600_lines_before_its_tests() {
+    let long: Vec<String> = sources()
+        .iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "src"))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let lines = text.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count();
+            (lines > MAX_SOURCE_LINES).then(|| format!("{} ({lines} lines)", relative(p)))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "source files over {MAX_SOURCE_LINES} lines (split them by concept):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn recorded_cases_follow_one_naming_pattern() {
+    let dir = root().join("agent/tests/cases");
+    let checks: Vec<&str> = custos_agent::collect::CHECKS.iter().map(|c| c.id).collect();
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("agent/tests/cases").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let expected = custos_agent::recording::Expected::load(&entry.path().join("expected.toml"))
+            .unwrap_or_default();
+        let named: Vec<&str> = expected.checks.keys().map(String::as_str).collect();
+        seen += 1;
+        let parts: Vec<&str> = name.splitn(3, '-').collect();
+        let well_formed = parts.len() == 3
+            && matches!(parts[0], "linux" | "macos" | "windows")
+            && !parts[2].is_empty()
+            && parts[2].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+        let fits = match parts.get(1) {
+            _ if !well_formed => false,
+            Some(&"host") => named.len() >= 2,
+            Some(check) => checks.contains(check) && named == [*check],
+            None => false,
+        };
+        if !fits {
+            bad.push(format!("{name} (expects {})", named.join(", ")));
+        }
+    }
+    assert!(seen > 200, "only {seen} cases found");
+    assert!(
+        bad.is_empty(),
+        "cases not named <os>-<check>-<state> (expectations for that check only) or \
+         <os>-host-<name> (several checks):\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn every_member_takes_the_workspace_lints() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(manifest.contains("[workspace.lints.rust]") && manifest.contains("[workspace.lints.clippy]"));
+    let missing: Vec<&str> = ["proto", "agent", "server", "verify", "tests"]
+        .into_iter()
+        .filter(|m| {
+            let text = std::fs::read_to_string(root().join(m).join("Cargo.toml")).unwrap_or_default();
+            !text.contains("[lints]\nworkspace = true")
+        })
+        .collect();
+    assert!(missing.is_empty(), "members without `[lints] workspace = true`: {missing:?}");
+}
