@@ -1,11 +1,13 @@
 //! The Custos contract shared by agent and server.
 //!
 //! - [`v1`]: the protobuf wire contract (package `custos.v1`), generated at build time.
+//! - [`checks`]: the ids of the checks, the one list every part is held to.
 //! - [`evidence`]: the signed evidence format: DSSE envelopes carrying in-toto
 //!   Statements, Ed25519 signing and strict verification, and the per-agent hash-chain rules.
 //!
 //! Everything evidence-related is plain Rust over bytes; only [`v1`] knows protobuf.
 
+pub mod checks;
 pub mod evidence;
 
 /// The message an agent's evidence key signs at enrollment, proving

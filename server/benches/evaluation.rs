@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use custos_agent::spool::ChainTip;
+use custos_proto::checks::CHECK_IDS;
 use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
 use custos_server::catalog::Catalog;
@@ -32,7 +33,7 @@ use custos_server::config::Config;
 use custos_server::evaluate::{HostEvidence, Standings, evaluate, standings};
 use custos_server::fleet::Fleet;
 use custos_server::keeper::Keeper;
-use custos_server::policy::{AGENT_CHECKS, HostFacts, Policy};
+use custos_server::policy::{HostFacts, Policy};
 use custos_server::reload::Reloadable;
 use custos_server::store::Store;
 use custos_server::store::agents::AgentKey;
@@ -120,7 +121,7 @@ fn facts_catalogue(packages: usize) -> Catalogue {
     let mut examples = policy_examples();
     let mut checks = Vec::new();
     let mut shapes = Vec::new();
-    for check in AGENT_CHECKS {
+    for check in CHECK_IDS {
         let s = match examples.remove(check) {
             Some(s) => {
                 assert!(

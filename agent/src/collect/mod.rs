@@ -149,6 +149,13 @@ macro_rules! checks {
             windows: $id::windows::gather,
             macos: $id::macos::gather,
         }),*];
+
+        // The registry is the list the server and the mappings know, in
+        // its order: a check added or renamed here alone does not build.
+        const _: () = assert!(
+            custos_proto::checks::is_check_list(&[$(stringify!($id)),*]),
+            "the agent's checks differ from custos_proto::checks::CHECK_IDS"
+        );
     };
 }
 

@@ -28,6 +28,8 @@ pub enum CatalogError {
     MappedModule { check: String, module: String },
     #[error("mapping names undeclared check {0:?}")]
     UnknownCheck(String),
+    #[error("check {0:?} is not one the agent runs (custos_proto::checks::CHECK_IDS)")]
+    NotAgentCheck(String),
     #[error(
         "mapping {check:?} → {control:?} has relationship {found:?}; expected equal, subset, superset or intersect"
     )]

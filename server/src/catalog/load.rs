@@ -89,6 +89,9 @@ impl Catalog {
         for c in m.check {
             let span = c.span();
             let c = c.into_inner();
+            if !custos_proto::checks::is_check(&c.id) {
+                return Err((CatalogError::NotAgentCheck(c.id.clone()), Some(span)));
+            }
             if let Some(g) = c.goals.iter().find(|g| !crate::risk::GOALS.contains(&g.as_str())) {
                 // The goal's own line inside the check's table.
                 let table = text.get(span.clone()).unwrap_or("");
@@ -161,6 +164,10 @@ mod tests {
             assert_eq!(fws.len(), 5, "{check} maps to every framework (2013 through the crosswalk): {fws:?}");
             assert!(!cat.check(check).unwrap().threats.is_empty());
         }
+        let declared: Vec<&str> = cat.checks.keys().map(String::as_str).collect();
+        let mut every: Vec<&str> = custos_proto::checks::CHECK_IDS.to_vec();
+        every.sort_unstable();
+        assert_eq!(declared, every, "mappings.toml declares exactly the agent's checks");
         for check in cat.checks.keys() {
             assert!(
                 cat.controls_for_check(check).iter().any(|(c, _)| c.starts_with("iso27001:2022/")),
@@ -185,6 +192,9 @@ mod tests {
             Catalog::from_toml(CAT, &mapping("dns", "iso27001:2022/A.8.20", "subset")).unwrap_err(),
             CatalogError::UnknownCheck("dns".into())
         );
+        // A declared check the agent does not run is refused where it is declared.
+        let dns = CHECK.replace("id = \"firewall\"", "id = \"dns\"");
+        assert_eq!(Catalog::from_toml(CAT, &dns).unwrap_err(), CatalogError::NotAgentCheck("dns".into()));
         assert!(matches!(
             Catalog::from_toml(CAT, &mapping("firewall", "iso27001:2022/A.8.20", "related")).unwrap_err(),
             CatalogError::Relationship { .. }

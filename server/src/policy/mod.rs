@@ -52,24 +52,6 @@ pub use error::PolicyError;
 pub use rule::{Decision, HostFacts, Rule};
 pub use scope::Scope;
 
-/// The checks the agent runs; a rule for any other id is a load error.
-pub const AGENT_CHECKS: [&str; 14] = [
-    "firewall",
-    "disk_encryption",
-    "os_patches",
-    "auto_updates",
-    "antivirus",
-    "screen_lock",
-    "password_policy",
-    "secure_boot",
-    "ssh_server",
-    "time_sync",
-    "audit_logging",
-    "local_admins",
-    "os_support",
-    "software_inventory",
-];
-
 /// Largest policy file accepted; a real one is a few KiB.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 

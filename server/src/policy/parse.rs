@@ -3,6 +3,7 @@
 //! for every refusal.
 
 use super::*;
+use custos_proto::checks::CHECK_IDS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,9 +154,8 @@ fn read_rule(
     env: &cel::Env,
 ) -> Result<(Rule, Vec<Example>), PolicyError> {
     let check = r.check.get_ref().clone();
-    if !AGENT_CHECKS.contains(&check.as_str()) {
-        let why =
-            format!("rule for unknown check {check:?} (the agent's checks: {})", AGENT_CHECKS.join(", "));
+    if !custos_proto::checks::is_check(&check) {
+        let why = format!("rule for unknown check {check:?} (the agent's checks: {})", CHECK_IDS.join(", "));
         return Err(src.err(r.check.span(), why));
     }
     if earlier.iter().any(|r| r.check == check) {

@@ -1,6 +1,7 @@
 //! Unit tests of the policy: loading, merging, deciding.
 
 use super::*;
+use custos_proto::checks::CHECK_IDS;
 use serde_json::json;
 
 fn facts(v: Json) -> Facts {
@@ -27,7 +28,7 @@ fn the_builtin_policy_loads_with_a_rule_for_every_check_but_the_inventory() {
     let p = Policy::builtin().unwrap();
     assert_eq!(p.version(), "custos-default-2026.11");
     let checks: Vec<&str> = p.rules().map(|r| r.check.as_str()).collect();
-    let mut want: Vec<&str> = AGENT_CHECKS.iter().copied().filter(|c| *c != "software_inventory").collect();
+    let mut want: Vec<&str> = CHECK_IDS.iter().copied().filter(|c| *c != "software_inventory").collect();
     want.sort();
     assert_eq!(checks, want);
     assert_eq!(p.params()["max_signature_age_hours"], json!(72));
