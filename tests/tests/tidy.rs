@@ -87,8 +87,8 @@ fn recorded_cases_follow_one_naming_pattern() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("agent/tests/cases").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let expected = custos_agent::recording::Expected::load(&entry.path().join("expected.toml"))
-            .unwrap_or_default();
+        let expected =
+            custos_agent::recording::Expected::load(&entry.path().join("expected.toml")).unwrap_or_default();
         let named: Vec<&str> = expected.checks.keys().map(String::as_str).collect();
         seen += 1;
         let parts: Vec<&str> = name.splitn(3, '-').collect();
