@@ -11,6 +11,8 @@
 //! OSCAL version, duplicate or malformed control ids, unknown relationship)
 //! is refused whole; nothing half-read is returned.
 
+mod unique_keys;
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -217,9 +219,12 @@ fn is_token(s: &str) -> bool {
         && c.all(|x| x.is_alphanumeric() || matches!(x, '_' | '-' | '.'))
 }
 
+/// Reads `bytes` as a `T`, refusing a key repeated in any object first
+/// ([`unique_keys`]).
 fn parse<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, OscalError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| OscalError::Json { file: name_of(file), message: e.to_string() })
+    let json = |e: serde_json::Error| OscalError::Json { file: name_of(file), message: e.to_string() };
+    unique_keys::check(bytes).map_err(json)?;
+    serde_json::from_slice(bytes).map_err(json)
 }
 
 /// Reads an OSCAL catalog; `file` names it in errors.
