@@ -16,6 +16,7 @@ use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
 use crate::registry::AgentRegistry;
 use crate::reload::Reloadable;
+use crate::shutdown::stopped;
 use crate::store::tokens::{ApiRole, NewApiToken};
 use crate::store::{Store, StoreError};
 use crate::{keeper, secrets, tls};
@@ -23,6 +24,7 @@ use crate::{keeper, secrets, tls};
 pub use crate::catalog_imports::{
     ImportedCatalog, ImportedMapping, catalog_files, import_catalog, import_mapping, load_catalog,
 };
+pub use crate::datadir::{log_signer, write_private};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -42,33 +44,23 @@ pub enum AppError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Import(#[from] crate::catalog_imports::ImportError),
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
     #[error("{0}")]
     Invalid(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
-    move |source| AppError::Io { path: path.to_path_buf(), source }
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), AppError> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(contents).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
-}
-
+/// Creates a data dir: config, CA, server certificate, database, admin token.
 /// What `init` created that the operator must see once.
 pub struct InitOutput {
     pub admin_token: String,
     pub ca_cert_path: PathBuf,
 }
 
-/// Creates a data dir: config, CA, server certificate, database, admin token.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
+    move |source| AppError::Io { path: path.to_path_buf(), source }
+}
+
 pub fn init(dir: &Path, extra_names: &[String], config: Option<Config>) -> Result<InitOutput, AppError> {
     let data = DataDir(dir.to_path_buf());
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -162,36 +154,6 @@ pub fn create_api_token(dir: &Path, t: &NewApiToken) -> Result<String, AppError>
     Ok(token)
 }
 
-/// The log's signing key, created (mode 0600) when the data dir has none:
-/// a key of its own, never the CA's. Its name is the log origin.
-pub fn log_signer(dir: &Path, config: &Config) -> Result<custos_verify::tlog::NoteSigner, AppError> {
-    let path = DataDir(dir.to_path_buf()).log_key();
-    let origin = config.log_origin();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let signer = custos_verify::tlog::NoteSigner::from_private_key_string(text.trim())
-                .map_err(|e| AppError::Invalid(format!("{}: {e}", path.display())))?;
-            if signer.name() != origin {
-                return Err(AppError::Invalid(format!(
-                    "{}: the key is named {:?} but the log origin is {origin:?}; a log keeps its origin",
-                    path.display(),
-                    signer.name()
-                )));
-            }
-            Ok(signer)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let seed = secrets::random::<32>();
-            let signer =
-                custos_verify::tlog::NoteSigner::new(&origin, ed25519_dalek::SigningKey::from_bytes(&seed))
-                    .map_err(|e| AppError::Invalid(format!("log origin {origin:?}: {e}")))?;
-            write_private(&path, format!("{}\n", signer.private_key_string()).as_bytes())?;
-            Ok(signer)
-        }
-        Err(source) => Err(AppError::Io { path, source }),
-    }
-}
-
 /// Signs checkpoints at the configured cadence while the log grows.
 fn spawn_checkpointer(
     store: Arc<Store>,
@@ -229,11 +191,6 @@ fn spawn_checkpointer(
             }
         }
     })
-}
-
-/// Resolves once the shutdown flag turns true (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// A running server.
@@ -338,8 +295,10 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     // Mappings can change at run time; a bad file keeps the last good catalog.
     let catalog = Arc::new(Reloadable::new(loaded, catalog_files(dir)));
     // A policy that does not load stops the start: there is no last good one yet.
-    let policy =
-        Arc::new(Reloadable::new(keeper::load_policy(dir).map_err(AppError::Invalid)?, vec![data.policy()]));
+    let policy = Arc::new(Reloadable::new(
+        crate::datadir::load_policy(dir).map_err(AppError::Invalid)?,
+        vec![data.policy()],
+    ));
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));

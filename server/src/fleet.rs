@@ -6,7 +6,7 @@
 //! every query.
 //!
 //! Invariants: what [`Fleet::evidence`] returns equals
-//! [`views::fleet_evidence`] over the same store and policy (tested); a
+//! `views::fleet_evidence` over the same store and policy (tested); a
 //! refresh reads the records' high-water mark before the states, so a
 //! record committed during a refresh is read again on the next one, never
 //! missed.
@@ -14,11 +14,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::decided;
 use crate::evaluate::{CheckEvidence, HostEvidence};
 use crate::policy::{HostFacts, Policy};
 use crate::store::queries::CheckStateRow;
 use crate::store::{Store, StoreError};
-use crate::views;
 
 /// The cached evidence; see the module comment.
 #[derive(Default)]
@@ -143,6 +143,6 @@ impl Fleet {
 
 /// A stored result as evaluation reads it, decided by the policy.
 fn decided(policy: &Policy, mut row: CheckStateRow, facts: &HostFacts) -> Result<CheckEvidence, StoreError> {
-    views::decide(policy, &mut row, facts);
-    views::check_evidence(row)
+    decided::decide(policy, &mut row, facts);
+    decided::check_evidence(row)
 }

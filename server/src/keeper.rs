@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 
 use crate::catalog::Catalog;
-use crate::config::{Config, DataDir};
+use crate::config::Config;
+use crate::datadir::{refresh_catalog, refresh_policy};
 use crate::evaluate::{
     CheckEvidence, Evaluation, HostEvidence, REQUIREMENT_STATES, Standings, evaluate, requirement_state_code,
     standing_detail, standings,
@@ -325,69 +326,6 @@ pub struct Pass {
     pub requirement_changes: usize,
 }
 
-/// Loads the built-in policy merged with the data dir's `policy.toml`, if any.
-pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, String> {
-    let builtin = Policy::builtin().map_err(|e| e.to_string())?;
-    let path = DataDir(data_dir.to_path_buf()).policy();
-    let text = crate::reload::read_optional(&path).map_err(|e| e.to_string())?;
-    Policy::with_optional_override(&builtin, &path, text.as_deref()).map_err(|e| e.to_string())
-}
-
-/// Takes up a changed policy file. A bad one is logged and recorded as a
-/// security event, and the last good policy stays in force. `Ok(true)`: a
-/// new policy is in force; `Ok(false)`: nothing changed.
-pub fn refresh_policy(
-    policy: &Reloadable<Policy>,
-    data_dir: &std::path::Path,
-    store: &Store,
-    now: OffsetDateTime,
-) -> Result<bool, String> {
-    match policy.refresh(|| load_policy(data_dir)) {
-        Ok(true) => {
-            tracing::info!(version = policy.current().version(), "policy reloaded");
-            Ok(true)
-        }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            tracing::error!(error = %e, "policy file rejected; the last good policy stays in force");
-            let detail = format!("policy file rejected, kept version {}: {e}", policy.current().version());
-            if let Err(e) =
-                store.record_security_event(now.unix_timestamp(), None, "policy_rejected", &detail)
-            {
-                tracing::error!(error = %e, "could not record the rejected policy");
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Takes up changed mapping files like [`refresh_policy`] does the policy:
-/// a bad one is logged and recorded, the last good catalog stays.
-pub fn refresh_catalog(
-    catalog: &Reloadable<Catalog>,
-    data_dir: &std::path::Path,
-    store: &Store,
-    now: OffsetDateTime,
-) -> Result<bool, String> {
-    match catalog.refresh(|| crate::app::load_catalog(data_dir).map_err(|e| e.to_string())) {
-        Ok(true) => {
-            tracing::info!(version = catalog.current().mapping_version(), "mappings reloaded");
-            Ok(true)
-        }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            tracing::error!(error = %e, "mapping file rejected; the last good mappings stay in force");
-            let detail = format!("mappings rejected, kept {}: {e}", catalog.current().mapping_version());
-            if let Err(e) =
-                store.record_security_event(now.unix_timestamp(), None, "mappings_rejected", &detail)
-            {
-                tracing::error!(error = %e, "could not record the rejected mappings");
-            }
-            Err(e)
-        }
-    }
-}
-
 impl Keeper {
     pub fn new(
         catalog: Arc<Reloadable<Catalog>>,
@@ -509,7 +447,7 @@ pub fn spawn(
                     tokio::time::sleep(settle).await;
                 }
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                _ = crate::app::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     })

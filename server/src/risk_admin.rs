@@ -6,7 +6,6 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use crate::app::AppError;
 use crate::catalog_imports::load_catalog;
 use crate::config::{Config, DataDir};
 use crate::risk::lifecycle::{ManualRisk, Patch, accept, create_manual, update};
@@ -24,7 +23,9 @@ pub struct Register {
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error(transparent)]
-    App(#[from] AppError),
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Import(#[from] crate::catalog_imports::ImportError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -40,7 +41,7 @@ pub enum RegisterError {
 impl Register {
     pub fn open(dir: &Path) -> Result<Register, RegisterError> {
         let data = DataDir(dir.to_path_buf());
-        let config = Config::load(&data.config()).map_err(AppError::from)?;
+        let config = Config::load(&data.config())?;
         let store = Store::open(&data.database())?;
         Ok(Register { store, config, dir: dir.to_path_buf() })
     }
@@ -74,7 +75,7 @@ impl Register {
         now: OffsetDateTime,
     ) -> Result<RiskEntry, RegisterError> {
         if let Some(req) = &input.requirement {
-            let catalog = load_catalog(&self.dir).map_err(AppError::from)?;
+            let catalog = load_catalog(&self.dir)?;
             if catalog.control(req).is_none() {
                 return Err(RegisterError::Invalid(format!("requirement {req:?} is not in the catalog")));
             }

@@ -163,7 +163,7 @@ pub fn accept_loop(
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = crate::app::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             let (tcp, peer) = match accepted {
                 Ok(c) => c,

@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use custos_proto::evidence::CheckStatus;
-use custos_proto::evidence::statement::Facts;
-
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::decided::{check_evidence, decide};
 use crate::evaluate::{
     CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, LoggedStanding, Scope, evaluate,
     evaluation_from_log,
@@ -64,39 +62,6 @@ fn states(
     Ok(rows)
 }
 
-/// Applies the policy's rule for the row's check to its facts. Facts that
-/// are missing or not an object leave the rule nothing to read: unknown
-/// when a rule exists, never a pass.
-pub(crate) fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
-    if rules.rule(&row.check_id).is_none() {
-        return;
-    }
-    let facts: Facts = match row.facts.as_deref().map(serde_json::from_str::<Facts>) {
-        Some(Ok(f)) => f,
-        // Say so rather than judge an empty map: "no such key" would blame
-        // a fact that is there.
-        Some(Err(e)) => {
-            row.by_policy = true;
-            if row.status != CheckStatus::Unknown {
-                row.agent_status = Some(row.status);
-                row.status = CheckStatus::Unknown;
-            }
-            row.reason = Some(format!("the stored facts of {} cannot be read: {e}", row.check_id));
-            return;
-        }
-        None => Facts::new(),
-    };
-    let d = rules.decide(&row.check_id, row.status, &facts, host);
-    row.by_policy = d.by_rule;
-    if d.status != row.status {
-        row.agent_status = Some(row.status);
-        row.status = d.status;
-    }
-    if let Some(reason) = d.reason {
-        row.reason = Some(reason);
-    }
-}
-
 /// The hosts (every one, or `only` one) with their check results, now or
 /// as they stood at `as_of` (then only hosts enrolled by that time, with the
 /// evidence they had sent).
@@ -133,19 +98,6 @@ pub fn hosts(
         views.push(HostView { evidence, checks: host_checks, host: h, requirements: None });
     }
     Ok(views)
-}
-
-/// A decided result as evaluation reads it.
-pub(crate) fn check_evidence(c: CheckStateRow) -> Result<CheckEvidence, StoreError> {
-    let collected_at = OffsetDateTime::from_unix_timestamp(c.collected_at)
-        .map_err(|e| StoreError::Corrupt(format!("collected_at {}: {e}", c.collected_at)))?;
-    Ok(CheckEvidence {
-        check_id: c.check_id,
-        status: c.status,
-        collected_at,
-        reason: c.reason,
-        record_seq: c.record_seq,
-    })
 }
 
 /// The evidence of every active (not revoked) host, for evaluation.
@@ -520,33 +472,4 @@ pub fn effectiveness(
         });
     }
     Ok(Ok(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn facts_the_policy_cannot_read_give_unknown_saying_so() {
-        let rules = Policy::builtin().unwrap();
-        let deep = format!("{{\"secure_boot\": true, \"uefi\": {}true{}}}", "[".repeat(200), "]".repeat(200));
-        let mut row = CheckStateRow {
-            agent_id: "a1".into(),
-            check_id: "secure_boot".into(),
-            status: CheckStatus::Pass,
-            backend: "efivars".into(),
-            reason: None,
-            collected_at: 0,
-            record_seq: 1,
-            since: 0,
-            facts: Some(deep),
-            agent_status: None,
-            by_policy: false,
-        };
-        decide(&rules, &mut row, &HostFacts::default());
-        assert_eq!((row.status, row.agent_status), (CheckStatus::Unknown, Some(CheckStatus::Pass)));
-        let reason = row.reason.unwrap();
-        assert!(reason.contains("cannot be read") && reason.contains("recursion limit"), "{reason}");
-        assert!(!reason.contains("No such key"), "{reason}");
-    }
 }

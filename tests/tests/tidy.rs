@@ -4,7 +4,8 @@
 //! - every recorded agent case is named `<os>-<check>-<state>` (it holds
 //!   expectations for that check only) or `<os>-host-<name>` (a whole host,
 //!   expectations for several checks);
-//! - the workspace lints (`[workspace.lints]`) apply to every member.
+//! - the workspace lints (`[workspace.lints]`) apply to every member;
+//! - no server module imports the composition root.
 //!
 //! A failure lists every offending path, so one run shows all there is to fix.
 
@@ -127,4 +128,21 @@ fn every_member_takes_the_workspace_lints() {
         })
         .collect();
     assert!(missing.is_empty(), "members without `[lints] workspace = true`: {missing:?}");
+}
+
+/// Arrows go down: no server module imports the composition root
+/// (`app.rs`); what several of them need from the data dir is in
+/// `datadir/`, the shutdown signal in `shutdown.rs`.
+#[test]
+fn nothing_imports_the_composition_root() {
+    let mut files = Vec::new();
+    rust_files(&root().join("server/src"), &mut files);
+    let importers: Vec<String> = files
+        .iter()
+        .filter(|p| !p.ends_with("app.rs") && !p.ends_with("main.rs"))
+        .filter(|p| std::fs::read_to_string(p).unwrap_or_default().contains("crate::app"))
+        .map(|p| relative(p))
+        .collect();
+    assert!(files.len() > 50, "the walk found only {} files", files.len());
+    assert!(importers.is_empty(), "modules importing crate::app: {importers:?}");
 }

@@ -148,7 +148,7 @@ fn log_key(opts: &ExportOptions, config: &Config) -> Result<custos_verify::tlog:
             message: "no log key: start the server once so it creates the log and its key".into(),
         });
     }
-    crate::app::log_signer(&opts.data_dir, config)
+    crate::datadir::log_signer(&opts.data_dir, config)
         .map_err(|e| ExportError::DataDir { path, message: e.to_string() })
 }
 
@@ -171,9 +171,9 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     if !data.database().exists() {
         return Err(ExportError::DataDir { path: data.database(), message: "no database".into() });
     }
-    let catalog = crate::app::load_catalog(&opts.data_dir)
+    let catalog = crate::datadir::load_catalog(&opts.data_dir)
         .map_err(|e| ExportError::DataDir { path: opts.data_dir.clone(), message: e.to_string() })?;
-    let rules = crate::keeper::load_policy(&opts.data_dir)
+    let rules = crate::datadir::load_policy(&opts.data_dir)
         .map_err(|message| ExportError::DataDir { path: data.policy(), message })?;
     let store = Store::open(&data.database())?;
     let (from, to) = (opts.from.unix_timestamp(), opts.to.unix_timestamp());

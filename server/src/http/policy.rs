@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use time::OffsetDateTime;
 
 use super::{HttpState, blocking};
-use crate::keeper;
+use crate::datadir;
 
 pub(super) async fn show(State(s): State<HttpState>) -> Response {
     let p = s.policy.current();
@@ -47,8 +47,8 @@ pub(super) async fn reload(State(s): State<HttpState>) -> Response {
     let outcome = blocking(move || {
         let now = OffsetDateTime::now_utc();
         Ok((
-            keeper::refresh_policy(&policy, &dir, &store, now),
-            keeper::refresh_catalog(&catalog, &dir, &store, now),
+            datadir::refresh_policy(&policy, &dir, &store, now),
+            datadir::refresh_catalog(&catalog, &dir, &store, now),
         ))
     })
     .await;

@@ -37,8 +37,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::app::stopped;
 use crate::config::Limits;
+use crate::shutdown::stopped;
 
 mod answer;
 mod conn;

@@ -342,11 +342,11 @@ pub fn spawn(
                     Ok(n) => tracing::debug!(deliveries = n, "webhook pass"),
                     Err(e) => tracing::error!(error = %e, "webhook delivery pass failed"),
                 },
-                _ = crate::app::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = crate::app::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
         }
     })

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::answer::Answer;
-use crate::app::stopped;
+use crate::shutdown::stopped;
 
 /// hyper's read and write buffer, at most: a request head of the API is a
 /// few hundred bytes; hyper's default (~400 KiB) would let every open

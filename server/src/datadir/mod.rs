@@ -1,0 +1,39 @@
+//! What the server reads from and writes into its data dir besides the
+//! database: private files, the log key, the policy and mappings in force
+//! (and, through `catalog_imports`, imported catalogs). The composition
+//! root, the keeper, the export and the API all load through here, so none
+//! of them reaches into another for it.
+
+mod log_key;
+mod policy;
+
+use std::path::{Path, PathBuf};
+
+pub use crate::catalog_imports::load_catalog;
+pub use log_key::log_signer;
+pub use policy::{load_policy, refresh_catalog, refresh_policy};
+
+/// A data-dir file that could not be read or written, or holds what it must not.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes a file readable by its owner only; never over an existing one.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(io_err(path))?;
+    f.write_all(contents).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
