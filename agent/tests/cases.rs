@@ -4,6 +4,14 @@
 //! replays the host through the OS backend named in `host.toml`, so Windows
 //! and macOS backends are exercised here on Linux.
 //!
+//! Each case is a test of its own, `case::DIR`, so a failure names its case
+//! and a filter picks cases by name:
+//! `cargo test -p custos-agent --test cases -- linux-antivirus` runs the
+//! Linux anti-malware cases, `-- --exact case::NAME` one case. The harness is
+//! libtest-mimic (`harness = false` in `Cargo.toml`): libtest cannot make
+//! tests from a directory listing, and libtest-mimic keeps its output and
+//! arguments.
+//!
 //! To add a case: `custos-agent record DIR` on a real host (or write
 //! `host.toml` by hand from recorded output), review the snapshot in
 //! `expected.toml`, and drop the directory here.
@@ -14,6 +22,27 @@ use std::path::{Path, PathBuf};
 use custos_agent::collect::{CHECKS, Context, Os, check};
 use custos_agent::host::FixtureHost;
 use custos_agent::recording::{Expected, load};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let dirs = case_dirs();
+    // An empty listing would pass vacuously: a moved or missing directory must fail.
+    assert!(!dirs.is_empty(), "no case under tests/cases");
+    let mut trials: Vec<Trial> = dirs
+        .into_iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            Trial::test(format!("case::{name}"), move || run_case(&dir))
+        })
+        .collect();
+    trials.push(Trial::test(
+        "every_backend_has_a_passing_and_a_non_passing_case",
+        every_backend_has_a_passing_and_a_non_passing_case,
+    ));
+    trials.push(Trial::test("an_empty_host_passes_nothing", an_empty_host_passes_nothing));
+    libtest_mimic::run(&args, trials).exit();
+}
 
 fn case_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
@@ -26,51 +55,31 @@ fn case_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-#[test]
-fn every_case_gives_the_expected_findings() {
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for dir in case_dirs() {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let case = match load(&dir) {
-            Ok(c) => c,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        let expected = match Expected::load(&dir.join("expected.toml")) {
-            Ok(e) if e.checks.is_empty() => {
-                failures.push(format!("{name}: expected.toml names no check"));
-                continue;
-            }
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        for (id, want) in &expected.checks {
-            let Some(c) = check(id) else {
-                failures.push(format!("{name}: no check {id:?}"));
-                continue;
-            };
-            let got = (c.gather(case.os))(&case.host, &case.context()).into_result(id);
-            ran += 1;
-            for m in want.mismatches(&got) {
-                failures.push(format!("{name} / {id}: {m}"));
-            }
-        }
+/// Replays one recorded host and compares every check its `expected.toml`
+/// names, failing with all mismatches at once so one run shows the whole
+/// change.
+fn run_case(dir: &Path) -> Result<(), Failed> {
+    let case = load(dir)?;
+    let expected = Expected::load(&dir.join("expected.toml"))?;
+    if expected.checks.is_empty() {
+        return Err("expected.toml names no check".into());
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
-    assert!(ran > 0, "no case ran");
+    let mut failures = Vec::new();
+    for (id, want) in &expected.checks {
+        let Some(c) = check(id) else {
+            failures.push(format!("no check {id:?}"));
+            continue;
+        };
+        let got = (c.gather(case.os))(&case.host, &case.context()).into_result(id);
+        failures.extend(want.mismatches(&got).into_iter().map(|m| format!("{id}: {m}")));
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n").into()) }
 }
 
 /// A backend that exists must be shown both passing and not passing (fail,
 /// unknown or not_applicable) on recorded input: a check only ever seen green
 /// proves nothing.
-#[test]
-fn every_backend_has_a_passing_and_a_non_passing_case() {
+fn every_backend_has_a_passing_and_a_non_passing_case() -> Result<(), Failed> {
     let mut seen: BTreeSet<(Os, String, bool)> = BTreeSet::new();
     for dir in case_dirs() {
         let (Ok(case), Ok(expected)) = (load(&dir), Expected::load(&dir.join("expected.toml"))) else {
@@ -95,22 +104,19 @@ fn every_backend_has_a_passing_and_a_non_passing_case() {
             }
         }
     }
-    assert!(missing.is_empty(), "cases missing:\n{}", missing.join("\n"));
+    if missing.is_empty() { Ok(()) } else { Err(format!("cases missing:\n{}", missing.join("\n")).into()) }
 }
 
 /// A host without any tools must never pass a check.
-#[test]
-fn an_empty_host_passes_nothing() {
+fn an_empty_host_passes_nothing() -> Result<(), Failed> {
+    let mut passing = Vec::new();
     for c in CHECKS {
         for os in [Os::Linux, Os::Windows, Os::Macos] {
             let f = (c.gather(os))(&FixtureHost::new(), &Context::at(1_795_435_200));
-            assert_ne!(
-                f.status,
-                custos_proto::evidence::CheckStatus::Pass,
-                "{} on {os} passes on an empty host: {:?}",
-                c.id,
-                f.reason
-            );
+            if f.status == custos_proto::evidence::CheckStatus::Pass {
+                passing.push(format!("{} on {os} passes on an empty host: {:?}", c.id, f.reason));
+            }
         }
     }
+    if passing.is_empty() { Ok(()) } else { Err(passing.join("\n").into()) }
 }
