@@ -229,8 +229,7 @@ fn collect(
     let results = run_checks(Arc::clone(&host), ctx, this_os()?, checks, Duration::from_secs(timeout));
     if json {
         let out = serde_json::json!({
-            "collected_at": time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)?,
+            "collected_at": custos_proto::time::rfc3339(time::OffsetDateTime::now_utc()),
             "host": describe_host(host.as_ref(), name, &tags),
             "checks": results,
         });
@@ -256,8 +255,7 @@ fn record(dir: &Path, checks: &[String], timeout: u64, description: String) -> a
     let system: Arc<dyn Host> = Arc::new(SystemHost::default());
     let recorder = Arc::new(RecordingHost::new(Arc::clone(&system)));
     let ctx = Context::now(Default::default());
-    let now = time::OffsetDateTime::from_unix_timestamp(ctx.now)?
-        .format(&time::format_description::well_known::Rfc3339)?;
+    let now = custos_proto::time::unix_rfc3339(ctx.now).context("the clock is past year 9999")?;
     let host: Arc<dyn Host> = recorder.clone();
     let results = run_checks(host, Arc::new(ctx), os, checks, Duration::from_secs(timeout));
     let scrub = Scrub::of_host(system.as_ref());

@@ -12,7 +12,6 @@ use std::time::Duration;
 use custos_proto::evidence::CheckResult;
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, watch};
 
 use crate::collect::{Context, Os, run_checks};
@@ -94,7 +93,7 @@ impl Collector {
     /// counts a missed collection when the spool is full).
     fn sign_into(&self, spool: &mut Spool, results: Vec<CheckResult>) -> Result<Appended, RunError> {
         let now = OffsetDateTime::now_utc();
-        let at = now.format(&Rfc3339).unwrap_or_default();
+        let at = custos_proto::time::rfc3339(now).unwrap_or_default();
         let name = hostname(self.host.as_ref()).and_then(|h| self.privacy.apply(Personal::HostName, &h));
         let info = describe_host(self.host.as_ref(), name, &self.tags);
         let (key, agent_id) = (&self.key, self.agent_id.as_str());

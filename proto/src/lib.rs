@@ -2,6 +2,7 @@
 //!
 //! - [`v1`]: the protobuf wire contract (package `custos.v1`), generated at build time.
 //! - [`checks`]: the ids of the checks, the one list every part is held to.
+//! - [`time`]: the one RFC 3339 formatter.
 //! - [`evidence`]: the signed evidence format: DSSE envelopes carrying in-toto
 //!   Statements, Ed25519 signing and strict verification, and the per-agent hash-chain rules.
 //!
@@ -9,6 +10,7 @@
 
 pub mod checks;
 pub mod evidence;
+pub mod time;
 
 /// The message an agent's evidence key signs at enrollment, proving
 /// possession of the key and binding it to this CSR and token:

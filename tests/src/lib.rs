@@ -265,7 +265,7 @@ pub fn fill_route(template: &str, params: &[(&str, &str)]) -> String {
 
 /// `t` in RFC 3339, as records and query parameters carry times.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).expect("a time RFC 3339 can express")
+    custos_proto::time::rfc3339(t).expect("a time RFC 3339 can express")
 }
 
 pub fn result(id: &str, status: CheckStatus) -> CheckResult {

@@ -30,10 +30,7 @@ pub const FORMAT: &str = "custos-export/v2";
 /// A Unix time as the bundle writes times (RFC 3339, UTC); the bare number
 /// where it has no calendar date.
 pub fn rfc3339_unix(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
+    custos_proto::time::unix_rfc3339(t).unwrap_or_else(|| t.to_string())
 }
 pub const MANIFEST: &str = "manifest.json";
 pub const CHECKPOINT: &str = "log/checkpoint";

@@ -285,10 +285,7 @@ fn check_newest(
                 fail(format!(
                     "evidence_time {:?} is not the collection time {} signed in {}",
                     excerpt(&row.evidence_time),
-                    signed
-                        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-                        .and_then(|t| t.format(&Rfc3339).ok())
-                        .unwrap_or_else(|| "(unknown)".into()),
+                    signed.map_or_else(|| "(unknown)".into(), crate::bundle::rfc3339_unix),
                     record_path(&row.host, *seq)
                 ));
             }

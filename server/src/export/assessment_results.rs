@@ -123,11 +123,9 @@ fn line(s: &str) -> String {
     clean_value(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// The bundle's rule for times (`custos_verify::bundle::rfc3339_unix`).
 fn unix_rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+    custos_verify::bundle::rfc3339_unix(t)
 }
 
 /// Inserts `key: list` only when the list is not empty (OSCAL arrays hold at least one item).

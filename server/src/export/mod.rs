@@ -36,7 +36,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use custos_proto::evidence::{CheckStatus, StatementSummary};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::{Config, DataDir};
 use crate::evaluate::{evaluate, requirement_standings};
@@ -125,8 +124,9 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
+/// The bundle's rule for times: RFC 3339, the bare number where there is none.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    custos_proto::time::rfc3339(t).unwrap_or_else(|| t.unix_timestamp().to_string())
 }
 
 /// The signed status of each check in a record.

@@ -132,8 +132,10 @@ fn unauthorized(message: &str) -> Response {
     r
 }
 
+/// A window end as a query value: RFC 3339, or the bare number, which the
+/// route then refuses as it refuses any other time it cannot read.
 fn rfc3339(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+    custos_proto::time::unix_rfc3339(t).unwrap_or_else(|| t.to_string())
 }
 
 /// Checks an auditor's request against the token's limits and returns the

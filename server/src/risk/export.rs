@@ -5,9 +5,6 @@
 //! `-`, `@`, tab or carriage return) get a leading `'`: titles, owners and
 //! justifications come from people.
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
 use super::{Matrix, Rating, RiskEntry};
 
 pub const HEADER: [&str; 24] = [
@@ -38,9 +35,7 @@ pub const HEADER: [&str; 24] = [
 ];
 
 fn time(t: Option<i64>) -> String {
-    t.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    t.and_then(custos_proto::time::unix_rfc3339).unwrap_or_default()
 }
 
 fn defuse(cell: String) -> String {

@@ -11,7 +11,6 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 use super::{Format, RiskEventKind, RiskNotice, WebhookError};
@@ -60,7 +59,7 @@ fn time(notice: &RiskNotice, field: &'static str, value: i64) -> Result<OffsetDa
 
 fn rfc3339(notice: &RiskNotice, field: &'static str, value: i64) -> Result<String, WebhookError> {
     // Years past 9999 have no RFC 3339 form.
-    time(notice, field, value)?.format(&Rfc3339).map_err(|_| WebhookError::Time {
+    custos_proto::time::rfc3339(time(notice, field, value)?).ok_or(WebhookError::Time {
         risk_id: notice.risk_id,
         field,
         value,
