@@ -12,13 +12,15 @@
 //!   evidence is `not-satisfied` with reason `other` and says why, never a
 //!   pass;
 //! - `risks`: the register's entries on the exported requirements and hosts,
-//!   as the register stands at export time.
+//!   as the register stands at export time ([`risks`]).
 //!
 //! Identifiers are name-based UUIDs (v5) under one namespace and every list
 //! is sorted, so the same bundle content gives the same document byte for
 //! byte (the names are `custos_verify::oscal_ids`, which the verifier
 //! reads them back by). The verifier decides each finding again from the
 //! records with its own code, not with [`finding_state`].
+
+mod risks;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,7 +34,7 @@ use custos_verify::oscal_ids::{
 };
 
 use super::csv::EvidenceRow;
-use crate::risk::{Matrix, Rating, RiskEntry, Status};
+use crate::risk::{Matrix, RiskEntry};
 
 /// The OSCAL version the document is written against.
 pub const OSCAL_VERSION: &str = "1.1.2";
@@ -183,108 +185,86 @@ fn observation(o: &Observed<'_>) -> Value {
     })
 }
 
-fn rating_characterization(tool: Uuid, matrix: &Matrix, which: &str, r: &Rating) -> Value {
-    // The facets' system names the scale, so a reader knows what "possible" means.
-    let kind = serde_json::to_value(matrix.kind).ok().and_then(|v| v.as_str().map(String::from));
-    let system = format!("{NS}/risk-matrix/{}", kind.unwrap_or_else(|| "unknown".into()));
+/// The back-matter resource that states the export query (see `import_ap`).
+fn query_resource() -> Uuid {
+    named_uuid("resource", "export-query")
+}
+
+/// The Custos server, the tool behind every risk rating.
+fn tool() -> Uuid {
+    named_uuid("component", "custos-server")
+}
+
+/// The signed check results the rows rest on, by (agent, check, seq).
+type Observations<'a> = BTreeMap<(&'a str, &'a str, u64), Observed<'a>>;
+
+/// The parts of the one `results` entry.
+struct Parts {
+    inventory: Vec<Value>,
+    observations: Vec<Value>,
+    risks: Vec<Value>,
+    findings: Vec<Value>,
+}
+
+/// Builds the document: the metadata (`metadata`), the plan reference
+/// (`import_ap`), one result over the window (`result`) holding the
+/// inventory (`inventory`), the observations (`observed`), the register's
+/// risks (`risks::on_export`, `risks::values`) and a finding per requirement
+/// (`findings`), and the back matter (`back_matter`).
+pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
+    let observed = observed(input)?;
+    let hosts = hosts(input.rows);
+    let by_requirement = by_requirement(input.rows);
+    let entries = risks::on_export(input.risks, &by_requirement, &hosts);
+    let parts = Parts {
+        inventory: inventory(&hosts),
+        observations: observed.values().map(observation).collect(),
+        risks: risks::values(&entries, &observed, input.matrix),
+        findings: findings(input, &by_requirement, &entries),
+    };
+    let (observations, findings, risks) = (parts.observations.len(), parts.findings.len(), parts.risks.len());
+    let window = format!("{} to {}", input.query.from, input.query.to);
+    let doc = json!({ "assessment-results": {
+        "uuid": named_uuid(
+            "assessment-results",
+            &format!("{}|{}|{window}|{}", input.exported_at, input.exported_by, input.csv_sha256)
+        ).to_string(),
+        "metadata": metadata(input, &window),
+        "import-ap": import_ap(),
+        "results": [result(input, &window, &by_requirement, parts)],
+        "back-matter": back_matter(input, &window),
+    } });
+    Ok(Built { json: serde_json::to_vec_pretty(&doc)?, observations, findings, risks })
+}
+
+/// The document's metadata: its title, version and who prepared it.
+fn metadata(input: &Input<'_>, window: &str) -> Value {
+    let exporter = named_uuid("party", input.exported_by);
     json!({
-        "props": [prop("rating", which)],
-        "origin": { "actors": [{ "type": "tool", "actor-uuid": tool.to_string() }] },
-        "facets": [
-            { "name": "likelihood", "system": system, "value": matrix.likelihood_label(r.likelihood),
-              "props": [prop("step", r.likelihood.to_string())] },
-            { "name": "impact", "system": system, "value": matrix.impact_label(r.impact),
-              "props": [prop("step", r.impact.to_string())] },
-            { "name": "level", "system": system, "value": r.level.to_string() },
-        ],
+        "title": line(&format!("Custos assessment results: endpoint evidence {window}")),
+        "last-modified": input.exported_at,
+        "version": FORMAT,
+        "oscal-version": OSCAL_VERSION,
+        "roles": [{ "id": "prepared-by", "title": "Prepared By" }],
+        "parties": [{ "uuid": exporter.to_string(), "type": "person", "name": clean_value(input.exported_by) }],
+        "responsible-parties": [{ "role-id": "prepared-by", "party-uuids": [exporter.to_string()] }],
     })
 }
 
-fn risk_status(s: Status) -> Option<&'static str> {
-    match s {
-        Status::Pending => None,
-        Status::Open => Some("open"),
-        Status::InTreatment => Some("remediating"),
-        Status::Accepted => Some("deviation-approved"),
-        Status::Closed => Some("closed"),
-    }
+/// The assessment plan reference. OSCAL requires import-ap, but there is
+/// no assessment plan: the export query selected the evidence, so the
+/// reference points at the back-matter resource that states that query.
+fn import_ap() -> Value {
+    json!({
+        "href": format!("#{}", query_resource()),
+        "remarks": "No separate assessment plan: the export query (back matter) selected the hosts, requirements and window.",
+    })
 }
 
-fn risk(e: &RiskEntry, status: &str, tool: Uuid, matrix: &Matrix, observations: Vec<Uuid>) -> Value {
-    let list = |s: &mut dyn Iterator<Item = &String>| s.map(String::as_str).collect::<Vec<_>>().join(", ");
-    let mut statement = match &e.requirement {
-        Some(req) => format!(
-            "{}: requirement {req} deviates on {} of {} in-scope hosts",
-            e.title,
-            e.affected_hosts.len(),
-            e.in_scope_hosts
-        ),
-        None => format!("{} (recorded by hand)", e.title),
-    };
-    if !e.affected_hosts.is_empty() {
-        statement.push_str(&format!(" ({})", list(&mut e.affected_hosts.iter())));
-    }
-    if !e.checks.is_empty() {
-        statement.push_str(&format!("; failing checks: {}", list(&mut e.checks.iter())));
-    }
-    statement.push('.');
-    if !e.threats.is_empty() {
-        statement.push_str(&format!(" Threats: {}.", list(&mut e.threats.iter())));
-    }
-    if !e.goals.is_empty() {
-        statement.push_str(&format!(" Protection goals at stake: {}.", list(&mut e.goals.iter())));
-    }
-    let mut props = vec![
-        prop("register-id", e.id.to_string()),
-        prop("origin", e.origin.as_str()),
-        prop("scope", &e.scope),
-        prop("level", e.current.level.to_string()),
-    ];
-    props.extend(e.requirement.iter().map(|r| prop(PROP_REQUIREMENT, r)));
-    props.extend(e.related.iter().map(|r| prop("related-requirement", r)));
-    props.extend(e.affected_hosts.iter().map(|h| prop("affected-host", h)));
-    props.extend(e.owner.iter().map(|o| prop("owner", o)));
-    props.extend(e.treatment.iter().map(|t| prop("treatment", t.as_str())));
-    if let Some(a) = &e.acceptance {
-        props.push(prop("accepted-by", &a.approver));
-        props.push(prop("acceptance-justification", &a.justification));
-        props.push(prop("acceptance-expires", unix_rfc3339(a.expires_at)));
-    }
-    let mut characterizations = vec![
-        rating_characterization(tool, matrix, "inherent", &e.inherent),
-        rating_characterization(tool, matrix, "current", &e.current),
-    ];
-    characterizations.extend(e.residual.iter().map(|r| rating_characterization(tool, matrix, "residual", r)));
-    let description = if e.description.trim().is_empty() { e.title.clone() } else { e.description.clone() };
-    let mut v = json!({
-        "uuid": named_uuid("risk", &e.id.to_string()).to_string(),
-        "title": line(&e.title),
-        "description": description,
-        "statement": statement,
-        "props": props,
-        "status": status,
-        "characterizations": characterizations,
-    });
-    if let (Some(due), Some(map)) = (e.due_at, v.as_object_mut())
-        && !matches!(e.status, Status::Closed)
-    {
-        map.insert("deadline".into(), Value::String(unix_rfc3339(due)));
-    }
-    put(&mut v, "related-observations", related(observations, "observation-uuid"));
-    v
-}
-
-/// Builds the document.
-#[allow(clippy::too_many_lines, reason = "issue 14: being split into one function per OSCAL part")]
-pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
-    let q = input.query;
-    let tool = named_uuid("component", "custos-server");
-    let exporter = named_uuid("party", input.exported_by);
-    let query_resource = named_uuid("resource", "export-query");
-    let csv_resource = named_uuid("resource", EVIDENCE_CSV);
-
-    // Observations: each signed check result a row rests on, once.
-    let mut observed: BTreeMap<(&str, &str, u64), Observed<'_>> = BTreeMap::new();
+/// Each signed check result a row rests on, once; a row naming a record the
+/// export did not read is an error.
+fn observed<'a>(input: &Input<'a>) -> Result<Observations<'a>, AssessmentError> {
+    let mut observed = Observations::new();
     for row in input.rows {
         for (check, ev) in &row.checks {
             let Some((status, seq)) = ev else { continue };
@@ -304,14 +284,30 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
             });
         }
     }
-    let observations: Vec<Value> = observed.values().map(observation).collect();
+    Ok(observed)
+}
 
-    // Hosts: every host a row names.
+/// Every host a row names, with its display name.
+fn hosts(rows: &[EvidenceRow]) -> BTreeMap<&str, &str> {
     let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
-    for row in input.rows {
+    for row in rows {
         hosts.entry(&row.host).or_insert(&row.host_name);
     }
-    let inventory: Vec<Value> = hosts
+    hosts
+}
+
+/// The rows of each requirement, its hosts in the order of the rows.
+fn by_requirement(rows: &[EvidenceRow]) -> BTreeMap<&str, Vec<&EvidenceRow>> {
+    let mut by_requirement: BTreeMap<&str, Vec<&EvidenceRow>> = BTreeMap::new();
+    for row in rows {
+        by_requirement.entry(&row.requirement).or_default().push(row);
+    }
+    by_requirement
+}
+
+/// The local definitions' inventory items: each host, as its agent signs for it.
+fn inventory(hosts: &BTreeMap<&str, &str>) -> Vec<Value> {
+    hosts
         .iter()
         .map(|(agent, name)| {
             let mut props = vec![json!({ "name": "asset-id", "value": agent })];
@@ -325,117 +321,104 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
                 "props": props,
             })
         })
-        .collect();
+        .collect()
+}
 
-    // Risks on the exported requirements: an entry naming hosts counts when
-    // one of them is exported; one naming none (manual, or closed) speaks of
-    // the requirement as a whole.
-    let requirements: BTreeSet<&str> = input.rows.iter().map(|r| r.requirement.as_str()).collect();
-    let mut risks: Vec<(&RiskEntry, &str)> = input
-        .risks
+/// The `findings`: one per requirement.
+fn findings(
+    input: &Input<'_>,
+    by_requirement: &BTreeMap<&str, Vec<&EvidenceRow>>,
+    risks: &[(&RiskEntry, &str)],
+) -> Vec<Value> {
+    by_requirement
         .iter()
-        .filter_map(|e| risk_status(e.status).map(|s| (e, s)))
-        .filter(|(e, _)| {
-            let on_requirement =
-                e.requirement.iter().chain(&e.related).any(|r| requirements.contains(r.as_str()));
-            let on_hosts = e.affected_hosts.is_empty()
-                || e.affected_hosts.iter().any(|h| hosts.contains_key(h.as_str()));
-            on_requirement && on_hosts
-        })
-        .collect();
-    risks.sort_by_key(|(e, _)| e.id);
-    let risk_values: Vec<Value> = risks
-        .iter()
-        .map(|(e, status)| {
-            let obs = observed
-                .values()
-                .filter(|o| e.affected_hosts.contains(o.agent) && e.checks.contains(o.check))
-                .map(|o| observation_uuid(o.agent, o.check, o.seq));
-            risk(e, status, tool, input.matrix, obs.collect())
-        })
-        .collect();
+        .map(|(requirement, rows)| finding(input.evaluation, requirement, rows, risks))
+        .collect()
+}
 
-    // Findings: one per requirement, its hosts in the order of the rows.
-    let mut by_requirement: BTreeMap<&str, Vec<&EvidenceRow>> = BTreeMap::new();
-    for row in input.rows {
-        by_requirement.entry(&row.requirement).or_default().push(row);
+/// The finding on `requirement` from its `rows`: its state by
+/// [`finding_state`], each host's standing, the observations it rests on
+/// and the risks on the requirement.
+fn finding(
+    evaluation: &EvaluationInfo,
+    requirement: &str,
+    rows: &[&EvidenceRow],
+    risks: &[(&RiskEntry, &str)],
+) -> Value {
+    let (state, reason) = finding_state(rows.iter().map(|r| r.status.as_str()));
+    let mut props = vec![prop(PROP_REQUIREMENT, requirement), prop("framework", &rows[0].framework)];
+    props.extend(rows.iter().map(|r| prop(PROP_HOST_STANDING, format!("{} {}", r.host, r.status))));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *counts.entry(r.status.as_str()).or_default() += 1;
     }
-    let mut findings = Vec::new();
-    for (requirement, rows) in &by_requirement {
-        let (state, reason) = finding_state(rows.iter().map(|r| r.status.as_str()));
-        let mut props = vec![prop(PROP_REQUIREMENT, requirement), prop("framework", &rows[0].framework)];
-        props.extend(rows.iter().map(|r| prop(PROP_HOST_STANDING, format!("{} {}", r.host, r.status))));
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in rows {
-            *counts.entry(r.status.as_str()).or_default() += 1;
-        }
-        let summary = counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
-        // What keeps a host from a pass, for the reader.
-        let why: Vec<String> = rows
-            .iter()
-            .filter(|r| r.status != "satisfied" && r.status != "not_applicable")
-            .map(|r| {
-                let checks = r
-                    .checks
-                    .iter()
-                    .map(|(c, ev)| match ev {
-                        Some((s, seq)) => format!("{c} {s} (seq {seq})"),
-                        None => format!("{c} never reported"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("{}: {} [{checks}]", r.host, r.status)
-            })
-            .collect();
-        let status_remarks = match reason {
-            "pass" => {
-                "Every exported host the requirement applies to is satisfied by current, signed evidence."
-                    .to_string()
-            }
-            "fail" => format!("Not satisfied on: {}.", why.join("; ")),
-            _ if why.is_empty() => {
-                "The requirement applies to none of the exported hosts; not reported as satisfied."
-                    .to_string()
-            }
-            _ => format!(
-                "Not reported as satisfied: unknown, missing, stale or excepted evidence proves nothing. {}.",
-                why.join("; ")
-            ),
-        };
-        let obs = rows.iter().flat_map(|r| {
-            r.checks
+    let summary = counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+    let obs = rows.iter().flat_map(|r| {
+        r.checks.iter().filter_map(|(c, ev)| ev.as_ref().map(|(_, seq)| observation_uuid(&r.host, c, *seq)))
+    });
+    let risk_refs = risks
+        .iter()
+        .filter(|(e, _)| e.requirement.as_deref() == Some(requirement))
+        .map(|(e, _)| named_uuid("risk", &e.id.to_string()));
+    let title = line(&format!("{requirement} {}", rows[0].requirement_title));
+    let mut f = json!({
+        "uuid": named_uuid("finding", requirement).to_string(),
+        "title": title,
+        "description": format!(
+            "Requirement {requirement} on {} exported hosts, evaluated at {} under policy {} and mappings {}: {summary}.",
+            rows.len(),
+            evaluation.at,
+            evaluation.policy_version,
+            evaluation.mapping_version
+        ),
+        "props": props,
+        "target": {
+            "type": "objective-id",
+            "target-id": control_token(requirement),
+            "title": line(&rows[0].requirement_title),
+            "status": { "state": state, "reason": reason, "remarks": status_remarks(reason, rows) },
+        },
+    });
+    put(&mut f, "related-observations", related(obs, "observation-uuid"));
+    put(&mut f, "related-risks", related(risk_refs, "risk-uuid"));
+    f
+}
+
+/// A finding's status remarks: what keeps each host from a pass, for the reader.
+fn status_remarks(reason: &str, rows: &[&EvidenceRow]) -> String {
+    let why: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status != "satisfied" && r.status != "not_applicable")
+        .map(|r| {
+            let checks = r
+                .checks
                 .iter()
-                .filter_map(|(c, ev)| ev.as_ref().map(|(_, seq)| observation_uuid(&r.host, c, *seq)))
-        });
-        let risk_refs = risks
-            .iter()
-            .filter(|(e, _)| e.requirement.as_deref() == Some(requirement))
-            .map(|(e, _)| named_uuid("risk", &e.id.to_string()));
-        let title = line(&format!("{requirement} {}", rows[0].requirement_title));
-        let mut f = json!({
-            "uuid": named_uuid("finding", requirement).to_string(),
-            "title": title,
-            "description": format!(
-                "Requirement {requirement} on {} exported hosts, evaluated at {} under policy {} and mappings {}: {summary}.",
-                rows.len(),
-                input.evaluation.at,
-                input.evaluation.policy_version,
-                input.evaluation.mapping_version
-            ),
-            "props": props,
-            "target": {
-                "type": "objective-id",
-                "target-id": control_token(requirement),
-                "title": line(&rows[0].requirement_title),
-                "status": { "state": state, "reason": reason, "remarks": status_remarks },
-            },
-        });
-        put(&mut f, "related-observations", related(obs, "observation-uuid"));
-        put(&mut f, "related-risks", related(risk_refs, "risk-uuid"));
-        findings.push(f);
+                .map(|(c, ev)| match ev {
+                    Some((s, seq)) => format!("{c} {s} (seq {seq})"),
+                    None => format!("{c} never reported"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{}: {} [{checks}]", r.host, r.status)
+        })
+        .collect();
+    match reason {
+        "pass" => "Every exported host the requirement applies to is satisfied by current, signed evidence."
+            .to_string(),
+        "fail" => format!("Not satisfied on: {}.", why.join("; ")),
+        _ if why.is_empty() => {
+            "The requirement applies to none of the exported hosts; not reported as satisfied.".to_string()
+        }
+        _ => format!(
+            "Not reported as satisfied: unknown, missing, stale or excepted evidence proves nothing. {}.",
+            why.join("; ")
+        ),
     }
+}
 
-    let reviewed = if by_requirement.is_empty() {
+/// The result's reviewed controls: the requirements with a finding.
+fn reviewed_controls(by_requirement: &BTreeMap<&str, Vec<&EvidenceRow>>) -> Value {
+    if by_requirement.is_empty() {
         // OSCAL needs a selection; none of the query's controls had a standing.
         json!({ "control-selections": [{
             "description": "No exported host had a standing on any requirement.",
@@ -448,44 +431,63 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
             "description": "The requirements a Custos check supports, with a standing on an exported host.",
             "include-controls": include,
         }] })
-    };
+    }
+}
 
-    let window = format!("{} to {}", q.from, q.to);
+/// The result's local definitions: the Custos server as a component and
+/// the hosts as inventory items.
+fn local_definitions(inventory: Vec<Value>) -> Value {
+    let mut local = json!({
+        "components": [{
+            "uuid": tool().to_string(),
+            "type": "software",
+            "title": "Custos server",
+            "description": "Verifies and keeps the agents' signed evidence, evaluates it against the catalog and keeps the risk register.",
+            "props": [prop("version", env!("CARGO_PKG_VERSION"))],
+            "status": { "state": "operational" },
+        }],
+    });
+    put(&mut local, "inventory-items", inventory);
+    local
+}
+
+/// The one `results` entry: the window, the evaluation it rests on, the
+/// local definitions, the reviewed controls and `parts`.
+fn result(
+    input: &Input<'_>,
+    window: &str,
+    by_requirement: &BTreeMap<&str, Vec<&EvidenceRow>>,
+    parts: Parts,
+) -> Value {
+    let (q, evaluation) = (input.query, input.evaluation);
     let mut result = json!({
         "uuid": named_uuid("result", &format!("{}|{}|{window}", input.exported_at, input.exported_by)).to_string(),
         "title": line(&format!("Custos endpoint evidence, {window}")),
         "description": format!(
             "Technical controls measured on endpoints by Custos agents and signed per record, collected {window}; standings at {} (policy {}, mappings {}). Risks are the register's entries at export time.",
-            input.evaluation.at, input.evaluation.policy_version, input.evaluation.mapping_version
+            evaluation.at, evaluation.policy_version, evaluation.mapping_version
         ),
         "start": q.from,
         "end": q.to,
         "props": [
-            prop("evaluated-at", &input.evaluation.at),
-            prop("policy-version", &input.evaluation.policy_version),
-            prop("mapping-version", &input.evaluation.mapping_version),
+            prop("evaluated-at", &evaluation.at),
+            prop("policy-version", &evaluation.policy_version),
+            prop("mapping-version", &evaluation.mapping_version),
         ],
-        "local-definitions": {
-            "components": [{
-                "uuid": tool.to_string(),
-                "type": "software",
-                "title": "Custos server",
-                "description": "Verifies and keeps the agents' signed evidence, evaluates it against the catalog and keeps the risk register.",
-                "props": [prop("version", env!("CARGO_PKG_VERSION"))],
-                "status": { "state": "operational" },
-            }],
-        },
-        "reviewed-controls": reviewed,
+        "local-definitions": local_definitions(parts.inventory),
+        "reviewed-controls": reviewed_controls(by_requirement),
         "remarks": "A finding is satisfied only when every exported host the requirement applies to is satisfied; unknown, missing, stale or excepted evidence is reported as not-satisfied with reason other, never as a pass.",
     });
-    if let Some(local) = result.get_mut("local-definitions") {
-        put(local, "inventory-items", inventory);
-    }
-    let (n_obs, n_find, n_risk) = (observations.len(), findings.len(), risk_values.len());
-    put(&mut result, "observations", observations);
-    put(&mut result, "risks", risk_values);
-    put(&mut result, "findings", findings);
+    put(&mut result, "observations", parts.observations);
+    put(&mut result, "risks", parts.risks);
+    put(&mut result, "findings", parts.findings);
+    result
+}
 
+/// The back matter: the export query (the plan reference's target) and
+/// `evidence.csv`, pinned by its digest.
+fn back_matter(input: &Input<'_>, window: &str) -> Value {
+    let q = input.query;
     let list = |l: &[String]| if l.is_empty() { "all".to_string() } else { l.join(", ") };
     let mut query_props = vec![prop("from", &q.from), prop("to", &q.to)];
     query_props.extend(q.controls.iter().map(|c| prop("control", c)));
@@ -494,64 +496,40 @@ pub fn build(input: &Input<'_>) -> Result<Built, AssessmentError> {
         query_props.push(prop("sample-size", s.size.to_string()));
         query_props.push(prop("sample-seed", &s.seed));
     }
-    let doc = json!({ "assessment-results": {
-        "uuid": named_uuid(
-            "assessment-results",
-            &format!("{}|{}|{window}|{}", input.exported_at, input.exported_by, input.csv_sha256)
-        ).to_string(),
-        "metadata": {
-            "title": line(&format!("Custos assessment results: endpoint evidence {window}")),
-            "last-modified": input.exported_at,
-            "version": FORMAT,
-            "oscal-version": OSCAL_VERSION,
-            "roles": [{ "id": "prepared-by", "title": "Prepared By" }],
-            "parties": [{ "uuid": exporter.to_string(), "type": "person", "name": clean_value(input.exported_by) }],
-            "responsible-parties": [{ "role-id": "prepared-by", "party-uuids": [exporter.to_string()] }],
+    json!({ "resources": [
+        {
+            "uuid": query_resource().to_string(),
+            "title": "Export query",
+            "description": format!(
+                "Records collected {window}; controls: {}; hosts: {}{}. Exported {} by {}.",
+                list(&q.controls),
+                list(&q.hosts),
+                q.sample.as_ref().map_or(String::new(), |s| format!(
+                    "; a sample of {} hosts drawn with seed {:?} ({})", s.size, s.seed, s.method
+                )),
+                input.exported_at,
+                input.exported_by
+            ),
+            "props": query_props,
+            "rlinks": [{ "href": MANIFEST, "media-type": "application/json" }],
         },
-        // OSCAL requires import-ap. There is no assessment plan: the export
-        // query selected the evidence, so the plan reference points at the
-        // back-matter resource that states that query.
-        "import-ap": {
-            "href": format!("#{query_resource}"),
-            "remarks": "No separate assessment plan: the export query (back matter) selected the hosts, requirements and window.",
+        {
+            "uuid": named_uuid("resource", EVIDENCE_CSV).to_string(),
+            "title": "Evidence table",
+            "description": "One row per host and requirement with the standing and the signed records behind it.",
+            "rlinks": [{
+                "href": EVIDENCE_CSV,
+                "media-type": "text/csv",
+                "hashes": [{ "algorithm": "SHA-256", "value": input.csv_sha256 }],
+            }],
         },
-        "results": [result],
-        "back-matter": { "resources": [
-            {
-                "uuid": query_resource.to_string(),
-                "title": "Export query",
-                "description": format!(
-                    "Records collected {window}; controls: {}; hosts: {}{}. Exported {} by {}.",
-                    list(&q.controls),
-                    list(&q.hosts),
-                    q.sample.as_ref().map_or(String::new(), |s| format!(
-                        "; a sample of {} hosts drawn with seed {:?} ({})", s.size, s.seed, s.method
-                    )),
-                    input.exported_at,
-                    input.exported_by
-                ),
-                "props": query_props,
-                "rlinks": [{ "href": MANIFEST, "media-type": "application/json" }],
-            },
-            {
-                "uuid": csv_resource.to_string(),
-                "title": "Evidence table",
-                "description": "One row per host and requirement with the standing and the signed records behind it.",
-                "rlinks": [{
-                    "href": EVIDENCE_CSV,
-                    "media-type": "text/csv",
-                    "hashes": [{ "algorithm": "SHA-256", "value": input.csv_sha256 }],
-                }],
-            },
-        ] },
-    } });
-    Ok(Built { json: serde_json::to_vec_pretty(&doc)?, observations: n_obs, findings: n_find, risks: n_risk })
+    ] })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::risk::{MatrixKind, Origin};
+    use crate::risk::{MatrixKind, Origin, Status};
     use custos_verify::bundle::Sample;
 
     fn row(
