@@ -125,6 +125,17 @@ impl TestServer {
         self.grpc_addr.to_string()
     }
 
+    /// GET an API path with the admin token; returns status and the body's bytes.
+    pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.http_addr))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("HTTP request");
+        (resp.status().as_u16(), resp.bytes().await.expect("HTTP body").to_vec())
+    }
+
     /// GET an API path with the admin token; returns status and JSON body.
     pub async fn api(&self, path: &str) -> (u16, serde_json::Value) {
         self.api_with(path, Some(&self.admin_token)).await

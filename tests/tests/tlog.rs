@@ -29,13 +29,8 @@ fn hash(v: &Value) -> Hash {
 }
 
 async fn text(server: &TestServer, path: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{}{path}", server.http_addr))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    let (status, body) = server.get_bytes(path).await;
+    (status, String::from_utf8(body).expect("UTF-8 body"))
 }
 
 /// Waits for a signed checkpoint of at least `size` leaves and opens it.

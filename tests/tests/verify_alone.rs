@@ -59,14 +59,9 @@ fn binary(name: &str) -> PathBuf {
 
 /// The body of a GET with the admin token, which must answer 200.
 async fn get(server: &TestServer, path: &str) -> Vec<u8> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{}{path}", server.http_addr))
-        .bearer_auth(&server.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "GET {path}");
-    resp.bytes().await.unwrap().to_vec()
+    let (status, body) = server.get_bytes(path).await;
+    assert_eq!(status, 200, "GET {path}");
+    body
 }
 
 fn run(program: &str, args: &[&str]) -> Output {

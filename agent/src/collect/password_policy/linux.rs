@@ -462,17 +462,18 @@ mod tests {
         assert_eq!(min_length(&by_arg, &conf).1, "pam_unix");
     }
 
+    /// An `auth` stack that locks as libpam runs it (faillock's deny
+    /// defaults to 3).
+    const LOCKING_AUTH: &str = "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+        auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
+        auth requisite pam_deny.so\nauth required pam_permit.so\n";
+
     #[test]
     fn includes_are_followed_and_faillock_drop_ins_are_not_read() {
         let host = crate::host::FixtureHost::new()
             .file("/etc/pam.d/common-password", "@include hardened\n")
             .file("/etc/pam.d/hardened", "password requisite pam_pwquality.so minlen=14\n")
-            .file(
-                "/etc/pam.d/common-auth",
-                "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
-                 auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
-                 auth requisite pam_deny.so\nauth required pam_permit.so\n",
-            )
+            .file("/etc/pam.d/common-auth", LOCKING_AUTH)
             .file("/etc/security/faillock.conf.d/deny.conf", "deny = 20\n");
         let o = observe(&host);
         assert!(o.faillock.is_empty(), "pam_faillock never reads faillock.conf.d");
@@ -486,12 +487,7 @@ mod tests {
     fn a_stack_past_the_include_bounds_is_unknown_never_pass() {
         let sound = crate::host::FixtureHost::new()
             .file("/etc/pam.d/common-password", "password requisite pam_pwquality.so minlen=14\n")
-            .file(
-                "/etc/pam.d/common-auth",
-                "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
-                 auth [default=die] pam_faillock.so authfail\nauth sufficient pam_faillock.so authsucc\n\
-                 auth requisite pam_deny.so\nauth required pam_permit.so\n",
-            );
+            .file("/etc/pam.d/common-auth", LOCKING_AUTH);
         assert_eq!(gather(&sound, &Context::at(0)).status, CheckStatus::Pass);
         // sshd's stack includes a file that includes itself: libpam refuses
         // it, and what it would run is not known here.
