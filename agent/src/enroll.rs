@@ -125,7 +125,7 @@ async fn enroll_into(
         evidence_public_key: evidence.verifying_key().as_bytes().to_vec(),
         evidence_key_proof: proof.to_bytes().to_vec(),
         display_name: display_name.to_string(),
-        agent_version: crate::record::AGENT_VERSION.to_string(),
+        agent_version: crate::host_info::AGENT_VERSION.to_string(),
     });
     let resp = match transport::call(&link, Phase::Enrollment, call).await {
         Ok(r) => r,

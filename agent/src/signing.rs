@@ -12,6 +12,8 @@ use custos_proto::evidence::{
 };
 use ed25519_dalek::SigningKey;
 
+use crate::host_info::AGENT_VERSION;
+
 use crate::spool::ChainTip;
 
 /// Signs one record for the chain position `tip`.

@@ -90,7 +90,7 @@ fn main() {
                 .find(|e| e.signatures[0].keyid == custos_proto::evidence::key_id(&key.verifying_key()));
             let tip = ChainTip { seq, prev: prev.map(|e| payload_digest(&e.payload)), gap: None };
             let collected = now - time::Duration::hours(5) + time::Duration::hours(seq as i64);
-            let env = custos_agent::record::sign_record(
+            let env = custos_agent::signing::sign_record(
                 key,
                 &id,
                 &tip,

@@ -239,7 +239,7 @@ fn signed(
         tags: Vec::new(),
     };
     let collected_at = collected.format(&Rfc3339).expect("formats");
-    let env = custos_agent::record::sign_record(&h.key, &h.agent_id, &tip, &collected_at, host_info, checks);
+    let env = custos_agent::signing::sign_record(&h.key, &h.agent_id, &tip, &collected_at, host_info, checks);
     let key = AgentKey {
         agent_id: h.agent_id.clone(),
         evidence_key: h.key.verifying_key().to_bytes(),

@@ -62,7 +62,7 @@ fn presign(key: &SigningKey, agent_id: &str, n: usize) -> Vec<Envelope> {
                 display_name: Some(format!("bench-{agent_id}")),
                 tags: Vec::new(),
             };
-            let env = custos_agent::record::sign_record(
+            let env = custos_agent::signing::sign_record(
                 key,
                 agent_id,
                 &tip,

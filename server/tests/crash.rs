@@ -30,7 +30,7 @@ fn records(key: &ed25519_dalek::SigningKey, agent_id: &str, n: u64) -> Vec<Envel
                 reason: None,
             }];
             let host = HostInfo { os: "linux".into(), ..Default::default() };
-            let env = custos_agent::record::sign_record(
+            let env = custos_agent::signing::sign_record(
                 key,
                 agent_id,
                 &ChainTip { seq, prev, gap: None },

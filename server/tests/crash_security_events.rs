@@ -32,7 +32,7 @@ async fn a_refusal_answered_before_a_sigkill_is_an_event_after_the_restart() {
     let key = state.load_evidence_key().unwrap();
 
     // A record with a forged signature; the server is killed as soon as its answer arrives.
-    let mut forged = custos_agent::record::sign_record(
+    let mut forged = custos_agent::signing::sign_record(
         &key,
         &id.agent_id,
         &ChainTip { seq: 1, prev: None, gap: None },

@@ -71,7 +71,7 @@ fn send(store: &Store, a: &mut Agent, at: i64, checks: &[(&str, CheckStatus)]) {
         tags: Vec::new(),
     };
     let checks = checks.iter().map(|(c, s)| result(c, *s)).collect();
-    let env = custos_agent::record::sign_record(&a.key, &a.id, &a.tip, &collected, host, checks);
+    let env = custos_agent::signing::sign_record(&a.key, &a.id, &a.tip, &collected, host, checks);
     let key =
         AgentKey { agent_id: a.id.clone(), evidence_key: a.key.verifying_key().to_bytes(), revoked: false };
     let rec: NewRecord = custos_server::ingest::verify_record(env, &key, at).unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custos_agent::host::{FixtureHost, Host};
-use custos_agent::record::sign_record;
+use custos_agent::signing::sign_record;
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::{CheckStatus, Envelope, HostInfo, payload_digest, sign_envelope};
 use custos_proto::v1::{AckStatus, RejectReason};

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use custos_agent::host::FixtureHost;
-use custos_agent::record::sign_record;
+use custos_agent::signing::sign_record;
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::{CheckStatus, Envelope, HostInfo, payload_digest, sign_envelope};
 use custos_proto::v1::{self, AckStatus, RejectReason};

@@ -111,7 +111,7 @@ pub fn signed(
     checks: Vec<CheckResult>,
     now: i64,
 ) -> NewRecord {
-    let env = custos_agent::record::sign_record(
+    let env = custos_agent::signing::sign_record(
         key,
         agent_id,
         tip,

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(&init.ca_cert_path)?;
     let state = StateDir(tmp.path().join("agent"));
     let host: Arc<dyn Host> = Arc::new(SystemHost::default());
-    let name = custos_agent::record::hostname(host.as_ref()).unwrap_or_else(|| "this-host".into());
+    let name = custos_agent::host_info::hostname(host.as_ref()).unwrap_or_else(|| "this-host".into());
     let id = custos_agent::enroll::enroll(&state, &grpc, &token, &ca, &name)
         .await
         .context("enrolling the local agent")?;
