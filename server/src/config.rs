@@ -27,7 +27,7 @@ pub struct Config {
     pub server_names: Vec<String>,
     pub limits: Limits,
     pub agent_cert: AgentCert,
-    pub policy: Policy,
+    pub policy: CollectionSchedule,
     pub evaluation: Evaluation,
     pub risk: Risk,
     pub log: Log,
@@ -90,10 +90,11 @@ pub struct AgentCert {
     pub lifetime_hours: u64,
 }
 
-/// What agents are told to collect.
+/// What agents are told to collect, and how often: the `[policy]` table of
+/// `config.toml` (the name the file keeps), not the policy's CEL rules.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Policy {
+pub struct CollectionSchedule {
     /// Default interval between two collections of a check.
     pub interval_seconds: u32,
     pub collector_timeout_seconds: u32,
@@ -278,7 +279,7 @@ impl Default for Config {
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             limits: Limits::default(),
             agent_cert: AgentCert::default(),
-            policy: Policy::default(),
+            policy: CollectionSchedule::default(),
             evaluation: Evaluation::default(),
             risk: Risk::default(),
             log: Log::default(),
@@ -342,9 +343,9 @@ impl Default for AgentCert {
     }
 }
 
-impl Default for Policy {
+impl Default for CollectionSchedule {
     fn default() -> Self {
-        Policy {
+        CollectionSchedule {
             interval_seconds: 3600,
             collector_timeout_seconds: 120,
             checks: Vec::new(),

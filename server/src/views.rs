@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decided::{check_evidence, decide};
 use crate::evaluate::{
-    CheckEvidence, Evaluation, EvaluationPolicy, HostEvidence, LoggedStanding, Scope, evaluate,
+    AppliesTo, CheckEvidence, Evaluation, EvaluationSettings, HostEvidence, LoggedStanding, evaluate,
     evaluation_from_log,
 };
 use crate::exception::{Exception, ExceptionState};
@@ -142,9 +142,9 @@ pub fn fleet_evidence_at(
 /// The evaluation policy from the configuration: each check's staleness
 /// limit is its collection interval times `evaluation.stale_factor`, at
 /// least `evaluation.stale_after_hours`.
-pub fn policy(config: &Config) -> EvaluationPolicy {
+pub fn policy(config: &Config) -> EvaluationSettings {
     let secs = |s: u32| time::Duration::seconds(i64::from(s));
-    EvaluationPolicy {
+    EvaluationSettings {
         default_interval: secs(config.policy.interval_seconds),
         intervals: config.policy.check_interval_seconds.iter().map(|(c, s)| (c.clone(), secs(*s))).collect(),
         stale_factor: config.evaluation.stale_factor,
@@ -161,11 +161,12 @@ pub fn policy_at(
     rules: &Policy,
     exceptions: &[Exception],
     at: OffsetDateTime,
-) -> EvaluationPolicy {
+) -> EvaluationSettings {
     let mut p = policy(config);
     if !rules.scopes().is_empty() {
         let rules = rules.clone();
-        p.scope = Some(Scope(Arc::new(move |control: &str, tags: &[String]| rules.applies(control, tags))));
+        p.scope =
+            Some(AppliesTo(Arc::new(move |control: &str, tags: &[String]| rules.applies(control, tags))));
     }
     let t = at.unix_timestamp();
     for e in exceptions.iter().filter(|e| e.state(t) == ExceptionState::Active) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use custos_proto::evidence::CheckStatus;
 use custos_server::catalog::Catalog;
 use custos_server::evaluate::{
-    CheckEvidence, EvaluationPolicy, HostEvidence, Scope, evaluate, requirement_standings,
+    AppliesTo, CheckEvidence, EvaluationSettings, HostEvidence, evaluate, requirement_standings,
 };
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -112,7 +112,7 @@ fn duration(text: &str) -> Duration {
 fn run(path: &Path, catalog: &Catalog) -> Result<(), String> {
     let case: Case = toml::from_str(&std::fs::read_to_string(path).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let mut policy = EvaluationPolicy::stale_after(duration(&case.policy.interval));
+    let mut policy = EvaluationSettings::stale_after(duration(&case.policy.interval));
     policy.stale_factor = case.policy.factor;
     policy.stale_floor = duration(&case.policy.floor);
     policy.intervals = case.policy.intervals.iter().map(|(c, d)| (c.clone(), duration(d))).collect();
@@ -122,7 +122,7 @@ fn run(path: &Path, catalog: &Catalog) -> Result<(), String> {
     if !case.scope.is_empty() {
         let rules: Vec<(String, Vec<String>)> =
             case.scope.iter().map(|s| (s.prefix.clone(), s.tags_any.clone())).collect();
-        policy.scope = Some(Scope(Arc::new(move |control: &str, tags: &[String]| {
+        policy.scope = Some(AppliesTo(Arc::new(move |control: &str, tags: &[String]| {
             rules
                 .iter()
                 .filter(|(p, _)| control.starts_with(p.as_str()))

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::standings::{CODE_EXCEPTED, CODE_NOT_APPLICABLE};
 use super::{
-    CheckEvidence, ControlEvaluation, Deviation, Evaluation, EvaluationPolicy, HostEvidence, Standings,
+    CheckEvidence, ControlEvaluation, Deviation, Evaluation, EvaluationSettings, HostEvidence, Standings,
 };
 use crate::catalog::Catalog;
 
@@ -29,7 +29,7 @@ enum Standing {
 }
 
 /// A result's standing at `now`: stale evidence is stale whatever it said.
-fn standing(e: &CheckEvidence, now: OffsetDateTime, policy: &EvaluationPolicy) -> Standing {
+fn standing(e: &CheckEvidence, now: OffsetDateTime, policy: &EvaluationSettings) -> Standing {
     if !policy.is_fresh(e, now) {
         return Standing::Stale;
     }
@@ -76,7 +76,7 @@ impl<'c> CheckIndex<'c> {
         &self,
         host: &HostEvidence,
         now: OffsetDateTime,
-        policy: &EvaluationPolicy,
+        policy: &EvaluationSettings,
     ) -> Vec<Standing> {
         let mut out = vec![Standing::Missing; self.index.len()];
         let mut seen = vec![false; self.index.len()];
@@ -100,7 +100,7 @@ struct Fleet<'a> {
     standings: Vec<Vec<Standing>>,
     /// Exceptions in force now, looked up without building owned keys.
     excepted: HashSet<(&'a str, &'a str)>,
-    policy: &'a EvaluationPolicy,
+    policy: &'a EvaluationSettings,
 }
 
 /// Every catalog control's state from the hosts' latest evidence at `now`:
@@ -110,7 +110,7 @@ pub fn evaluate(
     catalog: &Catalog,
     hosts: &[HostEvidence],
     now: OffsetDateTime,
-    policy: &EvaluationPolicy,
+    policy: &EvaluationSettings,
 ) -> Evaluation {
     let index = CheckIndex::new(catalog);
     let fleet = Fleet {
@@ -217,7 +217,7 @@ mod tests {
 
     use super::*;
     use crate::evaluate::test_support::{NOW, control, host, policy};
-    use crate::evaluate::{ControlState, Scope};
+    use crate::evaluate::{AppliesTo, ControlState};
 
     #[test]
     fn mixed_fleet_buckets_and_states() {
@@ -301,7 +301,7 @@ mod tests {
         );
         // A scope: SYS.1.1 (servers) applies only to hosts tagged server.
         p.exceptions.clear();
-        p.scope = Some(Scope(Arc::new(|control: &str, tags: &[String]| {
+        p.scope = Some(AppliesTo(Arc::new(|control: &str, tags: &[String]| {
             !control.starts_with("bsi-grundschutz:2023/SYS.1.1") || tags.iter().any(|t| t == "server")
         })));
         let mut server = host("s", &[("firewall", Fail, 1)]);

@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 pub use from_evidence::evaluate;
 pub use from_log::{LoggedStanding, evaluation_from_log};
 pub use result::{ControlEvaluation, ControlState, Deviation, Evaluation};
-pub use settings::{AppliesFn, EvaluationPolicy, Scope};
+pub use settings::{AppliesFn, AppliesTo, EvaluationSettings};
 pub use standings::{
     REQUIREMENT_STATES, RequirementStanding, Standings, requirement_standings, requirement_state_code,
     standing_detail, standings,

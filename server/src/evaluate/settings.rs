@@ -11,19 +11,21 @@ use super::CheckEvidence;
 
 /// Decides whether a control applies to a host with these tags.
 #[derive(Clone)]
-pub struct Scope(pub Arc<AppliesFn>);
+pub struct AppliesTo(pub Arc<AppliesFn>);
 
 /// `(control id, host tags) → applies`.
 pub type AppliesFn = dyn Fn(&str, &[String]) -> bool + Send + Sync;
 
-impl std::fmt::Debug for Scope {
+impl std::fmt::Debug for AppliesTo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Scope(..)")
+        f.write_str("AppliesTo(..)")
     }
 }
 
+/// The settings one evaluation runs under (not the policy's rules, which
+/// decide each result before evaluation sees it).
 #[derive(Debug, Clone)]
-pub struct EvaluationPolicy {
+pub struct EvaluationSettings {
     /// Collection interval of checks without one of their own.
     pub default_interval: Duration,
     /// Per-check collection intervals.
@@ -35,14 +37,14 @@ pub struct EvaluationPolicy {
     /// Exceptions: (agent id, control id) → when the exception ends.
     pub exceptions: BTreeMap<(String, String), OffsetDateTime>,
     /// `None`: every control applies to every host.
-    pub scope: Option<Scope>,
+    pub scope: Option<AppliesTo>,
 }
 
-impl EvaluationPolicy {
+impl EvaluationSettings {
     /// A policy where evidence is stale after `after` for every check, with
     /// no exceptions and no scopes.
-    pub fn stale_after(after: Duration) -> EvaluationPolicy {
-        EvaluationPolicy {
+    pub fn stale_after(after: Duration) -> EvaluationSettings {
+        EvaluationSettings {
             default_interval: after,
             intervals: BTreeMap::new(),
             stale_factor: 1.0,
@@ -81,7 +83,7 @@ mod tests {
     fn staleness_follows_each_checks_interval_times_the_factor_with_a_floor() {
         use CheckStatus::*;
         let cat = Catalog::builtin().unwrap();
-        let mut p = EvaluationPolicy::stale_after(Duration::hours(1));
+        let mut p = EvaluationSettings::stale_after(Duration::hours(1));
         p.stale_factor = 3.0;
         p.intervals.insert("software_inventory".into(), Duration::hours(24));
         assert_eq!(p.stale_limit("firewall"), Duration::hours(3));

@@ -134,7 +134,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::evaluate::test_support::{NOW, host, policy};
-    use crate::evaluate::{Scope, evaluate};
+    use crate::evaluate::{AppliesTo, evaluate};
 
     #[test]
     fn standings_kept_while_evaluating_equal_those_rebuilt_from_the_buckets() {
@@ -142,7 +142,7 @@ mod tests {
         let cat = Catalog::builtin().unwrap();
         let mut p = policy();
         p.exceptions.insert(("b".into(), "iso27001:2022/A.8.20".into()), NOW + Duration::days(1));
-        p.scope = Some(Scope(Arc::new(|control: &str, tags: &[String]| {
+        p.scope = Some(AppliesTo(Arc::new(|control: &str, tags: &[String]| {
             !control.starts_with("bsi-grundschutz:2023/SYS.1.1") || tags.iter().any(|t| t == "server")
         })));
         let mut server = host("s", &[("firewall", Pass, 1), ("ssh_server", Fail, 1)]);

@@ -4,7 +4,7 @@ use custos_proto::evidence::CheckStatus;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use super::{CheckEvidence, ControlEvaluation, Evaluation, EvaluationPolicy, HostEvidence};
+use super::{CheckEvidence, ControlEvaluation, Evaluation, EvaluationSettings, HostEvidence};
 
 pub(super) const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
 
@@ -30,6 +30,6 @@ pub(super) fn control<'a>(e: &'a Evaluation, id: &str) -> &'a ControlEvaluation 
     e.controls.iter().find(|c| c.control_id == id).unwrap()
 }
 
-pub(super) fn policy() -> EvaluationPolicy {
-    EvaluationPolicy::stale_after(Duration::hours(48))
+pub(super) fn policy() -> EvaluationSettings {
+    EvaluationSettings::stale_after(Duration::hours(48))
 }
