@@ -46,6 +46,8 @@ pub enum AppError {
     Import(#[from] crate::catalog_imports::ImportError),
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
+    #[error(transparent)]
+    Policy(#[from] crate::datadir::PolicyLoadError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -295,10 +297,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     // Mappings can change at run time; a bad file keeps the last good catalog.
     let catalog = Arc::new(Reloadable::new(loaded, catalog_files(dir)));
     // A policy that does not load stops the start: there is no last good one yet.
-    let policy = Arc::new(Reloadable::new(
-        crate::datadir::load_policy(dir).map_err(AppError::Invalid)?,
-        vec![data.policy()],
-    ));
+    let policy = Arc::new(Reloadable::new(crate::datadir::load_policy(dir)?, vec![data.policy()]));
     let ingest =
         Ingest::start(store.record_writer()?, store.checkpointer()?, config.limits.max_batch_records);
     let state = GrpcState::new(Arc::clone(&store), ca, config.clone(), ingest.clone(), Arc::clone(&agents));

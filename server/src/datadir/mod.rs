@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::catalog_imports::load_catalog;
 pub use log_key::log_signer;
-pub use policy::{load_policy, refresh_catalog, refresh_policy};
+pub use policy::{PolicyLoadError, load_policy, refresh_catalog, refresh_policy};
 
 /// A data-dir file that could not be read or written, or holds what it must not.
 #[derive(Debug, thiserror::Error)]

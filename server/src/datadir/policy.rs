@@ -6,18 +6,30 @@
 use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
-use crate::catalog_imports::load_catalog;
+use crate::catalog_imports::{ImportError, load_catalog};
 use crate::config::DataDir;
-use crate::policy::Policy;
-use crate::reload::Reloadable;
+use crate::policy::{Policy, PolicyError};
+use crate::reload::{ReadError, Reloadable};
 use crate::store::Store;
 
+/// Why the policy in the data dir cannot be loaded. Both carry the file
+/// (and, for a refused policy, the line), so callers can point at it.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// Read, but refused (`PolicyError`: path, line, reason).
+    #[error(transparent)]
+    Refused(#[from] PolicyError),
+    /// Not readable as a text file of the allowed size.
+    #[error(transparent)]
+    Unreadable(#[from] ReadError),
+}
+
 /// Loads the built-in policy merged with the data dir's `policy.toml`, if any.
-pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, String> {
-    let builtin = Policy::builtin().map_err(|e| e.to_string())?;
+pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, PolicyLoadError> {
+    let builtin = Policy::builtin()?;
     let path = DataDir(data_dir.to_path_buf()).policy();
-    let text = crate::reload::read_optional(&path).map_err(|e| e.to_string())?;
-    Policy::with_optional_override(&builtin, &path, text.as_deref()).map_err(|e| e.to_string())
+    let text = crate::reload::read_optional(&path)?;
+    Ok(Policy::with_optional_override(&builtin, &path, text.as_deref())?)
 }
 
 /// Takes up a changed policy file. A bad one is logged and recorded as a
@@ -28,7 +40,7 @@ pub fn refresh_policy(
     data_dir: &std::path::Path,
     store: &Store,
     now: OffsetDateTime,
-) -> Result<bool, String> {
+) -> Result<bool, PolicyLoadError> {
     match policy.refresh(|| load_policy(data_dir)) {
         Ok(true) => {
             tracing::info!(version = policy.current().version(), "policy reloaded");
@@ -55,8 +67,8 @@ pub fn refresh_catalog(
     data_dir: &std::path::Path,
     store: &Store,
     now: OffsetDateTime,
-) -> Result<bool, String> {
-    match catalog.refresh(|| load_catalog(data_dir).map_err(|e| e.to_string())) {
+) -> Result<bool, ImportError> {
+    match catalog.refresh(|| load_catalog(data_dir)) {
         Ok(true) => {
             tracing::info!(version = catalog.current().mapping_version(), "mappings reloaded");
             Ok(true)
@@ -72,5 +84,31 @@ pub fn refresh_catalog(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_policy_file_is_an_error_value_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_policy(dir.path()).is_ok(), "no policy.toml: the built-in policy");
+        let file = DataDir(dir.path().to_path_buf()).policy();
+        std::fs::write(
+            &file,
+            "version = \"site-1\"\n\n[[rule]]\ncheck = \"dns\"\nexpr = \"true\"\nmessage = \"m\"\n",
+        )
+        .unwrap();
+        match load_policy(dir.path()) {
+            Err(PolicyLoadError::Refused(e)) => {
+                assert_eq!((e.path.as_path(), e.line), (file.as_path(), Some(4)), "{e}");
+                assert!(e.message.contains("unknown check \"dns\""), "{e}");
+            }
+            other => panic!("expected a refusal naming file and line, got {other:?}"),
+        }
+        std::fs::write(&file, [0xff, 0xfe]).unwrap();
+        assert!(matches!(load_policy(dir.path()), Err(PolicyLoadError::Unreadable(_))));
     }
 }

@@ -61,6 +61,9 @@ pub enum ExportError {
     DataDir { path: PathBuf, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The data dir's policy, refused or unreadable (path and line inside).
+    #[error(transparent)]
+    Policy(#[from] crate::datadir::PolicyLoadError),
     #[error(
         "record {agent}/{seq} has no leaf in the transparency log (stored before the log existed); it cannot be exported with a proof"
     )]
@@ -208,8 +211,7 @@ impl Sources {
         }
         let catalog = crate::datadir::load_catalog(&opts.data_dir)
             .map_err(|e| ExportError::DataDir { path: opts.data_dir.clone(), message: e.to_string() })?;
-        let rules = crate::datadir::load_policy(&opts.data_dir)
-            .map_err(|message| ExportError::DataDir { path: data.policy(), message })?;
+        let rules = crate::datadir::load_policy(&opts.data_dir)?;
         let store = Store::open(&data.database())?;
         Ok(Sources { config, catalog, rules, store })
     }

@@ -63,7 +63,10 @@ pub(super) async fn reload(State(s): State<HttpState>) -> Response {
                 .into_response()
         }
         Ok((p, m)) => {
-            let errors: Vec<String> = [p.err(), m.err()].into_iter().flatten().collect();
+            let errors: Vec<String> = [p.err().map(|e| e.to_string()), m.err().map(|e| e.to_string())]
+                .into_iter()
+                .flatten()
+                .collect();
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({
