@@ -6,7 +6,7 @@
 //! person or a program runs on a real host to reach that state, run here in
 //! the lab's host namespace through `Lab::sh_private`), a `needs` file (the
 //! programs it runs) and `kernel.txt`, the kernel's verdict for a fixed probe
-//! set. `CUSTOS_BLESS=1` rewrites `kernel.txt`; otherwise a difference fails.
+//! set. `UPDATE_EXPECT=1` rewrites `kernel.txt`; otherwise a difference fails.
 //! Independently of the recorded file, each configuration's meaning is also
 //! asserted here, so a wrong state cannot be blessed silently.
 //!
@@ -96,7 +96,7 @@ fn agent_agrees(lab: &Lab, name: &str, status: &str, probes: &[Probe], got: &[Ar
             panic!("{name}: the agent says {} is open, the kernel drops {p}", e.text);
         }
     }
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         record_case(lab, name);
     }
 }
@@ -134,7 +134,7 @@ fn check(name: &str, status: &str, expected: impl Fn(&Probe) -> Arrival) {
     let got = lab.probe(&probes).unwrap_or_else(|e| panic!("{name}: probing failed: {e}"));
     let mut text = format!(
         "# What the kernel lets in after {name}/setup.sh: one line per probe.\n\
-         # Written by agent/tests/firewall_configs.rs with CUSTOS_BLESS=1.\n"
+         # Written by agent/tests/firewall_configs.rs with UPDATE_EXPECT=1.\n"
     );
     let mut wrong = Vec::new();
     for (p, a) in probes.iter().zip(&got) {
@@ -149,12 +149,12 @@ fn check(name: &str, status: &str, expected: impl Fn(&Probe) -> Arrival) {
         wrong.join("\n")
     );
     let file = setup.join("kernel.txt");
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&file, &text).expect("write kernel.txt");
     } else {
         let recorded = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with CUSTOS_BLESS=1 to record it)", file.display()));
-        assert_eq!(text, recorded, "{name}: the kernel's verdicts changed (CUSTOS_BLESS=1 records them)");
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_EXPECT=1 to record it)", file.display()));
+        assert_eq!(text, recorded, "{name}: the kernel's verdicts changed (UPDATE_EXPECT=1 records them)");
     }
     agent_agrees(&lab, name, status, &probes, &got);
 }

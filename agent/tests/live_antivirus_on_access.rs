@@ -6,7 +6,7 @@
 //! without `clamonacc` and on-access paths. An unprivileged user writes
 //! and reads a file matching the signature in the watched directory; the
 //! truth is whether clamd logs it as found. The agent must pass exactly
-//! the states in which it does. `CUSTOS_BLESS=1` records the states as
+//! the states in which it does. `UPDATE_EXPECT=1` records the states as
 //! cases `tests/cases/linux-antivirus-clamav-*`. Needs root, `unshare`,
 //! `setpriv`, clamd, clamonacc and sigtool (CI installs them) and fanotify;
 //! outside CI it says why and stops when they are missing.
@@ -49,7 +49,7 @@ fn run(dir: &Path, s: &State) -> (bool, serde_json::Value) {
     std::fs::write(dir.join("clamd.conf"), clamd_conf(dir, s)).unwrap();
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let mut collect = format!("'{agent}' collect --json --check antivirus > '{d}/{}.json'", s.name);
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/cases/linux-antivirus-clamav-{}", s.name));
         let _ = std::fs::remove_dir_all(&case);

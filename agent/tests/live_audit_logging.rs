@@ -13,7 +13,7 @@
 //! it back so, whatever happens. auditd's binaries come unpacked from
 //! Debian's package (`CUSTOS_AUDIT_ROOT`, which CI prepares; installing the
 //! package would start the daemon for good); outside CI the test says why
-//! and stops when they or root are missing. `CUSTOS_BLESS=1` records the
+//! and stops when they or root are missing. `UPDATE_EXPECT=1` records the
 //! states as cases `tests/cases/linux-audit_logging-kernel-*`.
 
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ fn agent_says(tools: &Tools, name: &str) -> serde_json::Value {
     };
     let out = run(&["collect", "--json", "--check", "audit_logging"]);
     assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/cases/linux-audit_logging-kernel-{name}"));
         let _ = std::fs::remove_dir_all(&case);

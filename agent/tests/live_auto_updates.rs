@@ -7,7 +7,7 @@
 //! package lists, `unattended-upgrade --dry-run --debug` says whether it
 //! would upgrade openssl; the agent's facts must say the same: a security
 //! archive allowed (`security_origin`) and openssl not held back
-//! (`essential_held_back`). `CUSTOS_BLESS=1` records six of the states as
+//! (`essential_held_back`). `UPDATE_EXPECT=1` records six of the states as
 //! cases `tests/cases/linux-auto_updates-uu-*`. Needs root, `unshare`,
 //! `unattended-upgrades`, `dpkg-deb` and `dpkg-scanpackages` (CI installs
 //! them); outside CI it says why and stops when they are missing.

@@ -2,7 +2,7 @@
 //! private mount namespace (the machine's own file is never touched), sudo
 //! itself asked what a user may run (`sudo -l -U`), and the agent, run in
 //! the same namespace, must agree: a state that gives every user a root
-//! shell fails, a sound one passes. `CUSTOS_BLESS=1` records each state as
+//! shell fails, a sound one passes. `UPDATE_EXPECT=1` records each state as
 //! a case `tests/cases/linux-local_admins-sudo-NAME` for `cases.rs`.
 //! Needs root, `unshare` and sudo (CI installs it); outside CI it says why
 //! and stops when they are missing.
@@ -45,7 +45,7 @@ fn agent_says(dir: &Path, sudoers: &str) -> serde_json::Value {
 }
 
 fn record(dir: &Path, name: &str, sudoers: &str, description: &str) {
-    if std::env::var_os("CUSTOS_BLESS").is_none() {
+    if std::env::var_os("UPDATE_EXPECT").is_none() {
         return;
     }
     let case =

@@ -9,7 +9,7 @@
 //! Fixed states (the distribution's stack, and hostile ones: the password
 //! module's failure jumping over `authfail`, a `sufficient` password module
 //! before the lockout, failures counted but a locked account let in) go
-//! through the whole agent, and `CUSTOS_BLESS=1` records them as cases
+//! through the whole agent, and `UPDATE_EXPECT=1` records them as cases
 //! `tests/cases/linux-password_policy-lockout-*`; random stacks
 //! (`CUSTOS_PAM_SEED`: default fixed, `random` explores) go through the
 //! agent's evaluator. Needs root, `unshare`, `pamtester` and `openssl`;
@@ -96,7 +96,7 @@ fn agent_says(etc: &Etc, name: &str, stack: &str) -> serde_json::Value {
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let (ok, out) = etc.run(&format!("'{agent}' collect --json --check password_policy"));
     assert!(ok, "{name}: the agent failed");
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/cases/linux-password_policy-lockout-{name}"));
         let _ = std::fs::remove_dir_all(&case);

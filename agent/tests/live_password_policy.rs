@@ -6,7 +6,7 @@
 //! wins) lowers the `minlen` a drop-in raises, the check fails; when the
 //! main file holds the long minimum, it passes. The stacks reach
 //! pam_pwquality through `@include`, which the agent must follow.
-//! `CUSTOS_BLESS=1` records both states as cases
+//! `UPDATE_EXPECT=1` records both states as cases
 //! `tests/cases/linux-password_policy-pwquality-*`.
 //!
 //! The stack's control flow is held against libpam itself: `pamtester`
@@ -81,7 +81,7 @@ fn agent_says(dir: &Path, name: &str) -> serde_json::Value {
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let (ok, out) = inside(dir, &format!("'{agent}' collect --json --check password_policy"));
     assert!(ok, "{name}: the agent failed");
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/cases/linux-password_policy-pwquality-{name}"));
         let _ = std::fs::remove_dir_all(&case);

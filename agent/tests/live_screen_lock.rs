@@ -4,7 +4,7 @@
 //! found); the compiled database, which GNOME reads, is asked directly
 //! (`dconf read -d`). A host whose keyfiles were fixed but never compiled
 //! still locks never: the agent must not pass it, and must pass the same
-//! keyfiles once compiled. `CUSTOS_BLESS=1` records both states as cases
+//! keyfiles once compiled. `UPDATE_EXPECT=1` records both states as cases
 //! `tests/cases/linux-screen_lock-dconf-*`. Needs root, `unshare` and
 //! `dconf` (dconf-cli; CI installs it); outside CI it says why and stops.
 
@@ -34,7 +34,7 @@ fn settings(idle: u32) -> String {
 fn agent_says(dir: &Path, name: &str) -> serde_json::Value {
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let out = inside(dir, &format!("'{agent}' collect --json --check screen_lock"));
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/cases/linux-screen_lock-dconf-{name}"));
         let _ = std::fs::remove_dir_all(&case);

@@ -7,7 +7,7 @@
 //! `-x` does not steer the clock, so it passes only where something else
 //! does (the kernel's error bound, read here with `adjtimex(2)` directly, is
 //! below its 16 s cap) and fails, naming `-x`, where nothing does.
-//! `CUSTOS_BLESS=1` records both as cases `tests/cases/linux-time_sync-chrony-x-*`. Needs root, `unshare` and chrony
+//! `UPDATE_EXPECT=1` records both as cases `tests/cases/linux-time_sync-chrony-x-*`. Needs root, `unshare` and chrony
 //! (CI installs it); outside CI it says why and stops when they are missing.
 
 #[path = "support/private.rs"]
@@ -21,7 +21,7 @@ fn agent(dir: &Path, name: &str) -> String {
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let out = dir.join(format!("{name}.json"));
     let mut cmd = format!("'{agent}' collect --json --check time_sync > '{}'", out.display());
-    if std::env::var_os("CUSTOS_BLESS").is_some() {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
         let case = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/cases/linux-time_sync-chrony-x-{name}"));
         let _ = std::fs::remove_dir_all(&case);

@@ -111,12 +111,12 @@ pub fn inside(dir: &Path, script: &str) -> (bool, String) {
 }
 
 /// The agent's finding for `check` in the lab, recorded as case `case` when
-/// `CUSTOS_BLESS` is set and `record` holds.
+/// `UPDATE_EXPECT` is set and `record` holds.
 pub fn agent_says(dir: &Path, check: &str, case: &str, record: bool) -> serde_json::Value {
     let agent = env!("CARGO_BIN_EXE_custos-agent");
     let (ok, out) = inside(dir, &format!("'{agent}' collect --json --check {check} 2>/dev/null"));
     assert!(ok, "{case}: the agent failed: {out}");
-    if std::env::var_os("CUSTOS_BLESS").is_some() && record {
+    if std::env::var_os("UPDATE_EXPECT").is_some() && record {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/cases/{case}"));
         let _ = std::fs::remove_dir_all(&path);
         let cmd = format!(
