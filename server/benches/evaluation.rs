@@ -1,7 +1,7 @@
 //! Evaluation benchmark at fleet scale: seeds a fresh store with N hosts ×
 //! 20 checks (the 14 real checks and 6 mapped nowhere) through the real
 //! ingest path, then times what the API and the keeper do with it:
-//! `views::fleet_evidence` uncached (store read + policy decisions), the
+//! `evaluation_inputs::fleet_evidence` uncached (store read + policy decisions), the
 //! fleet cache (first and unchanged refresh), the pure `evaluate`,
 //! `views::controls` for one framework now, `Keeper::pass` (first, nothing
 //! changed, 1 % of hosts with new records), and the as-of answers from the
@@ -541,13 +541,13 @@ fn main() {
     drop(states);
 
     let (times, hosts) = measure(3, 1, Duration::from_secs(30), || {
-        views::fleet_evidence(&store, &rules).expect("fleet_evidence")
+        custos_server::evaluation_inputs::fleet_evidence(&store, &rules).expect("fleet_evidence")
     });
     assert_eq!(hosts.len(), n, "every host is evaluated");
     let counts = status_counts(&hosts);
     assert_eq!(counts, expected, "the policy decided the seeded mix (seeded {expected:?})");
     rows.push(
-        Row::new("views::fleet_evidence (uncached)", times)
+        Row::new("evaluation_inputs::fleet_evidence (uncached)", times)
             .items(results, "results")
             .against(select, "SELECT")
             .note(format!(
@@ -579,7 +579,7 @@ fn main() {
 
     // ----------------------------------------------------- evaluate (pure)
     eprintln!("evaluate");
-    let eval_policy = views::policy_at(&config, &rules, &[], now);
+    let eval_policy = custos_server::evaluation_inputs::settings_at(&config, &rules, &[], now);
     let (times, evaluation) = measure(3, 3, Duration::ZERO, || evaluate(&catalog, &hosts, now, &eval_policy));
     let (eval_median, _) = stats(&times);
     let a820 = evaluation.controls.iter().find(|c| c.control_id == CONTROL).expect("control evaluated");

@@ -6,7 +6,7 @@
 //! every query.
 //!
 //! Invariants: what [`Fleet::evidence`] returns equals
-//! `views::fleet_evidence` over the same store and policy (tested); a
+//! `evaluation_inputs::fleet_evidence` over the same store and policy (tested); a
 //! refresh reads the records' high-water mark before the states, so a
 //! record committed during a refresh is read again on the next one, never
 //! missed.

@@ -37,7 +37,6 @@ use crate::risk::profile::profile;
 use crate::risk::{RiskPolicy, Transition};
 use crate::store::requirements::{RequirementChangeRow, Requirements};
 use crate::store::{Store, StoreError};
-use crate::views;
 use crate::webhook;
 use custos_proto::evidence::CheckStatus;
 
@@ -351,7 +350,8 @@ impl Keeper {
         let rules = self.policy.current();
         let catalog = self.catalog.current();
         let hosts = self.fleet.evidence(store, &rules)?;
-        let eval_policy = views::policy_at(&self.config, &rules, &store.exceptions()?, now);
+        let eval_policy =
+            crate::evaluation_inputs::settings_at(&self.config, &rules, &store.exceptions()?, now);
         let evaluation = evaluate(&catalog, &hosts, now, &eval_policy);
         let standings = standings(&evaluation, &hosts);
         let requirement_changes = {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod datadir;
 pub mod decided;
 pub mod evaluate;
+pub mod evaluation_inputs;
 pub mod exception;
 pub mod export;
 pub mod fleet;

@@ -1,6 +1,6 @@
 //! The fleet cache and the incremental keeper against the uncached path, on
 //! a real store with real signed records: the cache must always answer what
-//! `views::fleet_evidence` answers, deciding again only the hosts whose
+//! `evaluation_inputs::fleet_evidence` answers, deciding again only the hosts whose
 //! evidence, facts or policy changed; the keeper logs only changed pairs,
 //! also after a restart; and the change log answers as of a past time.
 
@@ -102,7 +102,7 @@ fn setup(n: usize) -> (tempfile::TempDir, Store, Vec<Agent>) {
 
 fn assert_same(fleet: &Fleet, store: &Store, policy: &Arc<Policy>) -> Refresh {
     let (cached, refresh) = fleet.refresh(store, policy).unwrap();
-    let uncached = views::fleet_evidence(store, policy).unwrap();
+    let uncached = custos_server::evaluation_inputs::fleet_evidence(store, policy).unwrap();
     assert_eq!(*cached, uncached, "the cache answers what the store answers");
     refresh
 }
