@@ -7,6 +7,6 @@
 # Run by agent/tests/firewall_configs.rs in the network lab's host namespace
 # through Lab::sh_private (private mount and PID namespace, /run a tmpfs), with
 # this directory as working directory; kernel.txt beside it is what the
-# kernel lets in afterwards (CUSTOS_BLESS=1 rewrites it).
+# kernel lets in afterwards (UPDATE_EXPECT=1 rewrites it).
 set -euo pipefail
 nft -f ruleset.nft

@@ -8,7 +8,7 @@
 # Run by agent/tests/firewall_configs.rs in the network lab's host namespace
 # through Lab::sh_private (private mount and PID namespace, /run a tmpfs), with
 # this directory as working directory; kernel.txt beside it is what the
-# kernel lets in afterwards (CUSTOS_BLESS=1 rewrites it).
+# kernel lets in afterwards (UPDATE_EXPECT=1 rewrites it).
 set -euo pipefail
 # Debian 12's default: the `iptables` alternative is the nf_tables variant.
 # Set privately (lab_private copies /etc/alternatives) so it holds here
