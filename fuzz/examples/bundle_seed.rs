@@ -52,52 +52,79 @@ fn checks(ok: bool) -> Vec<CheckResult> {
     ]
 }
 
+/// Writes the seeds:
+/// 1. a data dir initialised by the server, with the fuzz log key;
+/// 2. two agents enrolled with one token;
+/// 3. three records each, signed by the agent's code, verified as ingest
+///    does and stored, then a signed checkpoint;
+/// 4. two exports (the whole window, and one with chain context) as
+///    `bundle_verify` seeds, the first checked VERIFIED against the key;
+/// 5. the first two envelopes and statements as `dsse_envelope` and
+///    `intoto_statement` seeds.
 fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    app::init(&data, &[], None).unwrap();
-    let config = Config::load(&DataDir(data.clone()).config()).unwrap();
-    assert_eq!(config.log_origin(), custos_fuzz::LOG_ORIGIN);
-    let signer = NoteSigner::new(LOG_ORIGIN_CHECKED, SigningKey::from_bytes(&custos_fuzz::LOG_KEY)).unwrap();
-    std::fs::write(DataDir(data.clone()).log_key(), format!("{}\n", signer.private_key_string())).unwrap();
-
-    let token = app::create_enrollment_token(&data, 2, Duration::from_secs(3600)).unwrap();
+    let signer = init_data_dir(&data);
     let store = Store::open(&DataDir(data.clone()).database()).unwrap();
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let keys = [SigningKey::from_bytes(&custos_fuzz::AGENT_KEY), SigningKey::from_bytes(&[0x43; 32])];
+    enroll(&store, &data, &keys, now);
+    let envelopes = ingest(&store, &keys, now);
+    store.sign_checkpoint(&signer, LOG_ORIGIN_CHECKED, now.unix_timestamp()).unwrap();
+    write_bundle_seeds(&out, dir.path(), &data, now);
+    for (i, env) in envelopes.iter().take(2).enumerate() {
+        write_seed(&out, "dsse_envelope", &format!("record-{i}.dsse.json"), env.to_json().as_bytes());
+        write_seed(&out, "intoto_statement", &format!("statement-{i}.json"), &env.payload);
+    }
+    println!("seeds written under {}", out.display());
+}
+
+/// A data dir as `custos-server init` makes it, its log key replaced by the
+/// fixed fuzz key so the seed bundle verifies against a pinned key.
+fn init_data_dir(data: &Path) -> NoteSigner {
+    app::init(data, &[], None).unwrap();
+    let config = Config::load(&DataDir(data.to_path_buf()).config()).unwrap();
+    assert_eq!(config.log_origin(), custos_fuzz::LOG_ORIGIN);
+    let signer = NoteSigner::new(LOG_ORIGIN_CHECKED, SigningKey::from_bytes(&custos_fuzz::LOG_KEY)).unwrap();
+    std::fs::write(DataDir(data.to_path_buf()).log_key(), format!("{}\n", signer.private_key_string()))
+        .unwrap();
+    signer
+}
+
+/// Enrolls `agent-0`, `agent-1`, ... with one two-use token, a day ago.
+fn enroll(store: &Store, data: &Path, keys: &[SigningKey], now: OffsetDateTime) {
+    let token = app::create_enrollment_token(data, 2, Duration::from_secs(3600)).unwrap();
+    let hash = custos_server::secrets::token_hash(&token);
     for (i, key) in keys.iter().enumerate() {
-        let id = format!("agent-{i}");
         let agent = NewAgent {
-            agent_id: &id,
+            agent_id: &format!("agent-{i}"),
             display_name: &format!("host-{i}.example"),
             evidence_key: &key.verifying_key().to_bytes(),
             cert_serial: &format!("{i:016x}"),
             cert_not_after: now.unix_timestamp() + 86_400,
             agent_version: "0.1.0",
         };
-        let hash = custos_server::secrets::token_hash(&token);
         store.enroll_agent(&hash, &agent, now.unix_timestamp() - 86_400).unwrap().unwrap();
     }
+}
+
+/// Three chained records per agent, an hour apart ending two hours ago;
+/// `agent-1`'s second one fails the firewall. Returns every envelope.
+fn ingest(store: &Store, keys: &[SigningKey], now: OffsetDateTime) -> Vec<Envelope> {
     let mut writer = store.record_writer().unwrap();
     let mut envelopes: Vec<Envelope> = Vec::new();
     for seq in 1..=3u64 {
         for (i, key) in keys.iter().enumerate() {
             let id = format!("agent-{i}");
-            let prev = envelopes
-                .iter()
-                .rev()
-                .find(|e| e.signatures[0].keyid == custos_proto::evidence::key_id(&key.verifying_key()));
+            let keyid = custos_proto::evidence::key_id(&key.verifying_key());
+            let prev = envelopes.iter().rev().find(|e| e.signatures[0].keyid == keyid);
             let tip = ChainTip { seq, prev: prev.map(|e| payload_digest(&e.payload)), gap: None };
             let collected = now - time::Duration::hours(5) + time::Duration::hours(seq as i64);
-            let env = custos_agent::signing::sign_record(
-                key,
-                &id,
-                &tip,
-                &collected.format(&Rfc3339).unwrap(),
-                HostInfo { os: "linux".into(), ..HostInfo::default() },
-                checks(i == 0 || seq != 2),
-            );
+            let host = HostInfo { os: "linux".into(), ..HostInfo::default() };
+            let at = collected.format(&Rfc3339).unwrap();
+            let env =
+                custos_agent::signing::sign_record(key, &id, &tip, &at, host, checks(i == 0 || seq != 2));
             envelopes.push(env.clone());
             let agent =
                 AgentKey { agent_id: id, evidence_key: key.verifying_key().to_bytes(), revoked: false };
@@ -105,20 +132,20 @@ fn main() {
             writer.append(&[rec], now.unix_timestamp()).unwrap();
         }
     }
-    store.sign_checkpoint(&signer, LOG_ORIGIN_CHECKED, now.unix_timestamp()).unwrap();
+    envelopes
+}
 
-    let write = |target: &str, name: &str, bytes: &[u8]| {
-        let d = out.join(target);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(name), bytes).unwrap();
-    };
+/// Exports the whole window and a window with chain context on both
+/// sides, and writes each as a tar seed (mode byte 0); the whole window
+/// also as the gzip file itself (mode byte 1), after checking it verifies.
+fn write_bundle_seeds(out: &Path, tmp: &Path, data: &Path, now: OffsetDateTime) {
     for (name, from) in [
         ("whole-window", now - time::Duration::days(1)),
         ("with-context", now - time::Duration::minutes(210)),
     ] {
-        let file = dir.path().join(format!("{name}.tar.gz"));
+        let file = tmp.join(format!("{name}.tar.gz"));
         let opts = ExportOptions {
-            data_dir: data.clone(),
+            data_dir: data.to_path_buf(),
             from,
             to: now - time::Duration::minutes(90),
             // Two controls: the CSV and the OSCAL document stay small seeds.
@@ -134,29 +161,26 @@ fn main() {
         let gz = std::fs::read(&file).unwrap();
         let mut tar = Vec::new();
         flate2::read::MultiGzDecoder::new(gz.as_slice()).read_to_end(&mut tar).unwrap();
-        // Mode byte 0: the tar, gzip-wrapped by the target; 1: the file itself.
-        write("bundle_verify", &format!("{name}.tar"), &[&[0u8][..], &tar].concat());
+        write_seed(out, "bundle_verify", &format!("{name}.tar"), &[&[0u8][..], &tar].concat());
         if name == "whole-window" {
-            write("bundle_verify", &format!("{name}.tar.gz"), &[&[1u8][..], &gz].concat());
-            let report = custos_verify::verify_bundle(
-                &file,
-                Some(
-                    &custos_verify::tlog::VerifierKey::new(
-                        LOG_ORIGIN_CHECKED,
-                        SigningKey::from_bytes(&custos_fuzz::LOG_KEY).verifying_key(),
-                    )
-                    .unwrap(),
-                ),
-            )
-            .unwrap();
-            assert_eq!(report.outcome(), custos_verify::Outcome::Verified, "{:?}", report.failure_messages());
+            write_seed(out, "bundle_verify", &format!("{name}.tar.gz"), &[&[1u8][..], &gz].concat());
+            assert_verifies(&file);
         }
     }
-    for (i, env) in envelopes.iter().take(2).enumerate() {
-        write("dsse_envelope", &format!("record-{i}.dsse.json"), env.to_json().as_bytes());
-        write("intoto_statement", &format!("statement-{i}.json"), &env.payload);
-    }
-    println!("seeds written under {}", out.display());
+}
+
+/// The bundle is VERIFIED against the fixed fuzz log key.
+fn assert_verifies(file: &Path) {
+    let key = SigningKey::from_bytes(&custos_fuzz::LOG_KEY).verifying_key();
+    let pinned = custos_verify::tlog::VerifierKey::new(LOG_ORIGIN_CHECKED, key).unwrap();
+    let report = custos_verify::verify_bundle(file, Some(&pinned)).unwrap();
+    assert_eq!(report.outcome(), custos_verify::Outcome::Verified, "{:?}", report.failure_messages());
+}
+
+fn write_seed(out: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let d = out.join(target);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(name), bytes).unwrap();
 }
 
 const LOG_ORIGIN_CHECKED: &str = custos_fuzz::LOG_ORIGIN;
