@@ -14,7 +14,7 @@
 //! answer is what Custos had decided by then, under the versions it names,
 //! and never changes afterwards.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -26,145 +26,20 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::datadir::{refresh_catalog, refresh_policy};
 use crate::evaluate::{
-    CheckEvidence, Evaluation, HostEvidence, REQUIREMENT_STATES, Standings, evaluate, requirement_state_code,
+    CheckEvidence, HostEvidence, REQUIREMENT_STATES, Standings, evaluate, requirement_state_code,
     standing_detail, standings,
 };
 use crate::fleet::Fleet;
 use crate::policy::Policy;
 use crate::reload::Reloadable;
-use crate::risk::lifecycle::{Observation, reconcile};
-use crate::risk::profile::profile;
-use crate::risk::{RiskPolicy, Transition};
+use crate::risk::Transition;
+use crate::risk::lifecycle::reconcile;
 use crate::store::requirements::{RequirementChangeRow, Requirements};
 use crate::store::{Store, StoreError};
 use crate::webhook;
-use custos_proto::evidence::CheckStatus;
 
-/// The hosts each (requirement, scope) register entry names, with the
-/// checks the entry has them failing.
-pub type Named<'e> = HashMap<(&'e str, &'e str), Vec<(&'e str, &'e BTreeSet<String>)>>;
-
-/// What the evaluation says about each requirement of the register's
-/// frameworks that some check supports, one observation per register scope
-/// (`policy.scopes`, then the fleet): each host counts in the scope of its
-/// tags ([`crate::risk::scope_of`]) only. Only for the hosts an entry names
-/// (`named`), and only when in scope and able to clear something (not
-/// failing every check the entry has them failing), does an observation
-/// list the checks they pass: that is all the lifecycle asks of passing
-/// hosts, and listing every passing host per requirement cost minutes at
-/// fleet scale.
-#[allow(clippy::too_many_arguments)]
-pub fn observations(
-    catalog: &Catalog,
-    hosts: &[HostEvidence],
-    evaluation: &Evaluation,
-    standings: &Standings<'_>,
-    frameworks: &[String],
-    policy: &RiskPolicy,
-    named: &Named<'_>,
-    fresh: impl Fn(&CheckEvidence) -> bool,
-) -> Vec<Observation> {
-    let scopes: Vec<&str> =
-        policy.scopes.iter().map(String::as_str).chain([crate::risk::FLEET_SCOPE]).collect();
-    let index_of = |scope: &str| scopes.iter().position(|s| *s == scope).unwrap_or(scopes.len() - 1);
-    // Each host's scope, by its position in `hosts` (and in `standings`).
-    let host_scope: Vec<usize> =
-        hosts.iter().map(|h| index_of(crate::risk::scope_of(&h.tags, &policy.scopes))).collect();
-    let by_agent: HashMap<&str, (usize, &HostEvidence)> =
-        hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), (i, h))).collect();
-    let requirement_index: HashMap<&str, usize> =
-        standings.requirements.iter().enumerate().map(|(r, id)| (*id, r)).collect();
-    // In scope: satisfied, not satisfied, unknown, no evidence or stale.
-    let in_scope = |host: usize, requirement: &str| {
-        requirement_index
-            .get(requirement)
-            .and_then(|r| standings.codes.get(host).map(|c| c[*r]))
-            .is_some_and(|code| code <= 4)
-    };
-    let mut failing: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for d in &evaluation.deviations {
-        let hosts = failing.entry(d.control_id.as_str()).or_default();
-        for h in &d.failing_hosts {
-            hosts.entry(h.clone()).or_default().insert(d.check_id.clone());
-        }
-    }
-    let mut out = Vec::new();
-    for c in evaluation.controls.iter().filter(|c| !c.checks.is_empty() && frameworks.contains(&c.framework))
-    {
-        // The failing hosts and the hosts in scope, per register scope.
-        let mut failing_in: Vec<BTreeMap<String, BTreeSet<String>>> = vec![BTreeMap::new(); scopes.len()];
-        for (host, checks) in failing.remove(c.control_id.as_str()).unwrap_or_default() {
-            let s = by_agent.get(host.as_str()).map_or(scopes.len() - 1, |(i, _)| host_scope[*i]);
-            failing_in[s].insert(host, checks);
-        }
-        let mut in_scope_count = vec![0u32; scopes.len()];
-        if let Some(&r) = requirement_index.get(c.control_id.as_str()) {
-            for (h, codes) in standings.codes.iter().enumerate() {
-                if codes.get(r).is_some_and(|code| *code <= 4) {
-                    in_scope_count[host_scope[h]] += 1;
-                }
-            }
-        }
-        for (s, scope) in scopes.iter().enumerate() {
-            let failing = std::mem::take(&mut failing_in[s]);
-            let checks: BTreeSet<String> = if failing.is_empty() {
-                c.checks.iter().cloned().collect()
-            } else {
-                failing.values().flatten().cloned().collect()
-            };
-            let passing = named
-                .get(&(c.control_id.as_str(), *scope))
-                .into_iter()
-                .flatten()
-                .filter_map(|(h, entry_checks)| {
-                    let (i, host) = by_agent.get(h)?;
-                    // A host now in another scope has left this entry's.
-                    if host_scope[*i] != s || !in_scope(*i, &c.control_id) {
-                        return None;
-                    }
-                    if failing.get(*h).is_some_and(|now| entry_checks.iter().all(|chk| now.contains(chk))) {
-                        return None;
-                    }
-                    let checks = c
-                        .checks
-                        .iter()
-                        .filter(|chk| {
-                            host.checks
-                                .iter()
-                                .any(|e| e.check_id == **chk && e.status == CheckStatus::Pass && fresh(e))
-                        })
-                        .cloned()
-                        .collect();
-                    Some((h.to_string(), checks))
-                })
-                .collect();
-            // Each failing host's newest record among the checks it fails.
-            let evidence = failing
-                .iter()
-                .filter_map(|(host, checks)| {
-                    let (_, h) = by_agent.get(host.as_str())?;
-                    let seq = h
-                        .checks
-                        .iter()
-                        .filter(|e| checks.contains(&e.check_id))
-                        .map(|e| e.record_seq)
-                        .max()?;
-                    Some((host.clone(), format!("/api/v1/records/{host}/{seq}")))
-                })
-                .collect();
-            out.push(Observation {
-                evidence,
-                requirement: c.control_id.clone(),
-                scope: scope.to_string(),
-                in_scope: in_scope_count[s],
-                failing,
-                passing,
-                profile: profile(catalog, &policy.matrix, &c.control_id, &checks),
-            });
-        }
-    }
-    out
-}
+mod observations;
+pub use observations::{Named, observations};
 
 /// What a keeper pass needs besides the store: the catalog, the
 /// configuration, the policy in force, the fleet's cached evidence, and
