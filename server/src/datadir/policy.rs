@@ -41,23 +41,8 @@ pub fn refresh_policy(
     store: &Store,
     now: OffsetDateTime,
 ) -> Result<bool, PolicyLoadError> {
-    match policy.refresh(|| load_policy(data_dir)) {
-        Ok(true) => {
-            tracing::info!(version = policy.current().version(), "policy reloaded");
-            Ok(true)
-        }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            tracing::error!(error = %e, "policy file rejected; the last good policy stays in force");
-            let detail = format!("policy file rejected, kept version {}: {e}", policy.current().version());
-            if let Err(e) =
-                store.record_security_event(now.unix_timestamp(), None, "policy_rejected", &detail)
-            {
-                tracing::error!(error = %e, "could not record the rejected policy");
-            }
-            Err(e)
-        }
-    }
+    let what = TakeUp { name: "policy", event: "policy_rejected" };
+    what.refresh(policy, || load_policy(data_dir), |p| p.version().to_string(), store, now)
 }
 
 /// Takes up changed mapping files like [`refresh_policy`] does the policy:
@@ -68,21 +53,42 @@ pub fn refresh_catalog(
     store: &Store,
     now: OffsetDateTime,
 ) -> Result<bool, ImportError> {
-    match catalog.refresh(|| load_catalog(data_dir)) {
-        Ok(true) => {
-            tracing::info!(version = catalog.current().mapping_version(), "mappings reloaded");
-            Ok(true)
-        }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            tracing::error!(error = %e, "mapping file rejected; the last good mappings stay in force");
-            let detail = format!("mappings rejected, kept {}: {e}", catalog.current().mapping_version());
-            if let Err(e) =
-                store.record_security_event(now.unix_timestamp(), None, "mappings_rejected", &detail)
-            {
-                tracing::error!(error = %e, "could not record the rejected mappings");
+    let what = TakeUp { name: "mappings", event: "mappings_rejected" };
+    what.refresh(catalog, || load_catalog(data_dir), |c| c.mapping_version().to_string(), store, now)
+}
+
+/// One reloadable file set, named in the log and in its security event.
+struct TakeUp {
+    name: &'static str,
+    event: &'static str,
+}
+
+impl TakeUp {
+    /// Reloads `value` with `load` when its files changed; a refusal is
+    /// logged and recorded, and the version in force (`version`) stays.
+    fn refresh<T, E: std::fmt::Display>(
+        &self,
+        value: &Reloadable<T>,
+        load: impl FnOnce() -> Result<T, E>,
+        version: impl Fn(&T) -> String,
+        store: &Store,
+        now: OffsetDateTime,
+    ) -> Result<bool, E> {
+        let name = self.name;
+        match value.refresh(load) {
+            Ok(true) => {
+                tracing::info!(version = version(&value.current()), "{name} reloaded");
+                Ok(true)
             }
-            Err(e)
+            Ok(false) => Ok(false),
+            Err(e) => {
+                tracing::error!(error = %e, "{name} rejected; the last good one stays in force");
+                let detail = format!("{name} rejected, kept version {}: {e}", version(&value.current()));
+                if let Err(e) = store.record_security_event(now.unix_timestamp(), None, self.event, &detail) {
+                    tracing::error!(error = %e, "could not record the rejected {name}");
+                }
+                Err(e)
+            }
         }
     }
 }
