@@ -37,7 +37,7 @@
 //! [`super::MIN_PASSWORD_LENGTH`] and accounts lock after at most
 //! [`super::MAX_FAILED_LOGONS`] failures; `fail` otherwise; `unknown` when no
 //! PAM stack could be read, or one could not be read whole (a file unreadable,
-//! includes past libpam's nesting limit or past a size bound).
+//! includes nested past 16 levels, past 256 files or past 1 MiB).
 
 use serde_json::json;
 
@@ -489,7 +489,7 @@ mod tests {
             .file("/etc/pam.d/common-password", "password requisite pam_pwquality.so minlen=14\n")
             .file("/etc/pam.d/common-auth", LOCKING_AUTH);
         assert_eq!(gather(&sound, &Context::at(0)).status, CheckStatus::Pass);
-        // sshd's stack includes a file that includes itself: libpam refuses
+        // sshd's stack includes a file that includes itself: libpam crashes on
         // it, and what it would run is not known here.
         let bomb = "auth optional pam_permit.so\n@include loop\n@include loop\n";
         let hostile = sound.file("/etc/pam.d/sshd", "@include loop\n").file("/etc/pam.d/loop", bomb);

@@ -9,15 +9,16 @@
 //!
 //! Invariant: an expansion is whole or it is an error, never cut short. A
 //! file that includes itself a few times expands to copies of copies
-//! (exponential in its include lines); libpam refuses such a stack at its
-//! nesting limit. Cutting the text at some size could drop the very line
+//! (exponential in its include lines); libpam itself recurses on it until
+//! it crashes (pamtester: a segmentation fault). Cutting the text at some size could drop the very line
 //! that denies, so a stack past any bound is reported, and the check that
 //! reads it says `unknown`.
 
 use crate::host::Host;
 
-/// libpam's own nesting limit (`PAM_SUBSTACK_MAX_LEVEL`): deeper, it aborts
-/// loading the stack.
+/// Deepest include nesting read. libpam sets none (pamtester runs a
+/// 35-deep chain); real stacks nest two or three deep, so a deeper one is
+/// read as not known rather than followed further.
 pub const MAX_PAM_INCLUDE_DEPTH: usize = 16;
 /// Most included files read while expanding one stack. Real stacks read a
 /// handful.
@@ -28,9 +29,7 @@ pub const MAX_PAM_EXPANDED_BYTES: usize = 1 << 20;
 /// Why a stack was not expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IncludeError {
-    #[error(
-        "{path}: includes nest deeper than libpam's limit of {MAX_PAM_INCLUDE_DEPTH} (libpam refuses this stack)"
-    )]
+    #[error("{path}: includes nest deeper than {MAX_PAM_INCLUDE_DEPTH} levels, more than Custos follows")]
     TooDeep { path: String },
     #[error("{path}: the stack includes more than {MAX_PAM_INCLUDES} files")]
     TooMany { path: String },
@@ -166,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn nesting_past_libpams_limit_is_an_error() {
+    fn nesting_past_the_depth_bound_is_an_error() {
         // A chain f0 -> f1 -> ... each including the next once: no blow-up,
         // only depth.
         let mut host = FixtureHost::new();
@@ -178,7 +177,7 @@ mod tests {
         }
         let err = expand_includes(&host, "/etc/pam.d/common-auth", "@include f0\n").unwrap_err();
         assert!(matches!(err, IncludeError::TooDeep { .. }), "{err}");
-        assert!(err.to_string().contains("libpam refuses"), "{err}");
+        assert!(err.to_string().contains("deeper than 16 levels"), "{err}");
         // Within the limit, the chain expands whole.
         let out = expand_includes(&host, "/etc/pam.d/common-auth", "@include f6\n").unwrap();
         assert_eq!(out.lines().count(), 14);
