@@ -92,7 +92,7 @@ impl Catalog {
             if !custos_proto::checks::is_check(&c.id) {
                 return Err((CatalogError::NotAgentCheck(c.id.clone()), Some(span)));
             }
-            if let Some(g) = c.goals.iter().find(|g| !crate::risk::GOALS.contains(&g.as_str())) {
+            if let Some(g) = c.goals.iter().find(|g| !super::GOALS.contains(&g.as_str())) {
                 // The goal's own line inside the check's table.
                 let table = text.get(span.clone()).unwrap_or("");
                 let place = table

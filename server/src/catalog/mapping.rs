@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Catalog, CatalogError};
-use crate::risk::{Impact, Likelihood};
+use super::{Impact, Likelihood};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

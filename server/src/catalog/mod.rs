@@ -22,7 +22,8 @@
 //! the catalog file's rules), `mapping.rs` (checks and check → requirement
 //! rows), `crosswalk.rs` (2013 predecessors and the rows derived from
 //! them), `load.rs` (the data files, with places for errors), `lookup.rs`
-//! (what callers ask of a loaded catalog), `error.rs` (why data is refused).
+//! (what callers ask of a loaded catalog), `error.rs` (why data is refused),
+//! `rating.rs` (a check's inherent rating and the goals it threatens).
 
 mod crosswalk;
 mod entries;
@@ -30,6 +31,7 @@ mod error;
 mod load;
 mod lookup;
 mod mapping;
+pub(crate) mod rating;
 #[cfg(test)]
 mod test_support;
 
@@ -39,6 +41,7 @@ pub use crosswalk::ISO_2013;
 pub use entries::{Control, Framework, Module, is_framework_id};
 pub use error::{CatalogError, MappingFileError};
 pub use mapping::{CheckInfo, CheckMapping, Coverage, Mapping, Origin, Relationship};
+pub use rating::{GOALS, Impact, Likelihood};
 
 /// The validated catalog. Its fields are private to this module and its
 /// files: only they add rows, and they keep `by_check` and `by_control` in

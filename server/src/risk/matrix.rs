@@ -8,50 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Likelihood on the BSI 200-3 four-step scale (the catalog's data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Likelihood {
-    #[serde(rename = "selten")]
-    Selten,
-    #[serde(rename = "mittel")]
-    Mittel,
-    #[serde(rename = "häufig")]
-    Haeufig,
-    #[serde(rename = "sehr häufig")]
-    SehrHaeufig,
-}
+use crate::catalog::{Impact, Likelihood};
 
-/// Impact on the BSI 200-3 four-step scale (the catalog's data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Impact {
-    #[serde(rename = "vernachlässigbar")]
-    Vernachlaessigbar,
-    #[serde(rename = "begrenzt")]
-    Begrenzt,
-    #[serde(rename = "beträchtlich")]
-    Betraechtlich,
-    #[serde(rename = "existenzbedrohend")]
-    Existenzbedrohend,
-}
-
-macro_rules! text_enum {
-    ($t:ty, $($v:ident => $s:literal),+) => {
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(match self { $(Self::$v => $s),+ })
-            }
-        }
-        impl std::str::FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s { $($s => Ok(Self::$v),)+ other => Err(format!("unknown value {other:?}")) }
-            }
-        }
-    };
-}
-text_enum!(Likelihood, Selten => "selten", Mittel => "mittel", Haeufig => "häufig", SehrHaeufig => "sehr häufig");
-text_enum!(Impact, Vernachlaessigbar => "vernachlässigbar", Begrenzt => "begrenzt", Betraechtlich => "beträchtlich", Existenzbedrohend => "existenzbedrohend");
-text_enum!(Level, Low => "low", Medium => "medium", High => "high", VeryHigh => "very_high");
+crate::catalog::rating::text_enum!(Level, Low => "low", Medium => "medium", High => "high", VeryHigh => "very_high");
 
 /// A risk level, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use matrix::{Impact, Level, Likelihood, Matrix, MatrixKind, Rating};
+pub use matrix::{Level, Matrix, MatrixKind, Rating};
 
 /// Where an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +84,6 @@ snake_text!(Origin, Evidence => "evidence", Manual => "manual");
 snake_text!(Status, Pending => "pending", Open => "open", InTreatment => "in_treatment", Accepted => "accepted", Closed => "closed");
 snake_text!(Treatment, Mitigate => "mitigate", Accept => "accept", Transfer => "transfer", Avoid => "avoid");
 
-/// The protection goals a risk threatens.
-pub const GOALS: [&str; 3] = ["confidentiality", "integrity", "availability"];
-
 /// An approved acceptance of a risk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Acceptance {
@@ -116,7 +113,7 @@ pub struct RiskEntry {
     pub related: Vec<String>,
     /// BSI 200-3 elementary threats.
     pub threats: Vec<String>,
-    /// Of [`GOALS`].
+    /// Of [`GOALS`](crate::catalog::GOALS).
     pub goals: Vec<String>,
     pub affected_hosts: BTreeSet<String>,
     /// For each affected host, the checks it was seen failing and has not

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::lifecycle::Profile;
-use super::{GOALS, Matrix, Rating};
-use crate::catalog::Catalog;
+use super::{Matrix, Rating};
+use crate::catalog::{Catalog, GOALS};
 
 /// The profile of a deviation of `requirement` through `checks` (at least
 /// one, all declared in the catalog; unknown ones are skipped).

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
+use crate::catalog::GOALS;
 use crate::risk::{
-    Acceptance, Change, GOALS, Origin, RiskEntry, RiskError, RiskEvent, RiskPolicy, Status, Transition,
-    Treatment,
+    Acceptance, Change, Origin, RiskEntry, RiskError, RiskEvent, RiskPolicy, Status, Transition, Treatment,
 };
 
 /// A risk no agent can see, recorded by a person.
