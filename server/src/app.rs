@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::ca::{CaError, CertAuthority};
-use crate::config::{Config, ConfigError, DataDir};
+use crate::config::{Config, ConfigError};
+use crate::datadir::DataDir;
 use crate::grpc::{AgentService, EnrollmentService, GrpcState};
 use crate::ingest::Ingest;
 use crate::registry::AgentRegistry;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::catalog::Catalog;
-use crate::config::DataDir;
+use crate::datadir::DataDir;
 use crate::mapping_import::Derived;
 
 #[derive(Debug, thiserror::Error)]

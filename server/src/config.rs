@@ -1,10 +1,14 @@
-//! The server's configuration file (`config.toml` in the data dir) and the
-//! fixed layout of the data dir.
+//! The server's configuration file (`config.toml` in the data dir): one
+//! section per domain, each section's type owned by the domain that reads it
+//! (`[limits]` by `security`, `[[webhooks]]` by `webhook`, ...), so no domain
+//! imports this file for its own settings.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::security::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,52 +41,6 @@ pub struct Config {
 }
 
 /// Limits that keep one client from starving the others.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest gRPC message accepted, bytes.
-    pub max_message_bytes: usize,
-    /// Open TLS connections at once; further connections wait to be accepted.
-    pub max_connections: usize,
-    /// Time a client has to finish the TLS handshake.
-    pub handshake_timeout_secs: u64,
-    /// Concurrent HTTP/2 streams per connection.
-    pub max_streams_per_connection: u32,
-    /// HTTP/2 keep-alive ping interval and the time to wait for its answer.
-    pub keepalive_interval_secs: u64,
-    pub keepalive_timeout_secs: u64,
-    /// Time limit for unary calls (enrollment, renewal, policy).
-    pub unary_timeout_secs: u64,
-    /// Records committed together at most.
-    pub max_batch_records: usize,
-    // The HTTP port (API and dashboard), served by `http::serve`.
-    /// Open HTTP connections at once; further connections wait to be accepted.
-    pub http_max_connections: usize,
-    /// Open HTTP connections from one client address (IPv6: one /64);
-    /// further ones are closed at once, so one client cannot take the
-    /// whole `http_max_connections`.
-    pub http_max_connections_per_client: usize,
-    /// Time a client has to send a whole request head, from its first byte.
-    pub http_header_timeout_secs: u64,
-    /// Time a connection stays open with no request in flight (counted
-    /// from its opening or its last answer), and time an answer may wait
-    /// for the client to read it.
-    pub http_idle_timeout_secs: u64,
-    /// Time a client has to send a request body, from the end of its head.
-    pub http_body_timeout_secs: u64,
-    /// Largest request body accepted, bytes.
-    pub http_max_body_bytes: usize,
-    // Enrollment attempts per source address (IPv6: one /64), a token
-    // bucket: every attempt takes a token, a successful one gives it back,
-    // so only refusals count; an empty bucket answers RESOURCE_EXHAUSTED.
-    /// Attempts a source may make at once...
-    pub enroll_burst: u32,
-    /// ...and per minute after that.
-    pub enroll_attempts_per_minute: u32,
-    /// Sources remembered at most; the least recently seen is forgotten first.
-    pub enroll_tracked_sources: usize,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentCert {
@@ -288,55 +246,6 @@ impl Default for Config {
     }
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: 1024 * 1024,
-            max_connections: 4096,
-            handshake_timeout_secs: 10,
-            max_streams_per_connection: 16,
-            keepalive_interval_secs: 30,
-            keepalive_timeout_secs: 20,
-            unary_timeout_secs: 30,
-            max_batch_records: 1000,
-            http_max_connections: 512,
-            http_max_connections_per_client: 64,
-            http_header_timeout_secs: 10,
-            http_idle_timeout_secs: 30,
-            http_body_timeout_secs: 30,
-            http_max_body_bytes: 2 * 1024 * 1024,
-            enroll_burst: 10,
-            enroll_attempts_per_minute: 10,
-            enroll_tracked_sources: 10_000,
-        }
-    }
-}
-
-impl Limits {
-    /// The HTTP port's limits: each must let a real client through.
-    fn validate_http(&self) -> Result<(), String> {
-        if !(1..=1_000_000).contains(&self.http_max_connections) {
-            return Err("limits.http_max_connections must be between 1 and 1000000".into());
-        }
-        if !(1..=self.http_max_connections).contains(&self.http_max_connections_per_client) {
-            return Err(
-                "limits.http_max_connections_per_client must be between 1 and limits.http_max_connections"
-                    .into(),
-            );
-        }
-        if self.http_header_timeout_secs == 0
-            || self.http_idle_timeout_secs == 0
-            || self.http_body_timeout_secs == 0
-        {
-            return Err("limits.http_*_timeout_secs must be positive".into());
-        }
-        if self.http_max_body_bytes < 64 * 1024 {
-            return Err("limits.http_max_body_bytes must be at least 65536".into());
-        }
-        Ok(())
-    }
-}
-
 impl Default for AgentCert {
     fn default() -> Self {
         AgentCert { lifetime_hours: 24 }
@@ -414,48 +323,6 @@ impl Config {
             return Err("policy.interval_seconds must be at least 10".into());
         }
         Ok(())
-    }
-}
-
-/// Files in the data dir.
-#[derive(Debug, Clone)]
-pub struct DataDir(pub PathBuf);
-
-impl DataDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.toml")
-    }
-    pub fn database(&self) -> PathBuf {
-        self.0.join("custos.db")
-    }
-    /// Imported OSCAL catalogs and their index.
-    pub fn catalogs(&self) -> PathBuf {
-        self.0.join("catalogs")
-    }
-    pub fn ca_cert(&self) -> PathBuf {
-        self.0.join("ca.pem")
-    }
-    pub fn ca_key(&self) -> PathBuf {
-        self.0.join("ca.key")
-    }
-    pub fn server_cert(&self) -> PathBuf {
-        self.0.join("server.pem")
-    }
-    pub fn server_key(&self) -> PathBuf {
-        self.0.join("server.key")
-    }
-    /// The transparency log's signing key (Go note private-key string), apart from the CA key.
-    pub fn log_key(&self) -> PathBuf {
-        self.0.join("log.key")
-    }
-    /// The organisation's check → control mappings, replacing the built-in
-    /// ones (optional; start from `server/data/mappings.toml`).
-    pub fn mappings(&self) -> PathBuf {
-        self.0.join("mappings.toml")
-    }
-    /// The organisation's policy, merged over the built-in one (optional).
-    pub fn policy(&self) -> PathBuf {
-        self.0.join("policy.toml")
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use custos_server::app;
-use custos_server::config::{Config, DataDir};
+use custos_server::config::Config;
+use custos_server::datadir::DataDir;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

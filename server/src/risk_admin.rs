@@ -7,7 +7,8 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use crate::catalog_imports::load_catalog;
-use crate::config::{Config, DataDir};
+use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::risk::lifecycle::{ManualRisk, Patch, accept, create_manual, update};
 use crate::risk::{RiskEntry, RiskError, RiskPolicy, Transition, export};
 use crate::store::Store;

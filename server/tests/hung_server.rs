@@ -15,7 +15,8 @@ use custos_agent::deadlines::Deadlines;
 use custos_agent::host::{FixtureHost, Host};
 use custos_agent::runner::{Agent, Settings};
 use custos_agent::spool::Spool;
-use custos_server::config::{Config, DataDir};
+use custos_server::config::Config;
+use custos_server::datadir::DataDir;
 use support::process::ServerProcess;
 
 /// Records stored for `agent`, read from the database file directly (the

@@ -12,7 +12,8 @@ use custos_agent::runner::{Agent, Settings};
 use custos_agent::state::StateDir;
 use custos_proto::evidence::{CheckResult, CheckStatus, Observation};
 use custos_server::app::{self, ServerHandle};
-use custos_server::config::{Config, DataDir};
+use custos_server::config::Config;
+use custos_server::datadir::DataDir;
 
 /// Installs the one TLS crypto provider of the process (aws-lc-rs).
 pub fn install_crypto() {

@@ -58,7 +58,7 @@ async fn an_auditor_pulls_a_bundle_that_verifies_offline() {
     let unpinned = custos_verify::verify_bundle(&file, None).unwrap();
     assert_eq!(unpinned.outcome(), custos_verify::Outcome::Unpinned, "{unpinned}");
     let config =
-        custos_server::config::Config::load(&custos_server::config::DataDir(server.dir.clone()).config())
+        custos_server::config::Config::load(&custos_server::datadir::DataDir(server.dir.clone()).config())
             .unwrap();
     let published = custos_server::app::log_signer(&server.dir, &config).unwrap().verifier_key();
     let report = custos_verify::verify_bundle(&file, Some(&published)).unwrap();

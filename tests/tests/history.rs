@@ -156,7 +156,7 @@ async fn as_of_answers_name_the_versions_in_force_then() {
 
     // A second later the organisation's policy fails every firewall.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let path = custos_server::config::DataDir(server.dir.clone()).policy();
+    let path = custos_server::datadir::DataDir(server.dir.clone()).policy();
     let text = "version = \"acme-no-firewall\"\n[[rule]]\ncheck = \"firewall\"\nexpr = 'false'\nmessage = \"not ours\"\n";
     std::fs::write(&path, text).unwrap();
     let (status, r) = server.send("POST", "/api/v1/policy/reload", serde_json::json!({})).await;

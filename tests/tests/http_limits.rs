@@ -18,7 +18,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use custos_server::config::{Config, Limits};
+use custos_server::config::Config;
+use custos_server::security::Limits;
 use custos_tests::TestServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};

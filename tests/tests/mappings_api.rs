@@ -4,7 +4,7 @@
 //! own mapping file taken up (and a broken one refused) at run time.
 
 use custos_server::catalog::Catalog;
-use custos_server::config::DataDir;
+use custos_server::datadir::DataDir;
 use custos_tests::TestServer;
 use serde_json::{Value, json};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::{CheckResult, CheckStatus, Observation};
-use custos_server::config::DataDir;
+use custos_server::datadir::DataDir;
 use custos_tests::{TestAgent, TestServer, core_results};
 use serde_json::{Value, json};
 

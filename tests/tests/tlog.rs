@@ -11,7 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
-use custos_server::config::{Config, DataDir};
+use custos_server::config::Config;
+use custos_server::datadir::DataDir;
 use custos_tests::{TestAgent, TestServer, core_results};
 use custos_verify::leaf::{KEY_BINDING_TYPE, KeyBinding};
 use custos_verify::tlog::{

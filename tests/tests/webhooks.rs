@@ -650,7 +650,7 @@ async fn the_server_does_not_start_with_a_webhook_that_cannot_sign() {
     handle.shutdown().await;
 
     // A configuration file naming no secret is refused at load, by webhook name.
-    let path = custos_server::config::DataDir(dir.clone()).config();
+    let path = custos_server::datadir::DataDir(dir.clone()).config();
     let text = std::fs::read_to_string(&path).unwrap().replace("secret_file = \"soc.key\"\n", "");
     assert!(!text.contains("secret_file"), "{text}");
     std::fs::write(&path, text).unwrap();

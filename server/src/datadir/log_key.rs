@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use super::DataDir;
 use super::{DataDirError, write_private};
-use crate::config::{Config, DataDir};
+use crate::config::Config;
 use crate::secrets;
 
 /// The log's signing key, created (mode 0600) when the data dir has none:

@@ -1,5 +1,5 @@
-//! What the server reads from and writes into its data dir besides the
-//! database: private files, the log key, the policy and mappings in force
+//! The data dir's layout ([`DataDir`]) and what the server reads from and
+//! writes into it besides the database: private files, the log key, the policy and mappings in force
 //! (and, through `catalog_imports`, imported catalogs). The composition
 //! root, the keeper, the export and the API all load through here, so none
 //! of them reaches into another for it.
@@ -36,4 +36,46 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
     let mut f = opts.open(path).map_err(io_err(path))?;
     f.write_all(contents).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
+}
+
+/// Files in the data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.toml")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.0.join("custos.db")
+    }
+    /// Imported OSCAL catalogs and their index.
+    pub fn catalogs(&self) -> PathBuf {
+        self.0.join("catalogs")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.0.join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.0.join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.0.join("server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.0.join("server.key")
+    }
+    /// The transparency log's signing key (Go note private-key string), apart from the CA key.
+    pub fn log_key(&self) -> PathBuf {
+        self.0.join("log.key")
+    }
+    /// The organisation's check → control mappings, replacing the built-in
+    /// ones (optional; start from `server/data/mappings.toml`).
+    pub fn mappings(&self) -> PathBuf {
+        self.0.join("mappings.toml")
+    }
+    /// The organisation's policy, merged over the built-in one (optional).
+    pub fn policy(&self) -> PathBuf {
+        self.0.join("policy.toml")
+    }
 }

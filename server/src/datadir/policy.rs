@@ -5,9 +5,9 @@
 
 use time::OffsetDateTime;
 
+use super::DataDir;
 use crate::catalog::Catalog;
 use crate::catalog_imports::{ImportError, load_catalog};
-use crate::config::DataDir;
 use crate::policy::{Policy, PolicyError};
 use crate::reload::{ReadError, Reloadable};
 use crate::store::Store;

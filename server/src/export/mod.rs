@@ -38,7 +38,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
-use crate::config::{Config, DataDir};
+use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 use bundle::BundleWriter;

@@ -13,7 +13,8 @@ use custos_verify::tlog::merkle::{prove_inclusion, root};
 use custos_verify::tlog::{Checkpoint, MemoryTree, NoteSigner, TreeStore, VerifierKey, leaf_hash};
 
 use super::{ExportError, ExportOptions, Sources};
-use crate::config::{Config, DataDir};
+use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::store::Store;
 use crate::store::tlog::{Signed, StoredCheckpoint};
 

@@ -54,7 +54,7 @@ impl v1::enrollment_server::Enrollment for EnrollmentService {
 }
 
 /// The refusal of a throttled attempt.
-fn throttle(limits: &crate::config::Limits, source: &str, t: Throttled) -> Refusal {
+fn throttle(limits: &crate::security::Limits, source: &str, t: Throttled) -> Refusal {
     let secs = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut metadata = MetadataMap::new();
     metadata.insert(RETRY_AFTER_KEY, MetadataValue::from(secs));

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::config::Limits;
+use crate::security::Limits;
 use crate::shutdown::stopped;
 
 mod answer;

@@ -55,7 +55,7 @@ impl RateLimiter {
         }
     }
 
-    pub fn from_limits(l: &crate::config::Limits) -> Self {
+    pub fn from_limits(l: &crate::security::Limits) -> Self {
         Self::new(l.enroll_burst, l.enroll_attempts_per_minute, l.enroll_tracked_sources)
     }
 

@@ -16,11 +16,13 @@
 
 pub mod events;
 pub mod limiter;
+mod limits;
 
 use std::net::{IpAddr, Ipv6Addr};
 
 pub use events::SecurityEvents;
 pub use limiter::RateLimiter;
+pub use limits::Limits;
 
 /// The source a peer address counts as: an IPv4 address (IPv4-mapped IPv6
 /// included) as it is, an IPv6 address as its /64, the block one host
