@@ -96,7 +96,7 @@ fn init_data_dir(data: &Path) -> NoteSigner {
 /// Enrolls `agent-0`, `agent-1`, ... with one two-use token, a day ago.
 fn enroll(store: &Store, data: &Path, keys: &[SigningKey], now: OffsetDateTime) {
     let token = app::create_enrollment_token(data, 2, Duration::from_secs(3600)).unwrap();
-    let hash = custos_server::secrets::token_hash(&token);
+    let hash = custos_server::identity::secrets::token_hash(&token);
     for (i, key) in keys.iter().enumerate() {
         let agent = NewAgent {
             agent_id: &format!("agent-{i}"),
@@ -129,7 +129,7 @@ fn ingest(store: &Store, keys: &[SigningKey], now: OffsetDateTime) -> Vec<Envelo
             envelopes.push(env.clone());
             let agent =
                 AgentKey { agent_id: id, evidence_key: key.verifying_key().to_bytes(), revoked: false };
-            let rec = custos_server::ingest::verify_record(env, &agent, now.unix_timestamp()).unwrap();
+            let rec = custos_server::intake::ingest::verify_record(env, &agent, now.unix_timestamp()).unwrap();
             writer.append(&[rec], now.unix_timestamp()).unwrap();
         }
     }

@@ -103,15 +103,15 @@ const MAPPING: &str = r#"{"mapping-collection": {"uuid": "c4d5e6f7-a8b9-4c0d-9e1
               "targets": [{"id-ref": "ep-data-1"}]}]}]}}"#;
 
 struct OscalBase {
-    builtin: custos_server::catalog::Catalog,
-    own: custos_server::oscal::OscalCatalog,
-    with_own: custos_server::catalog::Catalog,
-    mapping: custos_server::oscal::OscalMappingCollection,
+    builtin: custos_server::compliance::catalog::Catalog,
+    own: custos_server::compliance::oscal::OscalCatalog,
+    with_own: custos_server::compliance::catalog::Catalog,
+    mapping: custos_server::compliance::oscal::OscalMappingCollection,
 }
 
 fn oscal_base() -> &'static OscalBase {
-    use custos_server::catalog::Catalog;
-    use custos_server::oscal::{parse_catalog, parse_mapping_collection};
+    use custos_server::compliance::catalog::Catalog;
+    use custos_server::compliance::oscal::{parse_catalog, parse_mapping_collection};
     static BASE: OnceLock<OscalBase> = OnceLock::new();
     BASE.get_or_init(|| {
         let builtin = Catalog::builtin().unwrap_or_else(|e| panic!("built-in catalog: {e}"));
@@ -129,18 +129,19 @@ fn oscal_base() -> &'static OscalBase {
 /// the catalog accepts, each for a target control it has; the targets
 /// reported dangling are ones the OSCAL catalog lacks.
 fn apply_mapping(
-    catalog: &custos_server::catalog::Catalog,
-    mapping: &custos_server::oscal::OscalMapping,
+    catalog: &custos_server::compliance::catalog::Catalog,
+    mapping: &custos_server::compliance::oscal::OscalMapping,
     target: &str,
-    target_oscal: &custos_server::oscal::OscalCatalog,
+    target_oscal: &custos_server::compliance::oscal::OscalCatalog,
     label: &str,
 ) {
-    let derived = custos_server::mapping_import::derive(catalog, mapping, "iso27001:2022", target, label);
+    let derived =
+        custos_server::compliance::mapping_import::derive(catalog, mapping, "iso27001:2022", target, label);
     for row in &derived.rows {
         assert!(row.control.starts_with(&format!("{target}/")), "row outside the target: {row:?}");
         assert!(catalog.control(&row.control).is_some(), "row for an unknown control: {row:?}");
     }
-    let dangling = custos_server::oscal::dangling_targets(mapping, target_oscal);
+    let dangling = custos_server::compliance::oscal::dangling_targets(mapping, target_oscal);
     for d in &derived.dangling {
         assert!(dangling.contains(d), "{d} reported dangling, but the catalog has it");
     }
@@ -158,7 +159,7 @@ fn apply_mapping(
 /// onto it (or from a collection read onto our own catalog) derive rows the
 /// catalog accepts.
 pub fn oscal_import(data: &[u8]) {
-    use custos_server::oscal::{OscalError, parse_catalog, parse_mapping_collection};
+    use custos_server::compliance::oscal::{OscalError, parse_catalog, parse_mapping_collection};
     let file = Path::new("fuzz.json");
     let catalog = parse_catalog(file, data);
     let collection = parse_mapping_collection(file, data);

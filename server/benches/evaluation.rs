@@ -28,18 +28,18 @@ use custos_agent::spool::ChainTip;
 use custos_proto::checks::CHECK_IDS;
 use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation, payload_digest};
-use custos_server::catalog::Catalog;
+use custos_server::api::views::{self, Sources};
+use custos_server::compliance::catalog::Catalog;
+use custos_server::compliance::evaluate::{HostEvidence, Standings, evaluate, standings};
+use custos_server::compliance::policy::{HostFacts, Policy};
 use custos_server::config::Config;
-use custos_server::evaluate::{HostEvidence, Standings, evaluate, standings};
-use custos_server::fleet::Fleet;
+use custos_server::datadir::reload::Reloadable;
 use custos_server::keeper::Keeper;
-use custos_server::policy::{HostFacts, Policy};
-use custos_server::reload::Reloadable;
+use custos_server::keeper::fleet::Fleet;
 use custos_server::store::Store;
 use custos_server::store::agents::AgentKey;
 use custos_server::store::bulk::BulkAgent;
 use custos_server::store::records::{AppendOutcome, NewRecord};
-use custos_server::views::{self, Sources};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -245,7 +245,8 @@ fn signed(
         evidence_key: h.key.verifying_key().to_bytes(),
         revoked: false,
     };
-    custos_server::ingest::verify_record(env, &key, now.unix_timestamp()).expect("seeded record verifies")
+    custos_server::intake::ingest::verify_record(env, &key, now.unix_timestamp())
+        .expect("seeded record verifies")
 }
 
 /// Host `i`'s second record, every check failing with the policy's failing
@@ -541,7 +542,7 @@ fn main() {
     drop(states);
 
     let (times, hosts) = measure(3, 1, Duration::from_secs(30), || {
-        custos_server::evaluation_inputs::fleet_evidence(&store, &rules).expect("fleet_evidence")
+        custos_server::keeper::evaluation_inputs::fleet_evidence(&store, &rules).expect("fleet_evidence")
     });
     assert_eq!(hosts.len(), n, "every host is evaluated");
     let counts = status_counts(&hosts);
@@ -579,7 +580,7 @@ fn main() {
 
     // ----------------------------------------------------- evaluate (pure)
     eprintln!("evaluate");
-    let eval_policy = custos_server::evaluation_inputs::settings_at(&config, &rules, &[], now);
+    let eval_policy = custos_server::keeper::evaluation_inputs::settings_at(&config, &rules, &[], now);
     let (times, evaluation) = measure(3, 3, Duration::ZERO, || evaluate(&catalog, &hosts, now, &eval_policy));
     let (eval_median, _) = stats(&times);
     let a820 = evaluation.controls.iter().find(|c| c.control_id == CONTROL).expect("control evaluated");

@@ -111,7 +111,7 @@ fn full_verify_rate(work: &[(ed25519_dalek::VerifyingKey, Vec<Envelope>)], ids: 
         })
         .collect();
     per_second_on_all_cores(&all, |(k, e)| {
-        custos_server::ingest::verify_record((*e).clone(), k, 0).expect("record verifies");
+        custos_server::intake::ingest::verify_record((*e).clone(), k, 0).expect("record verifies");
     })
 }
 

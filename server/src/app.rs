@@ -10,19 +10,20 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::ca::{CaError, CertAuthority};
 use crate::config::{Config, ConfigError};
 use crate::datadir::DataDir;
-use crate::grpc::{AgentService, EnrollmentService, GrpcState};
-use crate::ingest::Ingest;
-use crate::registry::AgentRegistry;
-use crate::reload::Reloadable;
+use crate::datadir::reload::Reloadable;
+use crate::identity::ca::{CaError, CertAuthority};
+use crate::identity::registry::AgentRegistry;
+use crate::identity::{secrets, tls};
+use crate::intake::grpc::{AgentService, EnrollmentService, GrpcState};
+use crate::intake::ingest::Ingest;
+use crate::keeper;
 use crate::shutdown::stopped;
 use crate::store::tokens::{ApiRole, NewApiToken};
 use crate::store::{Store, StoreError};
-use crate::{keeper, secrets, tls};
 
-pub use crate::catalog_imports::{
+pub use crate::datadir::catalog_imports::{
     ImportedCatalog, ImportedMapping, catalog_files, import_catalog, import_mapping, load_catalog,
 };
 pub use crate::datadir::{log_signer, write_private};
@@ -44,7 +45,7 @@ pub enum AppError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
-    Import(#[from] crate::catalog_imports::ImportError),
+    Import(#[from] crate::datadir::catalog_imports::ImportError),
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
     #[error(transparent)]
@@ -217,7 +218,10 @@ impl ServerHandle {
 }
 
 /// The risk register may only follow frameworks the catalog has.
-fn check_risk_frameworks(config: &Config, loaded: &crate::catalog::Catalog) -> Result<(), AppError> {
+fn check_risk_frameworks(
+    config: &Config,
+    loaded: &crate::compliance::catalog::Catalog,
+) -> Result<(), AppError> {
     match config.risk.frameworks.iter().find(|f| !loaded.frameworks().contains(f)) {
         Some(fw) => Err(AppError::Invalid(format!(
             "config risk.frameworks names {fw:?}, which is not a loaded framework ({})",
@@ -251,7 +255,7 @@ async fn serve_grpc(
     );
     let max_msg = l.max_message_bytes;
     let router = tonic::transport::Server::builder()
-        .timeout(crate::grpc::unary_timeout(config))
+        .timeout(crate::intake::grpc::unary_timeout(config))
         .max_concurrent_streams(l.max_streams_per_connection)
         .concurrency_limit_per_connection(l.max_streams_per_connection as usize)
         .http2_keepalive_interval(Some(Duration::from_secs(l.keepalive_interval_secs)))
@@ -316,8 +320,8 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     // The log key, read once: it signs checkpoints and is published to verifiers.
     let signer = log_signer(dir, &config)?;
     // The fleet's decided evidence, shared by the keeper and the API.
-    let fleet = Arc::new(crate::fleet::Fleet::new());
-    let app = crate::http::router(crate::http::HttpState {
+    let fleet = Arc::new(crate::keeper::fleet::Fleet::new());
+    let app = crate::api::router(crate::api::HttpState {
         store: Arc::clone(&store),
         config: config.clone(),
         catalog: Arc::clone(&catalog),
@@ -330,7 +334,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     });
     // Our own accept loop rather than `axum::serve`: connection caps (also
     // per client) and timeouts for idle and half-sent connections.
-    let http = crate::http::serve::HttpServer::new(app, &config.limits);
+    let http = crate::api::serve::HttpServer::new(app, &config.limits);
     tasks.push(tokio::spawn(http.run(http_listener, shutdown_rx.clone())));
 
     tasks.push(keeper::spawn(

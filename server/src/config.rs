@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::security::Limits;
+use crate::identity::security::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -110,7 +110,7 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Risk {
     /// `iso27005-5x5` or `bsi-200-3-4x4`.
-    pub matrix: crate::risk::MatrixKind,
+    pub matrix: crate::register::MatrixKind,
     /// Frameworks whose deviating requirements become entries (the ISMS's
     /// own); the entries name related requirements of the others.
     pub frameworks: Vec<String>,
@@ -146,7 +146,7 @@ pub struct SlaDays {
 impl Default for Risk {
     fn default() -> Self {
         Risk {
-            matrix: crate::risk::MatrixKind::Iso27005,
+            matrix: crate::register::MatrixKind::Iso27005,
             frameworks: vec!["iso27001:2022".into()],
             grace_minutes: 30,
             close_after_clean: 3,
@@ -168,12 +168,12 @@ impl Default for SlaDays {
 }
 
 impl Risk {
-    pub fn policy(&self) -> crate::risk::RiskPolicy {
+    pub fn policy(&self) -> crate::register::RiskPolicy {
         const DAY: i64 = 86_400;
         let d = |days: u32| i64::from(days) * DAY;
         let sla = &self.sla_days;
-        crate::risk::RiskPolicy {
-            matrix: crate::risk::Matrix::new(self.matrix),
+        crate::register::RiskPolicy {
+            matrix: crate::register::Matrix::new(self.matrix),
             grace_seconds: i64::from(self.grace_minutes) * 60,
             close_after_clean: self.close_after_clean,
             sla_seconds: [d(sla.low), d(sla.medium), d(sla.high), d(sla.very_high)],
@@ -216,7 +216,7 @@ impl Risk {
             }
             // `fleet` is where hosts with none of the tags go: a tag of that
             // name would mix them with the tagged ones.
-            if scope == crate::risk::FLEET_SCOPE {
+            if scope == crate::register::FLEET_SCOPE {
                 return Err(
                     "risk.scopes: \"fleet\" is the scope of hosts with none of the tags; name a tag".into()
                 );

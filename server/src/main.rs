@@ -444,14 +444,14 @@ fn parse_expiry(text: &str) -> anyhow::Result<time::OffsetDateTime> {
 }
 
 fn risk_command(data_dir: &std::path::Path, command: RiskCommand) -> anyhow::Result<()> {
-    use custos_server::risk::lifecycle::{ManualRisk, Patch};
-    let register = custos_server::risk_admin::Register::open(data_dir)?;
+    use custos_server::register::lifecycle::{ManualRisk, Patch};
+    let register = custos_server::keeper::register_edits::Register::open(data_dir)?;
     let now = time::OffsetDateTime::now_utc();
     let pair = |text: &str| -> anyhow::Result<(u8, u8)> {
         let (l, i) = text.split_once(',').with_context(|| format!("{text:?}: expected likelihood,impact"))?;
         Ok((register.step(l.trim(), false)?, register.step(i.trim(), true)?))
     };
-    let show = |e: &custos_server::risk::RiskEntry| -> anyhow::Result<()> {
+    let show = |e: &custos_server::register::RiskEntry| -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(e)?);
         Ok(())
     };
@@ -461,7 +461,7 @@ fn risk_command(data_dir: &std::path::Path, command: RiskCommand) -> anyhow::Res
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
-                print!("{}", custos_server::risk_admin::table(&entries));
+                print!("{}", custos_server::keeper::register_edits::table(&entries));
             }
         }
         RiskCommand::Show { id } => {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use custos_server::catalog::{Catalog, Relationship};
+use custos_server::compliance::catalog::{Catalog, Relationship};
 
 const BSI: &str = "bsi-grundschutz:2023";
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custos_proto::evidence::CheckStatus;
-use custos_server::catalog::Catalog;
-use custos_server::evaluate::{
+use custos_server::compliance::catalog::Catalog;
+use custos_server::compliance::evaluate::{
     AppliesTo, CheckEvidence, EvaluationSettings, HostEvidence, evaluate, requirement_standings,
 };
 use serde::Deserialize;

@@ -9,18 +9,18 @@ use std::sync::Arc;
 use custos_agent::spool::ChainTip;
 use custos_proto::evidence::statement::Facts;
 use custos_proto::evidence::{CheckResult, CheckStatus, HostInfo, Observation};
-use custos_server::catalog::Catalog;
+use custos_server::api::views;
+use custos_server::compliance::catalog::Catalog;
+use custos_server::compliance::policy::Policy;
 use custos_server::config::Config;
-use custos_server::fleet::{Fleet, Refresh};
+use custos_server::datadir::reload::Reloadable;
 use custos_server::keeper::Keeper;
-use custos_server::policy::Policy;
-use custos_server::reload::Reloadable;
+use custos_server::keeper::fleet::{Fleet, Refresh};
 use custos_server::store::Store;
 use custos_server::store::agents::AgentKey;
 use custos_server::store::bulk::BulkAgent;
 use custos_server::store::records::{AppendOutcome, NewRecord};
 use custos_server::store::requirements::Requirements;
-use custos_server::views;
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -74,7 +74,7 @@ fn send(store: &Store, a: &mut Agent, at: i64, checks: &[(&str, CheckStatus)]) {
     let env = custos_agent::signing::sign_record(&a.key, &a.id, &a.tip, &collected, host, checks);
     let key =
         AgentKey { agent_id: a.id.clone(), evidence_key: a.key.verifying_key().to_bytes(), revoked: false };
-    let rec: NewRecord = custos_server::ingest::verify_record(env, &key, at).unwrap();
+    let rec: NewRecord = custos_server::intake::ingest::verify_record(env, &key, at).unwrap();
     a.tip = ChainTip { seq: rec.seq + 1, prev: Some(rec.digest), gap: None };
     let out = store.record_writer().unwrap().append(&[rec], at).unwrap();
     assert_eq!(out, [AppendOutcome::Accepted]);
@@ -102,7 +102,7 @@ fn setup(n: usize) -> (tempfile::TempDir, Store, Vec<Agent>) {
 
 fn assert_same(fleet: &Fleet, store: &Store, policy: &Arc<Policy>) -> Refresh {
     let (cached, refresh) = fleet.refresh(store, policy).unwrap();
-    let uncached = custos_server::evaluation_inputs::fleet_evidence(store, policy).unwrap();
+    let uncached = custos_server::keeper::evaluation_inputs::fleet_evidence(store, policy).unwrap();
     assert_eq!(*cached, uncached, "the cache answers what the store answers");
     refresh
 }
@@ -224,7 +224,9 @@ fn keeper_with(dir: &std::path::Path, config: Config, policy: Policy) -> Keeper 
 }
 
 /// Every evidence entry of the register by (requirement, scope).
-fn register(store: &Store) -> std::collections::BTreeMap<(String, String), custos_server::risk::RiskEntry> {
+fn register(
+    store: &Store,
+) -> std::collections::BTreeMap<(String, String), custos_server::register::RiskEntry> {
     store
         .risks(&custos_server::store::risks::RiskFilter::every_evidence_entry())
         .unwrap()

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use custos_server::catalog::{Catalog, CatalogError, Control, ISO_2013, Origin, Relationship};
+use custos_server::compliance::catalog::{Catalog, CatalogError, Control, ISO_2013, Origin, Relationship};
 
 const CATALOG: &str = include_str!("../data/catalog.toml");
 const MAPPINGS: &str = include_str!("../data/mappings.toml");

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use custos_server::oscal::{dangling_targets, parse_catalog, parse_mapping_collection};
+use custos_server::compliance::oscal::{dangling_targets, parse_catalog, parse_mapping_collection};
 
 /// The BSI file `name` from `shared/data` beside the repository, or `None`
 /// (said on stderr, naming the test and the path) where it is absent: a

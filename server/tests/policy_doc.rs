@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use custos_proto::evidence::CheckStatus;
-use custos_server::policy::{HostFacts, Policy};
+use custos_server::compliance::policy::{HostFacts, Policy};
 
 #[test]
 fn the_documented_policy_example_loads_and_decides_as_described() {
@@ -103,6 +103,6 @@ fn the_documented_risk_example_loads_with_its_scopes() {
     assert_eq!(policy.scopes, ["server", "laptop"]);
     assert_eq!(policy.grace_seconds, 30 * 60);
     let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(custos_server::risk::scope_of(&tags(&["laptop", "server"]), &policy.scopes), "server");
-    assert_eq!(custos_server::risk::scope_of(&tags(&["kiosk"]), &policy.scopes), "fleet");
+    assert_eq!(custos_server::register::scope_of(&tags(&["laptop", "server"]), &policy.scopes), "server");
+    assert_eq!(custos_server::register::scope_of(&tags(&["kiosk"]), &policy.scopes), "fleet");
 }

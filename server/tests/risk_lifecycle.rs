@@ -15,10 +15,10 @@ mod cases;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use custos_server::risk::lifecycle::{
+use custos_server::register::lifecycle::{
     ManualRisk, Observation, Patch, Profile, accept, create_manual, reconcile, update,
 };
-use custos_server::risk::{
+use custos_server::register::{
     FLEET_SCOPE, Matrix, MatrixKind, RiskEntry, RiskPolicy, Status, Transition, scope_of,
 };
 use serde::Deserialize;

@@ -99,11 +99,11 @@ impl TestServer {
 
     /// A new read-only API token.
     pub fn read_token(&self) -> String {
-        let token = custos_server::secrets::new_token("cread");
+        let token = custos_server::identity::secrets::new_token("cread");
         self.handle()
             .store
             .create_api_token(
-                &custos_server::secrets::token_hash(&token),
+                &custos_server::identity::secrets::token_hash(&token),
                 &custos_server::store::tokens::NewApiToken::new(
                     custos_server::store::tokens::ApiRole::Viewer,
                     "viewer",
@@ -258,7 +258,7 @@ fn facts_for(id: &str, status: CheckStatus) -> serde_json::Map<String, serde_jso
 }
 
 /// A route template as the router spells it (`/api/v1/risks/{id}/accept`,
-/// see `custos_server::http::WRITE_ROUTES`) with each `{name}` replaced by
+/// see `custos_server::api::WRITE_ROUTES`) with each `{name}` replaced by
 /// its value in `params`; a parameter without a value is a test bug.
 pub fn fill_route(template: &str, params: &[(&str, &str)]) -> String {
     template

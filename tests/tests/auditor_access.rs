@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
+use custos_server::api::WRITE_ROUTES;
 use custos_server::app::create_api_token;
-use custos_server::http::WRITE_ROUTES;
 use custos_server::store::tokens::{ApiRole, NewApiToken};
 use custos_tests::{TestAgent, TestServer, core_results, fill_route, rfc3339};
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! The HTTP port's limits against real sockets and a real server
-//! (`server/src/http/serve.rs`): a client at its connection cap has its
+//! (`server/src/api/serve.rs`): a client at its connection cap has its
 //! further connections closed while another address is still served; a
 //! request head that stops halfway, or drips in, is closed at the header
 //! timeout counted from its first byte, and not before; an idle keep-alive
@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use custos_server::config::Config;
-use custos_server::security::Limits;
+use custos_server::identity::security::Limits;
 use custos_tests::TestServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};

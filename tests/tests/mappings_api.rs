@@ -3,7 +3,7 @@
 //! with their requirements, the filters, refusals, and an organisation's
 //! own mapping file taken up (and a broken one refused) at run time.
 
-use custos_server::catalog::Catalog;
+use custos_server::compliance::catalog::Catalog;
 use custos_server::datadir::DataDir;
 use custos_tests::TestServer;
 use serde_json::{Value, json};

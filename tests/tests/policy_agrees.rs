@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use custos_agent::collect::{CHECKS, Os};
 use custos_agent::recording::load;
 use custos_proto::evidence::{CheckResult, CheckStatus};
-use custos_server::policy::{HostFacts, Policy};
+use custos_server::compliance::policy::{HostFacts, Policy};
 
 /// One check result the agent produced on a recorded host.
 struct Observed {

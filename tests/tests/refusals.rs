@@ -238,16 +238,21 @@ async fn enrollment_tokens_are_refused_past_their_uses_or_lifetime() {
     assert!(err.to_string().contains("not accepted"), "{err}");
 
     // Expired: made valid until a moment ago.
-    let expired = custos_server::secrets::new_token("cenr");
+    let expired = custos_server::identity::secrets::new_token("cenr");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     server
         .handle()
         .store
-        .create_enrollment_token(&custos_server::secrets::token_hash(&expired), 5, now - 1, now - 100)
+        .create_enrollment_token(
+            &custos_server::identity::secrets::token_hash(&expired),
+            5,
+            now - 1,
+            now - 100,
+        )
         .unwrap();
     assert!(enroll("third", expired).await.is_err());
     // Guessed.
-    assert!(enroll("fourth", custos_server::secrets::new_token("cenr")).await.is_err());
+    assert!(enroll("fourth", custos_server::identity::secrets::new_token("cenr")).await.is_err());
 
     let (_, hosts) = server.api("/api/v1/hosts").await;
     assert_eq!(hosts.as_array().unwrap().len(), 1, "only the first enrollment created an agent");
@@ -258,7 +263,7 @@ async fn enrollment_tokens_are_refused_past_their_uses_or_lifetime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_requires_a_valid_token() {
     let server = TestServer::start().await;
-    for route in custos_server::http::API_ROUTES {
+    for route in custos_server::api::API_ROUTES {
         let (status, _) = server.api_with(route, None).await;
         assert_eq!(status, 401, "{route} without a token");
         let (status, _) = server.api_with(route, Some("cadm_wrong")).await;
@@ -273,7 +278,7 @@ async fn every_api_route_requires_a_valid_token() {
     let read_token = server.read_token();
     assert_eq!(server.api_with("/api/v1/hosts", Some(&read_token)).await.0, 200);
     let client = reqwest::Client::new();
-    for (method, template) in custos_server::http::WRITE_ROUTES {
+    for (method, template) in custos_server::api::WRITE_ROUTES {
         let path =
             custos_tests::fill_route(template, &[("agent_id", "0123456789abcdef"), ("id", "999999999")]);
         for token in [None, Some("cadm_wrong")] {

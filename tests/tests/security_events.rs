@@ -149,7 +149,7 @@ async fn a_flood_of_bad_signatures_is_answered_record_by_record_and_kept_as_one_
 
 /// A well-formed enrollment request for `token` with fresh keys.
 fn enroll_request(token: &str) -> v1::EnrollRequest {
-    let evidence = SigningKey::from_bytes(&custos_server::secrets::random::<32>());
+    let evidence = SigningKey::from_bytes(&custos_server::identity::secrets::random::<32>());
     let tls_key = rcgen::KeyPair::generate().unwrap();
     let csr_der = rcgen::CertificateParams::default().serialize_request(&tls_key).unwrap().der().to_vec();
     let proof = evidence.sign(&custos_proto::enrollment_proof_message(&csr_der, token));
@@ -177,7 +177,7 @@ async fn enrollment_guesses_are_throttled_per_source_and_another_source_still_en
     let (mut denied, mut throttled) = (0u64, 0u64);
     let started = Instant::now();
     for _ in 0..GUESSES {
-        let err = enroll(&guesser, &custos_server::secrets::new_token("cenr")).await.unwrap_err();
+        let err = enroll(&guesser, &custos_server::identity::secrets::new_token("cenr")).await.unwrap_err();
         match err.code() {
             tonic::Code::PermissionDenied => {
                 assert_eq!(throttled, 0, "no guess is judged once throttling began: {err:?}");
@@ -414,7 +414,8 @@ async fn measure_enrollment_guesses_judged_per_second_without_the_limit() {
             let ch = ch.clone();
             tokio::spawn(async move {
                 for _ in 0..GUESSES / 8 {
-                    let err = enroll(&ch, &custos_server::secrets::new_token("cenr")).await.unwrap_err();
+                    let err =
+                        enroll(&ch, &custos_server::identity::secrets::new_token("cenr")).await.unwrap_err();
                     assert_eq!(err.code(), tonic::Code::PermissionDenied);
                 }
             })

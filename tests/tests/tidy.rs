@@ -5,7 +5,9 @@
 //!   expectations for that check only) or `<os>-host-<name>` (a whole host,
 //!   expectations for several checks);
 //! - the workspace lints (`[workspace.lints]`) apply to every member;
-//! - no server module imports the composition root.
+//! - no server module imports the composition root, the server's domain
+//!   folders import one another without a cycle, and the pure domains
+//!   (`compliance`, `register`) do no I/O and read no clock.
 //!
 //! A failure lists every offending path, so one run shows all there is to fix.
 
@@ -145,4 +147,102 @@ fn nothing_imports_the_composition_root() {
         .collect();
     assert!(files.len() > 50, "the walk found only {} files", files.len());
     assert!(importers.is_empty(), "modules importing crate::app: {importers:?}");
+}
+
+/// The top-level module each server source file belongs to (`api`,
+/// `compliance`, `config`, ...), and the top-level modules it names as
+/// `crate::<module>`.
+fn server_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = root().join("server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap_or(file);
+        let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+        let Some(module) = first.map(|m| m.trim_end_matches(".rs").to_string()) else { continue };
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let names = graph.entry(module.clone()).or_default();
+        for (at, _) in text.match_indices("crate::") {
+            let rest = &text[at + "crate::".len()..];
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() && name != module {
+                names.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle through `from`, as the modules on it, if there is one.
+fn cycle_from(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    from: &str,
+) -> Option<Vec<String>> {
+    let mut path = vec![from.to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    fn walk(
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        seen: &mut std::collections::BTreeSet<String>,
+    ) -> bool {
+        let Some(last) = path.last().cloned() else { return false };
+        for next in graph.get(&last).into_iter().flatten() {
+            if *next == path[0] {
+                path.push(next.clone());
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(graph, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    walk(graph, &mut path, &mut seen).then_some(path)
+}
+
+/// Arrows go down between the server's domain folders too: no chain of
+/// imports leads from a folder back to itself, so each can be read (and
+/// one day split into a crate) knowing only what is below it.
+#[test]
+fn server_folders_import_one_another_without_cycles() {
+    let graph = server_imports();
+    for domain in
+        ["api", "compliance", "datadir", "export", "identity", "intake", "keeper", "register", "store"]
+    {
+        assert!(graph.contains_key(domain), "server/src/{domain} is missing: {:?}", graph.keys());
+    }
+    let cycles: Vec<String> =
+        graph.keys().filter_map(|m| cycle_from(&graph, m)).map(|c| c.join(" -> ")).collect();
+    assert!(cycles.is_empty(), "import cycles between server folders:\n{}", cycles.join("\n"));
+}
+
+/// The rules of compliance and of the register are pure: they import no
+/// domain but each other (the register reads the catalog), and their
+/// non-test code reads no file, clock, database or network.
+#[test]
+fn pure_domains_do_no_io() {
+    let graph = server_imports();
+    let allowed = [("compliance", &[][..]), ("register", &["compliance"][..])];
+    for (domain, may) in allowed {
+        let extra: Vec<&String> = graph[domain].iter().filter(|m| !may.contains(&m.as_str())).collect();
+        assert!(extra.is_empty(), "{domain} imports {extra:?}");
+    }
+    let io = ["std::fs", "std::net", "rusqlite", "tokio", "reqwest", "now_utc", "SystemTime", "Instant::now"];
+    let mut found = Vec::new();
+    for domain in ["compliance", "register"] {
+        let mut files = Vec::new();
+        rust_files(&root().join("server/src").join(domain), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            found
+                .extend(io.iter().filter(|w| code.contains(*w)).map(|w| format!("{}: {w}", relative(&file))));
+        }
+    }
+    assert!(found.is_empty(), "I/O in a pure domain: {found:?}");
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::DataDir;
 use super::{DataDirError, write_private};
 use crate::config::Config;
-use crate::secrets;
+use crate::identity::secrets;
 
 /// The log's signing key, created (mode 0600) when the data dir has none:
 /// a key of its own, never the CA's. Its name is the log origin.

@@ -4,12 +4,14 @@
 //! root, the keeper, the export and the API all load through here, so none
 //! of them reaches into another for it.
 
+pub mod catalog_imports;
 mod log_key;
 mod policy;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 
-pub use crate::catalog_imports::load_catalog;
+pub use catalog_imports::load_catalog;
 pub use log_key::log_signer;
 pub use policy::{PolicyLoadError, load_policy, refresh_catalog, refresh_policy};
 

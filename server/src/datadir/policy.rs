@@ -6,10 +6,10 @@
 use time::OffsetDateTime;
 
 use super::DataDir;
-use crate::catalog::Catalog;
-use crate::catalog_imports::{ImportError, load_catalog};
-use crate::policy::{Policy, PolicyError};
-use crate::reload::{ReadError, Reloadable};
+use crate::compliance::catalog::Catalog;
+use crate::compliance::policy::{Policy, PolicyError};
+use crate::datadir::catalog_imports::{ImportError, load_catalog};
+use crate::datadir::reload::{ReadError, Reloadable};
 use crate::store::Store;
 
 /// Why the policy in the data dir cannot be loaded. Both carry the file
@@ -28,7 +28,7 @@ pub enum PolicyLoadError {
 pub fn load_policy(data_dir: &std::path::Path) -> Result<Policy, PolicyLoadError> {
     let builtin = Policy::builtin()?;
     let path = DataDir(data_dir.to_path_buf()).policy();
-    let text = crate::reload::read_optional(&path)?;
+    let text = crate::datadir::reload::read_optional(&path)?;
     Ok(Policy::with_optional_override(&builtin, &path, text.as_deref())?)
 }
 

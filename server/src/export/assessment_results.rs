@@ -34,7 +34,7 @@ use custos_verify::oscal_ids::{
 };
 
 use super::csv::EvidenceRow;
-use crate::risk::{Matrix, RiskEntry};
+use crate::register::{Matrix, RiskEntry};
 
 /// The OSCAL version the document is written against.
 pub const OSCAL_VERSION: &str = "1.1.2";
@@ -529,7 +529,7 @@ fn back_matter(input: &Input<'_>, window: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::risk::{MatrixKind, Origin, Status};
+    use crate::register::{MatrixKind, Origin, Status};
     use custos_verify::bundle::Sample;
 
     fn row(

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::assessment_results::RecordRef;
 use super::csv::EvidenceRow;
 use super::{ExportError, ExportOptions, Selection, Sources};
-use crate::evaluate::{HostEvidence, RequirementStanding, evaluate, requirement_standings};
+use crate::compliance::evaluate::{HostEvidence, RequirementStanding, evaluate, requirement_standings};
 use crate::store::queries::StoredRecord;
 use custos_verify::bundle::rfc3339_unix;
 
@@ -109,9 +109,9 @@ impl Evidence {
 fn evaluate_at_end(opts: &ExportOptions, src: &Sources) -> Result<Evaluated, ExportError> {
     let at = opts.to.min(opts.now);
     let as_of = (opts.to < opts.now).then_some(opts.to);
-    let hosts = crate::evaluation_inputs::fleet_evidence_at(&src.store, &src.rules, as_of)?;
+    let hosts = crate::keeper::evaluation_inputs::fleet_evidence_at(&src.store, &src.rules, as_of)?;
     let eval_policy =
-        crate::evaluation_inputs::settings_at(&src.config, &src.rules, &src.store.exceptions()?, at);
+        crate::keeper::evaluation_inputs::settings_at(&src.config, &src.rules, &src.store.exceptions()?, at);
     let evaluation = evaluate(&src.catalog, &hosts, at, &eval_policy);
     let standings = requirement_standings(&evaluation, &hosts);
     Ok(Evaluated { at, hosts, standings })

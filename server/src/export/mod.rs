@@ -37,10 +37,10 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::catalog::Catalog;
+use crate::compliance::catalog::Catalog;
+use crate::compliance::policy::Policy;
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 use bundle::BundleWriter;
 use contents::Leaves;

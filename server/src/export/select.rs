@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::ExportError;
-use crate::catalog::Catalog;
+use crate::compliance::catalog::Catalog;
 
 /// The controls `wanted` names (each an id or an id prefix), in catalog
 /// order; every entry must name at least one control with mapped checks.

@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use custos_proto::evidence::CheckStatus;
 
-use crate::catalog::Catalog;
-use crate::evaluate::{CheckEvidence, ControlEvaluation, Evaluation, HostEvidence, Standings};
-use crate::risk::RiskPolicy;
-use crate::risk::lifecycle::Observation;
-use crate::risk::profile::profile;
+use crate::compliance::catalog::Catalog;
+use crate::compliance::evaluate::{CheckEvidence, ControlEvaluation, Evaluation, HostEvidence, Standings};
+use crate::register::RiskPolicy;
+use crate::register::lifecycle::Observation;
+use crate::register::profile::profile;
 
 /// The hosts each (requirement, scope) register entry names, with the
 /// checks the entry has them failing.
@@ -101,10 +101,10 @@ struct ScopedHosts<'a> {
 impl<'a> ScopedHosts<'a> {
     fn new(hosts: &'a [HostEvidence], standings: &'a Standings<'a>, policy: &'a RiskPolicy) -> Self {
         let scopes: Vec<&str> =
-            policy.scopes.iter().map(String::as_str).chain([crate::risk::FLEET_SCOPE]).collect();
+            policy.scopes.iter().map(String::as_str).chain([crate::register::FLEET_SCOPE]).collect();
         let index_of = |scope: &str| scopes.iter().position(|s| *s == scope).unwrap_or(scopes.len() - 1);
         let host_scope =
-            hosts.iter().map(|h| index_of(crate::risk::scope_of(&h.tags, &policy.scopes))).collect();
+            hosts.iter().map(|h| index_of(crate::register::scope_of(&h.tags, &policy.scopes))).collect();
         ScopedHosts {
             host_scope,
             by_agent: hosts.iter().enumerate().map(|(i, h)| (h.agent_id.as_str(), (i, h))).collect(),

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
-use crate::exception::{Exception, NewException};
+use crate::compliance::exception::{Exception, NewException};
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exception> {
     Ok(Exception {

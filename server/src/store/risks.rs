@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::webhooks::{NewDelivery, insert_deliveries};
 use super::{Store, StoreError};
-use crate::risk::{Origin, RiskEntry, RiskEvent, Status, Transition};
+use crate::register::{Origin, RiskEntry, RiskEvent, Status, Transition};
 
 /// Which entries to list.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +81,7 @@ impl RiskFilter {
             ),
         };
         if let Some(l) = level {
-            l.parse::<crate::risk::Level>().map_err(|e| format!("level {e}"))?;
+            l.parse::<crate::register::Level>().map_err(|e| format!("level {e}"))?;
         }
         Ok(RiskFilter {
             statuses,

@@ -83,7 +83,7 @@ pub fn retry_delay(attempt: u32, retry_after: Option<u64>, jitter_permille: u32)
 }
 
 fn jitter() -> u32 {
-    u32::from(u16::from_le_bytes(crate::secrets::random::<2>())) % 1000
+    u32::from(u16::from_le_bytes(crate::identity::secrets::random::<2>())) % 1000
 }
 
 /// What an HTTP status means for a delivery.
@@ -415,7 +415,7 @@ mod tests {
             .unwrap()
             .signed_by(&leaf_key, &issuer)
             .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        let config = rustls::ServerConfig::builder_with_provider(crate::identity::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -279,7 +279,7 @@ pub fn deliveries_for(
         .iter()
         .filter(|c| c.wants(notice.kind))
         .map(|c| {
-            let id = hex::encode(crate::secrets::random::<16>());
+            let id = hex::encode(crate::identity::secrets::random::<16>());
             Ok(NewDelivery {
                 body: render(c.format, &id, notice)?,
                 id,
@@ -294,8 +294,8 @@ pub fn deliveries_for(
 
 /// The notices a register transition makes: one per event a receiver
 /// cares about (people's edits and host-list changes make none).
-pub fn notices(t: &crate::risk::Transition) -> Vec<RiskNotice> {
-    use crate::risk::Change;
+pub fn notices(t: &crate::register::Transition) -> Vec<RiskNotice> {
+    use crate::register::Change;
     let e = &t.entry;
     t.events
         .iter()
@@ -331,7 +331,7 @@ pub fn notices(t: &crate::risk::Transition) -> Vec<RiskNotice> {
 /// rendered is logged and skipped: it must not hold up the register.
 pub fn deliveries_for_transitions(
     configs: &[WebhookConfig],
-    transitions: &[crate::risk::Transition],
+    transitions: &[crate::register::Transition],
     now: i64,
 ) -> Vec<NewDelivery> {
     let mut out = Vec::new();

@@ -38,7 +38,7 @@ impl Seeded {
         let token = app::create_enrollment_token(&data, enrolments, Duration::from_secs(3600)).unwrap();
         let store = Store::open(&DataDir(data.clone()).database()).unwrap();
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        Seeded { dir, data, store, now, token_hash: custos_server::secrets::token_hash(&token) }
+        Seeded { dir, data, store, now, token_hash: custos_server::identity::secrets::token_hash(&token) }
     }
 
     /// Enrols agent `id` at `at` (Unix seconds) with a key derived from
@@ -125,5 +125,5 @@ pub fn signed(
         evidence_key: key.verifying_key().to_bytes(),
         revoked: false,
     };
-    custos_server::ingest::verify_record(env, &agent, now).unwrap()
+    custos_server::intake::ingest::verify_record(env, &agent, now).unwrap()
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use custos_verify::oscal_ids::{NS, PROP_REQUIREMENT, named_uuid, observation_uuid};
 
 use super::{EvidenceRow, Observations, line, prop, put, related, tool, unix_rfc3339};
-use crate::risk::{Matrix, Rating, RiskEntry, Status};
+use crate::register::{Matrix, Rating, RiskEntry, Status};
 
 /// The register's entries on the exported requirements, with their OSCAL
 /// status, by id: an entry naming hosts counts when one of them is
