@@ -40,7 +40,7 @@ pub struct Config {
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
-/// Limits that keep one client from starving the others.
+/// The certificates the CA issues to agents (`[agent_cert]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentCert {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Limits that keep one client from starving the others.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
