@@ -7,6 +7,7 @@ pub mod config;
 pub mod courier;
 pub mod deadlines;
 pub mod enroll;
+pub mod first_start;
 pub mod footprint;
 pub mod host;
 pub mod host_info;

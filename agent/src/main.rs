@@ -1,5 +1,6 @@
 //! `custos-agent` command line: enroll, run, and a dry-run `collect`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use custos_agent::collect::{Context, Os, run_checks};
 use custos_agent::config::AgentConfig;
+use custos_agent::deadlines::Deadlines;
+use custos_agent::first_start::{FirstStart, ensure_enrolled};
 use custos_agent::host::{Host, SystemHost};
 use custos_agent::host_info::{describe_host, hostname};
 use custos_agent::privacy::Personal;
@@ -44,9 +47,16 @@ enum Command {
         config: ConfigArg,
     },
     /// Collect, sign, spool and deliver evidence on the server's schedule.
+    ///
+    /// Not yet enrolled, it first enrolls with the material in the
+    /// environment (CUSTOS_SERVER, CUSTOS_ENROLL_TOKEN, CUSTOS_CA_CERT) or
+    /// in --enroll-file, then deletes that file; it never enrolls twice.
     Run {
         #[arg(long, default_value = default_state_dir())]
         state_dir: PathBuf,
+        /// Enrollment material for the first start (KEY=value lines, mode 0600).
+        #[arg(long, default_value = custos_agent::first_start::ENROLL_FILE)]
+        enroll_file: PathBuf,
         /// One pass (collect and deliver), then exit.
         #[arg(long)]
         once: bool,
@@ -125,8 +135,8 @@ fn main() -> anyhow::Result<()> {
         Command::Enroll { server, token, ca_cert, state_dir, display_name, config } => {
             rt()?.block_on(enroll(&server, &token, &ca_cert, &state_dir, display_name, &config))
         }
-        Command::Run { state_dir, once, spool_max_records, config } => {
-            rt()?.block_on(run(state_dir, once, spool_max_records, &config))
+        Command::Run { state_dir, enroll_file, once, spool_max_records, config } => {
+            rt()?.block_on(run(state_dir, &enroll_file, once, spool_max_records, &config))
         }
         Command::Collect { json, checks, timeout, config, footprint } => {
             collect(json, &checks, timeout, &config, footprint)
@@ -167,14 +177,23 @@ async fn enroll(
     Ok(())
 }
 
-/// `run`: the collection loop until Ctrl-C, or one pass with `--once`.
+/// Exit status when starting again unchanged cannot help (not enrolled and
+/// nothing to enroll with, or material the server refused): `EX_CONFIG`
+/// from sysexits.h, which the unit names in `RestartPreventExitStatus=` so
+/// systemd does not restart the agent in a loop.
+const EXIT_NEEDS_A_PERSON: i32 = 78;
+
+/// `run`: the collection loop until Ctrl-C, or one pass with `--once`,
+/// after enrolling on the first start.
 async fn run(
     state_dir: PathBuf,
+    enroll_file: &Path,
     once: bool,
     spool_max_records: u64,
     config: &ConfigArg,
 ) -> anyhow::Result<()> {
     let loaded = config.load()?;
+    first_start(&StateDir(state_dir.clone()), enroll_file, &loaded.network).await?;
     let privacy = loaded.privacy()?;
     let settings = Settings {
         spool_max_records,
@@ -209,6 +228,29 @@ async fn run(
             .await?;
         Ok(())
     }
+}
+
+/// Enrolls a state dir that is not yet enrolled (see
+/// `custos_agent::first_start`), saying in the log what it did. Material
+/// that cannot serve ends the process with [`EXIT_NEEDS_A_PERSON`].
+async fn first_start(state: &StateDir, file: &Path, deadlines: &Deadlines) -> anyhow::Result<()> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let name = hostname(&SystemHost::default()).unwrap_or_default();
+    match ensure_enrolled(state, &env, file, &name, deadlines).await {
+        Ok(FirstStart::AlreadyEnrolled { ignored: Some(origin) }) => {
+            tracing::warn!(%origin, "already enrolled: enrollment material ignored (a file of it is deleted)");
+        }
+        Ok(FirstStart::AlreadyEnrolled { ignored: None }) => {}
+        Ok(FirstStart::Enrolled { identity, origin }) => {
+            tracing::info!(agent = %identity.agent_id, server = %identity.server, %origin, "enrolled on first start");
+        }
+        Err(e) if e.needs_a_person() => {
+            tracing::error!("{e}");
+            std::process::exit(EXIT_NEEDS_A_PERSON);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 /// `collect`: a dry run, printed as text or JSON.

@@ -15,6 +15,20 @@ use custos_server::app::{self, ServerHandle};
 use custos_server::config::Config;
 use custos_server::datadir::DataDir;
 
+/// A binary of this workspace, built by `cargo test --workspace` next to the
+/// test executables, for tests that run it as a person does.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace` (it builds every binary)",
+        path.display()
+    );
+    path
+}
+
 /// Installs the one TLS crypto provider of the process (aws-lc-rs).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();
