@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, HttpTransport};
 use crate::datadir::DataDir;
 use crate::datadir::reload::Reloadable;
 use crate::identity::ca::{CaError, CertAuthority};
@@ -42,6 +42,10 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
+    #[error(transparent)]
+    HttpPort(#[from] crate::config::HttpPortError),
+    #[error(transparent)]
+    HttpTls(#[from] crate::api::serve::HttpTlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
@@ -201,6 +205,8 @@ fn spawn_checkpointer(
 pub struct ServerHandle {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Whether the HTTP port serves TLS.
+    pub http_tls: bool,
     pub store: Arc<Store>,
     pub grpc: Arc<GrpcState>,
     shutdown: watch::Sender<bool>,
@@ -208,6 +214,12 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// The HTTP port's base URL (`https://ADDR` or `http://ADDR`).
+    pub fn http_url(&self) -> String {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
     /// Stops accepting, ends the services and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -228,6 +240,31 @@ fn check_risk_frameworks(
             loaded.frameworks().join(", ")
         ))),
         None => Ok(()),
+    }
+}
+
+/// The HTTP port's TLS configuration, or `None` when it serves plain HTTP
+/// (which beyond loopback `[http]` must allow, and is logged as a
+/// warning). The certificate and key are read here, once.
+fn http_tls_config(dir: &Path, config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, AppError> {
+    match config.http.transport(config.http_listen)? {
+        HttpTransport::Tls => {
+            let data = DataDir(dir.to_path_buf());
+            let (cert, key) =
+                config.http.cert_files(dir).unwrap_or_else(|| (data.server_cert(), data.server_key()));
+            Ok(Some(crate::api::serve::tls_config(&cert, &key)?))
+        }
+        HttpTransport::Plain => Ok(None),
+        HttpTransport::PlainOffLoopback => {
+            tracing::warn!(
+                addr = %config.http_listen,
+                "the HTTP API is served in clear text on {}, beyond loopback ([http] \
+                 allow_plain_off_loopback): bearer tokens cross the network unencrypted unless \
+                 a proxy in front terminates TLS",
+                config.http_listen
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -293,6 +330,7 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         &read(data.server_key())?,
         Arc::clone(&agents),
     )?;
+    let http_tls = http_tls_config(dir, &config)?;
     let loaded = load_catalog(dir)?;
     check_risk_frameworks(&config, &loaded)?;
     // A webhook that could not sign is refused now, not at each delivery.
@@ -334,7 +372,11 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
     });
     // Our own accept loop rather than `axum::serve`: connection caps (also
     // per client) and timeouts for idle and half-sent connections.
-    let http = crate::api::serve::HttpServer::new(app, &config.limits);
+    let mut http = crate::api::serve::HttpServer::new(app, &config.limits);
+    let serves_tls = http_tls.is_some();
+    if let Some(tls) = http_tls {
+        http = http.with_tls(tls);
+    }
     tasks.push(tokio::spawn(http.run(http_listener, shutdown_rx.clone())));
 
     tasks.push(keeper::spawn(
@@ -363,5 +405,5 @@ pub async fn start(dir: &Path, config: Config) -> Result<ServerHandle, AppError>
         shutdown_rx,
     ));
 
-    Ok(ServerHandle { grpc_addr, http_addr, store, grpc: state, shutdown, tasks })
+    Ok(ServerHandle { grpc_addr, http_addr, http_tls: serves_tls, store, grpc: state, shutdown, tasks })
 }

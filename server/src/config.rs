@@ -1,7 +1,9 @@
 //! The server's configuration file (`config.toml` in the data dir): one
 //! section per domain, each section's type owned by the domain that reads it
 //! (`[limits]` by `security`, `[[webhooks]]` by `webhook`, ...), so no domain
-//! imports this file for its own settings.
+//! imports this file for its own settings. `[http]` is read by the
+//! composition root only, which hands the HTTP port its TLS ready-made, so
+//! its type lives here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,11 +27,12 @@ pub enum ConfigError {
 pub struct Config {
     /// gRPC (agents, mutual TLS).
     pub grpc_listen: SocketAddr,
-    /// HTTP API and dashboard.
+    /// HTTP API and dashboard; over TLS unless `[http]` says otherwise.
     pub http_listen: SocketAddr,
     /// Names (DNS or IP) in the server certificate.
     pub server_names: Vec<String>,
     pub limits: Limits,
+    pub http: HttpPort,
     pub agent_cert: AgentCert,
     pub policy: CollectionSchedule,
     pub evaluation: Evaluation,
@@ -38,6 +41,103 @@ pub struct Config {
     /// Endpoints told about risk-register events (`[[webhook]]`).
     #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
+}
+
+/// How the HTTP port (API and dashboard) is served (`[http]`). It carries
+/// bearer tokens, which must not cross a network in clear text: TLS
+/// wherever the port is reachable from another host, plain HTTP only on
+/// loopback unless the operator says otherwise.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpPort {
+    /// `auto`: TLS, except on a loopback address with no certificate
+    /// named; `on`: TLS; `off`: plain HTTP.
+    pub tls: TlsMode,
+    /// The certificate chain served (PEM, the server's own certificate
+    /// first) and its private key (PEM); relative paths are in the data
+    /// dir. Unset: the data dir's `server.pem` and `server.key`, which our
+    /// CA signed for `server_names` (clients trust `ca.pem`); a name
+    /// browsers trust needs a certificate from a CA they know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Plain HTTP on an address other than loopback (behind a proxy that
+    /// terminates TLS); without it the server refuses to start so.
+    pub allow_plain_off_loopback: bool,
+}
+
+/// `[http] tls`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// How the HTTP port is served, as `[http]` and the listen address decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpTransport {
+    Tls,
+    /// Plain HTTP on a loopback address.
+    Plain,
+    /// Plain HTTP beyond loopback, allowed by `allow_plain_off_loopback`.
+    PlainOffLoopback,
+}
+
+/// An `[http]` section the server may not start with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HttpPortError {
+    #[error(
+        "http_listen {addr} is not a loopback address, and [http] tls = \"off\" would send API tokens \
+         across the network in clear text; serve TLS there ([http] tls = \"auto\" or \"on\"), listen on \
+         a loopback address, or, behind a proxy that terminates TLS, set [http] allow_plain_off_loopback = true"
+    )]
+    PlainOffLoopback { addr: SocketAddr },
+    #[error("[http] names {named} without {missing}: a certificate is served with its key")]
+    HalfPair { named: &'static str, missing: &'static str },
+    #[error(
+        "[http] names a certificate, but tls = \"off\" serves none; set tls = \"on\" or \"auto\", or remove \
+         cert_file and key_file"
+    )]
+    CertWithTlsOff,
+}
+
+impl HttpPort {
+    /// How the port is served on `listen`; an error when these settings
+    /// would serve tokens in clear text beyond loopback, or contradict
+    /// themselves.
+    pub fn transport(&self, listen: SocketAddr) -> Result<HttpTransport, HttpPortError> {
+        let named = match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(HttpPortError::HalfPair { named: "cert_file", missing: "key_file" });
+            }
+            (None, Some(_)) => {
+                return Err(HttpPortError::HalfPair { named: "key_file", missing: "cert_file" });
+            }
+            (cert, _) => cert.is_some(),
+        };
+        // `::ffff:127.0.0.1` is loopback too.
+        let loopback = listen.ip().to_canonical().is_loopback();
+        match self.tls {
+            TlsMode::On => Ok(HttpTransport::Tls),
+            // A certificate named is a certificate meant to be served.
+            TlsMode::Auto if named || !loopback => Ok(HttpTransport::Tls),
+            TlsMode::Auto => Ok(HttpTransport::Plain),
+            TlsMode::Off if named => Err(HttpPortError::CertWithTlsOff),
+            TlsMode::Off if loopback => Ok(HttpTransport::Plain),
+            TlsMode::Off if self.allow_plain_off_loopback => Ok(HttpTransport::PlainOffLoopback),
+            TlsMode::Off => Err(HttpPortError::PlainOffLoopback { addr: listen }),
+        }
+    }
+
+    /// The certificate and key files named, resolved in `data_dir`; `None`
+    /// when none are named (the data dir's server certificate is served).
+    pub fn cert_files(&self, data_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        Some((data_dir.join(self.cert_file.as_ref()?), data_dir.join(self.key_file.as_ref()?)))
+    }
 }
 
 /// The certificates the CA issues to agents (`[agent_cert]`).
@@ -236,6 +336,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             limits: Limits::default(),
+            http: HttpPort::default(),
             agent_cert: AgentCert::default(),
             policy: CollectionSchedule::default(),
             evaluation: Evaluation::default(),
@@ -294,6 +395,7 @@ impl Config {
             return Err("limits must be positive".into());
         }
         l.validate_http()?;
+        self.http.transport(self.http_listen).map_err(|e| e.to_string())?;
         if l.enroll_burst == 0 || l.enroll_attempts_per_minute == 0 || l.enroll_tracked_sources == 0 {
             return Err("limits.enroll_* must be positive".into());
         }
@@ -366,5 +468,76 @@ mod tests {
         );
         std::fs::write(&path, "unknown_key = 1").unwrap();
         assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_http_port_serves_tls_beyond_loopback_and_refuses_clear_text_there() {
+        let port = |text: &str| toml::from_str::<HttpPort>(text).unwrap();
+        let at = |addr: &str| addr.parse::<SocketAddr>().unwrap();
+        let named = "cert_file = \"api.pem\"\nkey_file = \"api.key\"\n";
+        for (settings, listen, expected) in [
+            ("", "127.0.0.1:8080", Ok(HttpTransport::Plain)),
+            ("", "[::1]:8080", Ok(HttpTransport::Plain)),
+            ("", "[::ffff:127.0.0.1]:8080", Ok(HttpTransport::Plain)),
+            ("", "0.0.0.0:8080", Ok(HttpTransport::Tls)),
+            ("", "192.0.2.7:8080", Ok(HttpTransport::Tls)),
+            (named, "127.0.0.1:8080", Ok(HttpTransport::Tls)),
+            ("tls = \"on\"", "127.0.0.1:8080", Ok(HttpTransport::Tls)),
+            ("tls = \"off\"", "127.0.0.1:8080", Ok(HttpTransport::Plain)),
+            (
+                "tls = \"off\"",
+                "0.0.0.0:8080",
+                Err(HttpPortError::PlainOffLoopback { addr: at("0.0.0.0:8080") }),
+            ),
+            (
+                "tls = \"off\"\nallow_plain_off_loopback = true",
+                "0.0.0.0:8080",
+                Ok(HttpTransport::PlainOffLoopback),
+            ),
+            ("allow_plain_off_loopback = true", "0.0.0.0:8080", Ok(HttpTransport::Tls)),
+            (&format!("tls = \"off\"\n{named}"), "127.0.0.1:8080", Err(HttpPortError::CertWithTlsOff)),
+            (
+                "cert_file = \"api.pem\"",
+                "0.0.0.0:8080",
+                Err(HttpPortError::HalfPair { named: "cert_file", missing: "key_file" }),
+            ),
+            (
+                "key_file = \"api.key\"",
+                "0.0.0.0:8080",
+                Err(HttpPortError::HalfPair { named: "key_file", missing: "cert_file" }),
+            ),
+        ] {
+            assert_eq!(port(settings).transport(at(listen)), expected, "{settings:?} on {listen}");
+        }
+        let files = port(named).cert_files(Path::new("/data")).unwrap();
+        assert_eq!(files, (PathBuf::from("/data/api.pem"), PathBuf::from("/data/api.key")));
+        let absolute = port("cert_file = \"/etc/tls/api.pem\"\nkey_file = \"/etc/tls/api.key\"");
+        assert_eq!(absolute.cert_files(Path::new("/data")).unwrap().0, PathBuf::from("/etc/tls/api.pem"));
+        assert_eq!(port("").cert_files(Path::new("/data")), None);
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_fails_the_load_naming_the_file_and_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "http_listen = \"0.0.0.0:8080\"\n[http]\ntls = \"off\"").unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains("0.0.0.0:8080") && e.contains("allow_plain_off_loopback = true"), "{e}");
+        std::fs::write(
+            &path,
+            "http_listen = \"0.0.0.0:8080\"\n[http]\ntls = \"off\"\nallow_plain_off_loopback = true",
+        )
+        .unwrap();
+        assert!(Config::load(&path).unwrap().http.allow_plain_off_loopback);
+        std::fs::write(&path, "[http]\ntls = \"sometimes\"").unwrap();
+        assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
+        std::fs::write(&path, "[http]\ncert = \"api.pem\"").unwrap();
+        assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })), "unknown keys are refused");
+        assert!(
+            Config::default().to_toml().contains("[http]\ntls = \"auto\""),
+            "{}",
+            Config::default().to_toml()
+        );
     }
 }

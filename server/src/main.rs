@@ -406,9 +406,9 @@ fn run_command(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let server = app::start(data_dir, config).await?;
-        tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "custos-server running");
+        tracing::info!(grpc = %server.grpc_addr, http = %server.http_url(), "custos-server running");
         println!("gRPC (agents, mTLS): {}", server.grpc_addr);
-        println!("HTTP API and dashboard: http://{}", server.http_addr);
+        println!("HTTP API and dashboard: {}", server.http_url());
         let _ = tokio::signal::ctrl_c().await;
         server.shutdown().await;
         anyhow::Ok(())

@@ -1,6 +1,8 @@
 //! Shared harness for Custos end-to-end tests, the demo and the benchmark:
 //! a real server (own CA, SQLite, mTLS gRPC, HTTP) on loopback ports in a
-//! temporary data dir, and real agents enrolled against it.
+//! temporary data dir, and real agents enrolled against it. The API
+//! helpers speak HTTPS, trusting the server's CA only, when the server
+//! serves its API over TLS, plain HTTP otherwise.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use custos_proto::evidence::{CheckResult, CheckStatus, Observation};
 use custos_server::app::{self, ServerHandle};
 use custos_server::config::Config;
 use custos_server::datadir::DataDir;
+use rustls::pki_types::pem::PemObject as _;
 
 /// A binary of this workspace, built by `cargo test --workspace` next to the
 /// test executables, for tests that run it as a person does.
@@ -44,6 +47,8 @@ pub struct TestServer {
     pub handle: Option<ServerHandle>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Whether the API is served over TLS.
+    pub http_tls: bool,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -76,6 +81,7 @@ impl TestServer {
             admin_token: init.admin_token,
             grpc_addr: handle.grpc_addr,
             http_addr: handle.http_addr,
+            http_tls: handle.http_tls,
             handle: Some(handle),
             _tmp: None,
         }
@@ -98,6 +104,7 @@ impl TestServer {
         for _ in 0..50 {
             match app::start(&self.dir, config.clone()).await {
                 Ok(h) => {
+                    self.http_tls = h.http_tls;
                     self.handle = Some(h);
                     return;
                 }
@@ -140,10 +147,22 @@ impl TestServer {
         self.grpc_addr.to_string()
     }
 
+    /// The URL of an API path, `https://` when the API is on TLS.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.http_addr)
+    }
+
+    /// A client for the API: over TLS it trusts the data dir's CA only.
+    pub fn client(&self) -> reqwest::Client {
+        if self.http_tls { client_trusting(&[&self.ca_pem()]) } else { reqwest::Client::new() }
+    }
+
     /// GET an API path with the admin token; returns status and the body's bytes.
     pub async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
-        let resp = reqwest::Client::new()
-            .get(format!("http://{}{path}", self.http_addr))
+        let resp = self
+            .client()
+            .get(self.url(path))
             .bearer_auth(&self.admin_token)
             .send()
             .await
@@ -157,7 +176,7 @@ impl TestServer {
     }
 
     pub async fn api_with(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        let mut req = reqwest::Client::new().get(format!("http://{}{path}", self.http_addr));
+        let mut req = self.client().get(self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -169,7 +188,7 @@ impl TestServer {
 
     /// POST to an API path with `token`; returns status and JSON body.
     pub async fn post_with(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-        let mut req = reqwest::Client::new().post(format!("http://{}{path}", self.http_addr));
+        let mut req = self.client().post(self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -181,8 +200,9 @@ impl TestServer {
     /// Sends `method` with a JSON body and the admin token; returns status and JSON body.
     pub async fn send(&self, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let resp = reqwest::Client::new()
-            .request(method, format!("http://{}{path}", self.http_addr))
+        let resp = self
+            .client()
+            .request(method, self.url(path))
             .bearer_auth(&self.admin_token)
             .json(&body)
             .send()
@@ -204,6 +224,30 @@ impl TestServer {
         let (_, body) = self.api(path).await;
         panic!("condition on {path} never held; last body: {body:#}");
     }
+}
+
+/// An HTTPS client that trusts the CA certificates in `roots` (PEM) and
+/// no others: rustls with the process's provider, HTTP/1.1.
+pub fn client_trusting(roots: &[&str]) -> reqwest::Client {
+    client_builder_trusting(roots).build().expect("HTTPS client")
+}
+
+/// [`client_trusting`], still to be built (a local address, a timeout).
+pub fn client_builder_trusting(roots: &[&str]) -> reqwest::ClientBuilder {
+    install_crypto();
+    let mut store = rustls::RootCertStore::empty();
+    for pem in roots {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            store.add(cert.expect("a CA certificate in PEM")).expect("a CA certificate rustls takes");
+        }
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(tls)
 }
 
 /// An agent enrolled with a server, with its own state dir.

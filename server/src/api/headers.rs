@@ -7,6 +7,9 @@
 //! posting elsewhere. JSON answers get the same headers; a policy that
 //! allows nothing more costs them nothing.
 //!
+//! Served over TLS, every answer also carries `Strict-Transport-Security`
+//! ([`add_strict_transport`]); over plain HTTP none does.
+//!
 //! Invariant: the hashes come from the served page itself, so editing the
 //! page can never leave its script blocked or a different script allowed.
 
@@ -60,6 +63,22 @@ pub(super) async fn add(req: Request, next: Next) -> Response {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// HSTS for a year: a browser that has seen the port over TLS goes there
+/// by HTTPS only, so a mistyped `http://` link never makes the dashboard
+/// send its bearer token in clear text. Without `includeSubDomains`: the
+/// other hosts under the server's name are not ours to bind.
+pub(super) const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
+/// Adds `Strict-Transport-Security` to an answer; the port layers it on
+/// its router only when it serves TLS (browsers ignore the header over
+/// plain HTTP, and it would promise what that port does not keep).
+pub(super) async fn add_strict_transport(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     response
 }
 

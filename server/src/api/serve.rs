@@ -1,6 +1,12 @@
-//! The HTTP port's accept loop: the API and dashboard served over plain
-//! HTTP/1 by hyper under the axum router, with the limits of
-//! `config.limits.http_*`.
+//! The HTTP port's accept loop: the API and dashboard served over HTTP/1
+//! by hyper under the axum router, over TLS or (on loopback, see
+//! `config::HttpPort`) plain, with the limits of `config.limits.http_*`.
+//!
+//! Over TLS ([`tls`]) the handshake comes first, within
+//! `limits.handshake_timeout_secs`, while the connection already holds its
+//! slots; every answer then carries `Strict-Transport-Security`
+//! (`headers::add_strict_transport`), and the phases below count from the
+//! end of the handshake.
 //!
 //! One client once held 18,993 of the server's 20,000 file handles with
 //! idle and half-sent connections, so here:
@@ -13,6 +19,8 @@
 //!   is closed at once. This is what keeps a well-behaved client served
 //!   while another holds its share: waiting in the backlog would make it
 //!   queue behind the attacker's connections;
+//! - a TLS handshake not finished within the handshake timeout closes its
+//!   connection;
 //! - each connection is closed when it outstays its phase (see [`conn`]):
 //!   a request head not complete `http_header_timeout_secs` after its first
 //!   byte, no request `http_idle_timeout_secs` after the last answer, a
@@ -20,28 +28,34 @@
 //!   the client does not read;
 //! - request bodies are cut at `http_max_body_bytes` for every route.
 //!
-//! On shutdown the listener closes at once; connections waiting for a
-//! request close, answers in flight may finish.
+//! On shutdown the listener closes at once; connections in their handshake
+//! or waiting for a request close, answers in flight may finish.
 //!
 //! Invariants: a connection holds its global slot and its client's slot
-//! until its socket is closed; a refusal is logged at most once a minute.
+//! until its socket is closed; a refusal is logged at most once a minute;
+//! an answer carries `Strict-Transport-Security` exactly when it is served
+//! over TLS.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::identity::security::Limits;
 use crate::shutdown::stopped;
 
 mod answer;
 mod conn;
+mod tls;
+
+pub use tls::{HttpTlsError, tls_config};
 
 /// How often each kind of refusal is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -52,6 +66,9 @@ pub struct HttpServer {
     max_connections: usize,
     clients: Arc<Clients>,
     conn: conn::Settings,
+    /// Set when the port serves TLS.
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
 }
 
 impl HttpServer {
@@ -71,6 +88,17 @@ impl HttpServer {
                 },
                 max_body_bytes: limits.http_max_body_bytes,
             },
+            tls: None,
+            handshake_timeout: secs(limits.handshake_timeout_secs),
+        }
+    }
+
+    /// Serves TLS with `config` (see [`tls_config`]), and HSTS on every answer.
+    pub fn with_tls(self, config: Arc<rustls::ServerConfig>) -> HttpServer {
+        HttpServer {
+            router: self.router.layer(axum::middleware::map_response(super::headers::add_strict_transport)),
+            tls: Some(TlsAcceptor::from(config)),
+            ..self
         }
     }
 
@@ -119,9 +147,16 @@ impl HttpServer {
             // giving its global slot back at once.
             let Some(client) = self.clients.admit(peer.ip(), Instant::now()) else { continue };
             let _ = tcp.set_nodelay(true);
-            let (router, settings, shutdown) = (self.router.clone(), self.conn.clone(), shutdown.clone());
+            let accepted = Accepted {
+                tcp,
+                peer,
+                router: self.router.clone(),
+                settings: self.conn.clone(),
+                tls: self.tls.clone().map(|acceptor| (acceptor, self.handshake_timeout)),
+                shutdown: shutdown.clone(),
+            };
             tokio::spawn(async move {
-                conn::drive(tcp, peer, router, settings, shutdown).await;
+                accepted.serve().await;
                 drop((client, permit));
             });
         }
@@ -129,6 +164,33 @@ impl HttpServer {
         drop(listener);
         let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
         let _ = slots.acquire_many(all).await;
+    }
+}
+
+/// One accepted connection and what it is served with.
+struct Accepted {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    settings: conn::Settings,
+    /// The acceptor and the handshake's deadline, when the port serves TLS.
+    tls: Option<(TlsAcceptor, Duration)>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Accepted {
+    /// Serves the connection until it closes: over TLS once its handshake
+    /// has finished in time, else as it is.
+    async fn serve(self) {
+        let Accepted { tcp, peer, router, settings, tls, mut shutdown } = self;
+        match tls {
+            None => conn::drive(tcp, peer, router, settings, shutdown).await,
+            Some((acceptor, deadline)) => {
+                if let Some(tls) = tls::handshake(&acceptor, tcp, peer, deadline, &mut shutdown).await {
+                    conn::drive(tls, peer, router, settings, shutdown).await;
+                }
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! One HTTP connection: hyper's HTTP/1 state machine over the socket, and
-//! a watchdog that closes the connection when it outstays its phase.
+//! One HTTP connection: hyper's HTTP/1 state machine over the socket (or
+//! its TLS session), and a watchdog that closes the connection when it
+//! outstays its phase.
 //!
 //! The connection's [`Clock`] knows the phase and since when: waiting for
 //! a request (from the opening or the last answer; `idle` timeout), reading
@@ -24,7 +25,6 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -53,15 +53,17 @@ pub(super) struct Settings {
 /// Serves one connection until it ends, outstays its phase, or the server
 /// stops (then it closes at once unless an answer is under way, which may
 /// finish).
-pub(super) async fn drive(
-    tcp: TcpStream,
+pub(super) async fn drive<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let clock = Arc::new(Clock::new(Instant::now()));
-    let io = TokioIo::new(Tracked { inner: tcp, clock: Arc::clone(&clock) });
+    let io = TokioIo::new(Tracked { inner: stream, clock: Arc::clone(&clock) });
     let service = Answer::new(router, Arc::clone(&clock), settings.timeouts.body, settings.max_body_bytes);
     let mut conn = pin!(
         http1::Builder::new()
@@ -257,14 +259,14 @@ impl Drop for Answering {
     }
 }
 
-/// The socket, telling the clock when bytes arrive and when a write waits
-/// for the client.
-struct Tracked {
-    inner: TcpStream,
+/// The socket (or its TLS session, where bytes are the decrypted ones),
+/// telling the clock when bytes arrive and when a write waits for the client.
+struct Tracked<S> {
+    inner: S,
     clock: Arc<Clock>,
 }
 
-impl Tracked {
+impl<S> Tracked<S> {
     fn after_write<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match &r {
             Poll::Pending => self.clock.write_blocked(Instant::now()),
@@ -274,7 +276,7 @@ impl Tracked {
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -286,7 +288,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);

@@ -13,7 +13,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Open TLS connections at once; further connections wait to be accepted.
     pub max_connections: usize,
-    /// Time a client has to finish the TLS handshake.
+    /// Time a client has to finish the TLS handshake (the gRPC port, and
+    /// the HTTP port when it serves TLS).
     pub handshake_timeout_secs: u64,
     /// Concurrent HTTP/2 streams per connection.
     pub max_streams_per_connection: u32,
