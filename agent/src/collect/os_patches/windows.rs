@@ -34,7 +34,7 @@
 use serde_json::{Value, json};
 
 use crate::collect::windows::{json_bool, json_date, json_items, json_str, powershell, powershell_for};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -111,12 +111,13 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Parses the JSON of [`SEARCH_SCRIPT`].
-pub fn parse_pending_updates(text: &str) -> Result<Vec<Update>, String> {
+pub fn parse_pending_updates(text: &str) -> Result<Vec<Update>, ParseError> {
     let items = json_items(text)?;
     items
         .iter()
         .map(|u| {
-            let title = json_str(u, "Title").ok_or_else(|| format!("update without Title: {u}"))?;
+            let title =
+                json_str(u, "Title").ok_or_else(|| ParseError::new(format!("update without Title: {u}")))?;
             Ok(Update {
                 title: title.to_string(),
                 severity: json_str(u, "MsrcSeverity").filter(|s| !s.is_empty()).map(str::to_string),
@@ -152,7 +153,7 @@ pub fn evaluate(search: Result<String, String>, hotfix: Option<(String, i64, Str
     };
     // The script always prints a JSON array (`[]` when nothing is pending).
     let parsed =
-        if text.trim().is_empty() { Err("no output".to_string()) } else { parse_pending_updates(&text) };
+        if text.trim().is_empty() { Err(ParseError::new("no output")) } else { parse_pending_updates(&text) };
     let updates = match parsed {
         Ok(u) => u,
         Err(e) => {
