@@ -109,7 +109,7 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
     let p = parse_apt_config(&o.apt_config);
     let installed = o.package_status.as_deref().is_some_and(|s| s.trim() == "install ok installed");
     let security = match &o.releases {
-        Ok(releases) => allowed_security(&p.patterns, releases, &o.distro),
+        Ok(releases) => allowed_security(&p.patterns, releases, &o.distro).map_err(|e| e.to_string()),
         Err(e) => Err(format!("the archives apt uses could not be read: {e}")),
     };
     let allowed: Vec<String> =
@@ -239,7 +239,7 @@ pub fn gather(host: &dyn Host, apt_config: String) -> Finding {
         _ => None,
     };
     let timer = match host.run("systemctl", &["is-enabled", "apt-daily-upgrade.timer"]) {
-        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr),
+        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let pid1 = host.read_text("/proc/1/comm").ok();

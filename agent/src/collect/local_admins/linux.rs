@@ -271,7 +271,11 @@ struct SudoView {
 /// The grants: sudo's own reading (cvtsudoers) where there is one, the
 /// files' text otherwise; the files are kept in `raw` either way.
 fn sudo_view(o: &Observed, raw: &mut String) -> SudoView {
-    let sudo_rules = o.sudo_json.as_ref().map(|r| r.clone().and_then(|text| sudo_rules::grants(&text)));
+    // Either failure leaves the grants unknown, and becomes a reason.
+    let sudo_rules = o
+        .sudo_json
+        .as_ref()
+        .map(|r| r.clone().and_then(|text| sudo_rules::grants(&text).map_err(|e| e.to_string())));
     let files = match (&o.sudoers, &sudo_rules) {
         (None, _) => None,
         (Some(_), Some(Err(e))) | (Some(Err(e)), _) => Some(Err(e.clone())),
