@@ -96,7 +96,7 @@ pub fn sysconfig_value(text: &str, key: &str) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub struct DnfObserved {
     /// `/etc/dnf/automatic.conf`, or why it could not be read (`None`: absent).
-    pub config: Option<Result<String, String>>,
+    pub config: Option<Result<String, HostError>>,
     /// (timer, state) for the dnf-automatic timers, see [`parse_is_enabled`].
     pub timers: Vec<(String, Result<Option<bool>, String>)>,
 }
@@ -175,9 +175,9 @@ fn unit_active(host: &dyn Host, unit: &str) -> Result<bool, String> {
 #[derive(Debug, Clone)]
 pub struct YumCronObserved {
     /// `/etc/yum/yum-cron.conf`, or why it could not be read (`None`: absent).
-    pub daily: Option<Result<String, String>>,
+    pub daily: Option<Result<String, HostError>>,
     /// `/etc/yum/yum-cron-hourly.conf`, likewise.
-    pub hourly: Option<Result<String, String>>,
+    pub hourly: Option<Result<String, HostError>>,
     /// `systemctl is-enabled yum-cron.service`, see [`parse_is_enabled`].
     pub enabled: Result<Option<bool>, String>,
     /// `systemctl is-active yum-cron.service`, see [`parse_is_active`].
@@ -214,7 +214,7 @@ pub fn yum_cmd_covers_security(cmd: &str) -> bool {
 
 /// Decides the check for a yum-cron host.
 pub fn evaluate_yum_cron(o: &YumCronObserved) -> Finding {
-    let read = |c: &Option<Result<String, String>>| {
+    let read = |c: &Option<Result<String, HostError>>| {
         c.as_ref().and_then(|r| r.as_ref().ok()).map(|t| parse_yum_cron(t))
     };
     let (daily, hourly) = (read(&o.daily), read(&o.hourly));
@@ -352,7 +352,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let read_optional = |path: &str| match host.read_text(path) {
         Ok(t) => Some(Ok(t)),
         Err(HostError::NoFile { .. }) => None,
-        Err(e) => Some(Err(e.to_string())),
+        Err(e) => Some(Err(e)),
     };
     let yum_cron = |daily, hourly| {
         evaluate_yum_cron(&YumCronObserved {
@@ -369,11 +369,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         return yum_cron(daily, hourly);
     }
     if host.exists("/etc/dnf") {
-        let config = match host.read_text("/etc/dnf/automatic.conf") {
-            Ok(t) => Some(Ok(t)),
-            Err(HostError::NoFile { .. }) => None,
-            Err(e) => Some(Err(e.to_string())),
-        };
+        let config = read_optional("/etc/dnf/automatic.conf");
         let timers = ["dnf-automatic-install.timer", "dnf-automatic.timer", "dnf5-automatic.timer"]
             .iter()
             .map(|t| (t.to_string(), unit_enabled(host, t)))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::collect::{Context, Finding, ParseError};
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
 /// Filesystem types that are not backed by a block device of this host.
@@ -139,8 +139,9 @@ pub fn parse_swaps(text: &str) -> Vec<(String, String)> {
 /// What was read from the host, for [`evaluate`].
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// `lsblk -J` output, or why there is none (a run that fails is no `HostError`).
     pub lsblk: Result<String, String>,
-    pub mounts: Result<String, String>,
+    pub mounts: Result<String, HostError>,
     pub swaps: Option<String>,
     /// `/sys/block/<kname>/dm/uuid` for device-mapper devices.
     pub dm_uuids: BTreeMap<String, String>,
@@ -464,7 +465,7 @@ pub fn observe(host: &dyn Host) -> Observed {
     }
     Observed {
         lsblk,
-        mounts: host.read_text("/proc/mounts").map_err(|e| e.to_string()),
+        mounts: host.read_text("/proc/mounts"),
         swaps: host.read_text("/proc/swaps").ok(),
         dm_uuids,
         luks_dumps,
