@@ -96,8 +96,8 @@ fn check(lab: &Lab, text: &str, forwarding: bool, probes: &[Probe]) -> Result<us
     let code = nft_bytecode::parse(&lab.sh("nft --debug=netlink list ruleset")?);
     let ruleset = nft_json::parse(&json, Some(&code)).map_err(|e| format!("{e}\n{json}"))?;
     let mut env = Env { forwarding_v4: forwarding, forwarding_v6: forwarding, ..Env::default() };
-    env.routes.read(&lab.sh("ip -4 -j route show table all")?, false)?;
-    env.routes.read(&lab.sh("ip -6 -j route show table all")?, true)?;
+    env.routes.read(&lab.sh("ip -4 -j route show table all")?, false).map_err(|e| e.to_string())?;
+    env.routes.read(&lab.sh("ip -6 -j route show table all")?, true).map_err(|e| e.to_string())?;
     let arrivals = lab.probe(probes)?;
     for (p, arrival) in probes.iter().zip(&arrivals) {
         let packet = Packet {

@@ -84,5 +84,5 @@ fn luks_headers_written_by_cryptsetup_are_read_back() {
     std::fs::write(&plain, vec![0u8; 1 << 20]).unwrap();
     let out = SystemHost::default().run("cryptsetup", &["luksDump", plain.to_str().unwrap()]).unwrap();
     assert!(!out.success());
-    assert!(parse_luks_dump(&out.stdout).unwrap_err().contains("Version missing"));
+    assert!(parse_luks_dump(&out.stdout).unwrap_err().to_string().contains("Version missing"));
 }

@@ -7,17 +7,19 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::collect::ParseError;
 use crate::host::Host;
 
 /// A small parser for XML property lists (the tags Apple tools print:
 /// `dict`, `array`, `key`, `string`, `integer`, `real`, `true`, `false`,
-/// `date`, `data`), into JSON values. Dates and data stay strings.
-pub fn parse_plist(text: &str) -> Result<Value, String> {
+/// `date`, `data`), into JSON values. Dates and data stay strings. `Err`
+/// says what is wrong; the caller names the file or command it read.
+pub fn parse_plist(text: &str) -> Result<Value, ParseError> {
     let start = text.find("<plist").ok_or("no <plist> element")?;
     let mut p = Cursor { s: &text[start..], pos: 0 };
     let open = p.next_tag()?.ok_or("empty plist")?;
     if !open.name.eq("plist") || open.closing {
-        return Err("no <plist> element".into());
+        return Err(ParseError::new("no <plist> element"));
     }
     if open.empty {
         return Ok(Value::Null);
@@ -26,7 +28,7 @@ pub fn parse_plist(text: &str) -> Result<Value, String> {
     if tag.name == "plist" && tag.closing {
         return Ok(Value::Null);
     }
-    p.value(tag, 0)
+    p.value(tag, 0).map_err(ParseError::from)
 }
 
 struct Tag<'a> {

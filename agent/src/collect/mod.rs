@@ -30,6 +30,7 @@ pub mod local_admins;
 pub mod macos;
 pub mod os_patches;
 pub mod os_support;
+mod parse_error;
 pub mod password_policy;
 pub mod screen_lock;
 pub mod secure_boot;
@@ -39,6 +40,7 @@ pub mod time_sync;
 pub mod windows;
 
 pub use context::{Context, Os};
+pub use parse_error::{Input, ParseError};
 
 use std::sync::Arc;
 use std::time::Duration;

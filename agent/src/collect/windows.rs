@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::collect::Finding;
+use crate::collect::{Finding, ParseError};
 use crate::host::{Host, HostError};
 
 /// Why a Windows command gave no usable answer.
@@ -143,8 +143,9 @@ pub fn console(host: &dyn Host, program: &str, args: &[&str]) -> Result<String, 
 }
 
 /// The items of `ConvertTo-Json` output: a single object prints as an
-/// object, several as an array, none as nothing at all.
-pub fn json_items(text: &str) -> Result<Vec<Value>, String> {
+/// object, several as an array, none as nothing at all. `Err` says what
+/// the text is instead; the caller names the script that printed it.
+pub fn json_items(text: &str) -> Result<Vec<Value>, ParseError> {
     let text = text.trim_start_matches('\u{feff}').trim();
     if text.is_empty() {
         return Ok(Vec::new());
@@ -152,8 +153,8 @@ pub fn json_items(text: &str) -> Result<Vec<Value>, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(items)) => Ok(items),
         Ok(v @ Value::Object(_)) => Ok(vec![v]),
-        Ok(other) => Err(format!("expected a JSON object or array, got {other}")),
-        Err(e) => Err(format!("output is not JSON: {e}")),
+        Ok(other) => Err(format!("expected a JSON object or array, got {other}").into()),
+        Err(e) => Err(format!("output is not JSON: {e}").into()),
     }
 }
 

@@ -4,15 +4,16 @@
 
 use super::linux::{parse_compact_time, service_active};
 use super::{MAX_SIGNATURE_AGE_HOURS, Product};
+use crate::collect::ParseError;
 use crate::host::Host;
 
 /// Whether `lic -s` says the ESET product is activated (`Status: Activated`).
-pub fn parse_eset_licence(text: &str) -> Result<bool, String> {
+pub fn parse_eset_licence(text: &str) -> Result<bool, ParseError> {
     let status = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Status:"))
         .map(str::trim)
-        .ok_or("lic -s printed no Status line")?;
+        .ok_or_else(|| ParseError::new("printed no Status line").in_command("lic -s"))?;
     Ok(status.eq_ignore_ascii_case("Activated"))
 }
 
@@ -20,18 +21,24 @@ pub fn parse_eset_licence(text: &str) -> Result<bool, String> {
 /// (20250909)\tDetection engine`): its version and build date (Unix seconds,
 /// midnight UTC of that day, so the age is never understated by more than the
 /// time zone).
-pub fn parse_eset_modules(text: &str) -> Result<(String, i64), String> {
-    let line = text
+pub fn parse_eset_modules(text: &str) -> Result<(String, i64), ParseError> {
+    let (i, line) = text
         .lines()
-        .find(|l| l.split('\t').nth(2).is_some_and(|n| n.trim().eq_ignore_ascii_case("Detection engine")))
-        .ok_or("upd --list-modules lists no Detection engine module")?;
+        .enumerate()
+        .find(|(_, l)| {
+            l.split('\t').nth(2).is_some_and(|n| n.trim().eq_ignore_ascii_case("Detection engine"))
+        })
+        .ok_or_else(|| {
+            ParseError::new("lists no Detection engine module").in_command("upd --list-modules")
+        })?;
     let middle = line.split('\t').nth(1).unwrap_or("").trim();
+    let on_line = |why: String| ParseError::new(why).at_line(i + 1);
     let (version, date) = middle
         .split_once('(')
         .and_then(|(v, d)| Some((v.trim(), d.strip_suffix(')')?.trim())))
-        .ok_or_else(|| format!("detection engine line {line:?} is not `version (YYYYMMDD)`"))?;
-    let built =
-        parse_compact_time(date).ok_or_else(|| format!("detection engine date {date:?} is not YYYYMMDD"))?;
+        .ok_or_else(|| on_line(format!("detection engine line {line:?} is not `version (YYYYMMDD)`")))?;
+    let built = parse_compact_time(date)
+        .ok_or_else(|| on_line(format!("detection engine date {date:?} is not YYYYMMDD")))?;
     Ok((version.to_string(), built))
 }
 
@@ -63,12 +70,12 @@ pub fn eset(
     }
     let mut failures = Vec::new();
     let mut unread = Vec::new();
-    match licence.and_then(|t| parse_eset_licence(&t)) {
+    match licence.and_then(|t| parse_eset_licence(&t).map_err(|e| e.to_string())) {
         Ok(true) => {}
         Ok(false) => failures.push("the product is not activated (no module updates)".to_string()),
         Err(e) => unread.push(format!("activation unreadable: {e}")),
     }
-    match modules.and_then(|t| parse_eset_modules(&t)) {
+    match modules.and_then(|t| parse_eset_modules(&t).map_err(|e| e.to_string())) {
         Ok((version, built)) => {
             let age = (now - built).max(0) / 3600;
             p.version = Some(version.clone());

@@ -6,19 +6,21 @@ use super::MAX_SIGNATURE_AGE_HOURS;
 pub use super::Product;
 use super::eset::observe_eset;
 pub use super::eset::{eset, parse_eset_licence, parse_eset_modules};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
 /// Parses a ClamAV database header; returns (version, build time as Unix seconds).
-pub fn parse_cvd_header(header: &[u8]) -> Result<(String, i64), String> {
+pub fn parse_cvd_header(header: &[u8]) -> Result<(String, i64), ParseError> {
     let text = String::from_utf8_lossy(&header[..header.len().min(512)]);
     let fields: Vec<&str> = text.trim_end_matches(['\0', ' ']).split(':').collect();
     if fields.first() != Some(&"ClamAV-VDB") || fields.len() < 9 {
         return Err("not a ClamAV database header".into());
     }
-    let stime =
-        fields[8].trim().parse::<i64>().map_err(|_| format!("build time {:?} is not a number", fields[8]))?;
+    let stime = fields[8]
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ParseError::new(format!("build time {:?} is not a number", fields[8])))?;
     Ok((fields[2].to_string(), stime))
 }
 
@@ -38,7 +40,7 @@ pub fn clamav(
 ) -> Product {
     let mut p = Product { active: daemon_active, ..Product::named("ClamAV") };
     let mut problems = Vec::new();
-    match header.and_then(|h| parse_cvd_header(&h)) {
+    match header.and_then(|h| parse_cvd_header(&h).map_err(|e| e.to_string())) {
         Ok((version, built)) => {
             p.version = Some(version);
             p.signatures_age_hours = Some((now - built).max(0) / 3600);
@@ -248,16 +250,17 @@ pub fn parse_compact_time(text: &str) -> Option<i64> {
 
 /// Whether on-access scanning is on, from SPL's anti-virus status
 /// (`base/mcs/status/SAV_status.xml`, `<on-access>true|false</on-access>`),
-/// the state SPL reports to Sophos Central.
-pub fn parse_sav_status(text: &str) -> Result<bool, String> {
+/// the state SPL reports to Sophos Central. `Err` names that file.
+pub fn parse_sav_status(text: &str) -> Result<bool, ParseError> {
+    let bad = |why: String| ParseError::new(why).in_file(SPL_SAV_STATUS);
     if !text.contains("EESavStatus") {
-        return Err("not an SPL anti-virus status (no EESavStatus namespace)".into());
+        return Err(bad("not an SPL anti-virus status (no EESavStatus namespace)".into()));
     }
     match xml_element(text, "on-access") {
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(format!("unexpected <on-access> value {other:?}")),
-        None => Err("no <on-access> element".into()),
+        Some(other) => Err(bad(format!("unexpected <on-access> value {other:?}"))),
+        None => Err(bad("no <on-access> element".into())),
     }
 }
 
@@ -272,17 +275,20 @@ pub struct SplUpdate {
 
 /// Parses `ALC_status.xml`: `<lastSyncTime>` is when SPL last completed an
 /// update of its components and threat data; `<lastResult>` the code of the
-/// last attempt.
-pub fn parse_alc_status(text: &str) -> Result<SplUpdate, String> {
+/// last attempt. `Err` names that file.
+pub fn parse_alc_status(text: &str) -> Result<SplUpdate, ParseError> {
+    let bad = |why: String| ParseError::new(why).in_file(SPL_ALC_STATUS);
     if !text.contains("<autoUpdate") {
-        return Err("not an SPL update status (no <autoUpdate> element)".into());
+        return Err(bad("not an SPL update status (no <autoUpdate> element)".into()));
     }
     let last_result = match xml_element(text, "lastResult") {
-        Some(r) => Some(r.parse::<i64>().map_err(|_| format!("<lastResult> {r:?} is not a number"))?),
+        Some(r) => Some(r.parse::<i64>().map_err(|_| bad(format!("<lastResult> {r:?} is not a number")))?),
         None => None,
     };
     let last_success = match xml_element(text, "lastSyncTime").filter(|t| !t.is_empty()) {
-        Some(t) => Some(parse_compact_time(t).ok_or_else(|| format!("<lastSyncTime> {t:?} is not a time"))?),
+        Some(t) => {
+            Some(parse_compact_time(t).ok_or_else(|| bad(format!("<lastSyncTime> {t:?} is not a time")))?)
+        }
         None => None,
     };
     Ok(SplUpdate { last_success, last_result })
@@ -322,7 +328,7 @@ pub fn sophos_spl(
             "the {SPL_NAME} service runs, but its real-time protection and signature age are not readable: {why}"
         )
     };
-    match sav.and_then(|t| parse_sav_status(&t).map_err(|e| format!("{SPL_SAV_STATUS}: {e}"))) {
+    match sav.and_then(|t| parse_sav_status(&t).map_err(|e| e.to_string())) {
         Err(e) => {
             p.problem = Some(unreadable(e));
             return p;
@@ -334,7 +340,7 @@ pub fn sophos_spl(
         }
         Ok(true) => p.active = Some(true),
     }
-    let update = match alc.and_then(|t| parse_alc_status(&t).map_err(|e| format!("{SPL_ALC_STATUS}: {e}"))) {
+    let update = match alc.and_then(|t| parse_alc_status(&t).map_err(|e| e.to_string())) {
         Ok(u) => u,
         Err(e) => {
             p.problem = Some(format!("on-access scanning is on, but the threat data age is unreadable: {e}"));

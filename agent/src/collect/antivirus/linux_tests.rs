@@ -90,3 +90,46 @@ fn eset_activation_and_engine_age() {
     );
     assert!(p.problem.unwrap().contains("not activated"));
 }
+
+/// A recorded case, replayed.
+fn recorded(name: &str) -> crate::recording::Recorded {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name);
+    crate::recording::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn recorded_spl_status_files_that_cannot_be_read_are_named() {
+    let case = recorded("linux-antivirus-sophos-threat-data-stale");
+    let (sav, alc) =
+        (case.host.read_text(SPL_SAV_STATUS).unwrap(), case.host.read_text(SPL_ALC_STATUS).unwrap());
+    let file = |path: &str| Some(crate::collect::Input::File(path.into()));
+    let synced = xml_element(&alc, "lastSyncTime").unwrap();
+    let e = parse_alc_status(&alc.replacen(synced, "yesterday", 1)).unwrap_err();
+    assert_eq!(
+        (e.input, e.reason.as_str()),
+        (file(SPL_ALC_STATUS), "<lastSyncTime> \"yesterday\" is not a time")
+    );
+    // Each file read as the other is no status of that kind.
+    let e = parse_alc_status(&sav).unwrap_err();
+    assert_eq!(e.input, file(SPL_ALC_STATUS));
+    let e = parse_sav_status(&alc).unwrap_err();
+    assert_eq!(e.input, file(SPL_SAV_STATUS));
+    assert_eq!(
+        e.to_string(),
+        format!("{SPL_SAV_STATUS}: not an SPL anti-virus status (no EESavStatus namespace)")
+    );
+}
+
+#[test]
+fn a_recorded_eset_module_list_that_cannot_be_read_names_its_line() {
+    let case = recorded("linux-antivirus-eset-engine-outdated");
+    let modules = case.host.run("/opt/eset/efs/bin/upd", &["--list-modules"]).unwrap().stdout;
+    let n = modules.lines().position(|l| l.ends_with("Detection engine")).unwrap() + 1;
+    let undated = modules.replacen(" (20261101)\tDetection engine", " 20261101\tDetection engine", 1);
+    let e = parse_eset_modules(&undated).unwrap_err();
+    assert_eq!((&e.input, e.line), (&None, Some(n)));
+    assert!(e.reason.starts_with("detection engine line"), "{e}");
+    let e = parse_eset_modules(&modules.replace("Detection engine", "Detection")).unwrap_err();
+    assert_eq!(e.input, Some(crate::collect::Input::Command("upd --list-modules".into())));
+    assert_eq!(e.to_string(), "upd --list-modules lists no Detection engine module");
+}

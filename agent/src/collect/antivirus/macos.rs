@@ -43,7 +43,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::collect::antivirus::linux::{Product, parse_mdatp_health};
 use crate::collect::macos::parse_plist;
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
@@ -61,18 +61,18 @@ const MDATP: &str = "/usr/local/bin/mdatp";
 const XPROTECT_ENTRIES: &[&str] = &["XProtectPlistConfigData", "XProtectPayloads"];
 
 /// The bundle version from XProtect's `Info.plist`.
-pub fn parse_xprotect_version(plist: &str) -> Result<String, String> {
+pub fn parse_xprotect_version(plist: &str) -> Result<String, ParseError> {
     let doc = parse_plist(plist)?;
     doc.get("CFBundleShortVersionString")
         .or_else(|| doc.get("CFBundleVersion"))
         .and_then(Value::as_str)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| "Info.plist has no CFBundleShortVersionString".into())
+        .ok_or_else(|| ParseError::new("Info.plist has no CFBundleShortVersionString"))
 }
 
 /// The newest XProtect install: (version, install date as given, Unix time).
-pub fn parse_install_history(json: &str) -> Result<Option<(String, String, i64)>, String> {
+pub fn parse_install_history(json: &str) -> Result<Option<(String, String, i64)>, ParseError> {
     let doc: Value = serde_json::from_str(json).map_err(|e| format!("install history is not JSON: {e}"))?;
     let items = doc
         .get("SPInstallHistoryDataType")
@@ -269,7 +269,7 @@ fn bundle_version(host: &dyn Host, plist: &str, raw: &mut String) -> Result<Stri
         }
         Ok(text) => {
             raw.push_str(&text);
-            parse_xprotect_version(&text).map_err(BundleError::Unreadable)
+            parse_xprotect_version(&text).map_err(|e| BundleError::Unreadable(e.to_string()))
         }
         Err(HostError::NoFile { path }) => Err(BundleError::Missing(path)),
         Err(e) => Err(BundleError::Unreadable(e.to_string())),
@@ -288,7 +288,7 @@ pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     };
     let last_update = match host.run("system_profiler", &["SPInstallHistoryDataType", "-json"]) {
         Ok(out) if out.success() => {
-            let found = parse_install_history(&out.stdout);
+            let found = parse_install_history(&out.stdout).map_err(|e| e.to_string());
             // Keep only the XProtect entries' worth of evidence, not the whole history.
             if let Ok(Some((v, d, _))) = &found {
                 raw.push_str(&format!("\nXProtect install history: {v} at {d}\n"));

@@ -40,7 +40,7 @@ use super::MAX_SIGNATURE_AGE_HOURS;
 use crate::collect::windows::{
     Unavailable, json_bool, json_date, json_i64, json_items, json_str, powershell,
 };
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -189,7 +189,7 @@ pub fn decode_product_state(state: i64) -> (Option<bool>, Option<bool>) {
 }
 
 /// Parses the JSON of [`SECURITY_CENTER_SCRIPT`].
-pub fn parse_security_center(text: &str) -> Result<Vec<Product>, String> {
+pub fn parse_security_center(text: &str) -> Result<Vec<Product>, ParseError> {
     let items = json_items(text)?;
     Ok(items
         .iter()

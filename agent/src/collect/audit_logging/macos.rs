@@ -132,14 +132,14 @@ pub fn audit_user_exclusions(text: &str) -> Vec<(String, Vec<String>)> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
     /// `Ok(None)` when `audit_control` does not exist.
-    pub control: Result<Option<AuditControl>, String>,
+    pub control: Result<Option<AuditControl>, HostError>,
     /// `Ok(Some(pid))` loaded (pid if running), `Ok(None)` not loaded.
     pub job: Result<Option<Option<u32>>, String>,
     /// The target of `/var/audit/current`, `Ok(None)` when there is none.
     pub current: Result<Option<String>, String>,
     pub boot_time: Result<i64, String>,
     /// Accounts exempted from a required class (no `audit_user`: none).
-    pub exclusions: Result<Vec<(String, Vec<String>)>, String>,
+    pub exclusions: Result<Vec<(String, Vec<String>)>, HostError>,
 }
 
 /// Whether auditing writes a trail opened since boot: `Ok(Some(start))`
@@ -235,14 +235,14 @@ pub fn evaluate(o: &Observed, raw: &str) -> Finding {
 }
 
 /// Reads a file: `Ok(None)` when it does not exist.
-fn read_optional(host: &dyn Host, path: &str, raw: &mut String) -> Result<Option<String>, String> {
+fn read_optional(host: &dyn Host, path: &str, raw: &mut String) -> Result<Option<String>, HostError> {
     match host.read_text(path) {
         Ok(text) => {
             raw.push_str(&text);
             Ok(Some(text))
         }
         Err(HostError::NoFile { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 

@@ -32,7 +32,7 @@
 use serde_json::json;
 
 use crate::collect::windows::{Unavailable, console, json_bool, json_i64, json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -54,9 +54,10 @@ pub struct SecurityLog {
 
 /// Parses the JSON of [`SECURITY_LOG_SCRIPT`]; the enum may print as its
 /// number (0 Circular, 1 AutoBackup, 2 Retain).
-pub fn parse_security_log(text: &str) -> Result<SecurityLog, String> {
+pub fn parse_security_log(text: &str) -> Result<SecurityLog, ParseError> {
     let items = json_items(text)?;
-    let log = items.first().ok_or("Get-WinEvent listed no Security log")?;
+    let log =
+        items.first().ok_or_else(|| ParseError::new("listed no Security log").in_command("Get-WinEvent"))?;
     let mode = match (json_str(log, "LogMode"), json_i64(log.get("LogMode"))) {
         (Some(m), _) if m.parse::<i64>().is_err() => m.to_string(),
         (_, Some(0)) => "Circular".into(),
@@ -117,9 +118,11 @@ pub struct Row {
 
 /// Parses the CSV of `auditpol /get /category:* /r` (columns found by the
 /// header; names never contain commas).
-pub fn parse_auditpol_csv(text: &str) -> Result<Vec<Row>, String> {
+pub fn parse_auditpol_csv(text: &str) -> Result<Vec<Row>, ParseError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let header: Vec<&str> = lines.next().ok_or("auditpol printed nothing")?.split(',').collect();
+    let printed = |what: String| ParseError::new(what).in_command("auditpol");
+    let header: Vec<&str> =
+        lines.next().ok_or_else(|| printed("printed nothing".into()))?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     // Translated headers fall back to the documented column order.
     let (sub, guid, incl) = (
@@ -142,7 +145,7 @@ pub fn parse_auditpol_csv(text: &str) -> Result<Vec<Row>, String> {
         })
         .collect();
     if rows.is_empty() {
-        return Err(format!("auditpol printed no subcategory rows (header: {})", header.join(",")));
+        return Err(printed(format!("printed no subcategory rows (header: {})", header.join(","))));
     }
     Ok(rows)
 }
@@ -163,7 +166,7 @@ fn setting(inclusion: &str) -> Option<(bool, bool)> {
 pub fn evaluate(text: &str, log: &Result<SecurityLog, String>) -> Finding {
     let rows = match parse_auditpol_csv(text) {
         Ok(r) => r,
-        Err(e) => return Finding::unknown(BACKEND, e).with_raw(text),
+        Err(e) => return Finding::unknown(BACKEND, e.to_string()).with_raw(text),
     };
     let mut missing = Vec::new();
     let mut missing_log = Vec::new();
@@ -231,7 +234,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         Ok(text) => {
             let log = powershell(host, SECURITY_LOG_SCRIPT)
                 .map_err(|e: Unavailable| e.message().to_string())
-                .and_then(|t| parse_security_log(&t));
+                .and_then(|t| parse_security_log(&t).map_err(|e| e.to_string()));
             evaluate(&text, &log)
         }
         Err(e) => e.unknown(BACKEND, "auditpol"),
@@ -249,6 +252,7 @@ mod tests {
                 "{{\"LogName\": \"Security\", \"IsEnabled\": true, \"LogMode\": \"{mode}\", \
                  \"MaximumSizeInBytes\": 20971520, \"IsLogFull\": {full}}}"
             ))
+            .map_err(|e| e.to_string())
         };
         assert_eq!(log_problem(&log("Circular", true)), Ok(None));
         assert_eq!(log_problem(&log("Retain", false)), Ok(None));

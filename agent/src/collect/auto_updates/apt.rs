@@ -27,7 +27,7 @@ use super::apt_origins::{Distro, Release, allowed_security, legacy_pattern, pars
 use super::apt_rules::{ESSENTIAL_PACKAGES, apt_runner, held_back, periodic_days};
 use super::linux::parse_is_enabled;
 use crate::collect::Finding;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
 /// The automatic-update settings in `apt-config dump` output.
@@ -100,7 +100,7 @@ pub struct AptObserved {
     pub runner: Option<Result<&'static str, String>>,
     /// The archives apt uses (its lists' `Release` files), or why they
     /// could not be read.
-    pub releases: Result<Vec<Release>, String>,
+    pub releases: Result<Vec<Release>, HostError>,
     pub distro: Distro,
 }
 
@@ -109,7 +109,7 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
     let p = parse_apt_config(&o.apt_config);
     let installed = o.package_status.as_deref().is_some_and(|s| s.trim() == "install ok installed");
     let security = match &o.releases {
-        Ok(releases) => allowed_security(&p.patterns, releases, &o.distro),
+        Ok(releases) => allowed_security(&p.patterns, releases, &o.distro).map_err(|e| e.to_string()),
         Err(e) => Err(format!("the archives apt uses could not be read: {e}")),
     };
     let allowed: Vec<String> =
@@ -198,7 +198,7 @@ pub fn evaluate_apt(o: &AptObserved) -> Finding {
 /// allowed security archive, if it does not.
 fn origin_problem(
     allowed: &Result<Vec<&Release>, String>,
-    releases: &Result<Vec<Release>, String>,
+    releases: &Result<Vec<Release>, HostError>,
     p: &AptPeriodic,
 ) -> Option<String> {
     let archives = releases.as_deref().unwrap_or_default();
@@ -222,11 +222,11 @@ fn origin_problem(
 const LISTS: &str = "/var/lib/apt/lists";
 
 /// The archives apt uses: every `*_Release` / `*_InRelease` of its lists.
-pub fn releases(host: &dyn Host) -> Result<Vec<Release>, String> {
-    let names = host.read_dir(LISTS).map_err(|e| e.to_string())?;
+pub fn releases(host: &dyn Host) -> Result<Vec<Release>, HostError> {
+    let names = host.read_dir(LISTS)?;
     let mut out = Vec::new();
     for name in names.iter().filter(|n| n.ends_with("_InRelease") || n.ends_with("_Release")) {
-        let text = host.read_text(&format!("{LISTS}/{name}")).map_err(|e| e.to_string())?;
+        let text = host.read_text(&format!("{LISTS}/{name}"))?;
         out.extend(parse_release(name, &text));
     }
     Ok(out)
@@ -239,7 +239,7 @@ pub fn gather(host: &dyn Host, apt_config: String) -> Finding {
         _ => None,
     };
     let timer = match host.run("systemctl", &["is-enabled", "apt-daily-upgrade.timer"]) {
-        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr),
+        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let pid1 = host.read_text("/proc/1/comm").ok();

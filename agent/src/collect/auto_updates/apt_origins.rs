@@ -18,6 +18,7 @@
 //!
 //! Invariant: pure; the archive is judged by its own `Release` fields.
 
+use crate::collect::ParseError;
 use crate::collect::os_support::linux::os_release_field;
 
 /// The fields of one archive's `Release` file that patterns match.
@@ -95,7 +96,7 @@ pub fn legacy_pattern(entry: &str) -> String {
 
 /// Whether `pattern` matches `release`; `Err` names a key unattended-upgrades
 /// would refuse.
-pub fn matches(pattern: &str, release: &Release, distro: &Distro) -> Result<bool, String> {
+pub fn matches(pattern: &str, release: &Release, distro: &Distro) -> Result<bool, ParseError> {
     for token in split_unescaped(pattern) {
         let (key, value) = token.split_once('=').unwrap_or((token.as_str(), ""));
         let value = value
@@ -111,7 +112,7 @@ pub fn matches(pattern: &str, release: &Release, distro: &Distro) -> Result<bool
             "n" | "codename" => wild(&release.codename),
             "c" | "component" => release.components.iter().any(|c| wild(c)),
             "site" => wild(&release.site),
-            other => return Err(format!("unknown key {other:?} in origin pattern {pattern:?}")),
+            other => return Err(format!("unknown key {other:?} in origin pattern {pattern:?}").into()),
         };
         if !hit {
             return Ok(false);
@@ -164,7 +165,7 @@ pub fn allowed_security<'a>(
     patterns: &[String],
     releases: &'a [Release],
     distro: &Distro,
-) -> Result<Vec<&'a Release>, String> {
+) -> Result<Vec<&'a Release>, ParseError> {
     let mut allowed = Vec::new();
     for r in releases.iter().filter(|r| r.is_security()) {
         for p in patterns {

@@ -4,6 +4,7 @@
 //! job at all. Pure.
 
 use super::apt::AptPeriodic;
+use crate::collect::ParseError;
 
 /// Interval value of an `APT::Periodic` option in whole days (a shorter
 /// interval counts as one, since the daily job runs it at most daily):
@@ -40,11 +41,14 @@ pub const ESSENTIAL_PACKAGES: [&str; 8] =
 /// `Package-Whitelist-Strict` is on (a plain whitelist just raises the
 /// priority of what it names). `Err` names a pattern that is not a valid
 /// regular expression.
-pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, String> {
-    let compile = |list: &[String]| -> Result<Vec<regex::Regex>, String> {
+pub fn held_back(p: &AptPeriodic) -> Result<Vec<&'static str>, ParseError> {
+    let compile = |list: &[String]| -> Result<Vec<regex::Regex>, ParseError> {
         list.iter()
             .filter(|x| !x.is_empty())
-            .map(|x| regex::Regex::new(&format!("^(?:{x})")).map_err(|e| format!("pattern {x:?}: {e}")))
+            .map(|x| {
+                regex::Regex::new(&format!("^(?:{x})"))
+                    .map_err(|e| ParseError::new(format!("pattern {x:?}: {e}")))
+            })
             .collect()
     };
     let (black, white) = (compile(&p.blacklist)?, compile(&p.whitelist)?);

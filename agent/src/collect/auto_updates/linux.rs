@@ -28,14 +28,14 @@
 
 use serde_json::json;
 
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
 /// Whether a systemd unit is enabled: `Ok(Some(true))` enabled,
 /// `Ok(Some(false))` installed but disabled or masked, `Ok(None)` no such unit,
-/// `Err` when systemd cannot be asked.
-pub fn parse_is_enabled(code: Option<i32>, stdout: &str, stderr: &str) -> Result<Option<bool>, String> {
+/// `Err` when systemd cannot be asked (what `systemctl is-enabled` printed).
+pub fn parse_is_enabled(code: Option<i32>, stdout: &str, stderr: &str) -> Result<Option<bool>, ParseError> {
     let state = stdout.lines().next().unwrap_or("").trim();
     match state {
         "enabled" | "enabled-runtime" => Ok(Some(true)),
@@ -43,13 +43,16 @@ pub fn parse_is_enabled(code: Option<i32>, stdout: &str, stderr: &str) -> Result
             Ok(Some(false))
         }
         _ if stderr.contains("No such file or directory") || stderr.contains("not found") => Ok(None),
-        _ => Err(format!("systemctl is-enabled exited with {code:?}: {}", stderr.trim())),
+        _ => Err(ParseError::new(format!("exited with {code:?}: {}", stderr.trim()))
+            .in_command("systemctl is-enabled")),
     }
 }
 
+/// A unit's [`parse_is_enabled`] state, or why systemd could not be asked
+/// (not run, or its answer not understood: either leaves it unknown).
 fn unit_enabled(host: &dyn Host, unit: &str) -> Result<Option<bool>, String> {
     match host.run("systemctl", &["is-enabled", unit]) {
-        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr),
+        Ok(out) => parse_is_enabled(out.code, &out.stdout, &out.stderr).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -93,7 +96,7 @@ pub fn sysconfig_value(text: &str, key: &str) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub struct DnfObserved {
     /// `/etc/dnf/automatic.conf`, or why it could not be read (`None`: absent).
-    pub config: Option<Result<String, String>>,
+    pub config: Option<Result<String, HostError>>,
     /// (timer, state) for the dnf-automatic timers, see [`parse_is_enabled`].
     pub timers: Vec<(String, Result<Option<bool>, String>)>,
 }
@@ -151,17 +154,19 @@ pub fn evaluate_dnf(o: &DnfObserved) -> Finding {
 /// Whether a systemd unit is active now, from `systemctl is-active`:
 /// `Ok(true)` active, `Ok(false)` inactive or failed, `Err` when systemd
 /// cannot be asked or prints something else.
-pub fn parse_is_active(code: Option<i32>, stdout: &str, stderr: &str) -> Result<bool, String> {
+pub fn parse_is_active(code: Option<i32>, stdout: &str, stderr: &str) -> Result<bool, ParseError> {
     match stdout.lines().next().unwrap_or("").trim() {
         "active" | "reloading" | "refreshing" => Ok(true),
         "inactive" | "failed" | "deactivating" | "dead" => Ok(false),
-        other => Err(format!("systemctl is-active exited with {code:?}: {} {}", other, stderr.trim())),
+        other => Err(ParseError::new(format!("exited with {code:?}: {} {}", other, stderr.trim()))
+            .in_command("systemctl is-active")),
     }
 }
 
+/// A unit's [`parse_is_active`] state, or why systemd could not be asked.
 fn unit_active(host: &dyn Host, unit: &str) -> Result<bool, String> {
     match host.run("systemctl", &["is-active", unit]) {
-        Ok(out) => parse_is_active(out.code, &out.stdout, &out.stderr),
+        Ok(out) => parse_is_active(out.code, &out.stdout, &out.stderr).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -170,9 +175,9 @@ fn unit_active(host: &dyn Host, unit: &str) -> Result<bool, String> {
 #[derive(Debug, Clone)]
 pub struct YumCronObserved {
     /// `/etc/yum/yum-cron.conf`, or why it could not be read (`None`: absent).
-    pub daily: Option<Result<String, String>>,
+    pub daily: Option<Result<String, HostError>>,
     /// `/etc/yum/yum-cron-hourly.conf`, likewise.
-    pub hourly: Option<Result<String, String>>,
+    pub hourly: Option<Result<String, HostError>>,
     /// `systemctl is-enabled yum-cron.service`, see [`parse_is_enabled`].
     pub enabled: Result<Option<bool>, String>,
     /// `systemctl is-active yum-cron.service`, see [`parse_is_active`].
@@ -209,7 +214,7 @@ pub fn yum_cmd_covers_security(cmd: &str) -> bool {
 
 /// Decides the check for a yum-cron host.
 pub fn evaluate_yum_cron(o: &YumCronObserved) -> Finding {
-    let read = |c: &Option<Result<String, String>>| {
+    let read = |c: &Option<Result<String, HostError>>| {
         c.as_ref().and_then(|r| r.as_ref().ok()).map(|t| parse_yum_cron(t))
     };
     let (daily, hourly) = (read(&o.daily), read(&o.hourly));
@@ -347,7 +352,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
     let read_optional = |path: &str| match host.read_text(path) {
         Ok(t) => Some(Ok(t)),
         Err(HostError::NoFile { .. }) => None,
-        Err(e) => Some(Err(e.to_string())),
+        Err(e) => Some(Err(e)),
     };
     let yum_cron = |daily, hourly| {
         evaluate_yum_cron(&YumCronObserved {
@@ -364,11 +369,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         return yum_cron(daily, hourly);
     }
     if host.exists("/etc/dnf") {
-        let config = match host.read_text("/etc/dnf/automatic.conf") {
-            Ok(t) => Some(Ok(t)),
-            Err(HostError::NoFile { .. }) => None,
-            Err(e) => Some(Err(e.to_string())),
-        };
+        let config = read_optional("/etc/dnf/automatic.conf");
         let timers = ["dnf-automatic-install.timer", "dnf-automatic.timer", "dnf5-automatic.timer"]
             .iter()
             .map(|t| (t.to_string(), unit_enabled(host, t)))

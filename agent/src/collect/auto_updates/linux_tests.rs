@@ -50,7 +50,10 @@ fn yum_cron_hourly_counts_and_unreadable_is_unknown() {
     let f = evaluate_yum_cron(&o);
     assert_eq!(f.status, CheckStatus::Pass);
     assert!(f.reason.unwrap().contains("yum-cron-hourly.conf"));
-    let o = YumCronObserved { daily: Some(Err("permission denied".into())), ..o };
+    let o = YumCronObserved {
+        daily: Some(Err(HostError::PermissionDenied { what: "/etc/yum/yum-cron.conf".into() })),
+        ..o
+    };
     assert_eq!(evaluate_yum_cron(&o).status, CheckStatus::Unknown);
     let none = YumCronObserved { daily: None, hourly: None, enabled: Ok(None), active: Ok(false) };
     assert!(evaluate_yum_cron(&none).reason.unwrap().contains("not installed"));

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::collect::{Context, Finding};
-use crate::host::Host;
+use crate::collect::{Context, Finding, ParseError};
+use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
 /// Filesystem types that are not backed by a block device of this host.
@@ -64,10 +64,13 @@ pub struct Device {
 
 /// Parses `lsblk -J` output (MOUNTPOINTS array or older MOUNTPOINT string)
 /// into a flat list; devices with several parents appear once per path.
-pub fn parse_lsblk(text: &str) -> Result<Vec<Device>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("lsblk JSON is malformed: {e}"))?;
-    let roots =
-        doc.get("blockdevices").and_then(Value::as_array).ok_or("lsblk JSON has no \"blockdevices\"")?;
+pub fn parse_lsblk(text: &str) -> Result<Vec<Device>, ParseError> {
+    let printed = |what: String| ParseError::new(what).in_command("lsblk");
+    let doc: Value = serde_json::from_str(text).map_err(|e| printed(format!("JSON is malformed: {e}")))?;
+    let roots = doc
+        .get("blockdevices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| printed("JSON has no \"blockdevices\"".into()))?;
     let mut out = Vec::new();
     fn walk(node: &Value, parents: &[String], parent_encrypted: bool, out: &mut Vec<Device>) {
         let s = |k: &str| node.get(k).and_then(Value::as_str).map(str::to_string);
@@ -136,8 +139,9 @@ pub fn parse_swaps(text: &str) -> Vec<(String, String)> {
 /// What was read from the host, for [`evaluate`].
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// `lsblk -J` output, or why there is none (a run that fails is no `HostError`).
     pub lsblk: Result<String, String>,
-    pub mounts: Result<String, String>,
+    pub mounts: Result<String, HostError>,
     pub swaps: Option<String>,
     /// `/sys/block/<kname>/dm/uuid` for device-mapper devices.
     pub dm_uuids: BTreeMap<String, String>,
@@ -177,7 +181,7 @@ impl LuksHeader {
 }
 
 /// Parses `cryptsetup luksDump` output, LUKS1 or LUKS2.
-pub fn parse_luks_dump(text: &str) -> Result<LuksHeader, String> {
+pub fn parse_luks_dump(text: &str) -> Result<LuksHeader, ParseError> {
     let field = |key: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -233,7 +237,7 @@ pub fn evaluate(o: &Observed) -> Finding {
     }
     let devices = match parse_lsblk(lsblk) {
         Ok(d) => d,
-        Err(e) => return Finding::unknown("lsblk", e).with_raw(raw),
+        Err(e) => return Finding::unknown("lsblk", e.to_string()).with_raw(raw),
     };
     let mounts = parse_mounts(mounts);
     let Some((_, _, root_fs)) = mounts.iter().rev().find(|(_, m, _)| m == "/") else {
@@ -400,7 +404,11 @@ fn luks_headers(o: &Observed) -> (Vec<Value>, Vec<String>) {
     let mut headers = Vec::new();
     let mut weak = Vec::new();
     for (dev, dump) in &o.luks_dumps {
-        match dump.as_deref().map_err(Clone::clone).and_then(parse_luks_dump) {
+        match dump
+            .as_deref()
+            .map_err(Clone::clone)
+            .and_then(|t| parse_luks_dump(t).map_err(|e| e.to_string()))
+        {
             Ok(h) => {
                 if let Some(w) = h.weakness() {
                     weak.push(format!("{dev}: {w}"));
@@ -439,7 +447,7 @@ pub fn observe(host: &dyn Host) -> Observed {
     }
     // The header sits on the device below each dm-crypt mapping.
     let mut luks_dumps = BTreeMap::new();
-    if let Ok(devices) = lsblk.as_deref().map_err(Clone::clone).and_then(parse_lsblk) {
+    if let Ok(Ok(devices)) = lsblk.as_deref().map(parse_lsblk) {
         for d in devices.iter().filter(|d| d.kind == "crypt") {
             let Some(parent) = d.chain.get(1) else { continue };
             if luks_dumps.contains_key(parent) {
@@ -457,7 +465,7 @@ pub fn observe(host: &dyn Host) -> Observed {
     }
     Observed {
         lsblk,
-        mounts: host.read_text("/proc/mounts").map_err(|e| e.to_string()),
+        mounts: host.read_text("/proc/mounts"),
         swaps: host.read_text("/proc/swaps").ok(),
         dm_uuids,
         luks_dumps,

@@ -34,7 +34,7 @@
 use serde_json::{Value, json};
 
 use crate::collect::windows::{Unavailable, console, json_bool, json_i64, json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -117,15 +117,15 @@ fn key_protectors(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Parses the JSON of [`FIXED_DRIVES_SCRIPT`]: drive letters such as `C:`.
-pub fn parse_fixed_drives(text: &str) -> Result<Vec<String>, String> {
+pub fn parse_fixed_drives(text: &str) -> Result<Vec<String>, ParseError> {
     json_items(text)?
         .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("not a drive letter: {v}")))
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("not a drive letter: {v}").into()))
         .collect()
 }
 
 /// Parses the JSON of [`VOLUME_SCRIPT`].
-pub fn parse_bitlocker_volumes(text: &str) -> Result<Vec<Volume>, String> {
+pub fn parse_bitlocker_volumes(text: &str) -> Result<Vec<Volume>, ParseError> {
     let items = json_items(text)?;
     Ok(items
         .iter()
@@ -180,7 +180,7 @@ pub fn parse_bitlocker_volumes(text: &str) -> Result<Vec<Volume>, String> {
 /// volume with `[OS Volume]` / `[Data Volume]`, `Conversion Status`,
 /// `Percentage Encrypted`, `Encryption Method`, `Protection Status` and the
 /// `Key Protectors` list.
-pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
+pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, ParseError> {
     let mut vols: Vec<Volume> = Vec::new();
     let mut in_protectors = false;
     for line in text.lines().map(str::trim) {
@@ -229,7 +229,7 @@ pub fn parse_manage_bde(text: &str) -> Result<Vec<Volume>, String> {
         }
     }
     if vols.is_empty() {
-        return Err("manage-bde listed no volume (non-English output?)".into());
+        return Err(ParseError::new("listed no volume (non-English output?)").in_command("manage-bde"));
     }
     Ok(vols)
 }
@@ -319,7 +319,7 @@ pub fn evaluate(vols: &[Volume], fixed: &Result<Vec<String>, String>, backend: &
 fn fixed_drives(host: &dyn Host) -> Result<Vec<String>, String> {
     powershell(host, FIXED_DRIVES_SCRIPT)
         .map_err(|e| e.message().to_string())
-        .and_then(|t| parse_fixed_drives(&t))
+        .and_then(|t| parse_fixed_drives(&t).map_err(|e| e.to_string()))
 }
 
 /// Gathers and evaluates on a Windows host.
@@ -328,7 +328,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
         Ok(text) => match parse_bitlocker_volumes(&text) {
             Ok(vols) if !vols.is_empty() => return evaluate(&vols, &fixed_drives(host), BACKEND, &text),
             Ok(_) => Unavailable::Failed("Get-BitLockerVolume listed no volume".into()),
-            Err(e) => Unavailable::Failed(e),
+            Err(e) => Unavailable::Failed(e.to_string()),
         },
         // manage-bde needs the same rights: no point asking it.
         Err(e @ Unavailable::Denied(_)) => return e.unknown(BACKEND, "Get-BitLockerVolume"),

@@ -20,7 +20,7 @@
 //! basic services DHCP, Bonjour and IPsec answer, which are specific).
 
 use super::exposure::{Exposure, Family};
-use crate::collect::Context;
+use crate::collect::{Context, ParseError};
 use crate::privacy::Personal;
 
 pub const SOCKETFILTERFW: &str = "/usr/libexec/ApplicationFirewall/socketfilterfw";
@@ -110,13 +110,16 @@ fn entry(line: &str) -> Option<(String, Option<bool>)> {
 /// Parses `--listapps`. An entry without a mode counts as allowed (it can
 /// only widen what is let in); a count that disagrees with the entries is
 /// an error, the output is then not what this parser knows.
-pub fn parse_listapps(text: &str) -> Result<Vec<App>, String> {
+pub fn parse_listapps(text: &str) -> Result<Vec<App>, ParseError> {
+    const LISTAPPS: &str = "socketfilterfw --listapps";
     let mut total = None;
     let mut apps: Vec<(String, Option<bool>)> = Vec::new();
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         if line.to_ascii_lowercase().contains("total number of apps") {
             let n = line.rsplit('=').next().map(str::trim).and_then(|n| n.parse::<usize>().ok());
-            total = Some(n.ok_or_else(|| format!("unreadable count in {:?}", line.trim()))?);
+            let unreadable =
+                || ParseError::new(format!("unreadable count in {:?}", line.trim())).at_line(i + 1);
+            total = Some(n.ok_or_else(unreadable)?);
         } else if let Some(e) = entry(line) {
             apps.push(e);
         } else if let (Some((_, allowed)), Some(last)) = (mode(line), apps.last_mut())
@@ -126,9 +129,10 @@ pub fn parse_listapps(text: &str) -> Result<Vec<App>, String> {
         }
     }
     match total {
-        None => return Err("socketfilterfw --listapps printed no count of apps".into()),
+        None => return Err(ParseError::new("printed no count of apps").in_command(LISTAPPS)),
         Some(n) if n != apps.len() => {
-            return Err(format!("socketfilterfw --listapps counts {n} apps but lists {}", apps.len()));
+            let why = format!("counts {n} apps but lists {}", apps.len());
+            return Err(ParseError::new(why).in_command(LISTAPPS));
         }
         Some(_) => {}
     }

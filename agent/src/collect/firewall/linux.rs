@@ -137,7 +137,7 @@ fn env(o: &Observed, problems: &mut Vec<String>) -> Env {
         if let Some(text) = text
             && let Err(e) = env.routes.read(text, v6)
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     env

@@ -353,9 +353,10 @@ pub fn observe_alf(host: &dyn Host, ctx: &Context, raw: &mut String) -> Alf {
     let stealth = ask("--getstealthmode").ok().as_deref().and_then(alf::parse_on_off);
     let (signed_built_in, signed_downloaded) =
         ask("--getallowsigned").ok().as_deref().map_or((None, None), alf::parse_allow_signed);
-    let apps = ask("--listapps").and_then(|t| alf::parse_listapps(&t)).map(|apps| {
-        apps.into_iter().map(|a| alf::App { path: alf::recordable_path(&a.path, ctx), ..a }).collect()
-    });
+    let apps =
+        ask("--listapps").and_then(|t| alf::parse_listapps(&t).map_err(|e| e.to_string())).map(|apps| {
+            apps.into_iter().map(|a| alf::App { path: alf::recordable_path(&a.path, ctx), ..a }).collect()
+        });
     Alf { state, block_all, stealth, signed_built_in, signed_downloaded, apps }
 }
 

@@ -2,6 +2,7 @@
 //! and facts of both filters together.
 
 use super::*;
+use crate::collect::Input;
 use crate::collect::firewall::alf::{
     App, parse_allow_signed, parse_global_state, parse_listapps, parse_on_off,
 };
@@ -169,6 +170,46 @@ fn user_names_in_app_paths_follow_the_privacy_settings() {
         alf::recordable_path("/Users/alice/Applications/X.app", &ctx),
         "/Users/<omitted>/Applications/X.app"
     );
+}
+
+/// A recorded case, replayed.
+fn recorded(name: &str) -> crate::recording::Recorded {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(name);
+    crate::recording::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn a_recorded_translation_rule_is_named_by_its_anchor_and_line() {
+    let case = recorded("macos-firewall-pf-rdr-pass");
+    let mut raw = String::new();
+    let e = check_translation(&mut HostAnchors { host: &case.host, raw: &mut raw }).unwrap_err();
+    assert_eq!(e.input, Some(Input::PfAnchor("org.example.devproxy".into())));
+    assert_eq!(e.line, Some(1));
+    assert_eq!(e.reason, "a translation rule (`rdr`), which this agent does not evaluate");
+    assert!(e.to_string().starts_with("rule 1 of anchor org.example.devproxy is a translation rule (`rdr`)"));
+}
+
+#[test]
+fn a_recorded_rule_set_with_a_rule_not_read_names_its_line() {
+    let case = recorded("macos-firewall-pf-ssh-only");
+    let main = case.host.run("pfctl", &["-s", "rules"]).unwrap().stdout;
+    let lines = main.lines().count();
+    let broken = format!("{main}anchor \"inline\" all {{\n");
+    let mut raw = String::new();
+    let e = evaluate_pf_rules(&broken, &mut HostAnchors { host: &case.host, raw: &mut raw }).unwrap_err();
+    assert_eq!((e.input, e.line), (Some(Input::PfAnchor(String::new())), Some(lines + 1)));
+    assert_eq!(e.reason, "an inline anchor, which this agent does not evaluate");
+}
+
+#[test]
+fn a_recorded_app_list_that_miscounts_names_the_command() {
+    let case = recorded("macos-firewall-alf-allowed-apps");
+    let listed = case.host.run(SOCKETFILTERFW, &["--listapps"]).unwrap().stdout;
+    let total = parse_listapps(&listed).unwrap().len();
+    let miscounted = listed.replacen(&format!("= {total}"), &format!("= {}", total + 1), 1);
+    let e = parse_listapps(&miscounted).unwrap_err();
+    assert_eq!(e.input, Some(Input::Command("socketfilterfw --listapps".into())));
+    assert_eq!(e.reason, format!("counts {} apps but lists {total}", total + 1));
 }
 
 #[test]

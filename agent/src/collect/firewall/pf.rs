@@ -32,6 +32,7 @@ use super::intervals::IntervalSet;
 use super::pf_addr::{Lookup, parse_table, service_in, well_known_port};
 use super::pf_region::{Fam, Fate, Hit, IfSet, KEYS, Proto, Region, Space, coalesce};
 use super::pf_rule::{Kind, Rule, parse_rule};
+use crate::collect::ParseError;
 
 /// Deepest anchor nesting followed.
 pub const MAX_ANCHOR_DEPTH: usize = 8;
@@ -43,7 +44,8 @@ pub const MAX_REGIONS: usize = 50_000;
 pub const DEFAULT_PASS: &str = "no rule (pf passes what no rule matches)";
 
 /// Where anchors, tables and service names come from (`pfctl` on a host, a
-/// map in tests).
+/// map in tests). Failures are messages: on a host they are a command that
+/// could not run or exited in error, not text that could not be read.
 pub trait PfAnchors {
     /// The rules of the anchor at `path` as `pfctl -a PATH -s rules` prints them.
     fn rules(&mut self, path: &str) -> Result<String, String>;
@@ -64,7 +66,7 @@ pub trait PfAnchors {
 
 /// Resolves an anchor call made inside the anchor `current`: relative to
 /// it, absolute with a leading `/`, `..` going up.
-pub fn resolve_anchor(current: &str, name: &str) -> Result<String, String> {
+pub fn resolve_anchor(current: &str, name: &str) -> Result<String, ParseError> {
     let mut parts: Vec<&str> = if name.starts_with('/') {
         Vec::new()
     } else {
@@ -85,6 +87,7 @@ pub fn parse_pf_anchors(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
+/// How reasons name rule `n` (1-based) of the anchor at `path`.
 pub fn rule_name(path: &str, n: usize) -> String {
     if path.is_empty() { format!("rule {n}") } else { format!("rule {n} of anchor {path}") }
 }
@@ -142,10 +145,10 @@ impl Walk<'_> {
         if !path.is_empty()
             && let Some(text) = self.anchors.table(path, name).map_err(unreadable)?
         {
-            return parse_table(&text).map_err(unreadable);
+            return parse_table(&text).map_err(|e| unreadable(e.to_string()));
         }
         match self.anchors.table("", name).map_err(unreadable)? {
-            Some(text) => parse_table(&text).map_err(unreadable),
+            Some(text) => parse_table(&text).map_err(|e| unreadable(e.to_string())),
             // pf matches nothing against a table it does not have.
             None => Ok((IntervalSet::empty(Fam::V4.max()), IntervalSet::empty(Fam::V6.max()))),
         }
@@ -158,7 +161,7 @@ impl Walk<'_> {
         text: &str,
         depth: usize,
         mut live: Vec<Region>,
-    ) -> Result<Vec<Region>, String> {
+    ) -> Result<Vec<Region>, ParseError> {
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if live.is_empty() {
@@ -169,7 +172,7 @@ impl Walk<'_> {
             }
             let here = rule_name(path, i + 1);
             let rule = parse_rule(line, &mut RuleLookup { walk: self, path })
-                .map_err(|e| format!("{here} is {e}"))?;
+                .map_err(|e| e.in_pf_anchor(path).at_line(i + 1))?;
             live = match &rule.kind {
                 Kind::Ignored => live,
                 Kind::Filter(pass) => self.filter(live, &rule, *pass, &here),
@@ -179,7 +182,8 @@ impl Walk<'_> {
             if live.len() > MAX_REGIONS || self.done.len() > MAX_REGIONS {
                 self.done = coalesce(std::mem::take(&mut self.done));
                 if live.len() > MAX_REGIONS || self.done.len() > MAX_REGIONS {
-                    return Err(format!("the rule set splits into more than {MAX_REGIONS} cases at {here}"));
+                    let limit = format!("the rule set splits into more than {MAX_REGIONS} cases at {here}");
+                    return Err(limit.into());
                 }
             }
         }
@@ -230,13 +234,13 @@ impl Walk<'_> {
         depth: usize,
         live: Vec<Region>,
         here: &str,
-    ) -> Result<Vec<Region>, String> {
+    ) -> Result<Vec<Region>, ParseError> {
         let mut out = Vec::new();
         let mut inside = Vec::new();
         for r in live {
             let Some((mut hit, doubt)) = split(&r, rule, &mut out) else { continue };
             if let Some(d) = doubt {
-                return Err(format!("{here} calls anchor {name} for traffic limited by {d}"));
+                return Err(format!("{here} calls anchor {name} for traffic limited by {d}").into());
             }
             hit.enter();
             inside.push(hit);
@@ -265,9 +269,11 @@ impl Walk<'_> {
         name: &str,
         depth: usize,
         mut live: Vec<Region>,
-    ) -> Result<Vec<Region>, String> {
+    ) -> Result<Vec<Region>, ParseError> {
         if depth > MAX_ANCHOR_DEPTH {
-            return Err(format!("anchors are nested deeper than {MAX_ANCHOR_DEPTH} levels at {name:?}"));
+            return Err(
+                format!("anchors are nested deeper than {MAX_ANCHOR_DEPTH} levels at {name:?}").into()
+            );
         }
         let (base, wildcard) = match name.strip_suffix("/*") {
             Some(b) => (b, true),
@@ -286,7 +292,7 @@ impl Walk<'_> {
         for target in targets {
             self.read += 1;
             if self.read > MAX_ANCHORS {
-                return Err(format!("more than {MAX_ANCHORS} anchors to read"));
+                return Err(format!("more than {MAX_ANCHORS} anchors to read").into());
             }
             let rules = self.anchors.rules(&target)?;
             live = self.ruleset(&target, &rules, depth, live)?;
@@ -326,7 +332,7 @@ fn split(r: &Region, rule: &Rule, out: &mut Vec<Region>) -> Option<(Region, Opti
 /// `rdr pass` skips them, so pf's verdict cannot be told from the filter
 /// rules alone while one exists. Follows `rdr-anchor` and `binat-anchor`
 /// calls (wildcards included) within the same limits as the filter rules.
-pub fn check_translation(anchors: &mut dyn PfAnchors) -> Result<(), String> {
+pub fn check_translation(anchors: &mut dyn PfAnchors) -> Result<(), ParseError> {
     let mut read = 0;
     translation_in(anchors, "", 0, &mut read)
 }
@@ -336,25 +342,24 @@ fn translation_in(
     path: &str,
     depth: usize,
     read: &mut usize,
-) -> Result<(), String> {
+) -> Result<(), ParseError> {
     if depth > MAX_ANCHOR_DEPTH {
         return Err(format!(
             "translation anchors are nested deeper than {MAX_ANCHOR_DEPTH} levels at {path:?}"
-        ));
+        )
+        .into());
     }
     *read += 1;
     if *read > MAX_ANCHORS {
-        return Err(format!("more than {MAX_ANCHORS} translation anchors to read"));
+        return Err(format!("more than {MAX_ANCHORS} translation anchors to read").into());
     }
     let text = anchors.nat(path)?;
     for (i, line) in text.lines().enumerate() {
         let mut words = line.split_whitespace();
         match words.next() {
             Some(kind @ ("rdr" | "binat")) => {
-                return Err(format!(
-                    "{} is a translation rule (`{kind}`), which this agent does not evaluate",
-                    rule_name(path, i + 1)
-                ));
+                let why = format!("a translation rule (`{kind}`), which this agent does not evaluate");
+                return Err(ParseError::new(why).in_pf_anchor(path).at_line(i + 1));
             }
             Some("rdr-anchor" | "binat-anchor") => {
                 let name = words.next().unwrap_or_default().trim_matches('"');
@@ -375,7 +380,7 @@ fn translation_in(
 }
 
 /// Every region of inbound new connections with its final fate.
-pub fn evaluate_regions(main: &str, anchors: &mut dyn PfAnchors) -> Result<Vec<Region>, String> {
+pub fn evaluate_regions(main: &str, anchors: &mut dyn PfAnchors) -> Result<Vec<Region>, ParseError> {
     walk_all(anchors, main).map(|(done, _)| done)
 }
 
@@ -384,7 +389,7 @@ pub fn evaluate_regions(main: &str, anchors: &mut dyn PfAnchors) -> Result<Vec<R
 fn walk_all(
     anchors: &mut dyn PfAnchors,
     main: &str,
-) -> Result<(Vec<Region>, BTreeMap<String, bool>), String> {
+) -> Result<(Vec<Region>, BTreeMap<String, bool>), ParseError> {
     let mut walk = Walk {
         anchors,
         read: 0,
@@ -415,8 +420,10 @@ fn walk_all(
 
 /// What the effective pf rule set (the main rules of `pfctl -s rules` with
 /// every anchor they reach) passes; `Err` when an anchor or the rules
-/// cannot be read or followed.
-pub fn evaluate_pf_rules(main: &str, anchors: &mut dyn PfAnchors) -> Result<PfOutcome, String> {
+/// cannot be read or followed: a rule not understood is named by its anchor
+/// and line, an anchor [`PfAnchors`] could not give or a limit passed only
+/// in words.
+pub fn evaluate_pf_rules(main: &str, anchors: &mut dyn PfAnchors) -> Result<PfOutcome, ParseError> {
     let (done, blockers) = walk_all(anchors, main)?;
     Ok(PfOutcome { exposures: exposures(&done), default_block: default_block(&done, &blockers) })
 }

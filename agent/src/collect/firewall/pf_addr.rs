@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use super::intervals::{IntervalSet, PORT_MAX, V4_MAX, V6_MAX};
 use super::pf_region::Fam;
 use super::pf_rule::{Cursor, Tok};
+use crate::collect::ParseError;
 
 /// What the rule parser needs from outside the rule text.
 pub trait Lookup {
@@ -333,16 +334,18 @@ pub fn by_op(op: &str, a: u128, b: u128) -> IntervalSet {
 
 /// The contents of `pfctl -t NAME -T show` (one address or prefix a line,
 /// `!` for an excluded entry) as the sets a lookup in it matches: the most
-/// specific entry containing an address decides.
-pub fn parse_table(text: &str) -> Result<(IntervalSet, IntervalSet), String> {
+/// specific entry containing an address decides. `Err` names the line of
+/// an entry that is not an address.
+pub fn parse_table(text: &str) -> Result<(IntervalSet, IntervalSet), ParseError> {
     let mut entries = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
+    for (n, line) in lines.filter(|(_, l)| !l.is_empty()) {
         let (negated, addr) = match line.strip_prefix('!') {
             Some(rest) => (true, rest.trim_start()),
             None => (false, line),
         };
-        let (lo, hi, fam) =
-            parse_prefix(addr).ok_or_else(|| format!("table entry {line:?} is not an address"))?;
+        let (lo, hi, fam) = parse_prefix(addr)
+            .ok_or_else(|| ParseError::new(format!("table entry {line:?} is not an address")).at_line(n))?;
         entries.push((hi - lo, fam, negated, lo, hi));
     }
     // Widest first, so a narrower entry overrides a wider one.

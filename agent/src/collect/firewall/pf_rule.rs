@@ -22,6 +22,7 @@
 use super::intervals::{IntervalSet, PORT_MAX};
 use super::pf_addr::{Addr, Dest, Lookup, port_set};
 use super::pf_region::{Fam, IfSet, KEYS, Proto, Space};
+use crate::collect::ParseError;
 
 /// What a rule does when it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub enum Tok {
 }
 
 /// Splits a rule line into tokens.
-pub fn tokenize(line: &str) -> Result<Vec<Tok>, String> {
+pub fn tokenize(line: &str) -> Result<Vec<Tok>, ParseError> {
     let chars: Vec<char> = line.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -228,8 +229,8 @@ impl Default for Conds {
 
 /// Parses one line of `pfctl -s rules`. `Err` for a line that is no rule
 /// pfctl prints, or an inline anchor (`anchor { ... }`), which is not
-/// evaluated.
-pub fn parse_rule(line: &str, lookup: &mut dyn Lookup) -> Result<Rule, String> {
+/// evaluated; the caller knows which anchor and line it is.
+pub fn parse_rule(line: &str, lookup: &mut dyn Lookup) -> Result<Rule, ParseError> {
     let toks = tokenize(line)?;
     if toks.contains(&Tok::Open)
         && toks.first() == Some(&Tok::Word("anchor".into()))
@@ -246,7 +247,7 @@ pub fn parse_rule(line: &str, lookup: &mut dyn Lookup) -> Result<Rule, String> {
             _ => return Err("an inline anchor, which this agent does not evaluate".into()),
         },
         Some(Tok::Word(w)) if IGNORED.contains(&w.as_str()) => Kind::Ignored,
-        _ => return Err(format!("unrecognised rule {line:?}")),
+        _ => return Err(format!("unrecognised rule {line:?}").into()),
     };
     if kind == Kind::Ignored {
         return Ok(Rule { kind, quick: false, matches: [None, None, None, None] });

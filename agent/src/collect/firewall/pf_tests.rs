@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::collect::Input;
 use crate::collect::firewall::exposure::{Judgement, judge};
 use crate::collect::firewall::intervals::{PORT_MAX, V4_MAX};
 use crate::collect::firewall::pf_addr::{self, by_op, parse_prefix};
@@ -222,21 +223,27 @@ fn a_quick_anchor_that_might_have_matched_might_have_ended_the_evaluation() {
 fn unreadable_deep_and_inline_anchors_are_errors() {
     let mut m = Map::default();
     let e = evaluate_pf_rules("block drop in all\nanchor \"vpn\" all\n", &mut m).unwrap_err();
-    assert_eq!(e, "anchor vpn unreadable");
+    assert_eq!(e.to_string(), "anchor vpn unreadable");
     m.rules.insert("loop".into(), "anchor \"/loop\" all\n".into());
     let e = evaluate_pf_rules("anchor \"loop\" all\n", &mut m).unwrap_err();
-    assert!(e.contains("deeper than 8"), "{e}");
+    assert!(e.to_string().contains("deeper than 8"), "{e}");
     let e = evaluate_pf_rules("anchor \"x\" all {\n", &mut m).unwrap_err();
-    assert!(e.contains("inline anchor"), "{e}");
+    assert!(e.to_string().contains("inline anchor"), "{e}");
     let e = evaluate_pf_rules("frobnicate in all\n", &mut m).unwrap_err();
-    assert!(e.contains("rule 1 is unrecognised rule"), "{e}");
+    assert!(e.to_string().contains("rule 1 is unrecognised rule"), "{e}");
+    let e = evaluate_pf_rules("block drop in all\n\nfrobnicate in all\n", &mut m).unwrap_err();
+    assert_eq!((e.input, e.line), (Some(Input::PfAnchor(String::new())), Some(3)));
+    assert_eq!(e.reason, "unrecognised rule \"frobnicate in all\"");
     // An anchor no inbound traffic reaches is not read.
     assert!(evaluate_pf_rules("anchor \"nowhere\" on lo0 all\nanchor \"out\" out all\n", &mut m).is_ok());
     let e = evaluate_pf_rules("anchor \"x\" all user = 501\n", &mut m).unwrap_err();
-    assert!(e.contains("calls anchor x for traffic limited by `user`"), "{e}");
+    assert!(e.to_string().contains("calls anchor x for traffic limited by `user`"), "{e}");
     assert_eq!(resolve_anchor("a/b", "../c"), Ok("a/c".into()));
     assert_eq!(resolve_anchor("a/b", "/c"), Ok("c".into()));
-    assert!(resolve_anchor("", "../c").is_err());
+    assert_eq!(
+        resolve_anchor("", "../c").map_err(|e| e.reason),
+        Err("anchor \"../c\" reaches above the main rule set".into())
+    );
     assert_eq!(parse_pf_anchors("  com.apple/200.AirDrop\n  com.apple/250.ApplicationFirewall\n").len(), 2);
 }
 
@@ -303,7 +310,8 @@ fn tables_limit_sources_as_pf_looks_them_up() {
     assert!(o.exposures[0].because.contains("table <t> unreadable"), "{}", o.exposures[0].because);
     let ten = IntervalSet::from_ranges(V4_MAX, [(0x0a00_0000, 0x0aff_ffff)]);
     assert_eq!(pf_addr::parse_table("   10.0.0.0/8\n").map(|t| t.0), Ok(ten));
-    assert!(pf_addr::parse_table("   not-an-address\n").is_err());
+    let e = pf_addr::parse_table("10.0.0.0/8\n\n   not-an-address\n").unwrap_err();
+    assert_eq!((e.line, e.to_string()), (Some(3), "table entry \"not-an-address\" is not an address".into()));
     assert_eq!(IntervalSet::full(PORT_MAX).count(), 65536);
 }
 
@@ -329,9 +337,12 @@ fn translation_rules_are_found_wherever_they_stand() {
     );
     let e = check_translation(&mut m).unwrap_err();
     assert!(
-        e.starts_with("rule 3 of anchor com.apple/250.ApplicationFirewall is a translation rule (`rdr`)"),
+        e.to_string()
+            .starts_with("rule 3 of anchor com.apple/250.ApplicationFirewall is a translation rule (`rdr`)"),
         "{e}"
     );
+    assert_eq!(e.input, Some(Input::PfAnchor("com.apple/250.ApplicationFirewall".into())));
+    assert_eq!(e.line, Some(3));
 }
 
 #[path = "pf_differential.rs"]

@@ -40,7 +40,7 @@ use super::windows_reach::{Gate, Reach, reach, rule_reason};
 use super::windows_rules::{NETSH_RULES_ARGS, RULES_SCRIPT, Rule, parse_netsh_rules, parse_rules_json};
 use super::windows_values::{DOMAIN, PRIVATE, PUBLIC};
 use crate::collect::windows::{Unavailable, console, json_bool, json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -113,7 +113,7 @@ fn inbound_action(v: Option<&Value>) -> String {
 }
 
 /// Parses the JSON of [`PROFILE_SCRIPT`].
-pub fn parse_netfirewallprofile(text: &str) -> Result<Vec<Profile>, String> {
+pub fn parse_netfirewallprofile(text: &str) -> Result<Vec<Profile>, ParseError> {
     let items = json_items(text)?;
     let profiles: Vec<Profile> = items
         .iter()
@@ -128,13 +128,13 @@ pub fn parse_netfirewallprofile(text: &str) -> Result<Vec<Profile>, String> {
         })
         .collect();
     if profiles.is_empty() {
-        return Err("Get-NetFirewallProfile listed no profile".into());
+        return Err(ParseError::new("listed no profile").in_command("Get-NetFirewallProfile"));
     }
     Ok(profiles)
 }
 
 /// Parses `netsh advfirewall show allprofiles` (English output).
-pub fn parse_netsh_allprofiles(text: &str) -> Result<Vec<Profile>, String> {
+pub fn parse_netsh_allprofiles(text: &str) -> Result<Vec<Profile>, ParseError> {
     let mut profiles: Vec<Profile> = Vec::new();
     for line in text.lines().map(str::trim) {
         if let Some(head) =
@@ -161,7 +161,8 @@ pub fn parse_netsh_allprofiles(text: &str) -> Result<Vec<Profile>, String> {
         }
     }
     if profiles.is_empty() {
-        return Err("netsh printed no \"... Profile Settings:\" section (non-English output?)".into());
+        let why = "printed no \"... Profile Settings:\" section (non-English output?)";
+        return Err(ParseError::new(why).in_command("netsh"));
     }
     Ok(profiles)
 }
@@ -325,7 +326,7 @@ fn read_profiles(host: &dyn Host) -> Result<(Vec<Profile>, &'static str, String)
     let ps_problem = match powershell(host, PROFILE_SCRIPT) {
         Ok(text) => match parse_netfirewallprofile(&text) {
             Ok(profiles) => return Ok((profiles, BACKEND_PS, text)),
-            Err(e) => Unavailable::Failed(e),
+            Err(e) => Unavailable::Failed(e.to_string()),
         },
         Err(e) => e,
     };
@@ -353,7 +354,7 @@ fn read_rules(host: &dyn Host) -> (Result<Rules, String>, String) {
     let ps_problem = match powershell(host, RULES_SCRIPT) {
         Ok(text) => match parse_rules_json(&text) {
             Ok(rules) => return (Ok(Rules { rules, backend: BACKEND_PS }), text),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         },
         Err(e) => why(&e),
     };

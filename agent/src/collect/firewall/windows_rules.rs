@@ -27,6 +27,7 @@ use serde_json::Value;
 use super::windows_values::{
     Action, Addrs, Ports, Proto, action, enabled, list, profiles, proto, source, text, unset,
 };
+use crate::collect::ParseError;
 use crate::collect::windows::json_items;
 
 /// Every inbound rule of the ActiveStore with its filters, one flat JSON
@@ -105,12 +106,12 @@ impl Rule {
 }
 
 /// Parses the JSON of [`RULES_SCRIPT`] (an array, or one object).
-pub fn parse_rules_json(text_out: &str) -> Result<Vec<Rule>, String> {
+pub fn parse_rules_json(text_out: &str) -> Result<Vec<Rule>, ParseError> {
     let items = json_items(text_out)?;
     let mut rules = Vec::with_capacity(items.len());
     for item in &items {
         if !item.is_object() {
-            return Err(format!("expected one object per rule, got {item}"));
+            return Err(format!("expected one object per rule, got {item}").into());
         }
         if text(item.get("Direction")).is_some_and(|d| d.eq_ignore_ascii_case("outbound") || d == "2") {
             continue;
@@ -220,7 +221,7 @@ fn security_filter(r: &mut Rule, item: &Value) {
 /// Parses `netsh advfirewall firewall show rule name=all dir=in verbose`
 /// (English). netsh prints no interface aliases, packages or owners, so its
 /// rules are not [`Rule::complete`].
-pub fn parse_netsh_rules(text_out: &str) -> Result<Vec<Rule>, String> {
+pub fn parse_netsh_rules(text_out: &str) -> Result<Vec<Rule>, ParseError> {
     // Each rule with whether it is outbound (the command asks for dir=in).
     let mut rules: Vec<(Rule, bool)> = Vec::new();
     for line in text_out.lines() {
@@ -238,7 +239,8 @@ pub fn parse_netsh_rules(text_out: &str) -> Result<Vec<Rule>, String> {
         }
     }
     if rules.is_empty() && !text_out.contains("No rules match") {
-        return Err("netsh printed no \"Rule Name:\" line (non-English output?)".into());
+        let why = "printed no \"Rule Name:\" line (non-English output?)";
+        return Err(ParseError::new(why).in_command("netsh"));
     }
     Ok(rules.into_iter().filter(|(_, outbound)| !outbound).map(|(r, _)| r).collect())
 }

@@ -199,10 +199,10 @@ pub fn parse_sudoers(text: &str) -> Sudoers {
 /// What was read from the host, for [`evaluate`].
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    pub passwd: Option<Result<String, String>>,
-    pub group: Option<Result<String, String>>,
+    pub passwd: Option<Result<String, HostError>>,
+    pub group: Option<Result<String, HostError>>,
     /// `None`: no /etc/sudoers (sudo not installed); `Some(Err)`: not readable.
-    pub sudoers: Option<Result<Vec<(String, String)>, String>>,
+    pub sudoers: Option<Result<Vec<(String, String)>, HostError>>,
     /// `cvtsudoers -e -f json /etc/sudoers`: sudo's own reading of the
     /// rules, which wins over the files' text; `None` where it is missing.
     pub sudo_json: Option<Result<String, String>>,
@@ -271,10 +271,15 @@ struct SudoView {
 /// The grants: sudo's own reading (cvtsudoers) where there is one, the
 /// files' text otherwise; the files are kept in `raw` either way.
 fn sudo_view(o: &Observed, raw: &mut String) -> SudoView {
-    let sudo_rules = o.sudo_json.as_ref().map(|r| r.clone().and_then(|text| sudo_rules::grants(&text)));
+    // Either failure leaves the grants unknown, and becomes a reason.
+    let sudo_rules = o
+        .sudo_json
+        .as_ref()
+        .map(|r| r.clone().and_then(|text| sudo_rules::grants(&text).map_err(|e| e.to_string())));
     let files = match (&o.sudoers, &sudo_rules) {
         (None, _) => None,
-        (Some(_), Some(Err(e))) | (Some(Err(e)), _) => Some(Err(e.clone())),
+        (Some(_), Some(Err(e))) => Some(Err(e.clone())),
+        (Some(Err(e)), _) => Some(Err(e.to_string())),
         (Some(Ok(files)), _) => Some(Ok(files)),
     };
     let mut view = SudoView {
@@ -329,7 +334,7 @@ fn everyone_of(grants: &[sudo_rules::Grant]) -> Vec<String> {
 
 /// Why the account database cannot be judged, if it cannot.
 fn unreadable_accounts(o: &Observed) -> Option<Finding> {
-    let why = |name: &str, r: &Option<Result<String, String>>| match r {
+    let why = |name: &str, r: &Option<Result<String, HostError>>| match r {
         Some(Ok(_)) => None,
         Some(Err(e)) => Some(format!("{name}: {e}")),
         None => Some(format!("{name} is missing")),
@@ -408,18 +413,18 @@ fn problems(uid0: &[&str], everyone: &[String], ctx: &Context) -> Vec<String> {
     problems
 }
 
-fn read(host: &dyn Host, path: &str) -> Option<Result<String, String>> {
+fn read(host: &dyn Host, path: &str) -> Option<Result<String, HostError>> {
     match host.read_text(path) {
         Ok(t) => Some(Ok(t)),
         Err(HostError::NoFile { .. }) => None,
-        Err(e) => Some(Err(e.to_string())),
+        Err(e) => Some(Err(e)),
     }
 }
 
 /// Reads /etc/sudoers and what it includes (two levels deep, as far as any
 /// real configuration goes). macOS keeps the same files (`/etc` is
 /// `/private/etc`, which its `#includedir` names).
-pub fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, String>> {
+pub fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, HostError>> {
     let main = match read(host, "/etc/sudoers")? {
         Ok(t) => t,
         Err(e) => return Some(Err(e)),
@@ -439,7 +444,7 @@ pub fn read_sudoers(host: &dyn Host) -> Option<Result<Vec<(String, String)>, Str
                         .map(|n| format!("{}/{n}", dir.trim_end_matches('/'))),
                 ),
                 Err(HostError::NoFile { .. }) => {}
-                Err(e) => return Some(Err(e.to_string())),
+                Err(e) => return Some(Err(e)),
             }
         }
         for p in paths {
@@ -469,7 +474,7 @@ fn cvtsudoers(host: &dyn Host) -> Option<Result<String, String>> {
 /// One NSS database as the system resolves it (`getent DB`, the same
 /// `name:x:...` lines as the file), or the file itself where getent cannot
 /// answer.
-fn database(host: &dyn Host, db: &str) -> Option<Result<String, String>> {
+fn database(host: &dyn Host, db: &str) -> Option<Result<String, HostError>> {
     match host.run("getent", &[db]) {
         Ok(out) if out.success() && !out.stdout.trim().is_empty() => Some(Ok(out.stdout)),
         _ => read(host, &format!("/etc/{db}")),

@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::linux::{parse_sudoers, read_sudoers};
 use crate::collect::{Context, Finding};
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
 
@@ -196,7 +196,7 @@ pub fn sudo_everyone(files: &[(String, String)]) -> Vec<String> {
 /// sudoers; `Err`: unreadable).
 pub fn evaluate(
     d: &Directory,
-    sudoers: Option<Result<Vec<(String, String)>, String>>,
+    sudoers: Option<Result<Vec<(String, String)>, HostError>>,
     ctx: &Context,
     raw: &str,
 ) -> Finding {

@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 
+use crate::collect::ParseError;
+
 /// Shells and interpreters: root with any arguments.
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash", "busybox", "su", "sudo",
@@ -148,12 +150,13 @@ fn runs_as_root(spec: &Value) -> bool {
 }
 
 /// The root-equivalent grants in `cvtsudoers -e -f json` output.
-pub fn grants(json: &str) -> Result<Vec<Grant>, String> {
-    let doc: Value = serde_json::from_str(json).map_err(|e| format!("cvtsudoers JSON is malformed: {e}"))?;
+pub fn grants(json: &str) -> Result<Vec<Grant>, ParseError> {
+    let printed = |what: String| ParseError::new(what).in_command("cvtsudoers");
+    let doc: Value = serde_json::from_str(json).map_err(|e| printed(format!("JSON is malformed: {e}")))?;
     let specs = match doc.get("User_Specs") {
         Some(Value::Array(a)) => a.as_slice(),
         None => &[],
-        Some(_) => return Err("cvtsudoers JSON: User_Specs is not a list".into()),
+        Some(_) => return Err(printed("JSON: User_Specs is not a list".into())),
     };
     let mut out = Vec::new();
     for spec in specs {

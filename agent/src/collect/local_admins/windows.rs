@@ -22,7 +22,7 @@
 use serde_json::{Value, json};
 
 use crate::collect::windows::{json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
@@ -98,14 +98,14 @@ pub fn unresolved_group(m: &Member) -> bool {
 }
 
 /// Parses the JSON of [`SCRIPT`].
-pub fn parse_members(text: &str) -> Result<Vec<Member>, String> {
+pub fn parse_members(text: &str) -> Result<Vec<Member>, ParseError> {
     let items = json_items(text)?;
     items
         .iter()
         .map(|m| {
             let sid = json_str(m, "SID")
                 .or_else(|| m.get("SID").and_then(|s| s.get("Value")).and_then(Value::as_str))
-                .ok_or_else(|| format!("member without SID: {m}"))?;
+                .ok_or_else(|| ParseError::new(format!("member without SID: {m}")))?;
             Ok(Member {
                 name: json_str(m, "Name").unwrap_or("").to_string(),
                 sid: sid.to_string(),

@@ -24,7 +24,7 @@
 use serde_json::json;
 
 use super::MAX_LIST_AGE_DAYS;
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::{Host, HostError};
 use custos_proto::evidence::CheckStatus;
 
@@ -119,20 +119,21 @@ fn unrecognised_dnf_line(text: &str) -> Option<&str> {
 /// names the columns (`Repository | Name | Category | Severity | ... |
 /// Status | ...`); the needed patches of category `security` are security
 /// updates. "No updates found." gives an empty list.
-pub fn parse_zypper_patches(text: &str) -> Result<Vec<Pending>, String> {
+pub fn parse_zypper_patches(text: &str) -> Result<Vec<Pending>, ParseError> {
+    let printed = |what: String| ParseError::new(what).in_command("zypper");
     let mut lines = text.lines().map(str::trim);
     let header = lines.by_ref().find(|l| l.contains('|') && l.contains("Category"));
     let Some(header) = header else {
         return if text.contains("No updates found") || text.contains("Found 0 applicable patches") {
             Ok(Vec::new())
         } else {
-            Err("zypper printed no patch table".into())
+            Err(printed("printed no patch table".into()))
         };
     };
     let cols: Vec<&str> = header.split('|').map(str::trim).collect();
     let at = |name: &str| cols.iter().position(|c| *c == name);
     let (Some(name), Some(category)) = (at("Name"), at("Category")) else {
-        return Err(format!("zypper patch table without Name and Category columns: {header}"));
+        return Err(printed(format!("patch table without Name and Category columns: {header}")));
     };
     let status = at("Status");
     Ok(lines
@@ -186,7 +187,11 @@ pub struct Observed {
 
 /// The pending updates `manager` reported, held ones included, and the held
 /// ones apart; `Err` when its output is not understood.
-fn pending_updates(manager: &str, text: &str, o: &Observed) -> Result<(Vec<Pending>, Vec<Pending>), String> {
+fn pending_updates(
+    manager: &str,
+    text: &str,
+    o: &Observed,
+) -> Result<(Vec<Pending>, Vec<Pending>), ParseError> {
     let pending = match manager {
         "apt" if is_apt_list(text) => {
             // The listing has the held packages; dpkg said which they are.
@@ -199,7 +204,10 @@ fn pending_updates(manager: &str, text: &str, o: &Observed) -> Result<(Vec<Pendi
         // Empty output is "no advisory"; anything else must be understood.
         _ => match unrecognised_dnf_line(text) {
             None => parse_dnf_security(text),
-            Some(l) => return Err(format!("{manager} updateinfo printed an unrecognised line: {l}")),
+            Some(l) => {
+                let why = ParseError::new(format!("printed an unrecognised line: {l}"));
+                return Err(why.in_command(format!("{manager} updateinfo")));
+            }
         },
     };
     // The simulation leaves held packages out: they are what it would
@@ -226,7 +234,7 @@ pub fn evaluate(o: &Observed, now: i64) -> Finding {
     };
     let (pending, held) = match pending_updates(manager, text, o) {
         Ok(p) => p,
-        Err(why) => return Finding::unknown(manager, why).with_raw(text.clone()),
+        Err(why) => return Finding::unknown(manager, why.to_string()).with_raw(text.clone()),
     };
     let held_security: Vec<&str> = held.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();
     let security: Vec<&str> = pending.iter().filter(|p| p.security).map(|p| p.package.as_str()).collect();

@@ -33,8 +33,10 @@
 
 use serde_json::{Value, json};
 
-use crate::collect::windows::{json_bool, json_date, json_items, json_str, powershell, powershell_for};
-use crate::collect::{Context, Finding};
+use crate::collect::windows::{
+    Unavailable, json_bool, json_date, json_items, json_str, powershell, powershell_for,
+};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -111,12 +113,13 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Parses the JSON of [`SEARCH_SCRIPT`].
-pub fn parse_pending_updates(text: &str) -> Result<Vec<Update>, String> {
+pub fn parse_pending_updates(text: &str) -> Result<Vec<Update>, ParseError> {
     let items = json_items(text)?;
     items
         .iter()
         .map(|u| {
-            let title = json_str(u, "Title").ok_or_else(|| format!("update without Title: {u}"))?;
+            let title =
+                json_str(u, "Title").ok_or_else(|| ParseError::new(format!("update without Title: {u}")))?;
             Ok(Update {
                 title: title.to_string(),
                 severity: json_str(u, "MsrcSeverity").filter(|s| !s.is_empty()).map(str::to_string),
@@ -138,21 +141,25 @@ pub fn parse_last_hotfix(text: &str) -> Option<(String, i64, String)> {
 }
 
 /// Decides the check from the search result and the last hotfix.
-pub fn evaluate(search: Result<String, String>, hotfix: Option<(String, i64, String)>, now: i64) -> Finding {
+pub fn evaluate(
+    search: Result<String, Unavailable>,
+    hotfix: Option<(String, i64, String)>,
+    now: i64,
+) -> Finding {
     let last_at = hotfix.as_ref().map_or(json!(null), |(_, _, d)| json!(d));
     let last_age = hotfix.as_ref().map_or(json!(null), |(_, at, _)| json!((now - at).max(0) / 86_400));
     let last_id = hotfix.as_ref().map_or(json!(null), |(id, _, _)| json!(id));
     let text = match search {
         Ok(t) => t,
         Err(e) => {
-            return Finding::unknown(BACKEND, format!("Windows Update search failed: {e}"))
+            return Finding::unknown(BACKEND, format!("Windows Update search failed: {}", e.message()))
                 .fact("last_installed_at", last_at)
                 .fact("last_installed_kb", last_id);
         }
     };
     // The script always prints a JSON array (`[]` when nothing is pending).
     let parsed =
-        if text.trim().is_empty() { Err("no output".to_string()) } else { parse_pending_updates(&text) };
+        if text.trim().is_empty() { Err(ParseError::new("no output")) } else { parse_pending_updates(&text) };
     let updates = match parsed {
         Ok(u) => u,
         Err(e) => {
@@ -226,7 +233,7 @@ pub const SEARCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(110
 /// Gathers and evaluates on a Windows host.
 pub fn gather(host: &dyn Host, ctx: &Context) -> Finding {
     // A Windows Update search often takes longer than other commands.
-    let search = powershell_for(host, SEARCH_SCRIPT, Some(SEARCH_LIMIT)).map_err(|e| e.message().to_string());
+    let search = powershell_for(host, SEARCH_SCRIPT, Some(SEARCH_LIMIT));
     let hotfix = powershell(host, HOTFIX_SCRIPT).ok().and_then(|t| parse_last_hotfix(&t));
     evaluate(search, hotfix, ctx.now)
 }

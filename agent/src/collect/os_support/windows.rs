@@ -9,19 +9,19 @@
 use serde_json::Value;
 
 use super::{Running, evaluate, table};
-use crate::collect::{Context, Finding, Os};
+use crate::collect::{Context, Finding, Os, ParseError};
 use crate::host::Host;
 
 pub const SCRIPT: &str = "Get-CimInstance Win32_OperatingSystem | Select-Object Caption,Version,BuildNumber,ProductType | ConvertTo-Json";
 
 /// Reads the running release from the JSON object.
-pub fn parse_win32_os(text: &str) -> Result<Running, String> {
+pub fn parse_win32_os(text: &str) -> Result<Running, ParseError> {
     let doc: Value = serde_json::from_str(text.trim()).map_err(|e| format!("not JSON: {e}"))?;
     let caption = doc.get("Caption").and_then(Value::as_str).ok_or("no Caption")?.trim().to_string();
     let build = match doc.get("BuildNumber") {
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err("no BuildNumber".into()),
+        _ => return Err(ParseError::new("no BuildNumber")),
     };
     // ProductType 1 is a workstation; 2 (domain controller) and 3 are servers.
     let server =

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::{MAX_FAILED_LOGONS, MIN_PASSWORD_LENGTH};
 use crate::collect::macos::parse_plist;
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -134,7 +134,7 @@ fn as_u64(v: Option<&Value>) -> Option<u64> {
 }
 
 /// Reads the policies from `pwpolicy getaccountpolicies` output.
-pub fn parse_account_policies(text: &str) -> Result<Policies, String> {
+pub fn parse_account_policies(text: &str) -> Result<Policies, ParseError> {
     if text.contains("No global policies") {
         return Ok(Policies::default());
     }

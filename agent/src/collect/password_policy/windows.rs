@@ -28,7 +28,7 @@ use serde_json::json;
 
 use super::{MAX_FAILED_LOGONS, MIN_PASSWORD_LENGTH};
 use crate::collect::windows::{Unavailable, console, json_i64, json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -51,13 +51,15 @@ pub struct FineGrained {
 }
 
 /// Parses the JSON of [`PSO_SCRIPT`].
-pub fn parse_fine_grained(text: &str) -> Result<Vec<FineGrained>, String> {
+pub fn parse_fine_grained(text: &str) -> Result<Vec<FineGrained>, ParseError> {
     let num = |v: Option<&serde_json::Value>| json_i64(v).and_then(|n| u32::try_from(n).ok());
     json_items(text)?
         .iter()
         .map(|p| {
             Ok(FineGrained {
-                name: json_str(p, "Name").ok_or_else(|| format!("policy without Name: {p}"))?.to_string(),
+                name: json_str(p, "Name")
+                    .ok_or_else(|| ParseError::new(format!("policy without Name: {p}")))?
+                    .to_string(),
                 min_length: num(p.get("MinPasswordLength")),
                 lockout_threshold: num(p.get("LockoutThreshold")),
                 applies_to: num(p.get("AppliesTo")),
@@ -125,7 +127,7 @@ fn count(value: &str) -> Option<u32> {
 }
 
 /// Parses `net accounts` output; `Err` when the English labels are missing.
-pub fn parse_net_accounts(text: &str) -> Result<Policy, String> {
+pub fn parse_net_accounts(text: &str) -> Result<Policy, ParseError> {
     let mut p = Policy::default();
     let mut seen = false;
     for line in text.lines() {
@@ -149,7 +151,8 @@ pub fn parse_net_accounts(text: &str) -> Result<Policy, String> {
         }
     }
     if !seen || p.min_length.is_none() || p.lockout_threshold.is_none() {
-        return Err("net accounts output lacks \"Minimum password length\" / \"Lockout threshold\" (non-English output?)".into());
+        let why = "output lacks \"Minimum password length\" / \"Lockout threshold\" (non-English output?)";
+        return Err(ParseError::new(why).in_command("net accounts"));
     }
     Ok(p)
 }
@@ -159,7 +162,7 @@ pub fn parse_net_accounts(text: &str) -> Result<Policy, String> {
 pub fn evaluate(text: &str, fine_grained: Option<Result<Vec<FineGrained>, String>>) -> Finding {
     let p = match parse_net_accounts(text) {
         Ok(p) => p,
-        Err(e) => return Finding::unknown(BACKEND, e).with_raw(text),
+        Err(e) => return Finding::unknown(BACKEND, e.to_string()).with_raw(text),
     };
     let (min, threshold) = (p.min_length.unwrap_or(0), p.lockout_threshold.unwrap_or(0));
     let mut problems = Vec::new();
@@ -218,7 +221,7 @@ pub fn gather(host: &dyn Host, _ctx: &Context) -> Finding {
             let fine = dc.then(|| {
                 powershell(host, PSO_SCRIPT)
                     .map_err(|e: Unavailable| e.message().to_string())
-                    .and_then(|t| parse_fine_grained(&t))
+                    .and_then(|t| parse_fine_grained(&t).map_err(|e| e.to_string()))
             });
             evaluate(&text, fine)
         }
@@ -251,7 +254,7 @@ mod tests {
             "[{\"Name\": \"Service Accounts\", \"MinPasswordLength\": 8, \"LockoutThreshold\": 0, \"AppliesTo\": 1},\
               {\"Name\": \"Unused\", \"MinPasswordLength\": 1, \"LockoutThreshold\": 0, \"AppliesTo\": 0}]",
         );
-        let f = evaluate(text, Some(psos));
+        let f = evaluate(text, Some(psos.map_err(|e| e.to_string())));
         assert_eq!(f.status, CheckStatus::Fail);
         let r = f.reason.unwrap();
         assert!(r.contains("\"Service Accounts\" overrides it with minimum length 8, no lockout"), "{r}");

@@ -198,7 +198,7 @@ pub fn judge_gnome(profile: Option<&str>, dbs: &[(Vec<String>, Vec<String>)]) ->
 }
 
 /// Judges KDE Plasma from the system file and (user label, user file or read error).
-pub fn judge_kde(system: Option<&str>, users: &[(String, Result<Option<String>, String>)]) -> Verdict {
+pub fn judge_kde(system: Option<&str>, users: &[(String, Result<Option<String>, HostError>)]) -> Verdict {
     let sys = system.map(parse_keyfile).unwrap_or_default();
     let key = |k: &str| ("Daemon".to_string(), k.to_string());
     let mut bad = Vec::new();
@@ -341,7 +341,7 @@ fn gather_gnome(host: &dyn Host, raw: &mut String) -> Verdict {
 /// KDE Plasma: the system file and each user's, labelled by position.
 fn gather_kde(host: &dyn Host, raw: &mut String) -> Verdict {
     let system = host.read_text("/etc/xdg/kscreenlockerrc").ok();
-    let users: Vec<(String, Result<Option<String>, String>)> = host
+    let users: Vec<(String, Result<Option<String>, HostError>)> = host
         .read_dir("/home")
         .unwrap_or_default()
         .into_iter()
@@ -351,7 +351,7 @@ fn gather_kde(host: &dyn Host, raw: &mut String) -> Verdict {
             let file = match host.read_text(&format!("/home/{u}/.config/kscreenlockerrc")) {
                 Ok(t) => Ok(Some(t)),
                 Err(HostError::NoFile { .. }) => Ok(None),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             (format!("#{}", i + 1), file)
         })

@@ -36,7 +36,7 @@
 
 use super::{MAX_IDLE_SECONDS, MAX_LOCK_DELAY_SECONDS};
 use crate::collect::macos::{parse_bool, read_domain};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::{CommandOutput, Host, HostError};
 use crate::privacy::Personal;
 use custos_proto::evidence::CheckStatus;
@@ -133,10 +133,10 @@ impl SettingsUser {
 /// Parses `stat -f "%Su %u" /dev/console` (`alice 501`): the console
 /// owner's name and uid. The name is checked, since it goes on to a
 /// command line.
-pub fn parse_console_owner(text: &str) -> Result<(String, u32), String> {
+pub fn parse_console_owner(text: &str) -> Result<(String, u32), ParseError> {
     let mut words = text.split_whitespace();
     let (Some(name), Some(uid), None) = (words.next(), words.next(), words.next()) else {
-        return Err(format!("stat printed {:?}, not `user uid`", text.trim()));
+        return Err(ParseError::new(format!("printed {:?}, not `user uid`", text.trim())).in_command("stat"));
     };
     let uid = uid.parse::<u32>().map_err(|_| format!("console owner uid {uid:?} is not a number"))?;
     let valid = !name.starts_with('-')
@@ -169,7 +169,7 @@ pub fn settings_user(
 
 fn console_owner(host: &dyn Host) -> Result<(String, u32), String> {
     match host.run("stat", &["-f", "%Su %u", "/dev/console"]) {
-        Ok(out) if out.success() => parse_console_owner(&out.stdout),
+        Ok(out) if out.success() => parse_console_owner(&out.stdout).map_err(|e| e.to_string()),
         Ok(out) => Err(format!("stat /dev/console exited with {:?}: {}", out.code, out.stderr.trim())),
         Err(e) => Err(e.to_string()),
     }

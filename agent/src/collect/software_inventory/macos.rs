@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -24,13 +24,13 @@ use custos_proto::evidence::CheckStatus;
 pub type App = (String, String, String);
 
 /// Parses `system_profiler SPApplicationsDataType -json`.
-pub fn parse_applications(json: &str) -> Result<Vec<App>, String> {
-    let doc: Value =
-        serde_json::from_str(json).map_err(|e| format!("system_profiler output is not JSON: {e}"))?;
+pub fn parse_applications(json: &str) -> Result<Vec<App>, ParseError> {
+    let printed = |what: String| ParseError::new(what).in_command("system_profiler");
+    let doc: Value = serde_json::from_str(json).map_err(|e| printed(format!("output is not JSON: {e}")))?;
     let items = doc
         .get("SPApplicationsDataType")
         .and_then(Value::as_array)
-        .ok_or("system_profiler output has no SPApplicationsDataType array")?;
+        .ok_or_else(|| printed("output has no SPApplicationsDataType array".into()))?;
     let field = |item: &Value, key: &str| item.get(key).and_then(Value::as_str).unwrap_or("").to_string();
     let apps: BTreeSet<App> = items
         .iter()
@@ -43,9 +43,9 @@ pub fn parse_applications(json: &str) -> Result<Vec<App>, String> {
 }
 
 /// Decides the check (facts only).
-pub fn evaluate(apps: Result<Vec<App>, String>, raw: &str) -> Finding {
+pub fn evaluate(apps: Result<Vec<App>, ParseError>, raw: &str) -> Finding {
     match apps {
-        Err(why) => Finding::unknown("system_profiler", why),
+        Err(why) => Finding::unknown("system_profiler", why.to_string()),
         Ok(apps) if apps.is_empty() => {
             Finding::unknown("system_profiler", "system_profiler listed no application")
         }

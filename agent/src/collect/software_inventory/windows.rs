@@ -14,7 +14,7 @@
 use serde_json::json;
 
 use crate::collect::windows::{json_items, json_str, powershell};
-use crate::collect::{Context, Finding};
+use crate::collect::{Context, Finding, ParseError};
 use crate::host::Host;
 use custos_proto::evidence::CheckStatus;
 
@@ -32,7 +32,7 @@ pub struct Package {
 }
 
 /// Parses the JSON of [`SCRIPT`]: sorted by name, duplicates removed.
-pub fn parse_uninstall_entries(text: &str) -> Result<Vec<Package>, String> {
+pub fn parse_uninstall_entries(text: &str) -> Result<Vec<Package>, ParseError> {
     let items = json_items(text)?;
     let mut out: Vec<Package> = items
         .iter()

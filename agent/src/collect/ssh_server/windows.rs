@@ -122,7 +122,7 @@ pub fn judge_block(b: &MatchBlock, ask: &dyn Fn(&Spec) -> Result<String, String>
 
 /// The global verdict joined with the blocks': a failing block fails the
 /// check, an undecided one (or what was not read) makes a pass `unknown`.
-fn with_blocks(f: Finding, blocks: &Result<Vec<Block>, String>) -> Finding {
+fn with_blocks(f: Finding, blocks: &Result<Vec<Block>, HostError>) -> Finding {
     let (list, read_error) = match blocks {
         Ok(list) => (&list[..], None),
         Err(e) => (&[][..], Some(format!("the Match blocks of the configuration could not be read: {e}"))),
@@ -151,7 +151,7 @@ pub fn evaluate(
     query: &str,
     qc: Option<&str>,
     sshd_t: Option<Result<String, String>>,
-    blocks: &Result<Vec<Block>, String>,
+    blocks: &Result<Vec<Block>, HostError>,
 ) -> Finding {
     if query.contains("FAILED 1060") {
         return Finding::new(CheckStatus::NotApplicable, "none")
@@ -210,14 +210,14 @@ fn run_sshd(host: &dyn Host, binary: &str, args: &[&str]) -> Result<String, Stri
 
 /// Every `Match` block of the configuration file with what sshd says for it;
 /// `Include` lines, which are not followed, are undecided blocks of their own.
-fn match_blocks(host: &dyn Host, binary: &str, options: &[String]) -> Result<Vec<Block>, String> {
+fn match_blocks(host: &dyn Host, binary: &str, options: &[String]) -> Result<Vec<Block>, HostError> {
     let path = options.iter().position(|a| a == "-f").and_then(|i| options.get(i + 1));
     let path = path.map_or(DEFAULT_CONFIG, String::as_str);
     let config = match host.read_text(path) {
         Ok(text) => parse_config(&text),
         // No file: sshd runs on its defaults, which have no blocks.
         Err(HostError::NoFile { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     let ask = |spec: &Spec| {
         let conn = spec.arg();
@@ -239,7 +239,7 @@ fn match_blocks(host: &dyn Host, binary: &str, options: &[String]) -> Result<Vec
 
 /// User names (from `Match User` lists) enter the facts and the reason only
 /// as the privacy settings allow.
-fn private(mut f: Finding, blocks: &Result<Vec<Block>, String>, ctx: &Context) -> Finding {
+fn private(mut f: Finding, blocks: &Result<Vec<Block>, HostError>, ctx: &Context) -> Finding {
     for b in blocks.iter().flatten() {
         let words: Vec<&str> = b.criteria.split_whitespace().collect();
         let listed =

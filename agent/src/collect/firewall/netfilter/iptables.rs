@@ -12,15 +12,7 @@ use super::ruleset::{
     Base, Chain, Dnat, Elem, Field, Hook, Key, Origin, Rule, Stmt, Table, TableFamily, Tuples, Verdict,
 };
 use super::values;
-
-/// A line that cannot be read as `iptables-save` output.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{program} output line {line}: {message}")]
-pub struct SaveError {
-    pub program: String,
-    pub line: usize,
-    pub message: String,
-}
+use crate::collect::ParseError;
 
 /// Where a built-in chain hooks in: (hook, priority, nat).
 fn builtin(table: &str, chain: &str) -> Option<(Hook, i64, bool)> {
@@ -40,13 +32,14 @@ fn builtin(table: &str, chain: &str) -> Option<(Hook, i64, bool)> {
     })
 }
 
-/// Parses the whole output of one save program; `v6` for ip6tables.
-pub fn parse(text: &str, v6: bool, origin: Origin, program: &str) -> Result<Vec<Table>, SaveError> {
+/// Parses the whole output of one save program; `v6` for ip6tables. `Err`
+/// names the program and the line that cannot be read as its output.
+pub fn parse(text: &str, v6: bool, origin: Origin, program: &str) -> Result<Vec<Table>, ParseError> {
     let family = if v6 { TableFamily::Ip6 } else { TableFamily::Ip };
     let mut tables: Vec<Table> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        let err = |message: String| SaveError { program: program.into(), line: i + 1, message };
+        let err = |reason: String| ParseError::new(reason).in_command(program).at_line(i + 1);
         if line.is_empty() || line.starts_with('#') || line == "COMMIT" {
             continue;
         }
@@ -449,7 +442,27 @@ mod tests {
         assert_eq!(input.rules[0].stmts, vec![Stmt::Verdict(Verdict::Jump("ALLOW".into()))]);
         assert_eq!(t[0].chains[1].base, None);
         let bad = parse("-A INPUT -j ACCEPT\n", false, Origin::IptablesLegacy, "iptables-save").unwrap_err();
-        assert_eq!(bad.line, 1);
+        assert_eq!(bad.line, Some(1));
+        assert_eq!(bad.input, Some(crate::collect::Input::Command("iptables-save".into())));
+        assert_eq!(bad.to_string(), "iptables-save output line 1: a chain or rule before any `*table` line");
+    }
+
+    #[test]
+    fn a_recorded_save_that_cannot_be_read_names_the_program_and_line() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/firewall/iptables_save_drop.txt");
+        let recorded = std::fs::read_to_string(fixture).unwrap();
+        let program = Some(crate::collect::Input::Command("iptables-legacy-save".into()));
+        // The `*filter` line lost: the chain declared after it has no table.
+        let lost = recorded.replacen("*filter\n", "", 1);
+        let e = parse(&lost, false, Origin::IptablesLegacy, "iptables-legacy-save").unwrap_err();
+        assert_eq!((&e.input, e.line), (&program, Some(2)));
+        assert_eq!(e.reason, "a chain or rule before any `*table` line");
+        // A rule with an unclosed quote, on the sixth line.
+        let open = recorded.replacen("-A INPUT -i lo -j ACCEPT", "-A INPUT -m comment --comment \"open", 1);
+        let e = parse(&open, false, Origin::IptablesLegacy, "iptables-legacy-save").unwrap_err();
+        assert_eq!((&e.input, e.line, e.reason.as_str()), (&program, Some(6), "an unclosed quote"));
+        assert_eq!(e.to_string(), "iptables-legacy-save output line 6: an unclosed quote");
     }
 
     #[test]

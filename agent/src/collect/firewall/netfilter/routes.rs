@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::values;
+use crate::collect::ParseError;
 use crate::collect::firewall::intervals::{IntervalSet, V4_MAX, V6_MAX};
 
 /// One route of the main table.
@@ -35,10 +36,11 @@ pub struct Routes {
 impl Routes {
     /// Adds what `ip -4|-6 -j route show table all` printed (entries of the
     /// other family are skipped).
-    pub fn read(&mut self, text: &str, v6: bool) -> Result<(), String> {
+    pub fn read(&mut self, text: &str, v6: bool) -> Result<(), ParseError> {
+        let printed = |what: String| ParseError::new(what).in_command("ip -j route");
         let doc: Value =
-            serde_json::from_str(text).map_err(|e| format!("ip -j route output is malformed: {e}"))?;
-        let items = doc.as_array().ok_or("ip -j route output is not a JSON array")?;
+            serde_json::from_str(text).map_err(|e| printed(format!("output is malformed: {e}")))?;
+        let items = doc.as_array().ok_or_else(|| printed("output is not a JSON array".into()))?;
         self.known = true;
         let bits = if v6 { 128 } else { 32 };
         for r in items {
