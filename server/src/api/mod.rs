@@ -30,14 +30,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::Path;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -47,11 +45,14 @@ use crate::identity::registry::AgentRegistry;
 use crate::store::Store;
 
 mod access;
+mod agents;
 mod changes;
+mod controls;
 mod errors;
 mod exceptions;
 mod export;
 mod headers;
+mod hosts;
 mod log;
 mod mappings;
 mod policy;
@@ -123,8 +124,8 @@ pub const WRITE_ROUTES: &[(&str, &str)] = &[
 
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
-        .route("/api/v1/hosts", get(hosts))
-        .route("/api/v1/hosts/{agent_id}", get(host))
+        .route("/api/v1/hosts", get(hosts::list))
+        .route("/api/v1/hosts/{agent_id}", get(hosts::one))
         .route("/api/v1/hosts/{agent_id}/tags", axum::routing::put(tags::put))
         .route("/api/v1/policy", get(policy::show))
         .route("/api/v1/mappings", get(mappings::list))
@@ -136,8 +137,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/log/consistency", get(log::consistency))
         .route("/api/v1/records/{agent_id}/{seq}", get(records::one))
         .route("/api/v1/webhooks/deliveries", get(webhooks::deliveries))
-        .route("/api/v1/controls", get(controls))
-        .route("/api/v1/effectiveness", get(effectiveness))
+        .route("/api/v1/controls", get(controls::list))
+        .route("/api/v1/effectiveness", get(controls::effectiveness))
         .route("/api/v1/export", get(export::bundle))
         .route("/api/v1/risks", get(risks::list).post(risks::create))
         .route("/api/v1/risks/matrix", get(risks::matrix))
@@ -147,8 +148,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/exceptions/{id}/withdraw", post(exceptions::withdraw))
         .route("/api/v1/gaps", get(gaps))
         .route("/api/v1/security-events", get(security_events::list))
-        .route("/api/v1/agents/{agent_id}/revoke", post(revoke))
-        .route("/api/v1/agents/{agent_id}/collect", post(collect_now))
+        .route("/api/v1/agents/{agent_id}/revoke", post(agents::revoke))
+        .route("/api/v1/agents/{agent_id}/collect", post(agents::collect_now))
         .route("/api/v1/audit-trail", get(audit_trail))
         .route_layer(middleware::from_fn_with_state(state.clone(), access::require_token));
     Router::new()
@@ -181,20 +182,14 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AsOfQuery {
-    as_of: Option<String>,
-}
-
-/// Query parameter `name` as an RFC 3339 time, not in the future; the error
-/// says why not.
 /// Field `name` as an RFC 3339 time; the error says what is expected.
 fn rfc3339(name: &str, text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|_| format!("{name} must be an RFC 3339 time such as 2026-11-23T12:00:00Z"))
 }
 
+/// Query parameter `name` as an RFC 3339 time, not in the future; the error
+/// says why not.
 fn parse_time(
     name: &str,
     value: Option<&str>,
@@ -206,169 +201,6 @@ fn parse_time(
         return Err(format!("{name} lies in the future"));
     }
     Ok(Some(t))
-}
-
-async fn hosts(
-    State(s): State<HttpState>,
-    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
-    };
-    let now = OffsetDateTime::now_utc();
-    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
-        Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
-    };
-    match blocking(move || Ok(views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, None)?))
-        .await
-    {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn host(
-    State(s): State<HttpState>,
-    Path(agent_id): Path<String>,
-    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
-    };
-    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
-        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
-    }
-    let now = OffsetDateTime::now_utc();
-    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
-        Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
-    };
-    let only = agent_id.clone();
-    let read = move || {
-        let mut found = views::hosts(&s.store, &s.config, &s.policy.current(), now, as_of, Some(&only))?
-            .into_iter()
-            .find(|h| h.host.agent_id == only);
-        if let Some(h) = found.as_mut() {
-            let at = as_of.unwrap_or(now).unix_timestamp();
-            h.requirements = Some(s.store.host_standings_at(&only, at)?);
-        }
-        Ok(found)
-    };
-    match blocking(read).await {
-        Ok(v) => match v {
-            Some(h) => Json(h).into_response(),
-            None => error(StatusCode::NOT_FOUND, "no such host (at that time)"),
-        },
-        Err(r) => r,
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ControlsQuery {
-    framework: Option<String>,
-    /// A host group: only hosts with this tag.
-    group: Option<String>,
-    as_of: Option<String>,
-}
-
-async fn controls(
-    State(s): State<HttpState>,
-    q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "unknown query parameter; allowed: framework, group (a host tag), as_of",
-        );
-    };
-    let now = OffsetDateTime::now_utc();
-    let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
-        Ok(t) => t,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
-    };
-    match blocking(move || {
-        Ok(views::controls(
-            views::Sources {
-                store: &s.store,
-                fleet: &s.fleet,
-                catalog: &s.catalog.current(),
-                config: &s.config,
-                rules: &s.policy.current(),
-            },
-            now,
-            q.framework.as_deref(),
-            q.group.as_deref(),
-            as_of,
-        )?)
-    })
-    .await
-    {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown framework {unknown:?}")),
-        Err(r) => r,
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EffectivenessQuery {
-    control: String,
-    from: String,
-    to: Option<String>,
-    points: Option<u32>,
-    group: Option<String>,
-}
-
-/// `GET /api/v1/effectiveness?control=ID&from=T1[&to=T2][&points=N]`: the
-/// control's effectiveness (passing / in scope) at N evenly spaced times.
-async fn effectiveness(
-    State(s): State<HttpState>,
-    q: Result<Query<EffectivenessQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "parameters: control (required), from (required), to, points, group (a host tag)",
-        );
-    };
-    let now = OffsetDateTime::now_utc();
-    let (from, to) = match (parse_time("from", Some(&q.from), now), parse_time("to", q.to.as_deref(), now)) {
-        (Ok(Some(from)), Ok(to)) => (from, to.unwrap_or(now)),
-        (Err(why), _) | (_, Err(why)) => return error(StatusCode::BAD_REQUEST, &why),
-        (Ok(None), _) => return error(StatusCode::BAD_REQUEST, "from is required"),
-    };
-    if to < from {
-        return error(StatusCode::BAD_REQUEST, "to lies before from");
-    }
-    let points = q.points.unwrap_or(30);
-    if points == 0 || points > views::MAX_POINTS {
-        return error(StatusCode::BAD_REQUEST, &format!("points must be 1 to {}", views::MAX_POINTS));
-    }
-    let control = q.control.clone();
-    match blocking(move || {
-        Ok(views::effectiveness(
-            views::Sources {
-                store: &s.store,
-                fleet: &s.fleet,
-                catalog: &s.catalog.current(),
-                config: &s.config,
-                rules: &s.policy.current(),
-            },
-            q.group.as_deref(),
-            &control,
-            from,
-            to,
-            points,
-        )?)
-    })
-    .await
-    {
-        Ok(Ok(series)) => Json(json!({"control_id": q.control, "points": series})).into_response(),
-        Ok(Err(unknown)) => error(StatusCode::BAD_REQUEST, &format!("unknown control {unknown:?}")),
-        Err(r) => r,
-    }
 }
 
 /// `GET audit-trail` (admin only): who read what, newest first.
@@ -388,42 +220,6 @@ async fn audit_trail(
 async fn gaps(State(s): State<HttpState>) -> Response {
     match blocking(move || Ok(s.store.gaps()?)).await {
         Ok(v) => Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-/// Revokes an agent: its calls are refused from now on and its open
-/// evidence streams end at their next batch.
-async fn revoke(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
-    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
-        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
-    }
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let id = agent_id.clone();
-    match blocking(move || Ok(s.agents.revoke(&id, now)?)).await {
-        Ok(true) => {
-            tracing::warn!(agent_id, "agent revoked");
-            Json(json!({"agent_id": agent_id, "revoked": true})).into_response()
-        }
-        Ok(false) => error(StatusCode::NOT_FOUND, "no such active agent"),
-        Err(r) => r,
-    }
-}
-
-async fn collect_now(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
-    if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
-        return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
-    }
-    let id = agent_id.clone();
-    let poll = s.config.policy.poll_seconds;
-    match blocking(move || Ok(s.store.request_collection(&id)?)).await {
-        Ok(Some(generation)) => {
-            tracing::info!(agent_id, generation, "fresh collection requested");
-            let body = json!({"agent_id": agent_id, "collect_now_generation": generation,
-                              "within_seconds": poll});
-            (StatusCode::ACCEPTED, Json(body)).into_response()
-        }
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such active agent"),
         Err(r) => r,
     }
 }
