@@ -3,17 +3,18 @@
 //! poll).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::extract::ApiPath;
 use super::{HttpState, blocking, error};
 
 /// Revokes an agent: its calls are refused from now on and its open
 /// evidence streams end at their next batch.
-pub(super) async fn revoke(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
+pub(super) async fn revoke(State(s): State<HttpState>, ApiPath(agent_id): ApiPath<String>) -> Response {
     if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
         return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
     }
@@ -29,7 +30,7 @@ pub(super) async fn revoke(State(s): State<HttpState>, Path(agent_id): Path<Stri
     }
 }
 
-pub(super) async fn collect_now(State(s): State<HttpState>, Path(agent_id): Path<String>) -> Response {
+pub(super) async fn collect_now(State(s): State<HttpState>, ApiPath(agent_id): ApiPath<String>) -> Response {
     if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
         return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
     }

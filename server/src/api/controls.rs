@@ -4,13 +4,14 @@
 //! [`views::effectiveness`].
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, blocking, error, parse_time, views};
 
 #[derive(Deserialize)]
@@ -22,16 +23,11 @@ pub(super) struct ControlsQuery {
     as_of: Option<String>,
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<ControlsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "unknown query parameter; allowed: framework, group (a host tag), as_of",
-        );
-    };
+impl Params for ControlsQuery {
+    const ALLOWED: &'static str = "framework, group (a host tag), as_of";
+}
+
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<ControlsQuery>) -> Response {
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
         Ok(t) => t,
@@ -70,18 +66,16 @@ pub(super) struct EffectivenessQuery {
     group: Option<String>,
 }
 
+impl Params for EffectivenessQuery {
+    const ALLOWED: &'static str = "control (required), from (required), to, points, group (a host tag)";
+}
+
 /// `GET /api/v1/effectiveness?control=ID&from=T1[&to=T2][&points=N]`: the
 /// control's effectiveness (passing / in scope) at N evenly spaced times.
 pub(super) async fn effectiveness(
     State(s): State<HttpState>,
-    q: Result<Query<EffectivenessQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<EffectivenessQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "parameters: control (required), from (required), to, points, group (a host tag)",
-        );
-    };
     let now = OffsetDateTime::now_utc();
     let (from, to) = match (parse_time("from", Some(&q.from), now), parse_time("to", q.to.as_deref(), now)) {
         (Ok(Some(from)), Ok(to)) => (from, to.unwrap_or(now)),

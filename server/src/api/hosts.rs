@@ -3,12 +3,13 @@
 //! [`views::hosts`]); one host also with its requirements' standings.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::extract::{ApiPath, ApiQuery, Params};
 use super::{HttpState, blocking, error, parse_time, views};
 
 #[derive(Deserialize)]
@@ -17,13 +18,11 @@ pub(super) struct AsOfQuery {
     as_of: Option<String>,
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
-    };
+impl Params for AsOfQuery {
+    const ALLOWED: &'static str = "as_of";
+}
+
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<AsOfQuery>) -> Response {
     let now = OffsetDateTime::now_utc();
     let as_of = match parse_time("as_of", q.as_of.as_deref(), now) {
         Ok(t) => t,
@@ -39,12 +38,9 @@ pub(super) async fn list(
 
 pub(super) async fn one(
     State(s): State<HttpState>,
-    Path(agent_id): Path<String>,
-    q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
+    ApiPath(agent_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AsOfQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: as_of");
-    };
     if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
         return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
     }

@@ -35,6 +35,7 @@ mod controls;
 mod errors;
 mod exceptions;
 mod export;
+mod extract;
 mod headers;
 mod hosts;
 mod log;
