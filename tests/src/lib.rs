@@ -315,9 +315,19 @@ fn facts_for(id: &str, status: CheckStatus) -> serde_json::Map<String, serde_jso
     }
 }
 
+/// Every write route (any method but GET) in the server's route table
+/// (`custos_server::api::routes::ROUTES`): method and path template.
+pub fn write_routes() -> Vec<(&'static str, &'static str)> {
+    custos_server::api::routes::ROUTES
+        .iter()
+        .filter(|r| r.method != reqwest::Method::GET)
+        .map(|r| (r.method.as_str(), r.path))
+        .collect()
+}
+
 /// A route template as the router spells it (`/api/v1/risks/{id}/accept`,
-/// see `custos_server::api::WRITE_ROUTES`) with each `{name}` replaced by
-/// its value in `params`; a parameter without a value is a test bug.
+/// see [`write_routes`]) with each `{name}` replaced by its value in
+/// `params`; a parameter without a value is a test bug.
 pub fn fill_route(template: &str, params: &[(&str, &str)]) -> String {
     template
         .split('/')

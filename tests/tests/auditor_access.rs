@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
-use custos_server::api::WRITE_ROUTES;
 use custos_server::app::create_api_token;
 use custos_server::store::tokens::{ApiRole, NewApiToken};
-use custos_tests::{TestAgent, TestServer, core_results, fill_route, rfc3339};
+use custos_tests::{TestAgent, TestServer, core_results, fill_route, rfc3339, write_routes};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -200,8 +199,8 @@ async fn state_of(server: &TestServer, agent: &str) -> Value {
     })
 }
 
-/// Every write route (`WRITE_ROUTES`, which the server holds complete:
-/// an unlisted write is never served) refuses auditor and viewer tokens
+/// Every write route (the server's route table, which is complete: a
+/// route it does not list is never served) refuses auditor and viewer tokens
 /// with 403, each with a request an admin would have had served, and
 /// nothing changes; the same requests from an admin then change what was
 /// compared, so the comparison could have failed.
@@ -258,7 +257,7 @@ async fn every_write_route_refuses_auditor_and_viewer_tokens_and_changes_nothing
     let auditor = create_api_token(&server.dir, &NewApiToken::new(ApiRole::Auditor, "Erika Audit")).unwrap();
     let viewer = server.read_token();
     for (who, token) in [("auditor", &auditor), ("viewer", &viewer)] {
-        for (method, template) in WRITE_ROUTES {
+        for (method, template) in write_routes() {
             let (path, body) = request(method, template);
             let (status, e) = send(&server, token, method, &path, body).await;
             assert_eq!(status, 403, "{who}: {method} {path}: {e}");
@@ -268,7 +267,7 @@ async fn every_write_route_refuses_auditor_and_viewer_tokens_and_changes_nothing
     assert_eq!(state_of(&server, &agent).await, before, "a refused write changed something");
     // Each refused auditor write is in the audit trail as refused.
     let (_, trail) = server.api("/api/v1/audit-trail").await;
-    for (method, template) in WRITE_ROUTES {
+    for (method, template) in write_routes() {
         let (path, _) = request(method, template);
         assert!(
             trail.as_array().unwrap().iter().any(|r| r["name"] == "Erika Audit"
@@ -281,7 +280,7 @@ async fn every_write_route_refuses_auditor_and_viewer_tokens_and_changes_nothing
 
     // The same requests from an admin are served (the revocation last), and
     // each part compared above shows them.
-    let mut admin_order = WRITE_ROUTES.to_vec();
+    let mut admin_order = write_routes();
     admin_order.sort_by_key(|(_, t)| t.ends_with("/revoke"));
     for (method, template) in admin_order {
         let (path, body) = request(method, template);

@@ -260,17 +260,47 @@ async fn enrollment_tokens_are_refused_past_their_uses_or_lifetime() {
     assert!(!tmp.path().join("second/agent.toml").exists());
 }
 
+/// Each read route behind a token in the server's route table, with a
+/// request for it and the status an admin gets on a fresh server: 200, or
+/// 404 where it names an object that does not exist; a route added to the
+/// table is in this test without a line here.
+fn read_requests() -> Vec<(String, u16)> {
+    use custos_server::api::routes::{Access, ROUTES};
+    let mut out = Vec::new();
+    for r in ROUTES.iter().filter(|r| r.method == reqwest::Method::GET && r.access != Access::Open) {
+        let path = custos_tests::fill_route(
+            r.path,
+            &[("agent_id", "0123456789abcdef0123456789abcdef"), ("id", "999999999"), ("seq", "1")],
+        );
+        let with = |query: &str| format!("{path}?{query}");
+        match r.path {
+            "/api/v1/effectiveness" => {
+                out.push((with("control=iso27001:2022/A.8.20&from=2026-01-01T00:00:00Z&points=2"), 200));
+            }
+            "/api/v1/risks" => out.extend([(path.clone(), 200), (with("status=all&format=csv"), 200)]),
+            "/api/v1/log/consistency" => out.push((with("from=0&to=0"), 200)),
+            // A fresh server's log has no checkpoint and no leaf yet, so
+            // nothing to prove and nothing to export.
+            "/api/v1/log/checkpoint" => out.push((path, 404)),
+            "/api/v1/log/inclusion" => out.push((with("index=0&size=1"), 400)),
+            "/api/v1/export" => out.push((with("from=2026-01-01T00:00:00Z"), 400)),
+            _ => out.push((path, if r.path.contains('{') { 404 } else { 200 })),
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_requires_a_valid_token() {
     let server = TestServer::start().await;
-    for route in custos_server::api::API_ROUTES {
+    for (route, expected) in read_requests() {
+        let route = route.as_str();
         let (status, _) = server.api_with(route, None).await;
         assert_eq!(status, 401, "{route} without a token");
         let (status, _) = server.api_with(route, Some("cadm_wrong")).await;
         assert_eq!(status, 401, "{route} with a wrong token");
         let (status, _) = server.api(route).await;
         // A route naming an object that does not exist answers 404, but only once authenticated.
-        let expected = if route.contains("0123456789abcdef") { 404 } else { 200 };
         assert_eq!(status, expected, "{route} with the admin token");
     }
     // Write routes need a valid token too (that read-only tokens get 403 on
@@ -278,7 +308,7 @@ async fn every_api_route_requires_a_valid_token() {
     let read_token = server.read_token();
     assert_eq!(server.api_with("/api/v1/hosts", Some(&read_token)).await.0, 200);
     let client = reqwest::Client::new();
-    for (method, template) in custos_server::api::WRITE_ROUTES {
+    for (method, template) in custos_tests::write_routes() {
         let path =
             custos_tests::fill_route(template, &[("agent_id", "0123456789abcdef"), ("id", "999999999")]);
         for token in [None, Some("cadm_wrong")] {

@@ -1,22 +1,28 @@
-//! Who may see what, enforced for every `/api/` route in one place.
+//! Who may see what, enforced for every `/api/` route in one place, by the
+//! entry of [`super::routes::ROUTES`] for the route the router matched
+//! (method and path template).
 //!
 //! - Every route needs a valid, unexpired bearer token (401 otherwise).
-//! - A write (any method but GET and HEAD) is served only on the routes
-//!   listed in [`super::WRITE_ROUTES`] (405 otherwise, whatever the role), so
-//!   that list is every write the API has.
-//! - Writes (any method but GET) need the admin role (403 otherwise).
-//! - Auditors read only the routes in [`AUDITOR_ROUTES`]; when their token
-//!   is limited to a window of evidence time, every time a request names
-//!   (`as_of`, `from`, `to`) must lie inside it, and a request naming none
-//!   is answered as of the window's end; when limited to a set of controls,
-//!   answers are cut down to those controls (other controls, risks and
-//!   change-log rows are left out; naming one directly is 403; exports,
-//!   whose signed records cannot be cut down, are refused).
+//! - A request whose method and route have no entry is 405, whatever the
+//!   role (HEAD has the GET entry), so nothing the table does not list is
+//!   served.
+//! - Any method but GET needs the admin role (403 "this token may only
+//!   read" otherwise), whatever the entry says.
+//! - The entry's [`Access`] names the roles that may call the route (403
+//!   otherwise); auditors read only the [`Access::AnyRole`] and
+//!   [`Access::AdminOrAuditor`] routes.
+//! - When an auditor's token is limited to a window of evidence time,
+//!   every time a request names (`as_of`, `from`, `to`) must lie inside it,
+//!   and a request naming none is answered as of the window's end; when
+//!   limited to a set of controls, answers are cut down to those controls
+//!   (other controls, risks and change-log rows are left out; naming one
+//!   directly is 403; exports, whose signed records cannot be cut down, are
+//!   refused).
 //! - Every request an auditor makes is kept in the audit trail (who, when,
-//!   what, and the answer's status).
+//!   what, and the answer's status), refused ones too.
 //!
-//! Invariant: a route added to the API is refused to auditors until it is
-//! listed here.
+//! Invariant: a route added to the table is refused to auditors unless its
+//! entry names them.
 
 use std::sync::Arc;
 
@@ -29,24 +35,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::routes::{self, Access, Route};
 use super::{HttpState, error, internal};
 use crate::identity::secrets::token_hash;
 use crate::store::tokens::{ApiRole, AuditEntry, Caller};
-
-/// Route prefixes (under `/api/v1/`) auditors may read.
-pub const AUDITOR_ROUTES: &[&str] = &[
-    "hosts",
-    "controls",
-    "effectiveness",
-    "risks",
-    "exceptions",
-    "policy",
-    "mappings",
-    "changes",
-    "records",
-    "log",
-    "export",
-];
 
 /// The largest answer body that is cut down to an auditor's controls.
 const MAX_FILTERED_BODY: usize = 64 * 1024 * 1024;
@@ -72,13 +64,8 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
         Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
-    let refused = if !listed(req.method(), req.extensions().get::<MatchedPath>().map(MatchedPath::as_str)) {
-        Some(error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method"))
-    } else if req.method() != Method::GET && caller.role != ApiRole::Admin {
-        Some(error(StatusCode::FORBIDDEN, "this token may only read"))
-    } else {
-        None
-    };
+    let route = req.extensions().get::<MatchedPath>().and_then(|p| routes::find(req.method(), p.as_str()));
+    let refused = refusal(req.method(), route, caller.role);
     req.extensions_mut().insert(caller.clone());
     if caller.role != ApiRole::Auditor {
         return match refused {
@@ -116,14 +103,24 @@ pub(super) async fn require_token(State(state): State<HttpState>, mut req: Reque
     }
 }
 
-/// Whether a request may reach its route's handler: reads always, writes
-/// only on a route in [`super::WRITE_ROUTES`] (matched by the router's path
-/// template, not the request's path).
-fn listed(method: &Method, route: Option<&str>) -> bool {
-    if method == Method::GET || method == Method::HEAD {
-        return true;
+/// Why a caller of `role` may not have `method` served on the matched
+/// route, whose table entry is `route`; `None` if they may.
+fn refusal(method: &Method, route: Option<&Route>, role: ApiRole) -> Option<Response> {
+    let Some(route) = route else {
+        return Some(error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method"));
+    };
+    // Reads are GET only: a write is refused to read roles before the
+    // entry is asked, so a write listed with a read access is not served.
+    if method != Method::GET && role != ApiRole::Admin {
+        return Some(error(StatusCode::FORBIDDEN, "this token may only read"));
     }
-    route.is_some_and(|r| super::WRITE_ROUTES.iter().any(|(m, p)| *p == r && *m == method.as_str()))
+    let why = match role {
+        _ if route.access.allows(role) => return None,
+        ApiRole::Auditor => "auditor tokens may not read this route",
+        _ if route.access == Access::Admin => "this route is for admin tokens",
+        _ => "viewer tokens may not read this route",
+    };
+    Some(error(StatusCode::FORBIDDEN, why))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -144,9 +141,6 @@ fn auditor_request(caller: &Caller, uri: &Uri, now: i64) -> Result<Uri, (StatusC
     let path = uri.path();
     let route = path.strip_prefix("/api/v1/").unwrap_or("");
     let first = route.split('/').next().unwrap_or("");
-    if !AUDITOR_ROUTES.contains(&first) {
-        return Err((StatusCode::FORBIDDEN, "auditor tokens may not read this route".to_string()));
-    }
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();

@@ -2,13 +2,13 @@
 //! the record that decided each change and the policy and mapping versions.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, blocking, error, parse_time};
 use crate::store::requirements::ChangeFilter;
 
@@ -25,16 +25,11 @@ pub(super) struct ChangesQuery {
     limit: Option<u32>,
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<ChangesQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "unknown query parameter; allowed: agent, requirement (id or prefix), from, to (RFC 3339), limit",
-        );
-    };
+impl Params for ChangesQuery {
+    const ALLOWED: &'static str = "agent, requirement (id or prefix), from, to (RFC 3339), limit";
+}
+
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<ChangesQuery>) -> Response {
     let now = OffsetDateTime::now_utc();
     let (from, to) =
         match (parse_time("from", q.from.as_deref(), now), parse_time("to", q.to.as_deref(), now)) {

@@ -1,6 +1,7 @@
 //! Every error answer is JSON (`{"error": "..."}`), also the ones the
-//! framework writes itself: a path value that does not parse, a body that is
-//! not JSON, a method a route does not take. Clients then read one shape.
+//! framework writes itself in plain text (a rejection of an extractor other
+//! than those of [`super::extract`], which answer JSON already). Clients
+//! then read one shape.
 //!
 //! Invariant: only error answers with a plain-text body are rewritten, and
 //! only their body (status and headers stay).

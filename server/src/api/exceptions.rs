@@ -2,14 +2,14 @@
 //! admin tokens record one or withdraw one.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::extract::{ApiJson, ApiPath};
 use super::{HttpState, blocking, error, rfc3339};
 use crate::compliance::exception::NewException;
 
@@ -44,14 +44,7 @@ pub(super) struct CreateBody {
     actor: String,
 }
 
-pub(super) async fn create(
-    State(s): State<HttpState>,
-    body: Result<Json<CreateBody>, JsonRejection>,
-) -> Response {
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("request body: {}", e.body_text())),
-    };
+pub(super) async fn create(State(s): State<HttpState>, ApiJson(b): ApiJson<CreateBody>) -> Response {
     let expires = match rfc3339("expires_at", &b.expires_at) {
         Ok(t) => t,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
@@ -79,7 +72,7 @@ pub(super) async fn create(
     }
 }
 
-pub(super) async fn withdraw(State(s): State<HttpState>, Path(id): Path<i64>) -> Response {
+pub(super) async fn withdraw(State(s): State<HttpState>, ApiPath(id): ApiPath<i64>) -> Response {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let wake = s.reevaluate.clone();
     match blocking(move || Ok(s.store.withdraw_exception(id, now)?)).await {

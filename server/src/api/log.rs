@@ -5,14 +5,14 @@
 //! `log/consistency?from=M&to=N`. Hashes are standard base64.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, blocking, error};
 
 fn b64(h: &[u8]) -> String {
@@ -40,13 +40,11 @@ pub(super) struct InclusionQuery {
     size: u64,
 }
 
-pub(super) async fn inclusion(
-    State(s): State<HttpState>,
-    q: Result<Query<InclusionQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "parameters: size (required), and index, or agent and seq");
-    };
+impl Params for InclusionQuery {
+    const ALLOWED: &'static str = "size (required), and index, or agent and seq";
+}
+
+pub(super) async fn inclusion(State(s): State<HttpState>, ApiQuery(q): ApiQuery<InclusionQuery>) -> Response {
     let found = blocking(move || {
         let index = match (q.index, q.agent, q.seq) {
             (Some(i), None, None) => Some(i),
@@ -78,13 +76,14 @@ pub(super) struct ConsistencyQuery {
     to: u64,
 }
 
+impl Params for ConsistencyQuery {
+    const ALLOWED: &'static str = "from (required), to (required): tree sizes";
+}
+
 pub(super) async fn consistency(
     State(s): State<HttpState>,
-    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "parameters: from and to (tree sizes)");
-    };
     match blocking(move || Ok(s.store.tlog_consistency(q.from, q.to)?)).await {
         Ok(Ok(p)) => Json(json!({
             "old_size": p.old_size,

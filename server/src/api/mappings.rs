@@ -11,12 +11,13 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, error};
 use crate::compliance::catalog::Catalog;
 
@@ -27,13 +28,11 @@ pub(super) struct MappingsQuery {
     framework: Option<String>,
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<MappingsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: check, framework");
-    };
+impl Params for MappingsQuery {
+    const ALLOWED: &'static str = "check, framework";
+}
+
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<MappingsQuery>) -> Response {
     match answer(&s.catalog.current(), q.check.as_deref(), q.framework.as_deref()) {
         Ok(v) => Json(v).into_response(),
         Err(why) => error(StatusCode::BAD_REQUEST, &why),

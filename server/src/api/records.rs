@@ -2,13 +2,17 @@
 //! the standard DSSE JSON envelope, so the evidence behind a state or a
 //! risk can be fetched and verified with any DSSE tool.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::extract::ApiPath;
 use super::{HttpState, blocking, error};
 
-pub(super) async fn one(State(s): State<HttpState>, Path((agent_id, seq)): Path<(String, u64)>) -> Response {
+pub(super) async fn one(
+    State(s): State<HttpState>,
+    ApiPath((agent_id, seq)): ApiPath<(String, u64)>,
+) -> Response {
     if !custos_proto::evidence::statement::is_token(&agent_id, 64) {
         return error(StatusCode::BAD_REQUEST, "agent id must be a short token");
     }

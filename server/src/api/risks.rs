@@ -7,14 +7,14 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::extract::{ApiJson, ApiPath, ApiQuery, BadRequest, Params};
 use super::{HttpState, blocking, error, internal, rfc3339};
 use crate::register::lifecycle::{ManualRisk, Patch, accept, create_manual, update};
 use crate::register::{Level, RiskError, Status, Transition, Treatment, export};
@@ -32,7 +32,9 @@ pub(super) struct ListQuery {
     format: Option<String>,
 }
 
-const LIST_PARAMS: &str = "allowed: status (live, all, or a comma list of pending, open, in_treatment, accepted, closed), level (low, medium, high, very_high), owner, requirement (id or prefix), origin (evidence, manual), format (json, csv)";
+impl Params for ListQuery {
+    const ALLOWED: &'static str = "status (live, all, or a comma list of pending, open, in_treatment, accepted, closed), level (low, medium, high, very_high), owner, requirement (id or prefix), origin (evidence, manual), format (json, csv)";
+}
 
 /// The filter a query asks for ([`RiskFilter::parse`] against the
 /// catalog); the error names the bad value.
@@ -50,16 +52,12 @@ fn filter(q: &ListQuery, catalog: &crate::compliance::catalog::Catalog) -> Resul
     )
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, &format!("unknown query parameter; {LIST_PARAMS}"));
-    };
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<ListQuery>) -> Response {
     let f = match filter(&q, &s.catalog.current()) {
         Ok(f) => f,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &format!("{why}; {LIST_PARAMS}")),
+        Err(why) => {
+            return error(StatusCode::BAD_REQUEST, &format!("{why}; allowed: {}", ListQuery::ALLOWED));
+        }
     };
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -87,7 +85,7 @@ pub(super) async fn list(
     }
 }
 
-pub(super) async fn one(State(s): State<HttpState>, Path(id): Path<i64>) -> Response {
+pub(super) async fn one(State(s): State<HttpState>, ApiPath(id): ApiPath<i64>) -> Response {
     let found = blocking(move || {
         let Some(entry) = s.store.risk(id)? else { return Ok(None) };
         Ok(Some((entry, s.store.risk_history(id)?)))
@@ -125,10 +123,6 @@ fn refused(e: RiskError) -> Response {
         RiskError::Invalid(m) => error(StatusCode::BAD_REQUEST, &m),
         e @ RiskError::State { .. } => error(StatusCode::CONFLICT, &e.to_string()),
     }
-}
-
-fn body_error(e: JsonRejection) -> Response {
-    error(StatusCode::BAD_REQUEST, &format!("request body: {}", e.body_text()))
 }
 
 /// A likelihood or impact: a step number or a label of the matrix.
@@ -174,14 +168,7 @@ pub(super) struct CreateBody {
     requirement: Option<String>,
 }
 
-pub(super) async fn create(
-    State(s): State<HttpState>,
-    body: Result<Json<CreateBody>, JsonRejection>,
-) -> Response {
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return body_error(e),
-    };
+pub(super) async fn create(State(s): State<HttpState>, ApiJson(b): ApiJson<CreateBody>) -> Response {
     let (likelihood, impact) = match (step(&s, &b.likelihood, false), step(&s, &b.impact, true)) {
         (Ok(l), Ok(i)) => (l, i),
         (Err(why), _) | (_, Err(why)) => return error(StatusCode::BAD_REQUEST, &why),
@@ -228,13 +215,9 @@ pub(super) struct PatchBody {
 
 pub(super) async fn patch(
     State(s): State<HttpState>,
-    Path(id): Path<i64>,
-    body: Result<Json<PatchBody>, JsonRejection>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<PatchBody>,
 ) -> Response {
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return body_error(e),
-    };
     let rated = |r: &Option<Rated>| -> Result<Option<(u8, u8)>, String> {
         r.as_ref().map(|r| Ok((step(&s, &r.likelihood, false)?, step(&s, &r.impact, true)?))).transpose()
     };
@@ -265,19 +248,20 @@ pub(super) struct AcceptBody {
 
 pub(super) async fn accept_risk(
     State(s): State<HttpState>,
-    Path(id): Path<i64>,
-    body: Result<Json<AcceptBody>, JsonRejection>,
+    ApiPath(id): ApiPath<i64>,
+    // Its refusal is answered after the entry is looked up: an unknown
+    // entry is 404 whatever the body says.
+    body: Result<ApiJson<AcceptBody>, BadRequest>,
 ) -> Response {
-    // An unknown entry is 404 whatever the body says.
     let store = s.store.clone();
     match blocking(move || Ok(store.risk(id)?.is_some())).await {
         Ok(true) => {}
         Ok(false) => return error(StatusCode::NOT_FOUND, "no such risk"),
         Err(r) => return r,
     }
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return body_error(e),
+    let ApiJson(b) = match body {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let expires = match rfc3339("expires_at", &b.expires_at) {
         Ok(t) => t,

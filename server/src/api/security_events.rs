@@ -11,14 +11,14 @@
 //! was at the first page (events opened since come first on a new listing).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, blocking, error, rfc3339};
 use crate::store::security_events::EventFilter;
 
@@ -38,19 +38,11 @@ pub(super) struct EventsQuery {
     cursor: Option<String>,
 }
 
-pub(super) async fn list(
-    State(s): State<HttpState>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "unknown or malformed query parameter; allowed: kind, source, since, until (RFC 3339), \
-                 limit (1 to {MAX_LIMIT}), cursor"
-            ),
-        );
-    };
+impl Params for EventsQuery {
+    const ALLOWED: &'static str = "kind, source, since, until (RFC 3339), limit (1 to 1000), cursor";
+}
+
+pub(super) async fn list(State(s): State<HttpState>, ApiQuery(q): ApiQuery<EventsQuery>) -> Response {
     let filter = match filter(q) {
         Ok(f) => f,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
@@ -94,4 +86,14 @@ fn filter(q: EventsQuery) -> Result<EventFilter, String> {
         }
     }
     Ok(EventFilter { kind: q.kind, source: q.source, since, until, before_id, limit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allowed_parameters_name_the_limit_in_force() {
+        assert!(EventsQuery::ALLOWED.contains(&format!("limit (1 to {MAX_LIMIT})")));
+    }
 }

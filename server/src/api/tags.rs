@@ -3,13 +3,13 @@
 //! reports, which controls apply.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::{ApiJson, ApiPath};
 use super::{HttpState, blocking, error};
 
 use custos_proto::evidence::statement::{MAX_TAGS, is_tag};
@@ -22,13 +22,9 @@ pub(super) struct TagsBody {
 
 pub(super) async fn put(
     State(s): State<HttpState>,
-    Path(agent_id): Path<String>,
-    body: Result<Json<TagsBody>, JsonRejection>,
+    ApiPath(agent_id): ApiPath<String>,
+    ApiJson(b): ApiJson<TagsBody>,
 ) -> Response {
-    let b = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("request body: {}", e.body_text())),
-    };
     if b.tags.len() > MAX_TAGS {
         return error(StatusCode::BAD_REQUEST, &format!("at most {MAX_TAGS} tags"));
     }

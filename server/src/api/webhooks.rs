@@ -2,12 +2,12 @@
 //! delivery with its attempts.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::extract::{ApiQuery, Params};
 use super::{HttpState, blocking, error};
 
 #[derive(Deserialize)]
@@ -17,13 +17,14 @@ pub(super) struct DeliveriesQuery {
     limit: Option<usize>,
 }
 
+impl Params for DeliveriesQuery {
+    const ALLOWED: &'static str = "status, limit";
+}
+
 pub(super) async fn deliveries(
     State(s): State<HttpState>,
-    q: Result<Query<DeliveriesQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "unknown query parameter; allowed: status, limit");
-    };
     let status = match q.status.as_deref().map(str::parse).transpose() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("status: {e}")),
