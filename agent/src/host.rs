@@ -40,6 +40,20 @@ pub enum HostError {
     Io { what: String, message: String },
 }
 
+impl HostError {
+    /// What went wrong, without the program or path it happened to: for a
+    /// signed reason where the path names a person (`/home/<user>/...`).
+    pub fn cause(&self) -> String {
+        match self {
+            HostError::NotFound { .. } => "not installed".into(),
+            HostError::PermissionDenied { .. } => "permission denied".into(),
+            HostError::Timeout { secs, .. } => format!("no answer within {secs} s"),
+            HostError::NoFile { .. } => "no such file".into(),
+            HostError::Io { message, .. } => message.clone(),
+        }
+    }
+}
+
 /// Runs commands and reads files on the machine being assessed.
 pub trait Host: Send + Sync {
     /// Runs `program` with `args` (no shell), bounded by the host's time limit.

@@ -230,7 +230,8 @@ pub fn judge_kde(system: Option<&str>, users: &[(String, Result<Option<String>, 
                 let parsed = text.as_deref().map(parse_keyfile);
                 effective(parsed.as_ref(), &format!("user {label}"));
             }
-            Err(e) => unreadable.push(format!("user {label}: {e}")),
+            // The error names the file, whose path names the user: only its cause goes in.
+            Err(e) => unreadable.push(format!("user {label}: kscreenlockerrc {}", e.cause())),
         }
     }
     let facts = json!({"autolock": enabled, "timeout_seconds": idle, "lock_grace_seconds": grace,
@@ -444,6 +445,16 @@ mod tests {
         assert_eq!(k[&("Daemon".into(), "Autolock".into())], ("true".into(), true));
         assert_eq!(k[&("Other".into(), "Timeout".into())], ("3".into(), true));
         assert_eq!(k[&("Other".into(), "LockGrace".into())], ("9".into(), false));
+    }
+
+    #[test]
+    fn an_unreadable_user_file_is_unknown_without_naming_the_user() {
+        let denied = HostError::PermissionDenied { what: "/home/alice/.config/kscreenlockerrc".into() };
+        let users = vec![("#1".to_string(), Ok(None)), ("#2".to_string(), Err(denied))];
+        let (status, reason, _) = judge_kde(Some("[Daemon]\nTimeout=5\n"), &users);
+        assert_eq!(status, CheckStatus::Unknown);
+        assert!(reason.contains("user #2: kscreenlockerrc permission denied"), "{reason}");
+        assert!(!reason.contains("alice"), "a user's name is in the signed reason: {reason}");
     }
 
     #[test]
