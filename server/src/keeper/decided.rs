@@ -1,13 +1,13 @@
 //! A stored check result decided under the policy: the agent's signed
-//! status, replaced by the policy's rule over the signed facts where the
-//! policy has one. Both the API's views and the fleet cache decide through
+//! status, replaced by the policy's verdict over the signed facts where the
+//! policy has a rule (the verdict is `compliance::policy`'s; here it is
+//! applied to the store's row). Both the API's views and the fleet cache decide through
 //! here, so a result means the same wherever it is read.
 //!
 //! Invariant: facts that cannot be read make the result unknown with the
 //! reason, never a pass.
 
 use custos_proto::evidence::CheckStatus;
-use custos_proto::evidence::statement::Facts;
 use time::OffsetDateTime;
 
 use crate::compliance::evaluate::CheckEvidence;
@@ -15,29 +15,13 @@ use crate::compliance::policy::{HostFacts, Policy};
 use crate::store::StoreError;
 use crate::store::queries::CheckStateRow;
 
-/// Applies the policy's rule for the row's check to its facts. Facts that
-/// are missing or not an object leave the rule nothing to read: unknown
-/// when a rule exists, never a pass.
+/// Applies the policy's verdict on the row's check and facts
+/// ([`Policy::decide_stored`]) to the row, keeping the agent's own status
+/// beside it when the policy changed it.
 pub fn decide(rules: &Policy, row: &mut CheckStateRow, host: &HostFacts) {
-    if rules.rule(&row.check_id).is_none() {
+    let Some(d) = rules.decide_stored(&row.check_id, row.status, row.facts.as_deref(), host) else {
         return;
-    }
-    let facts: Facts = match row.facts.as_deref().map(serde_json::from_str::<Facts>) {
-        Some(Ok(f)) => f,
-        // Say so rather than judge an empty map: "no such key" would blame
-        // a fact that is there.
-        Some(Err(e)) => {
-            row.by_policy = true;
-            if row.status != CheckStatus::Unknown {
-                row.agent_status = Some(row.status);
-                row.status = CheckStatus::Unknown;
-            }
-            row.reason = Some(format!("the stored facts of {} cannot be read: {e}", row.check_id));
-            return;
-        }
-        None => Facts::new(),
     };
-    let d = rules.decide(&row.check_id, row.status, &facts, host);
     row.by_policy = d.by_rule;
     if d.status != row.status {
         row.agent_status = Some(row.status);

@@ -103,6 +103,33 @@ impl Policy {
         }
     }
 
+    /// The policy's verdict on a stored result, whose facts are the JSON
+    /// text stored with it (`None`: none were stored); `None` when no rule
+    /// covers the check. Facts that cannot be read give `unknown` saying so
+    /// rather than a verdict on an empty map: "no such key" would blame a
+    /// fact that is there.
+    pub fn decide_stored(
+        &self,
+        check: &str,
+        agent_status: CheckStatus,
+        facts: Option<&str>,
+        host: &HostFacts,
+    ) -> Option<Decision> {
+        self.rule(check)?;
+        let facts = match facts.map(serde_json::from_str::<Facts>) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Some(Decision {
+                    status: CheckStatus::Unknown,
+                    reason: Some(format!("the stored facts of {check} cannot be read: {e}")),
+                    by_rule: true,
+                });
+            }
+            None => Facts::new(),
+        };
+        Some(self.decide(check, agent_status, &facts, host))
+    }
+
     fn evaluate(
         &self,
         rule: &Rule,
