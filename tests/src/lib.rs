@@ -15,6 +15,8 @@ use custos_server::app::{self, ServerHandle};
 use custos_server::config::Config;
 use custos_server::datadir::DataDir;
 
+pub mod units;
+
 /// Installs the one TLS crypto provider of the process (aws-lc-rs).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();

@@ -2,12 +2,12 @@
 //! server's stack (database, TLS, gRPC, HTTP server, policy engine), and
 //! its binary judges a real bundle exactly as `custos-server verify` does.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use custos_agent::host::{Host, SystemHost};
 use custos_proto::evidence::CheckStatus;
+use custos_tests::units::workspace_binary as binary;
 use custos_tests::{TestAgent, TestServer, core_results, rfc3339};
 
 /// Crates of the server's stack that must never reach an auditor's build.
@@ -41,20 +41,6 @@ fn the_verifier_builds_without_the_server_stack() {
     assert!(names.contains(&"custos-verify") && names.contains(&"ed25519-dalek"), "{tree}");
     let found: Vec<&&str> = FORBIDDEN.iter().filter(|f| names.contains(f)).collect();
     assert!(found.is_empty(), "custos-verify pulls in {found:?}:\n{tree}");
-}
-
-/// A binary of this workspace, built by `cargo test --workspace` next to the
-/// test executables.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target profile dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace` (it builds every binary)",
-        path.display()
-    );
-    path
 }
 
 /// The body of a GET with the admin token, which must answer 200.
