@@ -32,6 +32,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+pub mod units;
+
 /// Installs the one TLS crypto provider of the process (aws-lc-rs).
 pub fn install_crypto() {
     static ONCE: Once = Once::new();
