@@ -7,7 +7,6 @@
 //! Invariant: facts that cannot be read make the result unknown with the
 //! reason, never a pass.
 
-use custos_proto::evidence::CheckStatus;
 use time::OffsetDateTime;
 
 use crate::compliance::evaluate::CheckEvidence;
@@ -47,6 +46,8 @@ pub fn check_evidence(c: CheckStateRow) -> Result<CheckEvidence, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use custos_proto::evidence::CheckStatus;
+
     use super::*;
 
     #[test]
