@@ -26,6 +26,49 @@ while [ "$1" != -- ]; do
 done
 shift
 
+# PrivateTmp= hides /tmp and /var/tmp, where a checkout (and with it the
+# built agent and seccomp_filter.py) may well live, as in CI's clean clone:
+# the sandbox runs copies from /run, which it keeps visible, read-only.
+stage=$(mktemp -d /run/custos-sandbox.XXXXXX)
+trap 'rm -rf "$stage"' EXIT
+cp "$here/seccomp_filter.py" "$stage/"
+program=$1
+shift
+case "$program" in
+  /tmp/* | /var/tmp/*)
+    cp "$program" "$stage/"
+    program="$stage/$(basename "$program")"
+    ;;
+esac
+set -- "$program" "$@"
+
+# So may tools the test puts on PATH (CI unpacks auditd under target/): each
+# such PATH or LD_LIBRARY_PATH entry is copied into the stage too.
+restage() { # COLON-LIST
+  local entries out=() i=0
+  IFS=: read -ra entries <<<"$1"
+  for entry in "${entries[@]}"; do
+    case "$entry" in
+      /tmp/* | /var/tmp/*)
+        i=$((i + 1))
+        mkdir -p "$stage/dir$i"
+        cp -a "$entry/." "$stage/dir$i/"
+        out+=("$stage/dir$i")
+        ;;
+      *) out+=("$entry") ;;
+    esac
+  done
+  (
+    IFS=:
+    echo "${out[*]}"
+  )
+}
+PATH=$(restage "$PATH")
+if [ -n "${LD_LIBRARY_PATH:-}" ]; then
+  LD_LIBRARY_PATH=$(restage "$LD_LIBRARY_PATH")
+  export LD_LIBRARY_PATH
+fi
+
 # The file system of the unit, then setpriv with the arguments given.
 mounts_then_setpriv='
   set -e
@@ -56,7 +99,7 @@ sandboxed() { # CAPS CMD...
   [ "${SANDBOX_NNP:-}" = 1 ] && args+=(--no-new-privs)
   args+=(--bounding-set="$bounding" --inh-caps=-all --ambient-caps=-all)
   # shellcheck disable=SC2206 # the filter is a list of words
-  [ -n "${SANDBOX_FILTER:-}" ] && args+=(/usr/bin/python3 "$here/seccomp_filter.py" $SANDBOX_FILTER --)
+  [ -n "${SANDBOX_FILTER:-}" ] && args+=(/usr/bin/python3 "$stage/seccomp_filter.py" $SANDBOX_FILTER --)
   unshare -m --propagation private bash -c "$mounts_then_setpriv" sandbox "${args[@]}" "$@"
 }
 
