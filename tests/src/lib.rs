@@ -32,6 +32,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+pub mod raw_tcp;
 pub mod units;
 
 /// Installs the one TLS crypto provider of the process (aws-lc-rs).

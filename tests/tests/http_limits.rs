@@ -15,14 +15,15 @@
 //! Timeouts are seconds and bounds generous, for loaded CI machines.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use custos_server::config::Config;
 use custos_server::identity::security::Limits;
 use custos_tests::TestServer;
+use custos_tests::raw_tcp::{closed_within, connect_from};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
 const HALF_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: custos\r\n";
@@ -38,30 +39,6 @@ async fn server(tune: impl FnOnce(&mut Limits)) -> (TestServer, tempfile::TempDi
 
 fn loopback(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
-}
-
-/// A connection to `to` from address `from`.
-async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::from((from, 0))).expect("bind a loopback address");
-    socket.connect(to).await.expect("connect")
-}
-
-/// Reads (and drops) whatever comes until the server closes the
-/// connection; the time that took, or `None` when still open after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    let closed = timeout(limit, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    closed.ok().map(|()| start.elapsed())
 }
 
 /// True when nothing arrives and the connection stays open for `d`.

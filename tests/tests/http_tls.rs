@@ -11,16 +11,16 @@
 //! at start with the reason, and with `allow_plain_off_loopback` starts
 //! and logs a warning naming the address.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use custos_server::app;
 use custos_server::config::{Config, TlsMode};
+use custos_tests::raw_tcp::{closed_within, connect_from};
 use custos_tests::{TestServer, client_builder_trusting, client_trusting};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::time::{Instant, timeout};
+use tokio::io::AsyncWriteExt as _;
+use tokio::time::Instant;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 const HSTS: &str = "strict-transport-security";
@@ -126,27 +126,6 @@ async fn a_certificate_the_operator_names_is_served() {
     assert_eq!(ok.status(), 200);
     let e = server.client().get(server.url("/healthz")).send().await.expect_err("not the data dir's");
     assert!(chain(&e).contains("UnknownIssuer"), "{}", chain(&e));
-}
-
-/// A connection to `to` from address `from`.
-async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::from((from, 0))).expect("bind a loopback address");
-    socket.connect(to).await.expect("connect")
-}
-
-/// Reads until the server closes the connection; `None` when still open
-/// after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    let closed = timeout(limit, async {
-        while let Ok(n) = s.read(&mut buf).await
-            && n > 0
-        {}
-    })
-    .await;
-    closed.ok().map(|()| start.elapsed())
 }
 
 #[tokio::test]
