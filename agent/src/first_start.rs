@@ -19,7 +19,8 @@
 //! - a file readable by anyone but its owner is refused, not used: it holds
 //!   a secret;
 //! - the file is deleted only after the enrollment it served succeeded; a
-//!   failed one leaves it for the next start.
+//!   failed one leaves it for the next start. A file that cannot be deleted
+//!   is logged, never a reason not to collect.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +67,8 @@ impl FirstStartError {
             FirstStartError::Enroll { source, .. } => {
                 matches!(source, EnrollError::Refused(_) | EnrollError::BadServer(_))
             }
-            FirstStartError::Io { .. } => false,
+            // Local files (the enrollment file, the CA certificate) do not
+            // mend themselves: a person must fix them.
             _ => true,
         }
     }
@@ -195,7 +197,7 @@ pub async fn ensure_enrolled(
     if state.identity().exists() {
         let ignored = match from_env {
             Some(_) => Some(Origin::Environment),
-            None => discard_file(file)?,
+            None => discard_file(file),
         };
         return Ok(FirstStart::AlreadyEnrolled { ignored });
     }
@@ -210,7 +212,7 @@ pub async fn ensure_enrolled(
     };
     let identity = enroll_with(state, &material, host_name, deadlines).await?;
     if let Origin::File(path) = &material.origin {
-        remove(path)?;
+        remove(path);
     }
     Ok(FirstStart::Enrolled { identity, origin: material.origin })
 }
@@ -232,16 +234,21 @@ async fn enroll_with(
 
 /// Deletes an enrollment file found beside an enrolled state dir: its
 /// token is not needed, and a secret left lying about is one to steal.
-fn discard_file(file: &Path) -> Result<Option<Origin>, FirstStartError> {
+fn discard_file(file: &Path) -> Option<Origin> {
     if !file.exists() {
-        return Ok(None);
+        return None;
     }
-    remove(file)?;
-    Ok(Some(Origin::File(file.to_path_buf())))
+    remove(file);
+    Some(Origin::File(file.to_path_buf()))
 }
 
-fn remove(path: &Path) -> Result<(), FirstStartError> {
-    std::fs::remove_file(path).map_err(|source| FirstStartError::Io { path: path.to_path_buf(), source })
+/// Deletes a spent or ignored enrollment file. A failure is logged, not
+/// returned: the agent is enrolled either way, and an error here would
+/// keep it from ever collecting, at every start, over a file.
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete the enrollment file: delete it by hand");
+    }
 }
 
 #[cfg(test)]
